@@ -1,0 +1,1 @@
+"""Warehouse-native Customer Data Platform: demo data, raw loads and the `cdp` CLI."""
