@@ -1,0 +1,84 @@
+{#- The few functions DuckDB and PostgreSQL spell differently. -#}
+
+{% macro regex_matches(expression, pattern) -%}
+    {{ return(adapter.dispatch('regex_matches', 'cdp')(expression, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regex_matches(expression, pattern) -%}
+    coalesce(({{ expression }}) ~ '{{ pattern }}', false)
+{%- endmacro %}
+
+{% macro duckdb__regex_matches(expression, pattern) -%}
+    coalesce(regexp_full_match({{ expression }}, '{{ pattern }}'), false)
+{%- endmacro %}
+
+
+{% macro title_case(expression) -%}
+    {{ return(adapter.dispatch('title_case', 'cdp')(expression)) }}
+{%- endmacro %}
+
+{% macro default__title_case(expression) -%}
+    initcap({{ expression }})
+{%- endmacro %}
+
+{% macro duckdb__title_case(expression) -%}
+    {#- DuckDB has no initcap: capitalise each space- and hyphen-separated part. -#}
+    array_to_string(list_transform(string_split(lower({{ expression }}), ' '),
+        lambda word: array_to_string(list_transform(string_split(word, '-'),
+            lambda part: upper(left(part, 1)) || substr(part, 2)), '-')), ' ')
+{%- endmacro %}
+
+
+{% macro json_field(column, path) -%}
+    {#- Text at a dotted path inside a JSON text column, e.g. json_field('context', 'geo.city'). -#}
+    {{ return(adapter.dispatch('json_field', 'cdp')(column, path)) }}
+{%- endmacro %}
+
+{% macro default__json_field(column, path) -%}
+    (cast({{ column }} as json) #>> '{ {{- path.split('.') | join(',') -}} }')
+{%- endmacro %}
+
+{% macro duckdb__json_field(column, path) -%}
+    json_extract_string({{ column }}, '$.{{ path }}')
+{%- endmacro %}
+
+
+{% macro parse_german_datetime(column) -%}
+    {{ return(adapter.dispatch('parse_german_datetime', 'cdp')(column)) }}
+{%- endmacro %}
+
+{% macro default__parse_german_datetime(column) -%}
+    cast(to_timestamp({{ column }}, 'DD.MM.YYYY HH24:MI') as timestamp)
+{%- endmacro %}
+
+{% macro duckdb__parse_german_datetime(column) -%}
+    strptime({{ column }}, '%d.%m.%Y %H:%M')
+{%- endmacro %}
+
+
+{% macro parse_german_date(column) -%}
+    {{ return(adapter.dispatch('parse_german_date', 'cdp')(column)) }}
+{%- endmacro %}
+
+{% macro default__parse_german_date(column) -%}
+    to_date({{ column }}, 'DD.MM.YYYY')
+{%- endmacro %}
+
+{% macro duckdb__parse_german_date(column) -%}
+    cast(strptime({{ column }}, '%d.%m.%Y') as date)
+{%- endmacro %}
+
+
+{% macro latest_per_key(relation, key, order_by) -%}
+    {#- One row per key: the first by `order_by` (newest version, then newest load). -#}
+    {{ return(adapter.dispatch('latest_per_key', 'cdp')(relation, key, order_by)) }}
+{%- endmacro %}
+
+{% macro default__latest_per_key(relation, key, order_by) -%}
+    select distinct on ({{ key }}) * from {{ relation }} order by {{ key }}, {{ order_by }}
+{%- endmacro %}
+
+{% macro duckdb__latest_per_key(relation, key, order_by) -%}
+    select * from {{ relation }}
+    qualify row_number() over (partition by {{ key }} order by {{ order_by }}) = 1
+{%- endmacro %}

@@ -1,0 +1,89 @@
+{#- Normalization used by every staging model. Cross-database differences live in the
+    dispatched helpers in cross_db.sql; the logic here is written once. -#}
+
+{% macro normalize_email(column) -%}
+    case
+        when {{ regex_matches('lower(trim(' ~ column ~ '))',
+                              '^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$') }}
+            then lower(trim({{ column }}))
+    end
+{%- endmacro %}
+
+
+{% macro normalize_name(column) -%}
+    {#- Collapse whitespace; fix case only where the source shouted or whispered, so
+        McDonald and van der Berg survive. -#}
+    {%- set squeezed = "trim(regexp_replace(" ~ column ~ ", '\\s+', ' ', 'g'))" -%}
+    case
+        when {{ squeezed }} = '' then null
+        when {{ squeezed }} = upper({{ squeezed }}) or {{ squeezed }} = lower({{ squeezed }})
+            then {{ title_case(squeezed) }}
+        else {{ squeezed }}
+    end
+{%- endmacro %}
+
+
+{% macro normalize_country(column) -%}
+    {%- set countries = var('cdp_countries') -%}
+    case lower(trim({{ column }}))
+    {%- for code, spec in countries.items() %}
+        when '{{ code | lower }}' then '{{ code }}'
+        {%- for alias in spec['aliases'] %}
+        when '{{ alias | lower }}' then '{{ code }}'
+        {%- endfor %}
+    {%- endfor %}
+    end
+{%- endmacro %}
+
+
+{% macro calling_code(country_code) -%}
+    case {{ country_code }}
+    {%- for code, spec in var('cdp_countries').items() %}
+        when '{{ code }}' then '{{ spec["calling_code"] }}'
+    {%- endfor %}
+        else '{{ var("cdp_countries")[var("cdp_default_country")]["calling_code"] }}'
+    end
+{%- endmacro %}
+
+
+{% macro normalize_phone(column, country_code) -%}
+    {#- E.164: +<country code><national number>. "+49 (0)30 ...", "0049 30 ...", "030/..." and
+        "(030) ..." all become +4930...; numbers without a prefix take the country code (pass a
+        column computed in an earlier CTE: the expression is repeated). Too short, too long or
+        all-zero national numbers become null. -#}
+    {%- set digits -%}
+        regexp_replace(regexp_replace(replace(trim({{ column }}), '(0)', ''), '[^0-9+]', '', 'g'),
+            '^00', '+')
+    {%- endset -%}
+    {%- set candidate -%}
+        case
+            when {{ digits }} like '+%' then {{ digits }}
+            else '+' || {{ calling_code(country_code) }} || regexp_replace({{ digits }}, '^0', '')
+        end
+    {%- endset -%}
+    case
+        when {{ regex_matches(candidate, '^\\+[1-9][0-9]{8,14}$') }}
+            and not {{ regex_matches(candidate, '^\\+[1-9][0-9]{0,2}0+$') }}
+            then {{ candidate }}
+    end
+{%- endmacro %}
+
+
+{% macro to_boolean(column) -%}
+    case
+        when lower(trim({{ column }})) in ('true', 't', '1', 'yes', 'ja') then true
+        when lower(trim({{ column }})) in ('false', 'f', '0', 'no', 'nein') then false
+    end
+{%- endmacro %}
+
+
+{% macro local_to_utc(column) -%}
+    {#- Wall-clock time of the source's zone (DST-aware) to a UTC timestamp. -#}
+    (cast({{ column }} as timestamp) at time zone '{{ var("cdp_source_timezone") }}')
+        at time zone 'UTC'
+{%- endmacro %}
+
+
+{% macro iso_to_utc(column) -%}
+    (cast({{ column }} as timestamp with time zone) at time zone 'UTC')
+{%- endmacro %}

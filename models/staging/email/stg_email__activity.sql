@@ -1,0 +1,31 @@
+with
+
+source as (
+
+    select * from {{ source('email', 'activity') }}
+
+),
+
+renamed as (
+
+    select
+        activity_id,
+        subscriber_id,
+        {{ normalize_email('email') }} as email,
+        nullif(campaign_id, '') as campaign_id,
+        nullif(campaign_name, '') as campaign_name,
+        lower(activity_type) as activity_type,
+        url as clicked_url,
+        {{ iso_to_utc('occurred_at') }} as occurred_at,
+        _loaded_at as loaded_at
+    from source
+
+),
+
+deduplicated as (
+
+    {{ latest_per_key('renamed', 'activity_id', 'loaded_at desc') }}
+
+)
+
+select * from deduplicated

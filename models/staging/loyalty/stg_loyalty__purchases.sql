@@ -1,0 +1,30 @@
+with
+
+source as (
+
+    select * from {{ source('loyalty', 'purchases') }}
+
+),
+
+renamed as (
+
+    select
+        purchase_id,
+        regexp_replace(card_number, '[^0-9]', '', 'g') as card_number,
+        store_id,
+        cast(amount as decimal(12, 2)) as amount,
+        upper(currency) as currency,
+        cast(items as integer) as item_count,
+        {{ local_to_utc('purchased_at') }} as purchased_at,
+        _loaded_at as loaded_at
+    from source
+
+),
+
+deduplicated as (
+
+    {{ latest_per_key('renamed', 'purchase_id', 'loaded_at desc') }}
+
+)
+
+select * from deduplicated

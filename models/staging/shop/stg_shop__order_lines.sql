@@ -1,0 +1,31 @@
+with
+
+source as (
+
+    select * from {{ source('shop', 'order_lines') }}
+
+),
+
+renamed as (
+
+    select
+        order_line_id,
+        order_id,
+        sku,
+        product_name,
+        category as product_category,
+        cast(quantity as integer) as quantity,
+        cast(unit_price as decimal(12, 2)) as unit_price,
+        cast(quantity as integer) * cast(unit_price as decimal(12, 2)) as line_amount,
+        _loaded_at as loaded_at
+    from source
+
+),
+
+deduplicated as (
+
+    {{ latest_per_key('renamed', 'order_line_id', 'loaded_at desc') }}
+
+)
+
+select * from deduplicated

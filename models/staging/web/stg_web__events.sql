@@ -1,0 +1,43 @@
+with
+
+source as (
+
+    select * from {{ source('web', 'events') }}
+
+),
+
+renamed as (
+
+    select
+        event_id,
+        anonymous_id,
+        cast(user_id as bigint) as shop_customer_id,
+        type as event_type,
+        event as event_name,
+        {{ normalize_email(json_field('traits', 'email')) }} as email,
+        {{ normalize_name(json_field('traits', 'first_name')) }} as first_name,
+        {{ normalize_name(json_field('traits', 'last_name')) }} as last_name,
+        {{ json_field('traits', 'form') }} as form_name,
+        {{ json_field('context', 'page.path') }} as page_path,
+        nullif({{ json_field('context', 'page.referrer') }}, '') as referrer,
+        lower({{ json_field('context', 'campaign.source') }}) as utm_source,
+        lower({{ json_field('context', 'campaign.medium') }}) as utm_medium,
+        lower({{ json_field('context', 'campaign.name') }}) as utm_campaign,
+        {{ json_field('context', 'device.type') }} as device_type,
+        {{ normalize_country(json_field('context', 'geo.country')) }} as geo_country_code,
+        {{ json_field('context', 'geo.city') }} as geo_city,
+        {{ json_field('context', 'locale') }} as locale,
+        -- "timestamp" is the exporter's field name, keyword or not.
+        {{ iso_to_utc('"timestamp"') }} as occurred_at,  -- noqa: RF04
+        _loaded_at as loaded_at
+    from source
+
+),
+
+deduplicated as (
+
+    {{ latest_per_key('renamed', 'event_id', 'loaded_at desc') }}
+
+)
+
+select * from deduplicated
