@@ -26,9 +26,8 @@ renamed as (
         {{ json_field('context', 'device.type') }} as device_type,
         {{ normalize_country(json_field('context', 'geo.country')) }} as geo_country_code,
         {{ json_field('context', 'geo.city') }} as geo_city,
-        {{ json_field('context', 'locale') }} as locale,
-        -- "timestamp" is the exporter's field name, keyword or not.
-        {{ iso_to_utc('"timestamp"') }} as occurred_at,  -- noqa: RF04
+        {{ json_field('context', 'locale') }} as browser_locale,
+        {{ iso_to_utc('"timestamp"') }} as occurred_at,
         _loaded_at as loaded_at
     from source
 
