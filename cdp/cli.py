@@ -52,3 +52,29 @@ def generate(
     console.print(f"{stats.total_rows / seconds:,.0f} rows/s in {seconds:.1f} s; "
                   f"{stats.duplicates:,} exact duplicates and {stats.malformed:,} malformed rows "
                   "injected")
+
+
+@app.command()
+def run(
+    job: str = typer.Option("full_graph", help="Dagster job to run: full_graph or "
+                            "load_landed_files."),
+) -> None:
+    """Materialize the Dagster asset graph in-process (raw loads, dbt build, all checks)."""
+    import os
+
+    os.environ.setdefault("CDP_REFRESH_MANIFEST", "1")
+    from dagster import DagsterInstance
+
+    from cdp.summary import print_run_summary
+    from orchestration.definitions import defs
+    from orchestration.resources import warehouse_path
+
+    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else \
+        DagsterInstance.ephemeral()
+    console.print(f"Running Dagster job [b]{job}[/b] into {warehouse_path()} ...")
+    started = time.perf_counter()
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+    print_run_summary(console, result, warehouse_path(), time.perf_counter() - started)
+    raise typer.Exit(0 if result.success else 1)

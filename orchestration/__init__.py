@@ -1,0 +1,1 @@
+"""The Dagster code location: raw loads -> dbt models, with checks, schedule and sensor."""

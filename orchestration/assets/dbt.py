@@ -1,0 +1,39 @@
+"""Every dbt model, seed and snapshot as a Dagster asset; dbt tests as asset checks."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetSpec
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from orchestration.project import dbt_project
+
+
+class CdpDbtTranslator(DagsterDbtTranslator):
+    """Groups follow the folder layers (staging, intermediate, marts); seeds are `reference`."""
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str,
+                       project: DbtProject | None) -> AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] == "seed":
+            return spec.replace_attributes(group_name="reference")
+        if props["resource_type"] in ("model", "snapshot"):
+            layer = props["fqn"][1] if len(props["fqn"]) > 2 else props["resource_type"]
+            return spec.replace_attributes(group_name=layer)
+        return spec
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    dagster_dbt_translator=CdpDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+)
+def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
+    yield from dbt.cli(["build"], context=context).stream()

@@ -1,0 +1,138 @@
+"""Group `raw`: one asset per source table, loading new landing files into schema `raw`, each
+with Great Expectations suites run as asset checks."""
+
+
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetChecksDefinition,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from cdp.load import SchemaDriftError, load_table, quote, raw_relation
+from cdp.sources import TABLES, Expectation, Table
+from orchestration.resources import WarehouseResource
+
+
+def raw_asset_key(table: Table) -> AssetKey:
+    # Matches dagster-dbt's default key for the dbt source, which joins the lineage.
+    return AssetKey([table.source, table.name])
+
+
+def _raw_asset(table: Table) -> AssetsDefinition:
+    @asset(
+        key=raw_asset_key(table),
+        group_name="raw",
+        kinds={"duckdb", "python"},
+        description=f"{table.description} Loaded from "
+        f"`<landing>/{table.source}/{table.name}/*.{table.extension}` into "
+        f"`raw.{table.key}`.",
+        metadata={"table": f"raw.{table.key}", "format": table.format},
+    )
+    def _load(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+        with warehouse.connection() as con:
+            try:
+                result = load_table(con, table, Path(warehouse.landing_dir))
+            except SchemaDriftError as exc:
+                raise Failure(description=str(exc),
+                              metadata={"table": table.key, "error": "schema drift"}) from exc
+            total = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[0][0]
+        context.log.info(
+            f"{table.key}: {len(result.files_loaded)} new file(s), {result.rows_new} new rows, "
+            f"{result.rows_quarantined} quarantined, {len(result.files_skipped)} file(s) "
+            "already loaded")
+        return MaterializeResult(metadata={
+            **result.as_metadata(),
+            "rows_total": total,
+            "files": MetadataValue.json({"loaded": result.files_loaded,
+                                         "skipped": result.files_skipped}),
+        })
+
+    return _load
+
+
+def _ge_expectation(expectation: Expectation):
+    import great_expectations as gx
+
+    if expectation.kind == "not_null":
+        return gx.expectations.ExpectColumnValuesToNotBeNull(
+            column=expectation.column, mostly=expectation.mostly)
+    if expectation.kind == "in_set":
+        return gx.expectations.ExpectColumnValuesToBeInSet(
+            column=expectation.column, value_set=list(expectation.value_set),
+            mostly=expectation.mostly)
+    if expectation.kind == "match_regex":
+        return gx.expectations.ExpectColumnValuesToMatchRegex(
+            column=expectation.column, regex=expectation.regex, mostly=expectation.mostly)
+    raise ValueError(f"unknown expectation kind {expectation.kind!r}")
+
+
+_GX_BATCH = None
+
+
+def _gx_batch_definition():
+    """One ephemeral Great Expectations context per process (it is slow to build)."""
+    global _GX_BATCH
+    if _GX_BATCH is None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = context.data_sources.add_pandas("raw_tables")
+        _GX_BATCH = source.add_dataframe_asset("raw_column").add_batch_definition_whole_dataframe(
+            "whole_column")
+    return _GX_BATCH
+
+
+def run_expectation(con, table: Table, expectation: Expectation) -> AssetCheckResult:
+    frame = con.execute(
+        f"select {quote(expectation.column)} from {raw_relation(table)}").df()
+    batch = _gx_batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    outcome = batch.validate(_ge_expectation(expectation))
+    observed = outcome.result
+    return AssetCheckResult(
+        passed=bool(outcome.success),
+        severity=AssetCheckSeverity.WARN if expectation.mostly < 1 else AssetCheckSeverity.ERROR,
+        metadata={
+            "expectation": type(_ge_expectation(expectation)).__name__,
+            "column": expectation.column,
+            "mostly": expectation.mostly,
+            "element_count": observed.get("element_count", 0),
+            "unexpected_count": observed.get("unexpected_count", 0),
+            "unexpected_percent": round(float(observed.get("unexpected_percent") or 0.0), 3),
+            "sample_unexpected": MetadataValue.json(
+                [str(v) for v in observed.get("partial_unexpected_list", [])[:10]]),
+        },
+    )
+
+
+def _check_name(expectation: Expectation) -> str:
+    return f"ge_{expectation.kind}_{expectation.column}"
+
+
+def _raw_check(table: Table, expectation: Expectation) -> AssetChecksDefinition:
+    @asset_check(
+        asset=raw_asset_key(table),
+        name=_check_name(expectation),
+        description=f"Great Expectations: {expectation.kind} on `{expectation.column}`"
+        + (f" (at least {expectation.mostly:.0%} of rows)" if expectation.mostly < 1 else ""),
+    )
+    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
+        with warehouse.connection() as con:
+            return run_expectation(con, table, expectation)
+
+    return _check
+
+
+raw_assets = [_raw_asset(t) for t in TABLES]
+raw_asset_checks = [_raw_check(t, e) for t in TABLES for e in t.expectations]

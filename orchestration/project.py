@@ -1,0 +1,20 @@
+"""The dbt project as Dagster sees it. The manifest is (re)built when missing, under
+`dagster dev`, or when CDP_REFRESH_MANIFEST=1 (set by `cdp run` so edits are picked up)."""
+
+import os
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# dagster-dbt runs `dbt` from PATH: use the one installed beside this Python, venv active or not.
+_bin = str(Path(sys.executable).parent)
+if _bin not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+
+dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
+dbt_project.prepare_if_dev()
+if os.environ.get("CDP_REFRESH_MANIFEST") == "1" or not dbt_project.manifest_path.exists():
+    dbt_project.preparer.prepare(dbt_project)

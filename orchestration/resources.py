@@ -1,0 +1,51 @@
+"""Resources, configured in one place from environment variables."""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource
+from dagster_dbt import DbtCliResource
+
+from cdp.load import connect
+from orchestration.project import PROJECT_ROOT, dbt_project
+
+
+def _from_root(value: str) -> str:
+    """Relative paths are relative to the project root, as dbt (run from there) sees them."""
+    path = Path(value)
+    return str(path if path.is_absolute() else PROJECT_ROOT / path)
+
+
+def warehouse_path() -> str:
+    return _from_root(os.environ.get("CDP_WAREHOUSE", "warehouse/cdp.duckdb"))
+
+
+def landing_path() -> str:
+    return _from_root(os.environ.get("CDP_LANDING", "data/demo"))
+
+
+class WarehouseResource(ConfigurableResource):
+    """The DuckDB warehouse file and the landing folder that raw loads read from."""
+
+    path: str
+    landing_dir: str
+
+    @contextmanager
+    def connection(self, read_only: bool = False):
+        con = (duckdb.connect(self.path, read_only=True) if read_only
+               else connect(self.path))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def build_resources() -> dict:
+    # dbt reads CDP_WAREHOUSE itself; pin it so loader and dbt always share one file.
+    os.environ["CDP_WAREHOUSE"] = warehouse_path()
+    return {
+        "warehouse": WarehouseResource(path=warehouse_path(), landing_dir=landing_path()),
+        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(PROJECT_ROOT)),
+    }

@@ -1,0 +1,69 @@
+"""The daily run of the whole graph and the sensor that loads files as they land."""
+
+
+import hashlib
+import json
+from pathlib import Path
+
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    sensor,
+)
+
+from cdp.load import landing_files
+from cdp.sources import TABLES
+from orchestration.assets.raw import raw_asset_key
+from orchestration.resources import landing_path
+
+full_graph_job = define_asset_job(
+    "full_graph", selection=AssetSelection.all(),
+    description="Load every source, build every dbt model and run all checks.")
+
+landing_job = define_asset_job(
+    "load_landed_files", selection=AssetSelection.groups("raw").downstream(),
+    description="Load new landing files and rebuild what depends on them.")
+
+daily_full_graph = ScheduleDefinition(
+    name="daily_full_graph", job=full_graph_job, cron_schedule="0 3 * * *",
+    execution_timezone="Europe/Berlin", default_status=DefaultScheduleStatus.RUNNING)
+
+
+def landing_signatures(landing: Path) -> dict[str, str]:
+    """File -> size and modification time, for every landing file of every source table."""
+    signatures = {}
+    for table in TABLES:
+        for path in landing_files(table, landing):
+            stat = path.stat()
+            signatures[str(path.relative_to(landing))] = f"{stat.st_size}:{stat.st_mtime_ns}"
+    return signatures
+
+
+@sensor(job=landing_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Starts a load when new or changed files appear in the landing folder.")
+def landing_folder_sensor(context: SensorEvaluationContext):
+    landing = Path(landing_path())
+    seen = json.loads(context.cursor) if context.cursor else {}
+    current = landing_signatures(landing)
+    changed = sorted(f for f, sig in current.items() if seen.get(f) != sig)
+    if not changed:
+        return SkipReason(f"no new files in {landing}")
+    tables = sorted({"/".join(Path(f).parts[:2]) for f in changed})
+    run_key = hashlib.sha256(json.dumps({f: current[f] for f in changed}).encode()).hexdigest()
+    context.update_cursor(json.dumps(current))
+    raw_keys = [raw_asset_key(t) for t in TABLES if f"{t.source}/{t.name}" in tables]
+    selection = None  # the whole job, when the sensor runs outside its code location
+    if context.repository_def is not None:
+        selection = list(AssetSelection.assets(*raw_keys).downstream().resolve(
+            context.repository_def.asset_graph))
+    return RunRequest(
+        run_key=run_key,
+        asset_selection=selection,
+        tags={"cdp/new_files": ", ".join(changed)[:1000], "cdp/tables": ", ".join(tables)},
+    )
