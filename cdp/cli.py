@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table as RichTable
 
-app = typer.Typer(help="Warehouse-native customer data platform.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Warehouse-native customer data platform.", no_args_is_help=True, add_completion=False
+)
 console = Console(stderr=True)
 
 
@@ -28,17 +29,25 @@ def generate(
     out: Path = typer.Option(Path("data/demo"), help="Landing folder to write the exports to."),
     batch: str = typer.Option("initial", help="File-name suffix; a new batch adds new files."),
     first_person: int = typer.Option(1, help="Number of the first person (for later batches)."),
-    as_of: dt.datetime = typer.Option("2026-11-01T06:00:00", formats=["%Y-%m-%dT%H:%M:%S"],
-                                      help="The export date; history reaches 3 years back."),
+    as_of: dt.datetime = typer.Option(
+        "2026-11-01T06:00:00",
+        formats=["%Y-%m-%dT%H:%M:%S"],
+        help="The export date; history reaches 3 years back.",
+    ),
 ) -> None:
     """Write a messy demo data set from seven source systems plus ground_truth.csv."""
     from cdp.generate import Generator
 
-    gen = Generator(people, seed=seed, out=out, as_of=as_of, batch=batch,
-                    first_person=first_person)
+    gen = Generator(people, seed=seed, out=out, as_of=as_of, batch=batch, first_person=first_person)
     started = time.perf_counter()
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("people", total=people)
         stats = gen.run(progress=lambda n: bar.advance(task, n))
     seconds = time.perf_counter() - started
@@ -49,15 +58,18 @@ def generate(
         summary.add_row(key, f"{rows:,}")
     summary.add_row("[b]total", f"[b]{stats.total_rows:,}")
     console.print(summary)
-    console.print(f"{stats.total_rows / seconds:,.0f} rows/s in {seconds:.1f} s; "
-                  f"{stats.duplicates:,} exact duplicates and {stats.malformed:,} malformed rows "
-                  "injected")
+    console.print(
+        f"{stats.total_rows / seconds:,.0f} rows/s in {seconds:.1f} s; "
+        f"{stats.duplicates:,} exact duplicates and {stats.malformed:,} malformed rows "
+        "injected"
+    )
 
 
 @app.command()
 def run(
-    job: str = typer.Option("full_graph", help="Dagster job to run: full_graph or "
-                            "load_landed_files."),
+    job: str = typer.Option(
+        "full_graph", help="Dagster job to run: full_graph or load_landed_files."
+    ),
 ) -> None:
     """Materialize the Dagster asset graph in-process (raw loads, dbt build, all checks)."""
     import os
@@ -69,12 +81,15 @@ def run(
     from orchestration.definitions import defs
     from orchestration.resources import warehouse_path
 
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else \
-        DagsterInstance.ephemeral()
+    instance = (
+        DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    )
     console.print(f"Running Dagster job [b]{job}[/b] into {warehouse_path()} ...")
     started = time.perf_counter()
     result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
     print_run_summary(console, result, warehouse_path(), time.perf_counter() - started)
     raise typer.Exit(0 if result.success else 1)

@@ -29,8 +29,15 @@ HISTORY_DAYS = 3 * 365
 
 # (country, faker locale, calling code, currency, weight, phone area codes, mobile prefixes)
 COUNTRIES = (
-    ("DE", "de_DE", "49", "EUR", 55, ("30", "40", "89", "221", "69", "711", "211", "351"),
-     ("151", "160", "170", "176")),
+    (
+        "DE",
+        "de_DE",
+        "49",
+        "EUR",
+        55,
+        ("30", "40", "89", "221", "69", "711", "211", "351"),
+        ("151", "160", "170", "176"),
+    ),
     ("AT", "de_AT", "43", "EUR", 12, ("1", "316", "512", "662"), ("664", "676", "699")),
     ("CH", "de_CH", "41", "CHF", 10, ("44", "31", "61", "41"), ("76", "78", "79")),
     ("NL", "nl_NL", "31", "EUR", 4, ("20", "10", "70"), ("6",)),
@@ -67,36 +74,132 @@ FREEMAIL = {
     "ES": ("gmail.com", "telefonica.net", "hotmail.es"),
 }
 UMLAUT_SURNAMES = (
-    "Müller", "Schäfer", "Köhler", "Jäger", "Günther", "Krüger", "Böhm", "Schröder", "Hübner",
-    "Weiß", "Groß", "Strauß", "Görtz", "Käfer", "Döring", "Fürst", "Bäcker", "Möller", "Löffler",
-    "Süß", "Kühn", "Schütz", "Thür", "Nägele", "Höfler", "Lößl",
+    "Müller",
+    "Schäfer",
+    "Köhler",
+    "Jäger",
+    "Günther",
+    "Krüger",
+    "Böhm",
+    "Schröder",
+    "Hübner",
+    "Weiß",
+    "Groß",
+    "Strauß",
+    "Görtz",
+    "Käfer",
+    "Döring",
+    "Fürst",
+    "Bäcker",
+    "Möller",
+    "Löffler",
+    "Süß",
+    "Kühn",
+    "Schütz",
+    "Thür",
+    "Nägele",
+    "Höfler",
+    "Lößl",
 )
 JUNK_EMAILS = ("test@test.de", "keine@angabe.de", "noreply@example.com", "xxx@xxx.de", "test")
 JUNK_PHONES = ("0000000", "0000 000000", "+49 000 0000000", "123456", "0")
-LEAD_STATUSES = ("New", "Open", "In Progress", "MQL", "SAL", "SQL", "Opportunity", "Customer",
-                 "Unqualified")
+LEAD_STATUSES = (
+    "New",
+    "Open",
+    "In Progress",
+    "MQL",
+    "SAL",
+    "SQL",
+    "Opportunity",
+    "Customer",
+    "Unqualified",
+)
 LEAD_SOURCES = ("Website", "Messe", "Empfehlung", "Kaltakquise", "Webinar", "Partner", "LinkedIn")
-INDUSTRIES = ("Maschinenbau", "Handel", "Software", "Automotive", "Gesundheit", "Logistik",
-              "Finanzen", "Bau", "Medien", "Energie")
-UTM = (("google", "cpc", "brand_search"), ("google", "cpc", "generic_search"),
-       ("facebook", "paid_social", "winter_sale"), ("newsletter", "email", "newsletter_weekly"),
-       ("instagram", "paid_social", "influencer_q3"), ("linkedin", "paid_social", "b2b_leads"),
-       ("idealo", "affiliate", "price_comparison"))
-REFERRERS = ("https://www.google.com/", "https://www.google.de/", "https://www.bing.com/",
-             "https://www.facebook.com/", "https://www.instagram.com/", "https://t.co/",
-             "https://www.idealo.de/", "")
-PAGES = ("/", "/produkte", "/produkte/laufschuhe", "/produkte/jacken", "/sale", "/kontakt",
-         "/blog/pflege-tipps", "/warenkorb", "/konto")
+INDUSTRIES = (
+    "Maschinenbau",
+    "Handel",
+    "Software",
+    "Automotive",
+    "Gesundheit",
+    "Logistik",
+    "Finanzen",
+    "Bau",
+    "Medien",
+    "Energie",
+)
+UTM = (
+    ("google", "cpc", "brand_search"),
+    ("google", "cpc", "generic_search"),
+    ("facebook", "paid_social", "winter_sale"),
+    ("newsletter", "email", "newsletter_weekly"),
+    ("instagram", "paid_social", "influencer_q3"),
+    ("linkedin", "paid_social", "b2b_leads"),
+    ("idealo", "affiliate", "price_comparison"),
+)
+REFERRERS = (
+    "https://www.google.com/",
+    "https://www.google.de/",
+    "https://www.bing.com/",
+    "https://www.facebook.com/",
+    "https://www.instagram.com/",
+    "https://t.co/",
+    "https://www.idealo.de/",
+    "",
+)
+PAGES = (
+    "/",
+    "/produkte",
+    "/produkte/laufschuhe",
+    "/produkte/jacken",
+    "/sale",
+    "/kontakt",
+    "/blog/pflege-tipps",
+    "/warenkorb",
+    "/konto",
+)
 CATEGORIES = ("Schuhe", "Jacken", "Hosen", "Accessoires", "Outdoor")
-TICKET_SUBJECTS = ("Lieferung verspätet", "Rücksendung", "Falsche Größe geliefert",
-                   "Rechnung fehlt", "Artikel beschädigt", "Frage zum Produkt", "Passwort vergessen",
-                   "Kündigung Newsletter", "Reklamation", "Gutschein funktioniert nicht")
-CAMPAIGNS = tuple((f"CMP{i:04d}", name) for i, name in enumerate((
-    "Willkommensserie", "Winter Sale", "Black Friday", "Frühjahrskollektion", "Sommer Sale",
-    "Herbstneuheiten", "Treueaktion", "Weihnachtsgeschenke", "Outdoor Spezial", "Reaktivierung",
-    "Neujahr", "Ostern"), start=1))
-REPS = ("Anna Schmidt", "Jonas Weber", "Lea Fischer", "Paul Wagner", "Mia Becker",
-        "Felix Hoffmann", "Emma Schulz", "Lukas Koch")
+TICKET_SUBJECTS = (
+    "Lieferung verspätet",
+    "Rücksendung",
+    "Falsche Größe geliefert",
+    "Rechnung fehlt",
+    "Artikel beschädigt",
+    "Frage zum Produkt",
+    "Passwort vergessen",
+    "Kündigung Newsletter",
+    "Reklamation",
+    "Gutschein funktioniert nicht",
+)
+CAMPAIGNS = tuple(
+    (f"CMP{i:04d}", name)
+    for i, name in enumerate(
+        (
+            "Willkommensserie",
+            "Winter Sale",
+            "Black Friday",
+            "Frühjahrskollektion",
+            "Sommer Sale",
+            "Herbstneuheiten",
+            "Treueaktion",
+            "Weihnachtsgeschenke",
+            "Outdoor Spezial",
+            "Reaktivierung",
+            "Neujahr",
+            "Ostern",
+        ),
+        start=1,
+    )
+)
+REPS = (
+    "Anna Schmidt",
+    "Jonas Weber",
+    "Lea Fischer",
+    "Paul Wagner",
+    "Mia Becker",
+    "Felix Hoffmann",
+    "Emma Schulz",
+    "Lukas Koch",
+)
 
 
 def _cities(fk: Faker) -> list[str] | None:
@@ -107,9 +210,16 @@ def _cities(fk: Faker) -> list[str] | None:
 
 
 def fold_ascii(text: str) -> str:
-    """Müller -> Mueller, Weiß -> Weiss, José -> Jose (how people type names into email addresses)."""
-    text = (text.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue").replace("Ä", "Ae")
-            .replace("Ö", "Oe").replace("Ü", "Ue").replace("ß", "ss"))
+    """Müller -> Mueller, Weiß -> Weiss, José -> Jose: names as typed into email addresses."""
+    text = (
+        text.replace("ä", "ae")
+        .replace("ö", "oe")
+        .replace("ü", "ue")
+        .replace("Ä", "Ae")
+        .replace("Ö", "Oe")
+        .replace("Ü", "Ue")
+        .replace("ß", "ss")
+    )
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
 
@@ -237,10 +347,17 @@ def _csv_value(value) -> str:
 
 
 class Generator:
-    def __init__(self, people: int, seed: int = 42, out: Path = Path("data/demo"),
-                 as_of: dt.datetime = DEFAULT_AS_OF, batch: str = "initial",
-                 malformed_rate: float = 0.001, duplicate_rate: float = 0.01,
-                 first_person: int = 1):
+    def __init__(
+        self,
+        people: int,
+        seed: int = 42,
+        out: Path = Path("data/demo"),
+        as_of: dt.datetime = DEFAULT_AS_OF,
+        batch: str = "initial",
+        malformed_rate: float = 0.001,
+        duplicate_rate: float = 0.01,
+        first_person: int = 1,
+    ):
         if people < 1:
             raise ValueError("--people must be at least 1")
         self.people, self.seed, self.out, self.as_of, self.batch = people, seed, out, as_of, batch
@@ -263,8 +380,10 @@ class Generator:
                 "female": [fk.first_name_female() for _ in range(120)],
                 "last": [fk.last_name() for _ in range(300)],
                 "street": [fk.street_name() for _ in range(150)],
-                "place": [(fk.postcode(), fk.random_element(cities) if cities else fk.city())
-                          for _ in range(120)],
+                "place": [
+                    (fk.postcode(), fk.random_element(cities) if cities else fk.city())
+                    for _ in range(120)
+                ],
             }
         self.country_codes = [c[0] for c in COUNTRIES]
         self.country_weights = [c[4] for c in COUNTRIES]
@@ -282,11 +401,18 @@ class Generator:
         for i in range(n_accounts):
             company = fk.company()
             slug = fold_ascii(company.split()[0]).lower().strip(",.&-") or f"firma{i}"
-            self.accounts.append((f"A-{i + 1:06d}", company, f"{slug}{i % 97}.de"
-                                  if i >= 97 else f"{slug}.de"))
-        self.products = [(f"SKU-{i:05d}", f"{fk.word().title()} {self.rng.choice(CATEGORIES)}",
-                          CATEGORIES[i % len(CATEGORIES)], round(self.rng.uniform(9, 250), 2))
-                         for i in range(60)]
+            self.accounts.append(
+                (f"A-{i + 1:06d}", company, f"{slug}{i % 97}.de" if i >= 97 else f"{slug}.de")
+            )
+        self.products = [
+            (
+                f"SKU-{i:05d}",
+                f"{fk.word().title()} {self.rng.choice(CATEGORIES)}",
+                CATEGORIES[i % len(CATEGORIES)],
+                round(self.rng.uniform(9, 250), 2),
+            )
+            for i in range(60)
+        ]
 
     # ---------------------------------------------------------------- helpers
     def _ts(self, start: dt.datetime, max_days: float = HISTORY_DAYS) -> dt.datetime:
@@ -295,7 +421,10 @@ class Generator:
 
     def _email_for(self, first: str, last: str, country: str, pid: int) -> str:
         rng = self.rng
-        f, la = fold_ascii(first).lower().replace(" ", ""), fold_ascii(last).lower().replace(" ", "")
+        f, la = (
+            fold_ascii(first).lower().replace(" ", ""),
+            fold_ascii(last).lower().replace(" ", ""),
+        )
         pattern = rng.random()
         if pattern < 0.45:
             local = f"{f}.{la}"
@@ -315,7 +444,9 @@ class Generator:
     def _address(self, country: str) -> Address:
         pool = self.pools[country]
         postal, city = self.rng.choice(pool["place"])
-        return Address(f"{self.rng.choice(pool['street'])} {self.rng.randint(1, 180)}", postal, city)
+        return Address(
+            f"{self.rng.choice(pool['street'])} {self.rng.randint(1, 180)}", postal, city
+        )
 
     def _person(self, n: int, household_of: Person | None) -> Person:
         rng = self.rng
@@ -342,16 +473,35 @@ class Generator:
         if rng.random() < 0.1:
             old_address, address = address, self._address(country)
             moved_at = self._ts(first_seen)
-        landline = household_of.landline if household_of else (
-            rng.choice(spec[5]), str(rng.randint(1000000, 9999999)))
-        mobile = (rng.choice(spec[6]), str(rng.randint(1000000, 9999999) if country == "US"
-                                           else rng.randint(10000000, 99999999)))
+        landline = (
+            household_of.landline
+            if household_of
+            else (rng.choice(spec[5]), str(rng.randint(1000000, 9999999)))
+        )
+        mobile = (
+            rng.choice(spec[6]),
+            str(
+                rng.randint(1000000, 9999999)
+                if country == "US"
+                else rng.randint(10000000, 99999999)
+            ),
+        )
         birth = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randint(0, 365 * 65))
         person = Person(
-            person_id=f"P{n:08d}", country=country, calling_code=spec[2], currency=spec[3],
-            gender=gender, first_name=first, last_name=last, birth_date=birth,
-            private_email=self._email_for(first, last, country, n), landline=landline,
-            mobile=mobile, address=address, old_address=old_address, moved_at=moved_at,
+            person_id=f"P{n:08d}",
+            country=country,
+            calling_code=spec[2],
+            currency=spec[3],
+            gender=gender,
+            first_name=first,
+            last_name=last,
+            birth_date=birth,
+            private_email=self._email_for(first, last, country, n),
+            landline=landline,
+            mobile=mobile,
+            address=address,
+            old_address=old_address,
+            moved_at=moved_at,
             first_seen=first_seen,
         )
         if rng.random() < 0.3:
@@ -370,8 +520,11 @@ class Generator:
             first = rng.choice(self.nicknames[first])
         elif r < 0.19 and len(first) > 3:  # a typo: swap two letters or drop one
             i = rng.randint(1, len(first) - 2)
-            first = first[:i] + first[i + 1] + first[i] + first[i + 2:] if rng.random() < 0.5 \
-                else first[:i] + first[i + 1:]
+            first = (
+                first[:i] + first[i + 1] + first[i] + first[i + 2 :]
+                if rng.random() < 0.5
+                else first[:i] + first[i + 1 :]
+            )
         if any(ch in last for ch in "äöüßÄÖÜ"):
             r = rng.random()
             if r < 0.25:
@@ -380,7 +533,7 @@ class Generator:
                 last = strip_umlauts(last)
         elif rng.random() < 0.02 and len(last) > 4:
             i = rng.randint(1, len(last) - 2)
-            last = last[:i] + last[i + 1:]
+            last = last[:i] + last[i + 1 :]
         r = rng.random()
         if r < 0.03:
             first, last = first.upper(), last.upper()
@@ -404,7 +557,9 @@ class Generator:
             return f" {email} "
         return email
 
-    def phone_variant(self, p: Person, number: tuple[str, str], missing: float = 0.15) -> str | None:
+    def phone_variant(
+        self, p: Person, number: tuple[str, str], missing: float = 0.15
+    ) -> str | None:
         rng = self.rng
         r = rng.random()
         if r < missing:
@@ -413,12 +568,24 @@ class Generator:
             return rng.choice(JUNK_PHONES)
         cc, (area, sub) = p.calling_code, number
         if cc == "1":
-            return rng.choice((f"({area}) {sub[:3]}-{sub[3:]}", f"+1 {area} {sub[:3]} {sub[3:]}",
-                               f"{area}-{sub[:3]}-{sub[3:]}"))
+            return rng.choice(
+                (
+                    f"({area}) {sub[:3]}-{sub[3:]}",
+                    f"+1 {area} {sub[:3]} {sub[3:]}",
+                    f"{area}-{sub[:3]}-{sub[3:]}",
+                )
+            )
         fmt = rng.randrange(8)
-        return (f"+{cc} {area} {sub}", f"0{area} {sub}", f"0{area}/{sub}", f"00{cc} {area} {sub}",
-                f"+{cc} (0){area} {sub}", f"(0{area}) {sub[:3]} {sub[3:]}", f"+{cc}{area}{sub}",
-                f"0{area}-{sub}")[fmt]
+        return (
+            f"+{cc} {area} {sub}",
+            f"0{area} {sub}",
+            f"0{area}/{sub}",
+            f"00{cc} {area} {sub}",
+            f"+{cc} (0){area} {sub}",
+            f"(0{area}) {sub[:3]} {sub[3:]}",
+            f"+{cc}{area}{sub}",
+            f"0{area}-{sub}",
+        )[fmt]
 
     def country_variant(self, country: str) -> str:
         return self.rng.choice(COUNTRY_SPELLINGS[country])
@@ -432,11 +599,18 @@ class Generator:
     def run(self, progress: Callable[[int], None] | None = None) -> Stats:
         self.out.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
-            writers = {t.key: _Writer(t, self.out / t.source / t.name /
-                                      f"{t.name}_{self.batch}.{t.extension}", stack, self)
-                       for t in TABLES}
+            writers = {
+                t.key: _Writer(
+                    t,
+                    self.out / t.source / t.name / f"{t.name}_{self.batch}.{t.extension}",
+                    stack,
+                    self,
+                )
+                for t in TABLES
+            }
             truth_path = self.out / (
-                "ground_truth.csv" if self.batch == "initial" else f"ground_truth_{self.batch}.csv")
+                "ground_truth.csv" if self.batch == "initial" else f"ground_truth_{self.batch}.csv"
+            )
             truth_fh = stack.enter_context(truth_path.open("w", encoding="utf-8", newline=""))
             truth = csv.writer(truth_fh, lineterminator="\n")
             truth.writerow(("source", "source_record_id", "person_id"))
@@ -466,11 +640,17 @@ class Generator:
     def _account_row(self, acc_id: str, name: str, domain: str) -> dict:
         rng = self.rng
         created = self.as_of - dt.timedelta(days=rng.random() * HISTORY_DAYS * 1.5)
-        return {"account_id": acc_id, "name": name, "domain": domain,
-                "industry": rng.choice(INDUSTRIES), "employees": rng.choice((8, 25, 120, 480, 2500)),
-                "country": self.country_variant(rng.choice(("DE", "DE", "AT", "CH"))),
-                "owner": rng.choice(REPS), "created_at": _local(created),
-                "updated_at": _local(self._ts(created))}
+        return {
+            "account_id": acc_id,
+            "name": name,
+            "domain": domain,
+            "industry": rng.choice(INDUSTRIES),
+            "employees": rng.choice((8, 25, 120, 480, 2500)),
+            "country": self.country_variant(rng.choice(("DE", "DE", "AT", "CH"))),
+            "owner": rng.choice(REPS),
+            "created_at": _local(created),
+            "updated_at": _local(self._ts(created)),
+        }
 
     def _cookie(self) -> str:
         return f"{self.rng.getrandbits(64):016x}"
@@ -516,25 +696,34 @@ class Generator:
         addr = self.address_at(p, created)
         status_i = rng.randrange(len(LEAD_STATUSES))
         row = {
-            "contact_id": contact_id, "account_id": p.account[0] if p.account else None,
+            "contact_id": contact_id,
+            "account_id": p.account[0] if p.account else None,
             "salutation": "Herr" if p.gender == "male" else "Frau",
-            "first_name": first, "last_name": last, "email": self.email_variant(email),
+            "first_name": first,
+            "last_name": last,
+            "email": self.email_variant(email),
             "phone": self.phone_variant(p, p.landline, 0.3),
             "mobile": self.phone_variant(p, p.mobile, 0.5),
-            "street": addr.street, "postal_code": addr.postal_code, "city": addr.city,
+            "street": addr.street,
+            "postal_code": addr.postal_code,
+            "city": addr.city,
             "country": self.country_variant(p.country),
             "birth_date": p.birth_date.isoformat() if rng.random() < 0.35 else None,
-            "job_title": rng.choice(("Einkauf", "Geschäftsführer", "IT-Leiter", "Marketing",
-                                     None)) if p.account else None,
-            "owner": rng.choice(REPS), "lead_status": LEAD_STATUSES[status_i],
+            "job_title": rng.choice(("Einkauf", "Geschäftsführer", "IT-Leiter", "Marketing", None))
+            if p.account
+            else None,
+            "owner": rng.choice(REPS),
+            "lead_status": LEAD_STATUSES[status_i],
             "lead_source": rng.choice(LEAD_SOURCES),
-            "created_at": _local(created), "updated_at": _local(created),
+            "created_at": _local(created),
+            "updated_at": _local(created),
         }
         w["crm__contacts"].write(row)
         if rng.random() < 0.15:  # updated later: status progressed, maybe moved
             updated = self._ts(created)
-            row = dict(row, updated_at=_local(updated),
-                       lead_status=LEAD_STATUSES[min(status_i + 1, 7)])
+            row = dict(
+                row, updated_at=_local(updated), lead_status=LEAD_STATUSES[min(status_i + 1, 7)]
+            )
             addr = self.address_at(p, updated)
             row.update(street=addr.street, postal_code=addr.postal_code, city=addr.city)
             w["crm__contacts"].write(row)
@@ -548,22 +737,33 @@ class Generator:
         first, last = self.name_variant(p)
         addr = self.address_at(p, created)
         row = {
-            "customer_id": customer_id, "email": self.email_variant(p.private_email, 0.0),
-            "first_name": first, "last_name": last,
+            "customer_id": customer_id,
+            "email": self.email_variant(p.private_email, 0.0),
+            "first_name": first,
+            "last_name": last,
             "phone": self.phone_variant(p, p.mobile, 0.4),
-            "billing_address": {"street": addr.street, "zip": addr.postal_code,
-                                "city": addr.city, "country": self.country_variant(p.country)},
+            "billing_address": {
+                "street": addr.street,
+                "zip": addr.postal_code,
+                "city": addr.city,
+                "country": self.country_variant(p.country),
+            },
             "birthday": p.birth_date.isoformat() if rng.random() < 0.3 else None,
             "accepts_marketing": rng.random() < 0.55,
-            "created_at": _iso(created), "updated_at": _iso(created),
+            "created_at": _iso(created),
+            "updated_at": _iso(created),
         }
         w["shop__customers"].write(row)
         if rng.random() < 0.1:  # updated account
             updated = self._ts(created)
             addr = self.address_at(p, updated)
-            row = dict(row, updated_at=_iso(updated),
-                       billing_address=dict(row["billing_address"], street=addr.street,
-                                            zip=addr.postal_code, city=addr.city))
+            row = dict(
+                row,
+                updated_at=_iso(updated),
+                billing_address=dict(
+                    row["billing_address"], street=addr.street, zip=addr.postal_code, city=addr.city
+                ),
+            )
             w["shop__customers"].write(row)
         for _ in range(min(12, int(rng.expovariate(1 / 2.2)))):
             self._order(p, customer_id, created, w)
@@ -579,16 +779,33 @@ class Generator:
             sku, name, category, price = rng.choice(self.products)
             qty = rng.choice((1, 1, 1, 2, 3))
             total += qty * price
-            w["shop__order_lines"].write({
-                "order_line_id": f"{order_id}-{ln + 1}", "order_id": order_id, "sku": sku,
-                "product_name": name, "category": category, "quantity": qty,
-                "unit_price": f"{price:.2f}"})
-        w["shop__orders"].write({
-            "order_id": order_id, "customer_id": customer_id,
-            "email": p.private_email, "status": rng.choices(
-                ("paid", "shipped", "cancelled", "refunded"), (20, 70, 6, 4))[0],
-            "currency": p.currency, "total_amount": f"{total:.2f}", "utm_source": utm[0],
-            "utm_medium": utm[1], "utm_campaign": utm[2], "ordered_at": _iso(ordered)})
+            w["shop__order_lines"].write(
+                {
+                    "order_line_id": f"{order_id}-{ln + 1}",
+                    "order_id": order_id,
+                    "sku": sku,
+                    "product_name": name,
+                    "category": category,
+                    "quantity": qty,
+                    "unit_price": f"{price:.2f}",
+                }
+            )
+        w["shop__orders"].write(
+            {
+                "order_id": order_id,
+                "customer_id": customer_id,
+                "email": p.private_email,
+                "status": rng.choices(("paid", "shipped", "cancelled", "refunded"), (20, 70, 6, 4))[
+                    0
+                ],
+                "currency": p.currency,
+                "total_amount": f"{total:.2f}",
+                "utm_source": utm[0],
+                "utm_medium": utm[1],
+                "utm_campaign": utm[2],
+                "ordered_at": _iso(ordered),
+            }
+        )
 
     def _web_session(self, p: Person | None, cookie: str, w: dict, anonymous: bool = False) -> None:
         rng = self.rng
@@ -596,56 +813,95 @@ class Generator:
         country = p.country if p else rng.choices(self.country_codes, self.country_weights)[0]
         utm = rng.choice(UTM) if rng.random() < 0.35 else (None, None, None)
         device = rng.choice(("desktop", "mobile", "mobile", "tablet"))
-        city = (p.address.city if p else rng.choice(self.pools[country]["place"])[1])
-        context = {"page": {"path": "/", "referrer": rng.choice(REFERRERS)},
-                   "campaign": {"source": utm[0], "medium": utm[1], "name": utm[2]},
-                   "device": {"type": device}, "geo": {"country": country, "city": city},
-                   "locale": "de-DE" if country in ("DE", "AT", "CH") else "en-US"}
+        city = p.address.city if p else rng.choice(self.pools[country]["place"])[1]
+        context = {
+            "page": {"path": "/", "referrer": rng.choice(REFERRERS)},
+            "campaign": {"source": utm[0], "medium": utm[1], "name": utm[2]},
+            "device": {"type": device},
+            "geo": {"country": country, "city": city},
+            "locale": "de-DE" if country in ("DE", "AT", "CH") else "en-US",
+        }
         ts = start
         for i in range(rng.randint(1, 6)):
             ts += dt.timedelta(seconds=rng.randint(5, 400))
-            ctx = dict(context, page={"path": rng.choice(PAGES),
-                                      "referrer": context["page"]["referrer"] if i == 0 else ""})
-            w["web__events"].write({
-                "event_id": f"{rng.getrandbits(64):016x}", "anonymous_id": cookie,
-                "user_id": None, "type": "page", "event": "page_view",
-                "timestamp": _iso_ms(ts), "traits": None, "context": ctx})
+            ctx = dict(
+                context,
+                page={
+                    "path": rng.choice(PAGES),
+                    "referrer": context["page"]["referrer"] if i == 0 else "",
+                },
+            )
+            w["web__events"].write(
+                {
+                    "event_id": f"{rng.getrandbits(64):016x}",
+                    "anonymous_id": cookie,
+                    "user_id": None,
+                    "type": "page",
+                    "event": "page_view",
+                    "timestamp": _iso_ms(ts),
+                    "traits": None,
+                    "context": ctx,
+                }
+            )
         if anonymous or p is None:
             return
         if p.shop_customer_id and rng.random() < 0.6:
             ts += dt.timedelta(seconds=rng.randint(5, 120))
-            w["web__events"].write({
-                "event_id": f"{rng.getrandbits(64):016x}", "anonymous_id": cookie,
-                "user_id": str(p.shop_customer_id), "type": "identify", "event": "login",
-                "timestamp": _iso_ms(ts),
-                "traits": {"email": self.email_variant(p.private_email, 0.1)}, "context": context})
+            w["web__events"].write(
+                {
+                    "event_id": f"{rng.getrandbits(64):016x}",
+                    "anonymous_id": cookie,
+                    "user_id": str(p.shop_customer_id),
+                    "type": "identify",
+                    "event": "login",
+                    "timestamp": _iso_ms(ts),
+                    "traits": {"email": self.email_variant(p.private_email, 0.1)},
+                    "context": context,
+                }
+            )
         elif rng.random() < 0.3:
             ts += dt.timedelta(seconds=rng.randint(5, 120))
             first, last = self.name_variant(p)
-            w["web__events"].write({
-                "event_id": f"{rng.getrandbits(64):016x}", "anonymous_id": cookie,
-                "user_id": None, "type": "track", "event": "form_submit",
-                "timestamp": _iso_ms(ts),
-                "traits": {"email": self.email_variant(p.work_email or p.private_email, 0.0),
-                           "first_name": first, "last_name": last,
-                           "form": rng.choice(("newsletter", "kontakt", "whitepaper", "demo"))},
-                "context": context})
+            w["web__events"].write(
+                {
+                    "event_id": f"{rng.getrandbits(64):016x}",
+                    "anonymous_id": cookie,
+                    "user_id": None,
+                    "type": "track",
+                    "event": "form_submit",
+                    "timestamp": _iso_ms(ts),
+                    "traits": {
+                        "email": self.email_variant(p.work_email or p.private_email, 0.0),
+                        "first_name": first,
+                        "last_name": last,
+                        "form": rng.choice(("newsletter", "kontakt", "whitepaper", "demo")),
+                    },
+                    "context": context,
+                }
+            )
 
     def _email(self, p: Person, w: dict[str, _Writer]) -> str:
         rng = self.rng
         sub_id = f"{rng.getrandbits(48):012x}"
         created = self._ts(p.first_seen)
-        status = rng.choices(("subscribed", "unsubscribed", "cleaned", "pending"),
-                             (78, 14, 3, 5))[0]
+        status = rng.choices(("subscribed", "unsubscribed", "cleaned", "pending"), (78, 14, 3, 5))[
+            0
+        ]
         first, last = self.name_variant(p) if rng.random() < 0.6 else (None, None)
         email = self.email_variant(p.private_email, 0.0)
-        row = {"subscriber_id": sub_id, "email": email,
-               "first_name": first, "last_name": last,
-               "language": "de" if p.country in ("DE", "AT", "CH") else "en", "status": status,
-               "consent_marketing": "true" if status in ("subscribed", "pending") else "false",
-               "consent_source": rng.choice(("double_opt_in", "checkout", "form", "import")),
-               "consent_at": _iso_offset(created), "created_at": _iso_offset(created),
-               "updated_at": _iso_offset(created)}
+        row = {
+            "subscriber_id": sub_id,
+            "email": email,
+            "first_name": first,
+            "last_name": last,
+            "language": "de" if p.country in ("DE", "AT", "CH") else "en",
+            "status": status,
+            "consent_marketing": "true" if status in ("subscribed", "pending") else "false",
+            "consent_source": rng.choice(("double_opt_in", "checkout", "form", "import")),
+            "consent_at": _iso_offset(created),
+            "created_at": _iso_offset(created),
+            "updated_at": _iso_offset(created),
+        }
         w["email__subscribers"].write(row)
         for _ in range(rng.randint(2, 8)):
             cid, cname = rng.choice(CAMPAIGNS)
@@ -658,19 +914,34 @@ class Generator:
                 opened = sent + dt.timedelta(minutes=rng.randint(1, 3000))
                 self._activity(w, sub_id, email, cid, cname, "open", None, opened)
                 if rng.random() < 0.25:
-                    self._activity(w, sub_id, email, cid, cname, "click",
-                                   f"https://shop.example.de{rng.choice(PAGES)}?utm_source="
-                                   f"newsletter&utm_medium=email&utm_campaign={cid}",
-                                   opened + dt.timedelta(seconds=rng.randint(2, 300)))
+                    self._activity(
+                        w,
+                        sub_id,
+                        email,
+                        cid,
+                        cname,
+                        "click",
+                        f"https://shop.example.de{rng.choice(PAGES)}?utm_source="
+                        f"newsletter&utm_medium=email&utm_campaign={cid}",
+                        opened + dt.timedelta(seconds=rng.randint(2, 300)),
+                    )
         if status == "unsubscribed":
             self._activity(w, sub_id, email, "", "", "unsubscribe", None, self._ts(created))
         return sub_id
 
     def _activity(self, w, sub_id, email, cid, cname, kind, url, when) -> None:
-        w["email__activity"].write({
-            "activity_id": f"{self.rng.getrandbits(56):014x}", "subscriber_id": sub_id,
-            "email": email, "campaign_id": cid, "campaign_name": cname, "activity_type": kind,
-            "url": url, "occurred_at": _iso(when)})
+        w["email__activity"].write(
+            {
+                "activity_id": f"{self.rng.getrandbits(56):014x}",
+                "subscriber_id": sub_id,
+                "email": email,
+                "campaign_id": cid,
+                "campaign_name": cname,
+                "activity_type": kind,
+                "url": url,
+                "occurred_at": _iso(when),
+            }
+        )
 
     def _loyalty(self, p: Person, w: dict[str, _Writer]) -> str:
         rng = self.rng
@@ -678,24 +949,36 @@ class Generator:
         issued = self._ts(p.first_seen)
         first, last = self.name_variant(p)
         addr = self.address_at(p, issued)
-        w["loyalty__cards"].write({
-            "card_number": digits if rng.random() < 0.8 else f"{digits[:4]} {digits[4:8]} "
-                                                               f"{digits[8:]}",
-            "holder_first_name": first, "holder_last_name": last,
-            "email": self.email_variant(p.private_email, 0.4),
-            "phone": self.phone_variant(p, p.landline, 0.3),
-            "birth_date": p.birth_date.strftime("%d.%m.%Y") if rng.random() < 0.7 else None,
-            "postal_code": addr.postal_code, "city": addr.city,
-            "country": self.country_variant(p.country),
-            "home_store_id": f"S{rng.randint(1, 40):03d}",
-            "tier": rng.choices(("Bronze", "Silber", "Gold", "Platin"), (60, 25, 12, 3))[0],
-            "issued_at": _local(issued)})
+        w["loyalty__cards"].write(
+            {
+                "card_number": digits
+                if rng.random() < 0.8
+                else f"{digits[:4]} {digits[4:8]} {digits[8:]}",
+                "holder_first_name": first,
+                "holder_last_name": last,
+                "email": self.email_variant(p.private_email, 0.4),
+                "phone": self.phone_variant(p, p.landline, 0.3),
+                "birth_date": p.birth_date.strftime("%d.%m.%Y") if rng.random() < 0.7 else None,
+                "postal_code": addr.postal_code,
+                "city": addr.city,
+                "country": self.country_variant(p.country),
+                "home_store_id": f"S{rng.randint(1, 40):03d}",
+                "tier": rng.choices(("Bronze", "Silber", "Gold", "Platin"), (60, 25, 12, 3))[0],
+                "issued_at": _local(issued),
+            }
+        )
         for _ in range(rng.randint(1, 6)):
-            w["loyalty__purchases"].write({
-                "purchase_id": f"POS-{rng.getrandbits(40):012d}", "card_number": digits,
-                "store_id": f"S{rng.randint(1, 40):03d}",
-                "amount": f"{rng.uniform(5, 300):.2f}", "currency": p.currency,
-                "items": rng.randint(1, 8), "purchased_at": _local(self._ts(issued))})
+            w["loyalty__purchases"].write(
+                {
+                    "purchase_id": f"POS-{rng.getrandbits(40):012d}",
+                    "card_number": digits,
+                    "store_id": f"S{rng.randint(1, 40):03d}",
+                    "amount": f"{rng.uniform(5, 300):.2f}",
+                    "currency": p.currency,
+                    "items": rng.randint(1, 8),
+                    "purchased_at": _local(self._ts(issued)),
+                }
+            )
         return digits
 
     def _support(self, p: Person, w: dict[str, _Writer]) -> Iterator[str]:
@@ -706,16 +989,22 @@ class Generator:
             first, last = self.name_variant(p)
             name = f"{last.strip()}, {first.strip()}" if rng.random() < 0.3 else f"{first} {last}"
             status = rng.choices(("offen", "wartend", "gelöst", "geschlossen"), (15, 10, 25, 50))[0]
-            w["support__tickets"].write({
-                "ticket_id": ticket_id,
-                "requester_email": self.email_variant(p.private_email, 0.03),
-                "requester_name": name, "requester_phone": self.phone_variant(p, p.mobile, 0.6),
-                "subject": rng.choice(TICKET_SUBJECTS),
-                "priority": rng.choices(("Niedrig", "Normal", "Hoch", "Kritisch"),
-                                        (20, 55, 20, 5))[0],
-                "status": status, "channel": rng.choice(("email", "telefon", "chat", "formular")),
-                "created_at": _german(created),
-                "updated_at": _german(self._ts(created, 30))})
+            w["support__tickets"].write(
+                {
+                    "ticket_id": ticket_id,
+                    "requester_email": self.email_variant(p.private_email, 0.03),
+                    "requester_name": name,
+                    "requester_phone": self.phone_variant(p, p.mobile, 0.6),
+                    "subject": rng.choice(TICKET_SUBJECTS),
+                    "priority": rng.choices(
+                        ("Niedrig", "Normal", "Hoch", "Kritisch"), (20, 55, 20, 5)
+                    )[0],
+                    "status": status,
+                    "channel": rng.choice(("email", "telefon", "chat", "formular")),
+                    "created_at": _german(created),
+                    "updated_at": _german(self._ts(created, 30)),
+                }
+            )
             yield ticket_id
 
     def _reviews(self, p: Person, w: dict[str, _Writer]) -> Iterator[str]:
@@ -723,16 +1012,29 @@ class Generator:
         for _ in range(rng.randint(1, 2)):
             review_id = f"R-{rng.getrandbits(36):011d}"
             first, last = self.name_variant(p)
-            w["reviews__reviews"].write({
-                "review_id": review_id, "product_sku": rng.choice(self.products)[0],
-                "rating": rng.choices((1, 2, 3, 4, 5), (5, 7, 15, 33, 40))[0],
-                "title": rng.choice(("Super!", "Passt gut", "Leider enttäuscht", "Top Qualität",
-                                     "Geht so", "Sehr zufrieden")),
-                "reviewer_name": f"{first.strip()} {last.strip()[:1]}." if rng.random() < 0.6
-                else f"{first} {last}",
-                "reviewer_email": self.email_variant(p.private_email, 0.2),
-                "verified_purchase": rng.random() < 0.7,
-                "submitted_at": _iso(self._ts(p.first_seen))})
+            w["reviews__reviews"].write(
+                {
+                    "review_id": review_id,
+                    "product_sku": rng.choice(self.products)[0],
+                    "rating": rng.choices((1, 2, 3, 4, 5), (5, 7, 15, 33, 40))[0],
+                    "title": rng.choice(
+                        (
+                            "Super!",
+                            "Passt gut",
+                            "Leider enttäuscht",
+                            "Top Qualität",
+                            "Geht so",
+                            "Sehr zufrieden",
+                        )
+                    ),
+                    "reviewer_name": f"{first.strip()} {last.strip()[:1]}."
+                    if rng.random() < 0.6
+                    else f"{first} {last}",
+                    "reviewer_email": self.email_variant(p.private_email, 0.2),
+                    "verified_purchase": rng.random() < 0.7,
+                    "submitted_at": _iso(self._ts(p.first_seen)),
+                }
+            )
             yield review_id
 
 

@@ -56,10 +56,12 @@ class LoadResult:
 
     def as_metadata(self) -> dict:
         return {
-            "rows_read": self.rows_read, "rows_new": self.rows_new,
+            "rows_read": self.rows_read,
+            "rows_new": self.rows_new,
             "rows_already_loaded": self.rows_already_loaded,
             "rows_quarantined": self.rows_quarantined,
-            "files_loaded": len(self.files_loaded), "files_skipped": len(self.files_skipped),
+            "files_loaded": len(self.files_loaded),
+            "files_skipped": len(self.files_skipped),
             "unexpected_columns": ", ".join(self.unexpected_columns) or "none",
         }
 
@@ -143,8 +145,9 @@ _CHECKED: dict[str, list[tuple[int, s.Column]]] = {}
 def _checked_columns(table: Table) -> list[tuple[int, s.Column]]:
     """Positions of the columns that need a check (all but free text), computed once."""
     if table.key not in _CHECKED:
-        _CHECKED[table.key] = [(i, c) for i, c in enumerate(table.columns)
-                               if c.kind not in (s.TEXT, s.JSON)]
+        _CHECKED[table.key] = [
+            (i, c) for i, c in enumerate(table.columns) if c.kind not in (s.TEXT, s.JSON)
+        ]
     return _CHECKED[table.key]
 
 
@@ -178,14 +181,14 @@ def _read_csv(table: Table, path: Path, result: LoadResult) -> Iterator[ParsedRo
                 continue
             fields = next(csv.reader(io.StringIO(text), delimiter=table.delimiter))
             if len(fields) != width:
-                yield line_no, text, RowError(
-                    f"expected {width} fields, found {len(fields)}")
+                yield line_no, text, RowError(f"expected {width} fields, found {len(fields)}")
                 continue
             yield line_no, text, [fields[p] for p in positions]
 
 
-def _read_json_objects(table: Table, path: Path, result: LoadResult,
-                       lines: Iterator[tuple[int, str]]) -> Iterator[ParsedRow]:
+def _read_json_objects(
+    table: Table, path: Path, result: LoadResult, lines: Iterator[tuple[int, str]]
+) -> Iterator[ParsedRow]:
     seen_keys: set[str] = set()
     rows = 0
     for line_no, text in lines:
@@ -242,7 +245,8 @@ def _check_columns(table: Table, path: Path, found: list[str], result: LoadResul
             f"{', '.join(missing)}"
             + (f"; unexpected column(s) {', '.join(unexpected)}" if unexpected else "")
             + f". Expected: {', '.join(table.column_names)}. Update cdp/sources.py and the "
-            f"staging model if the export changed on purpose.")
+            f"staging model if the export changed on purpose."
+        )
     for extra in found:
         if extra not in table.column_names and extra not in result.unexpected_columns:
             result.unexpected_columns.append(extra)
@@ -255,12 +259,12 @@ def _parse(table: Table, path: Path, result: LoadResult) -> Iterator[ParsedRow]:
     return _read_json_objects(table, path, result, lines)
 
 
-def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path,
-              result: LoadResult) -> None:
+def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, result: LoadResult) -> None:
     sha = _sha256(path)
     already = con.execute(
         f'select 1 from {quote(RAW_SCHEMA)}."_load_files" where table_key = ? and file_sha256 = ?',
-        [table.key, sha]).fetchall()
+        [table.key, sha],
+    ).fetchall()
     if already:
         result.files_skipped.append(path.name)
         return
@@ -272,17 +276,38 @@ def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path,
     # Parse the whole file before writing: schema drift must fail before anything lands.
     for line_no, text, parsed in _parse(table, path, result):
         if isinstance(parsed, RowError):
-            bad.append((table.source, table.name, source_file, line_no, text, str(parsed),
-                        batch_id, loaded_at))
+            bad.append(
+                (
+                    table.source,
+                    table.name,
+                    source_file,
+                    line_no,
+                    text,
+                    str(parsed),
+                    batch_id,
+                    loaded_at,
+                )
+            )
             continue
         try:
             values = _validated(table, parsed)
         except RowError as exc:
-            bad.append((table.source, table.name, source_file, line_no, text, str(exc),
-                        batch_id, loaded_at))
+            bad.append(
+                (
+                    table.source,
+                    table.name,
+                    source_file,
+                    line_no,
+                    text,
+                    str(exc),
+                    batch_id,
+                    loaded_at,
+                )
+            )
             continue
-        row_hash = hashlib.md5("\x1f".join(v if v is not None else "\x00" for v in values)
-                               .encode()).hexdigest()
+        row_hash = hashlib.md5(
+            "\x1f".join(v if v is not None else "\x00" for v in values).encode()
+        ).hexdigest()
         good.append([*values, source_file, line_no, row_hash, batch_id, loaded_at])
     frame = pd.DataFrame(good, columns=[*table.column_names, *META_COLUMNS], dtype=object)
     con.execute("begin transaction")
@@ -294,12 +319,23 @@ def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path,
             where _row_hash not in (select _row_hash from {raw_relation(table)})""")
         new = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[0][0] - before
         if bad:
-            con.executemany(f'insert into {quote(RAW_SCHEMA)}."quarantine" values '
-                            "(?, ?, ?, ?, ?, ?, ?, ?)", bad)
-        con.execute(f'insert into {quote(RAW_SCHEMA)}."_load_files" values '
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [table.key, source_file, sha, path.stat().st_size, batch_id, loaded_at,
-                     len(good) + len(bad), new, len(bad)])
+            con.executemany(
+                f'insert into {quote(RAW_SCHEMA)}."quarantine" values (?, ?, ?, ?, ?, ?, ?, ?)', bad
+            )
+        con.execute(
+            f'insert into {quote(RAW_SCHEMA)}."_load_files" values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            [
+                table.key,
+                source_file,
+                sha,
+                path.stat().st_size,
+                batch_id,
+                loaded_at,
+                len(good) + len(bad),
+                new,
+                len(bad),
+            ],
+        )
         con.execute("commit")
     except Exception:
         con.execute("rollback")

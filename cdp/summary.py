@@ -22,10 +22,17 @@ def layer_row_counts(warehouse: str) -> dict[str, tuple[int, int]]:
             entry = counts.setdefault(schema, [0, 0])
             entry[0] += 1
             entry[1] += rows
-        quarantined = con.execute("select count(*) from raw.quarantine").fetchall()[0][0] \
-            if ("raw", "quarantine") in {(s, n) for s, n in con.execute(
-                "select table_schema, table_name from information_schema.tables").fetchall()} \
+        quarantined = (
+            con.execute("select count(*) from raw.quarantine").fetchall()[0][0]
+            if ("raw", "quarantine")
+            in {
+                (s, n)
+                for s, n in con.execute(
+                    "select table_schema, table_name from information_schema.tables"
+                ).fetchall()
+            }
             else 0
+        )
     finally:
         con.close()
     result = {schema: (t, r) for schema, (t, r) in counts.items()}
@@ -50,12 +57,16 @@ def print_run_summary(console: Console, result, warehouse: str, seconds: float) 
         status = "passed" if evaluation.passed else evaluation.severity.value.lower()
         checks[status] += 1
         if not evaluation.passed:
-            failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-                          f" ({status})")
+            failed.append(
+                f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({status})"
+            )
     console.print("Checks: " + ", ".join(f"{n} {s}" for s, n in sorted(checks.items())))
     for line in failed[:20]:
         console.print(f"  [yellow]not passed[/yellow] {line}")
     steps_failed = [e.step_key for e in result.all_events if e.is_step_failure]
-    status = "[green]succeeded[/green]" if result.success else \
-        f"[red]failed[/red] in {', '.join(steps_failed)}"
+    status = (
+        "[green]succeeded[/green]"
+        if result.success
+        else f"[red]failed[/red] in {', '.join(steps_failed)}"
+    )
     console.print(f"Run {result.run_id[:8]} {status} in {seconds:.1f} s")

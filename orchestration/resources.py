@@ -34,8 +34,7 @@ class WarehouseResource(ConfigurableResource):
 
     @contextmanager
     def connection(self, read_only: bool = False):
-        con = (duckdb.connect(self.path, read_only=True) if read_only
-               else connect(self.path))
+        con = duckdb.connect(self.path, read_only=True) if read_only else connect(self.path)
         try:
             yield con
         finally:

@@ -1,6 +1,5 @@
 """The daily run of the whole graph and the sensor that loads files as they land."""
 
-
 import hashlib
 import json
 from pathlib import Path
@@ -23,16 +22,24 @@ from orchestration.assets.raw import raw_asset_key
 from orchestration.resources import landing_path
 
 full_graph_job = define_asset_job(
-    "full_graph", selection=AssetSelection.all(),
-    description="Load every source, build every dbt model and run all checks.")
+    "full_graph",
+    selection=AssetSelection.all(),
+    description="Load every source, build every dbt model and run all checks.",
+)
 
 landing_job = define_asset_job(
-    "load_landed_files", selection=AssetSelection.groups("raw").downstream(),
-    description="Load new landing files and rebuild what depends on them.")
+    "load_landed_files",
+    selection=AssetSelection.groups("raw").downstream(),
+    description="Load new landing files and rebuild what depends on them.",
+)
 
 daily_full_graph = ScheduleDefinition(
-    name="daily_full_graph", job=full_graph_job, cron_schedule="0 3 * * *",
-    execution_timezone="Europe/Berlin", default_status=DefaultScheduleStatus.RUNNING)
+    name="daily_full_graph",
+    job=full_graph_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="Europe/Berlin",
+    default_status=DefaultScheduleStatus.RUNNING,
+)
 
 
 def landing_signatures(landing: Path) -> dict[str, str]:
@@ -45,8 +52,12 @@ def landing_signatures(landing: Path) -> dict[str, str]:
     return signatures
 
 
-@sensor(job=landing_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
-        description="Starts a load when new or changed files appear in the landing folder.")
+@sensor(
+    job=landing_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Starts a load when new or changed files appear in the landing folder.",
+)
 def landing_folder_sensor(context: SensorEvaluationContext):
     landing = Path(landing_path())
     seen = json.loads(context.cursor) if context.cursor else {}
@@ -60,8 +71,11 @@ def landing_folder_sensor(context: SensorEvaluationContext):
     raw_keys = [raw_asset_key(t) for t in TABLES if f"{t.source}/{t.name}" in tables]
     selection = None  # the whole job, when the sensor runs outside its code location
     if context.repository_def is not None:
-        selection = list(AssetSelection.assets(*raw_keys).downstream().resolve(
-            context.repository_def.asset_graph))
+        selection = list(
+            AssetSelection.assets(*raw_keys)
+            .downstream()
+            .resolve(context.repository_def.asset_graph)
+        )
     return RunRequest(
         run_key=run_key,
         asset_selection=selection,

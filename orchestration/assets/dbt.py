@@ -18,8 +18,9 @@ from orchestration.project import dbt_project
 class CdpDbtTranslator(DagsterDbtTranslator):
     """Groups follow the folder layers (staging, intermediate, marts); seeds are `reference`."""
 
-    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str,
-                       project: DbtProject | None) -> AssetSpec:
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = self.get_resource_props(manifest, unique_id)
         if props["resource_type"] == "seed":
@@ -33,7 +34,8 @@ class CdpDbtTranslator(DagsterDbtTranslator):
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     dagster_dbt_translator=CdpDbtTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
+        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+    ),
 )
 def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
     yield from dbt.cli(["build"], context=context).stream()

@@ -1,13 +1,12 @@
 """Group `raw`: one asset per source table, loading new landing files into schema `raw`, each
 with Great Expectations suites run as asset checks."""
 
-
 from pathlib import Path
 
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -43,19 +42,24 @@ def _raw_asset(table: Table) -> AssetsDefinition:
             try:
                 result = load_table(con, table, Path(warehouse.landing_dir))
             except SchemaDriftError as exc:
-                raise Failure(description=str(exc),
-                              metadata={"table": table.key, "error": "schema drift"}) from exc
+                raise Failure(
+                    description=str(exc), metadata={"table": table.key, "error": "schema drift"}
+                ) from exc
             total = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[0][0]
         context.log.info(
             f"{table.key}: {len(result.files_loaded)} new file(s), {result.rows_new} new rows, "
             f"{result.rows_quarantined} quarantined, {len(result.files_skipped)} file(s) "
-            "already loaded")
-        return MaterializeResult(metadata={
-            **result.as_metadata(),
-            "rows_total": total,
-            "files": MetadataValue.json({"loaded": result.files_loaded,
-                                         "skipped": result.files_skipped}),
-        })
+            "already loaded"
+        )
+        return MaterializeResult(
+            metadata={
+                **result.as_metadata(),
+                "rows_total": total,
+                "files": MetadataValue.json(
+                    {"loaded": result.files_loaded, "skipped": result.files_skipped}
+                ),
+            }
+        )
 
     return _load
 
@@ -65,14 +69,18 @@ def _ge_expectation(expectation: Expectation):
 
     if expectation.kind == "not_null":
         return gx.expectations.ExpectColumnValuesToNotBeNull(
-            column=expectation.column, mostly=expectation.mostly)
+            column=expectation.column, mostly=expectation.mostly
+        )
     if expectation.kind == "in_set":
         return gx.expectations.ExpectColumnValuesToBeInSet(
-            column=expectation.column, value_set=list(expectation.value_set),
-            mostly=expectation.mostly)
+            column=expectation.column,
+            value_set=list(expectation.value_set),
+            mostly=expectation.mostly,
+        )
     if expectation.kind == "match_regex":
         return gx.expectations.ExpectColumnValuesToMatchRegex(
-            column=expectation.column, regex=expectation.regex, mostly=expectation.mostly)
+            column=expectation.column, regex=expectation.regex, mostly=expectation.mostly
+        )
     raise ValueError(f"unknown expectation kind {expectation.kind!r}")
 
 
@@ -90,13 +98,13 @@ def _gx_batch_definition():
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = context.data_sources.add_pandas("raw_tables")
         _GX_BATCH = source.add_dataframe_asset("raw_column").add_batch_definition_whole_dataframe(
-            "whole_column")
+            "whole_column"
+        )
     return _GX_BATCH
 
 
 def run_expectation(con, table: Table, expectation: Expectation) -> AssetCheckResult:
-    frame = con.execute(
-        f"select {quote(expectation.column)} from {raw_relation(table)}").df()
+    frame = con.execute(f"select {quote(expectation.column)} from {raw_relation(table)}").df()
     batch = _gx_batch_definition().get_batch(batch_parameters={"dataframe": frame})
     outcome = batch.validate(_ge_expectation(expectation))
     observed = outcome.result
@@ -111,7 +119,8 @@ def run_expectation(con, table: Table, expectation: Expectation) -> AssetCheckRe
             "unexpected_count": observed.get("unexpected_count", 0),
             "unexpected_percent": round(float(observed.get("unexpected_percent") or 0.0), 3),
             "sample_unexpected": MetadataValue.json(
-                [str(v) for v in observed.get("partial_unexpected_list", [])[:10]]),
+                [str(v) for v in observed.get("partial_unexpected_list", [])[:10]]
+            ),
         },
     )
 

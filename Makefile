@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is for work.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PEOPLE ?= 10000
+SEED ?= 42
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export CDP_WAREHOUSE ?= $(CURDIR)/warehouse/cdp.duckdb
+export CDP_LANDING ?= $(CURDIR)/data/demo
+
+.PHONY: install manifest demo run test lint ui bench clean
+
+install: $(VENV)/.installed
+
+# Pinned by constraints.txt (pip freeze of a working install); pyproject.toml holds the ranges.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	touch $@
+
+manifest: install
+	$(BIN)/dbt parse --quiet --profiles-dir .
+
+demo: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING)
+	$(BIN)/cdp run
+
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint models tests/dbt snapshots macros --disable-progress-bar
+
+ui: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -m orchestration.definitions
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf target logs warehouse data .dagster_home
