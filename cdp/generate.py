@@ -394,25 +394,24 @@ class Generator:
                 by_name.setdefault(row["given_name"], []).append(row["nickname"])
         self.nicknames = by_name
         self.nickname_givens = sorted(by_name)
+        # Products and accounts depend on the seed only, so every batch shares them.
         fk = Faker("de_DE")
         fk.seed_instance(self.seed)
-        n_accounts = max(8, self.people // 40)
-        self.accounts = []
-        for i in range(n_accounts):
-            company = fk.company()
-            slug = fold_ascii(company.split()[0]).lower().strip(",.&-") or f"firma{i}"
-            self.accounts.append(
-                (f"A-{i + 1:06d}", company, f"{slug}{i % 97}.de" if i >= 97 else f"{slug}.de")
-            )
+        pool_rng = random.Random(f"{self.seed}:pools")
         self.products = [
             (
                 f"SKU-{i:05d}",
-                f"{fk.word().title()} {self.rng.choice(CATEGORIES)}",
+                f"{fk.word().title()} {pool_rng.choice(CATEGORIES)}",
                 CATEGORIES[i % len(CATEGORIES)],
-                round(self.rng.uniform(9, 250), 2),
+                round(pool_rng.uniform(9, 250), 2),
             )
             for i in range(60)
         ]
+        self.accounts = []
+        for i in range(max(8, (self.first_person + self.people) // 40)):
+            company = fk.company()
+            slug = fold_ascii(company.split()[0]).lower().strip(",.&-") or "firma"
+            self.accounts.append((f"A-{i + 1:06d}", company, f"{slug}{i + 1}.de"))
 
     # ---------------------------------------------------------------- helpers
     def _ts(self, start: dt.datetime, max_days: float = HISTORY_DAYS) -> dt.datetime:
@@ -614,9 +613,9 @@ class Generator:
             truth_fh = stack.enter_context(truth_path.open("w", encoding="utf-8", newline=""))
             truth = csv.writer(truth_fh, lineterminator="\n")
             truth.writerow(("source", "source_record_id", "person_id"))
-            if self.first_person == 1:
-                for acc_id, name, domain in self.accounts:
-                    writers["crm__accounts"].write(self._account_row(acc_id, name, domain))
+            # The CRM exports all accounts every time.
+            for acc_id, name, domain in self.accounts:
+                writers["crm__accounts"].write(self._account_row(acc_id, name, domain))
             household: Person | None = None
             for i in range(self.people):
                 n = self.first_person + i
@@ -638,7 +637,7 @@ class Generator:
         return self.stats
 
     def _account_row(self, acc_id: str, name: str, domain: str) -> dict:
-        rng = self.rng
+        rng = random.Random(f"{self.seed}:{acc_id}")  # the same account in every export
         created = self.as_of - dt.timedelta(days=rng.random() * HISTORY_DAYS * 1.5)
         return {
             "account_id": acc_id,
@@ -646,10 +645,10 @@ class Generator:
             "domain": domain,
             "industry": rng.choice(INDUSTRIES),
             "employees": rng.choice((8, 25, 120, 480, 2500)),
-            "country": self.country_variant(rng.choice(("DE", "DE", "AT", "CH"))),
+            "country": rng.choice(COUNTRY_SPELLINGS[rng.choice(("DE", "DE", "AT", "CH"))]),
             "owner": rng.choice(REPS),
             "created_at": _local(created),
-            "updated_at": _local(self._ts(created)),
+            "updated_at": _local(created + dt.timedelta(days=rng.random() * 200)),
         }
 
     def _cookie(self) -> str:

@@ -1,0 +1,65 @@
+"""Session set-up: one demo data set and one warehouse built by the real Dagster job.
+
+Environment variables are set before anything imports the Dagster definitions, which read them.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import duckdb
+import pytest
+
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="cdp-tests-"))
+os.environ["CDP_WAREHOUSE"] = str(SESSION_DIR / "warehouse.duckdb")
+os.environ["CDP_LANDING"] = str(SESSION_DIR / "landing")
+os.environ["CDP_REFRESH_MANIFEST"] = "1"
+os.environ.pop("DAGSTER_HOME", None)
+
+TEST_PEOPLE = 2_000
+TEST_SEED = 7
+
+
+def generate(out: Path, people: int = TEST_PEOPLE, seed: int = TEST_SEED, **kwargs):
+    from cdp.generate import Generator
+
+    return Generator(people, seed=seed, out=out, **kwargs).run()
+
+
+@pytest.fixture(scope="session")
+def landing() -> Path:
+    path = Path(os.environ["CDP_LANDING"])
+    generate(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def defs():
+    from orchestration.definitions import defs
+
+    return defs
+
+
+@pytest.fixture(scope="session")
+def full_run(landing, defs):
+    """The demo's job, run once in-process against the session warehouse."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("full_graph").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    return result
+
+
+@pytest.fixture
+def warehouse(full_run):
+    """A read-only connection to the warehouse the full run built."""
+    con = duckdb.connect(os.environ["CDP_WAREHOUSE"], read_only=True)
+    yield con
+    con.close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)

@@ -1,0 +1,137 @@
+"""The demo-data generator: deterministic, streaming, and as messy as real exports."""
+
+import csv
+import hashlib
+import json
+import re
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+from cdp.sources import TABLES
+from tests.conftest import generate
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path):
+    generate(tmp_path / "a", people=500, seed=3)
+    generate(tmp_path / "b", people=500, seed=3)
+    generate(tmp_path / "c", people=500, seed=4)
+    a, b, c = (_digest(tmp_path / x) for x in "abc")
+    assert a == b
+    assert len(a) == len(TABLES) + 1  # one file per table plus ground truth
+    assert a.keys() == c.keys()
+    assert all(a[f] != c[f] for f in a)
+
+
+def test_every_table_is_written_in_its_systems_format(landing):
+    for table in TABLES:
+        files = list((landing / table.source / table.name).glob(f"*.{table.extension}"))
+        assert len(files) == 1, table.key
+        text = files[0].read_text(encoding="utf-8")
+        if table.format == "csv":
+            header = next(csv.reader([text.splitlines()[0]], delimiter=table.delimiter))
+            assert header == table.column_names
+        elif table.format == "json":
+            assert text.startswith("[\n") and text.rstrip().endswith("]")
+        else:
+            first = json.loads(text.splitlines()[0])
+            assert set(first) == set(table.column_names)
+
+
+def test_ground_truth_sits_outside_the_landing_tables(landing):
+    truth = landing / "ground_truth.csv"
+    rows = list(csv.DictReader(truth.open(encoding="utf-8")))
+    assert {r["source"] for r in rows} == {
+        "crm",
+        "shop",
+        "web",
+        "email",
+        "loyalty",
+        "support",
+        "reviews",
+    }
+    assert len({r["person_id"] for r in rows if r["person_id"].startswith("P")}) == 2000
+    for table in TABLES:
+        assert not list((landing / table.source / table.name).glob("ground_truth*"))
+
+
+def _lines(landing: Path, source: str, name: str) -> list[str]:
+    folder = landing / source / name
+    return next(folder.iterdir()).read_text(encoding="utf-8").splitlines()
+
+
+def test_data_is_messy_like_real_life(landing):
+    contacts = list(csv.DictReader(_lines(landing, "crm", "contacts"), delimiter=","))
+    customers = [json.loads(x) for x in _lines(landing, "shop", "customers") if x.endswith("}")]
+    tickets = list(csv.DictReader(_lines(landing, "support", "tickets"), delimiter=";"))
+    all_names = {r["first_name"] for r in contacts} | {c.get("first_name") for c in customers}
+    all_last = {r["last_name"] for r in contacts} | {c.get("last_name") for c in customers}
+    emails = [r["email"] for r in contacts] + [c.get("email") or "" for c in customers]
+    phones = [r["phone"] for r in contacts if r["phone"]]
+
+    # nicknames and umlaut spellings
+    assert {"Hans", "Sepp", "Bob", "Kathi"} & all_names
+    assert {"Müller", "Mueller", "Muller"} <= all_last or {"Schröder", "Schroeder"} <= all_last
+    # case and whitespace in emails, junk and shared identifiers
+    assert any(e != e.strip() for e in emails)
+    assert any(e.strip() and e.strip() != e.strip().lower() for e in emails)
+    assert any(e.startswith("info@") for e in emails)
+    assert any(e in ("test@test.de", "keine@angabe.de", "test") for e in emails)
+    # many phone formats, junk numbers
+    shapes = {re.sub(r"\d", "9", p)[:6] for p in phones}
+    assert len(shapes) >= 8
+    assert any(set(re.sub(r"\D", "", p)) <= {"0"} for p in phones)
+    # "Last, First" in the support desk
+    assert any("," in t["requester_name"] for t in tickets)
+    # missing values
+    assert sum(1 for r in contacts if not r["email"]) > 0
+    # updated records: the same contact exported twice with different versions
+    versions = Counter(r["contact_id"] for r in contacts)
+    updated = [cid for cid, n in versions.items() if n > 1]
+    assert updated
+    assert len({r["updated_at"] for r in contacts if r["contact_id"] == updated[0]}) >= 1
+
+
+def test_exact_duplicates_and_malformed_rows_are_injected(landing):
+    events = _lines(landing, "web", "events")
+    dupes = sum(n - 1 for n in Counter(events).values() if n > 1)
+    assert dupes > 0.005 * len(events)
+    broken = 0
+    for line in events:
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            broken += 1
+    assert broken > 0
+
+
+def test_people_move_between_exports(landing):
+    truth = list(csv.DictReader((landing / "ground_truth.csv").open(encoding="utf-8")))
+    person_of = {(r["source"], r["source_record_id"]): r["person_id"] for r in truth}
+    contacts = list(csv.DictReader(_lines(landing, "crm", "contacts")))
+    cards = list(csv.DictReader(_lines(landing, "loyalty", "cards")))
+    postal = {}
+    for c in contacts:
+        postal.setdefault(person_of.get(("crm", c["contact_id"])), set()).add(c["postal_code"])
+    for c in cards:
+        digits = re.sub(r"\D", "", c["card_number"])
+        postal.setdefault(person_of.get(("loyalty", digits)), set()).add(c["postal_code"])
+    assert sum(1 for p, codes in postal.items() if p and len(codes) > 1) > 0
+
+
+def test_generation_streams_instead_of_holding_rows(tmp_path):
+    tracemalloc.start()
+    stats = generate(tmp_path, people=10_000)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert stats.total_rows > 180_000
+    # Holding the rows would take hundreds of MB; pools and the email set stay small.
+    assert peak < 30 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
