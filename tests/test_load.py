@@ -67,7 +67,7 @@ def test_new_files_load_incrementally_and_overlapping_rows_are_not_repeated(tmp_
     # file is byte-identical (skipped) or not (rows already loaded are left out).
     accounts = after["crm__accounts"]
     assert accounts.rows_new == 0
-    assert accounts.files_skipped == ["accounts_initial.csv", "accounts_2026-11-02.csv"] or (
+    assert set(accounts.files_skipped) == {"accounts_initial.csv", "accounts_2026-11-02.csv"} or (
         accounts.rows_already_loaded >= 8
     )
     assert _count(con, "select count(distinct _batch_id) from raw.web__events") == 2
@@ -150,7 +150,7 @@ def test_json_field_missing_from_every_row_is_schema_drift(tmp_path):
         encoding="utf-8",
     )
     con = connect(tmp_path / "wh.duckdb")
-    with pytest.raises(SchemaDriftError, match="missing column.*total_amount"):
+    with pytest.raises(SchemaDriftError, match=r"missing column.*total_amount"):
         load_table(con, table("shop__orders"), landing)
 
 
