@@ -45,9 +45,23 @@ COUNTRIES = (
     ("GB", "en_GB", "44", "GBP", 4, ("20", "161", "121"), ("7700", "7911")),
     ("US", "en_US", "1", "USD", 4, ("212", "415", "312"), ("646", "917")),
     ("PL", "pl_PL", "48", "PLN", 3, ("22", "12", "61"), ("50", "60", "69")),
-    ("IT", "it_IT", "39", "EUR", 2, ("2", "6", "11"), ("33", "34")),
+    ("IT", "it_IT", "39", "EUR", 2, ("02", "06", "011"), ("33", "34")),
     ("ES", "es_ES", "34", "EUR", 2, ("91", "93", "96"), ("6",)),
 )
+# Trunk prefix dialled before national numbers, and national number lengths (landline, mobile).
+# Italy keeps the 0 of its area codes in international form; Poland and Spain have no prefix.
+PHONE_PLAN = {
+    "DE": ("0", 10, 11),
+    "AT": ("0", 10, 11),
+    "CH": ("0", 9, 9),
+    "NL": ("0", 9, 9),
+    "FR": ("0", 9, 9),
+    "GB": ("0", 10, 10),
+    "US": ("1", 10, 10),
+    "PL": ("", 9, 9),
+    "IT": ("", 10, 10),
+    "ES": ("", 9, 9),
+}
 # How each system writes a country: the mess staging must normalize.
 COUNTRY_SPELLINGS = {
     "DE": ("DE", "Deutschland", "Germany", "GER", "de", "D"),
@@ -207,6 +221,13 @@ def _cities(fk: Faker) -> list[str] | None:
     drawing from it sorted keeps the same seed giving the same files."""
     cities = next((p.cities for p in fk.providers if hasattr(p, "cities")), None)
     return sorted(cities) if cities else None
+
+
+def _number(rng: random.Random, prefixes: tuple[str, ...], length: int) -> tuple[str, str]:
+    """(area or mobile prefix, subscriber number) making a national number of `length` digits."""
+    prefix = rng.choice(prefixes)
+    digits = length - len(prefix)
+    return prefix, str(rng.randrange(10 ** (digits - 1), 10**digits))
 
 
 def fold_ascii(text: str) -> str:
@@ -472,19 +493,9 @@ class Generator:
         if rng.random() < 0.1:
             old_address, address = address, self._address(country)
             moved_at = self._ts(first_seen)
-        landline = (
-            household_of.landline
-            if household_of
-            else (rng.choice(spec[5]), str(rng.randint(1000000, 9999999)))
-        )
-        mobile = (
-            rng.choice(spec[6]),
-            str(
-                rng.randint(1000000, 9999999)
-                if country == "US"
-                else rng.randint(10000000, 99999999)
-            ),
-        )
+        _, landline_len, mobile_len = PHONE_PLAN[country]
+        landline = household_of.landline if household_of else _number(rng, spec[5], landline_len)
+        mobile = _number(rng, spec[6], mobile_len)
         birth = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randint(0, 365 * 65))
         person = Person(
             person_id=f"P{n:08d}",
@@ -574,17 +585,19 @@ class Generator:
                     f"{area}-{sub[:3]}-{sub[3:]}",
                 )
             )
-        fmt = rng.randrange(8)
-        return (
-            f"+{cc} {area} {sub}",
-            f"0{area} {sub}",
-            f"0{area}/{sub}",
-            f"00{cc} {area} {sub}",
-            f"+{cc} (0){area} {sub}",
-            f"(0{area}) {sub[:3]} {sub[3:]}",
-            f"+{cc}{area}{sub}",
-            f"0{area}-{sub}",
-        )[fmt]
+        trunk = PHONE_PLAN[p.country][0]
+        return rng.choice(
+            (
+                f"+{cc} {area} {sub}",
+                f"{trunk}{area} {sub}",
+                f"{trunk}{area}/{sub}",
+                f"00{cc} {area} {sub}",
+                f"+{cc} (0){area} {sub}" if trunk == "0" else f"+{cc} {area}-{sub}",
+                f"({trunk}{area}) {sub[:3]} {sub[3:]}",
+                f"+{cc}{area}{sub}",
+                f"{trunk}{area}-{sub}",
+            )
+        )
 
     def country_variant(self, country: str) -> str:
         return self.rng.choice(COUNTRY_SPELLINGS[country])

@@ -46,6 +46,27 @@
 {%- endmacro %}
 
 
+{% macro national_number(digits, country_code) -%}
+    {#- Drops the trunk prefix ("0" unless var `cdp_countries` says otherwise). -#}
+    {%- set countries = var('cdp_countries') -%}
+    {%- set default_country = var('cdp_default_country') -%}
+    {%- set ns = namespace(other_prefixes={}) -%}
+    {%- for code, spec in countries.items() -%}
+        {%- set prefix = spec.get('national_prefix', '0') -%}
+        {%- if prefix != '0' -%}
+            {%- do ns.other_prefixes.setdefault(prefix, []).append(code) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    case
+    {%- for prefix, codes in ns.other_prefixes.items() | sort %}
+        when coalesce({{ country_code }}, '{{ default_country }}') in ('{{ codes | join("', '") }}')
+            then {{ "regexp_replace(" ~ digits ~ ", '^" ~ prefix ~ "', '')" if prefix else digits }}
+    {%- endfor %}
+        else regexp_replace({{ digits }}, '^0', '')
+    end
+{%- endmacro %}
+
+
 {% macro normalize_phone(column, country_code) -%}
     {#- E.164: +<country code><national number>. "+49 (0)30 ...", "0049 30 ...", "030/..." and
         "(030) ..." all become +4930...; numbers without a prefix take the country code (pass a
@@ -58,7 +79,7 @@
     {%- set candidate -%}
         case
             when {{ digits }} like '+%' then {{ digits }}
-            else '+' || {{ calling_code(country_code) }} || regexp_replace({{ digits }}, '^0', '')
+            else '+' || {{ calling_code(country_code) }} || {{ national_number(digits, country_code) }}
         end
     {%- endset -%}
     case

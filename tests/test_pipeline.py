@@ -1,0 +1,184 @@
+"""The Dagster code location and a real run of its full graph on DuckDB: raw -> dbt staging."""
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+import pytest
+from dagster import AssetKey, materialize
+
+from cdp.sources import TABLES
+from orchestration.project import PROJECT_ROOT
+
+
+def test_definitions_group_assets_by_layer_and_join_lineage(defs):
+    graph = defs.resolve_asset_graph()
+    groups = {}
+    for key in graph.get_all_asset_keys():
+        groups.setdefault(graph.get(key).group_name, set()).add(key)
+    assert groups["raw"] == {AssetKey([t.source, t.name]) for t in TABLES}
+    assert {k.path[-1] for k in groups["staging"]} == {f"stg_{t.source}__{t.name}" for t in TABLES}
+    assert groups["reference"] == {AssetKey(["reference", "nicknames"])}
+    for t in TABLES:
+        staging = AssetKey(["staging", f"stg_{t.source}__{t.name}"])
+        assert AssetKey([t.source, t.name]) in graph.get(staging).parent_keys
+    assert defs.resolve_schedule_def("daily_full_graph").cron_schedule == "0 3 * * *"
+    assert defs.resolve_sensor_def("landing_folder_sensor").job_name == "load_landed_files"
+
+
+def test_dbt_tests_and_great_expectations_run_as_asset_checks(defs):
+    graph = defs.resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert ("crm/contacts", "ge_match_regex_email") in checks
+    assert ("support/tickets", "ge_in_set_priority") in checks
+    assert ("staging/stg_crm__contacts", "unique_stg_crm__contacts_contact_id") in checks
+    assert len(checks) > 100
+
+
+def test_full_graph_run_succeeds_with_every_check_passing(full_run):
+    assert full_run.success
+    evaluations = full_run.get_asset_check_evaluations()
+    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
+    assert len(evaluations) > 100
+    assert failed == []
+
+
+def test_raw_assets_report_rows_read_new_and_quarantined(full_run):
+    for t in TABLES:
+        [event] = [
+            m
+            for m in full_run.get_asset_materialization_events()
+            if m.asset_key == AssetKey([t.source, t.name])
+        ]
+        meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        assert meta["rows_new"] > 0, t.key
+        assert (
+            meta["rows_read"]
+            == meta["rows_new"] + meta["rows_already_loaded"] + meta["rows_quarantined"]
+        )
+        assert meta["files_loaded"] == 1
+
+
+def test_quarantine_holds_the_broken_rows_with_reasons(warehouse):
+    rows = warehouse.execute(
+        "select source, count(*), count(distinct reason) from raw.quarantine group by 1"
+    ).fetchall()
+    assert {r[0] for r in rows} >= {"shop", "web", "email"}
+    assert sum(r[1] for r in rows) > 10
+
+
+def test_staging_removes_exact_duplicates_and_keeps_latest_versions(warehouse):
+    raw_events, distinct_events, staged = warehouse.execute(
+        "select (select count(*) from raw.web__events),"
+        " (select count(distinct event_id) from raw.web__events),"
+        " (select count(*) from staging.stg_web__events)"
+    ).fetchall()[0]
+    assert raw_events > distinct_events == staged
+    versions = warehouse.execute(
+        "select r.contact_id, max(r.updated_at), any_value(s.updated_at)"
+        " from raw.crm__contacts r join staging.stg_crm__contacts s using (contact_id)"
+        " group by 1 having count(distinct r.updated_at) > 1"
+    ).fetchall()
+    assert versions
+    berlin = ZoneInfo("Europe/Berlin")
+    for _, newest_local, staged_utc in versions:
+        local = dt.datetime.fromisoformat(newest_local).replace(tzinfo=berlin)
+        assert local.astimezone(dt.UTC).replace(tzinfo=None) == staged_utc
+
+
+def test_timestamps_become_utc_across_daylight_saving(warehouse):
+    rows = warehouse.execute(
+        "select r.created_at, s.created_at from raw.support__tickets r"
+        " join staging.stg_support__tickets s using (ticket_id) limit 500"
+    ).fetchall()
+    berlin = ZoneInfo("Europe/Berlin")
+    offsets = set()
+    for local_text, utc in rows:
+        local = dt.datetime.strptime(local_text, "%d.%m.%Y %H:%M").replace(tzinfo=berlin)
+        offsets.add(local.utcoffset())
+        assert local.astimezone(dt.UTC).replace(tzinfo=None) == utc
+    assert offsets == {dt.timedelta(hours=1), dt.timedelta(hours=2)}
+
+
+def test_phone_numbers_agree_with_libphonenumber(warehouse):
+    rows = warehouse.execute(
+        "select distinct r.phone, s.country_code, s.phone from raw.crm__contacts r"
+        " join staging.stg_crm__contacts s using (contact_id) where r.phone is not null"
+    ).fetchall()
+    compared = agreed = 0
+    for raw_phone, country, staged in rows:
+        try:
+            parsed = phonenumbers.parse(raw_phone, country)
+        except phonenumbers.NumberParseException:
+            assert staged is None
+            continue
+        if not phonenumbers.is_possible_number(parsed):
+            continue
+        compared += 1
+        agreed += staged == phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    assert compared > 300
+    assert agreed / compared >= 0.98, f"{agreed}/{compared}"
+
+
+def test_emails_countries_and_names_are_normalized(warehouse):
+    bad = warehouse.execute(
+        "select count(*) from staging.stg_shop__customers"
+        " where email <> lower(trim(email)) or country_code not in"
+        " ('DE','AT','CH','NL','FR','GB','US','PL','IT','ES')"
+        " or first_name <> trim(first_name) or first_name = upper(first_name)"
+    ).fetchall()[0][0]
+    assert bad == 0
+    umlauts = warehouse.execute(
+        "select count(*) from staging.stg_crm__contacts where last_name like '%ü%'"
+    ).fetchall()[0][0]
+    assert umlauts > 0
+
+
+def test_source_freshness_passes_after_a_load(full_run):
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "--no-use-colors", "source", "freshness"]
+        + ["--profiles-dir", "."],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert done.stdout.count("PASS freshness of") == len(TABLES), done.stdout[-2000:]
+
+
+def test_schema_drift_fails_the_raw_asset_with_a_clear_message(tmp_path):
+    from orchestration.assets.raw import raw_assets
+    from orchestration.resources import WarehouseResource
+
+    folder = tmp_path / "landing" / "support" / "tickets"
+    folder.mkdir(parents=True)
+    (folder / "tickets.csv").write_text("ticket_id;subject\nT-1;Hallo\n", encoding="utf-8")
+    asset = next(a for a in raw_assets if a.key == AssetKey(["support", "tickets"]))
+    result = materialize(
+        [asset],
+        resources={
+            "warehouse": WarehouseResource(
+                path=str(tmp_path / "wh.duckdb"), landing_dir=str(tmp_path / "landing")
+            )
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.user_failure_data.description
+    assert "tickets.csv" in message
+    assert "missing column(s) requester_email" in message
+
+
+@pytest.mark.parametrize("command", ["generate", "run"])
+def test_cli_commands_have_help(command):
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "cdp"), command, "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0
+    assert "Usage" in done.stdout
