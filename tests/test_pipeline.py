@@ -13,6 +13,8 @@ from dagster import AssetKey, materialize
 from cdp.sources import TABLES
 from orchestration.project import PROJECT_ROOT
 
+DBT = str(Path(sys.executable).parent / "dbt")
+
 
 def test_definitions_group_assets_by_layer_and_join_lineage(defs):
     graph = defs.resolve_asset_graph()
@@ -139,8 +141,7 @@ def test_emails_countries_and_names_are_normalized(warehouse):
 
 def test_source_freshness_passes_after_a_load(full_run):
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), "--no-use-colors", "source", "freshness"]
-        + ["--profiles-dir", "."],
+        [DBT, "--no-use-colors", "source", "freshness", "--profiles-dir", "."],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
