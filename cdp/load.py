@@ -259,7 +259,11 @@ def _parse(table: Table, path: Path, result: LoadResult) -> Iterator[ParsedRow]:
     return _read_json_objects(table, path, result, lines)
 
 
+CHUNK_ROWS = 50_000
+
+
 def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, result: LoadResult) -> None:
+    """Load one file in one transaction, streaming it in chunks so memory stays flat."""
     sha = _sha256(path)
     already = con.execute(
         f'select 1 from {quote(RAW_SCHEMA)}."_load_files" where table_key = ? and file_sha256 = ?',
@@ -270,54 +274,41 @@ def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, result: 
         return
     batch_id = uuid.uuid4().hex
     loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    good: list[list] = []
-    bad: list[tuple] = []
     source_file = str(path)
-    # Parse the whole file before writing: schema drift must fail before anything lands.
-    for line_no, text, parsed in _parse(table, path, result):
-        if isinstance(parsed, RowError):
-            bad.append(
-                (
-                    table.source,
-                    table.name,
-                    source_file,
-                    line_no,
-                    text,
-                    str(parsed),
-                    batch_id,
-                    loaded_at,
-                )
-            )
-            continue
-        try:
-            values = _validated(table, parsed)
-        except RowError as exc:
-            bad.append(
-                (
-                    table.source,
-                    table.name,
-                    source_file,
-                    line_no,
-                    text,
-                    str(exc),
-                    batch_id,
-                    loaded_at,
-                )
-            )
-            continue
-        row_hash = hashlib.md5(
-            "\x1f".join(v if v is not None else "\x00" for v in values).encode()
-        ).hexdigest()
-        good.append([*values, source_file, line_no, row_hash, batch_id, loaded_at])
-    frame = pd.DataFrame(good, columns=[*table.column_names, *META_COLUMNS], dtype=object)
+    read = inserted = 0
+    bad: list[tuple] = []
+    chunk: list[list] = []
     con.execute("begin transaction")
     try:
-        con.register("incoming_rows", frame)
-        before = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[0][0]
-        con.execute(f"""insert into {raw_relation(table)} by name
-            select * from incoming_rows
-            where _row_hash not in (select _row_hash from {raw_relation(table)})""")
-        new = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[0][0] - before
+        # Drift found late (a JSON field absent from every row) rolls the whole file back.
+        for line_no, text, parsed in _parse(table, path, result):
+            read += 1
+            try:
+                if isinstance(parsed, RowError):
+                    raise parsed
+                values = _validated(table, parsed)
+            except RowError as exc:
+                bad.append(
+                    (
+                        table.source,
+                        table.name,
+                        source_file,
+                        line_no,
+                        text,
+                        str(exc),
+                        batch_id,
+                        loaded_at,
+                    )
+                )
+                continue
+            row_hash = hashlib.md5(
+                "\x1f".join(v if v is not None else "\x00" for v in values).encode()
+            ).hexdigest()
+            chunk.append([*values, source_file, line_no, row_hash, batch_id, loaded_at])
+            if len(chunk) >= CHUNK_ROWS:
+                inserted += _insert_chunk(con, table, chunk, batch_id)
+                chunk = []
+        inserted += _insert_chunk(con, table, chunk, batch_id)
         if bad:
             con.executemany(
                 f'insert into {quote(RAW_SCHEMA)}."quarantine" values (?, ?, ?, ?, ?, ?, ?, ?)', bad
@@ -331,22 +322,39 @@ def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, result: 
                 path.stat().st_size,
                 batch_id,
                 loaded_at,
-                len(good) + len(bad),
-                new,
+                read,
+                inserted,
                 len(bad),
             ],
         )
         con.execute("commit")
-    except Exception:
+    except BaseException:
         con.execute("rollback")
         raise
+    result.files_loaded.append(path.name)
+    result.rows_read += read
+    result.rows_new += inserted
+    result.rows_already_loaded += read - len(bad) - inserted
+    result.rows_quarantined += len(bad)
+
+
+def _insert_chunk(con, table: Table, chunk: list[list], batch_id: str) -> int:
+    """Insert rows not already loaded by an earlier file (duplicates within a file are raw data
+    and stay); returns how many were inserted."""
+    if not chunk:
+        return 0
+    frame = pd.DataFrame(chunk, columns=[*table.column_names, *META_COLUMNS], dtype=object)
+    con.register("incoming_rows", frame)
+    try:
+        return con.execute(
+            f"""insert into {raw_relation(table)} by name
+            select * from incoming_rows
+            where _row_hash not in (
+                select _row_hash from {raw_relation(table)} where _batch_id <> ?)""",
+            [batch_id],
+        ).fetchall()[0][0]
     finally:
         con.unregister("incoming_rows")
-    result.files_loaded.append(path.name)
-    result.rows_read += len(good) + len(bad)
-    result.rows_new += new
-    result.rows_already_loaded += len(good) - new
-    result.rows_quarantined += len(bad)
 
 
 def load_table(con: duckdb.DuckDBPyConnection, table: Table, landing: Path) -> LoadResult:

@@ -1,0 +1,76 @@
+"""The dbt project keeps its promises: every model documented and keyed, sources in sync with
+what the loader declares."""
+
+import json
+
+import pytest
+
+from cdp.sources import TABLES
+from orchestration.project import dbt_project
+
+
+@pytest.fixture(scope="module")
+def manifest(full_run):
+    return json.loads(dbt_project.manifest_path.read_text())
+
+
+def test_source_yml_columns_match_the_loader_declaration(manifest):
+    sources = {
+        (n["source_name"], n["name"]): n
+        for n in manifest["sources"].values()
+        if n["package_name"] == "cdp"
+    }
+    assert set(sources) == {(t.source, t.name) for t in TABLES}
+    for t in TABLES:
+        node = sources[(t.source, t.name)]
+        assert node["identifier"] == t.key
+        assert node["schema"] == "raw"
+        declared = [c for c in node["columns"] if not c.startswith("_")]
+        assert declared == t.column_names, t.key
+        assert node["description"]
+        assert node["config"]["freshness"]["error_after"]["count"]
+
+
+def test_every_model_and_column_is_documented_and_every_model_keyed(manifest, warehouse):
+    models = [
+        n
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model" and n["package_name"] == "cdp"
+    ]
+    assert models
+    tests = [n for n in manifest["nodes"].values() if n["resource_type"] == "test"]
+    for model in models:
+        assert model["description"], model["name"]
+        actual = [
+            r[0]
+            for r in warehouse.execute(
+                "select column_name from information_schema.columns"
+                " where table_schema = ? and table_name = ? order by ordinal_position",
+                [model["schema"], model["name"]],
+            ).fetchall()
+        ]
+        documented = {c: v["description"] for c, v in model["columns"].items()}
+        assert set(actual) == set(documented), model["name"]
+        assert all(documented.values()), model["name"]
+        key = actual[0]
+        on_key = {
+            t["test_metadata"]["name"]
+            for t in tests
+            if t.get("attached_node") == model["unique_id"]
+            and t.get("column_name") == key
+            and t.get("test_metadata")
+        }
+        assert {"unique", "not_null"} <= on_key, model["name"]
+
+
+def test_personal_data_columns_are_tagged(manifest):
+    pii = {
+        (n["name"], c)
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model"
+        for c, v in n["columns"].items()
+        if v.get("meta", {}).get("pii")
+    }
+    for model in ("stg_crm__contacts", "stg_shop__customers", "stg_loyalty__cards"):
+        for column in ("first_name", "last_name", "email", "phone"):
+            assert (model, column) in pii
