@@ -34,7 +34,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/sqlfluff lint models tests/dbt snapshots macros --disable-progress-bar
+	$(BIN)/sqlfluff lint models tests/dbt snapshots --disable-progress-bar
 
 ui: install
 	@mkdir -p $(DAGSTER_HOME)

@@ -34,7 +34,10 @@ class CdpDbtTranslator(DagsterDbtTranslator):
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     dagster_dbt_translator=CdpDbtTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+        # dbt tests on sources become checks of the raw assets that load those tables
+        settings=DagsterDbtTranslatorSettings(
+            enable_asset_checks=True, enable_source_tests_as_checks=True
+        )
     ),
 )
 def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
