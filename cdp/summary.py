@@ -51,6 +51,18 @@ def print_run_summary(console: Console, result, warehouse: str, seconds: float) 
         tables, rows = layers[schema]
         table.add_row(schema, str(tables), f"{rows:,}")
     console.print(table)
+    loaded = Counter()
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        if "rows_new" in meta:
+            for field in ("rows_new", "rows_quarantined", "files_loaded", "files_skipped"):
+                loaded[field] += meta[field].value
+    if loaded:
+        console.print(
+            f"Raw loads: {loaded['rows_new']:,} new rows from {loaded['files_loaded']} new "
+            f"file(s), {loaded['rows_quarantined']:,} rows quarantined, "
+            f"{loaded['files_skipped']} file(s) already loaded"
+        )
     checks = Counter()
     failed = []
     for evaluation in result.get_asset_check_evaluations():
