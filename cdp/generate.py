@@ -20,7 +20,16 @@ from zoneinfo import ZoneInfo
 import orjson
 from faker import Faker
 
-from cdp.sources import TABLES, Table
+from cdp.sources import (
+    LEAD_STATUSES,
+    LOYALTY_TIERS,
+    ORDER_STATUSES,
+    SUBSCRIPTION_STATUSES,
+    TABLES,
+    TICKET_PRIORITIES,
+    TICKET_STATUSES,
+    Table,
+)
 
 NICKNAMES_SEED = Path(__file__).resolve().parent.parent / "seeds" / "nicknames.csv"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -117,17 +126,6 @@ UMLAUT_SURNAMES = (
 )
 JUNK_EMAILS = ("test@test.de", "keine@angabe.de", "noreply@example.com", "xxx@xxx.de", "test")
 JUNK_PHONES = ("0000000", "0000 000000", "+49 000 0000000", "123456", "0")
-LEAD_STATUSES = (
-    "New",
-    "Open",
-    "In Progress",
-    "MQL",
-    "SAL",
-    "SQL",
-    "Opportunity",
-    "Customer",
-    "Unqualified",
-)
 LEAD_SOURCES = ("Website", "Messe", "Empfehlung", "Kaltakquise", "Webinar", "Partner", "LinkedIn")
 INDUSTRIES = (
     "Maschinenbau",
@@ -807,9 +805,7 @@ class Generator:
                 "order_id": order_id,
                 "customer_id": customer_id,
                 "email": p.private_email,
-                "status": rng.choices(("paid", "shipped", "cancelled", "refunded"), (20, 70, 6, 4))[
-                    0
-                ],
+                "status": rng.choices(ORDER_STATUSES, (20, 70, 6, 4))[0],
                 "currency": p.currency,
                 "total_amount": f"{total:.2f}",
                 "utm_source": utm[0],
@@ -896,9 +892,7 @@ class Generator:
         rng = self.rng
         sub_id = f"{rng.getrandbits(48):012x}"
         created = self._ts(p.first_seen)
-        status = rng.choices(("subscribed", "unsubscribed", "cleaned", "pending"), (78, 14, 3, 5))[
-            0
-        ]
+        status = rng.choices(SUBSCRIPTION_STATUSES, (78, 14, 3, 5))[0]
         first, last = self.name_variant(p) if rng.random() < 0.6 else (None, None)
         email = self.email_variant(p.private_email, 0.0)
         row = {
@@ -975,7 +969,7 @@ class Generator:
                 "city": addr.city,
                 "country": self.country_variant(p.country),
                 "home_store_id": f"S{rng.randint(1, 40):03d}",
-                "tier": rng.choices(("Bronze", "Silber", "Gold", "Platin"), (60, 25, 12, 3))[0],
+                "tier": rng.choices(LOYALTY_TIERS, (60, 25, 12, 3))[0],
                 "issued_at": _local(issued),
             }
         )
@@ -1000,7 +994,7 @@ class Generator:
             created = self._ts(p.first_seen)
             first, last = self.name_variant(p)
             name = f"{last.strip()}, {first.strip()}" if rng.random() < 0.3 else f"{first} {last}"
-            status = rng.choices(("offen", "wartend", "gelöst", "geschlossen"), (15, 10, 25, 50))[0]
+            status = rng.choices(TICKET_STATUSES, (15, 10, 25, 50))[0]
             w["support__tickets"].write(
                 {
                     "ticket_id": ticket_id,
@@ -1008,9 +1002,7 @@ class Generator:
                     "requester_name": name,
                     "requester_phone": self.phone_variant(p, p.mobile, 0.6),
                     "subject": rng.choice(TICKET_SUBJECTS),
-                    "priority": rng.choices(
-                        ("Niedrig", "Normal", "Hoch", "Kritisch"), (20, 55, 20, 5)
-                    )[0],
+                    "priority": rng.choices(TICKET_PRIORITIES, (20, 55, 20, 5))[0],
                     "status": status,
                     "channel": rng.choice(("email", "telefon", "chat", "formular")),
                     "created_at": _german(created),

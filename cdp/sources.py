@@ -60,6 +60,16 @@ class Table:
         return {"csv": "csv", "jsonl": "jsonl", "json": "json"}[self.format]
 
 
+# Enumerations the exporting systems use; the generator draws from the same tuples.
+LEAD_STATUSES = (
+    "New", "Open", "In Progress", "MQL", "SAL", "SQL", "Opportunity", "Customer", "Unqualified",
+)  # fmt: skip
+TICKET_PRIORITIES = ("Niedrig", "Normal", "Hoch", "Kritisch")
+TICKET_STATUSES = ("offen", "wartend", "gelöst", "geschlossen")
+SUBSCRIPTION_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending")
+ORDER_STATUSES = ("paid", "shipped", "cancelled", "refunded")
+LOYALTY_TIERS = ("Bronze", "Silber", "Gold", "Platin")
+
 EMAIL_REGEX = r"^\s*[^@\s]+@[^@\s]+\.[A-Za-z]{2,}\s*$"
 
 
@@ -118,17 +128,7 @@ TABLES: tuple[Table, ...] = (
             Expectation(
                 "in_set",
                 "lead_status",
-                value_set=(
-                    "New",
-                    "Open",
-                    "In Progress",
-                    "MQL",
-                    "SAL",
-                    "SQL",
-                    "Opportunity",
-                    "Customer",
-                    "Unqualified",
-                ),
+                value_set=LEAD_STATUSES,
             ),
         ),
     ),
@@ -173,7 +173,7 @@ TABLES: tuple[Table, ...] = (
         "Web-shop orders (JSON lines).",
         expectations=(
             Expectation("not_null", "order_id"),
-            Expectation("in_set", "status", value_set=("paid", "shipped", "cancelled", "refunded")),
+            Expectation("in_set", "status", value_set=ORDER_STATUSES),
             Expectation("in_set", "currency", value_set=("EUR", "CHF", "GBP", "USD", "PLN")),
         ),
     ),
@@ -233,10 +233,8 @@ TABLES: tuple[Table, ...] = (
         delimiter=";",
         expectations=(
             Expectation("not_null", "ticket_id"),
-            Expectation("in_set", "priority", value_set=("Niedrig", "Normal", "Hoch", "Kritisch")),
-            Expectation(
-                "in_set", "status", value_set=("offen", "wartend", "gelöst", "geschlossen")
-            ),
+            Expectation("in_set", "priority", value_set=TICKET_PRIORITIES),
+            Expectation("in_set", "status", value_set=TICKET_STATUSES),
         ),
     ),
     Table(
@@ -260,9 +258,7 @@ TABLES: tuple[Table, ...] = (
         expectations=(
             Expectation("not_null", "subscriber_id"),
             Expectation("match_regex", "email", regex=EMAIL_REGEX, mostly=0.95),
-            Expectation(
-                "in_set", "status", value_set=("subscribed", "unsubscribed", "cleaned", "pending")
-            ),
+            Expectation("in_set", "status", value_set=SUBSCRIPTION_STATUSES),
         ),
     ),
     Table(
@@ -310,7 +306,7 @@ TABLES: tuple[Table, ...] = (
         "Loyalty/POS card holders.",
         expectations=(
             Expectation("not_null", "card_number"),
-            Expectation("in_set", "tier", value_set=("Bronze", "Silber", "Gold", "Platin")),
+            Expectation("in_set", "tier", value_set=LOYALTY_TIERS),
         ),
     ),
     Table(
