@@ -17,6 +17,26 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+eval_app = typer.Typer(
+    help="Measure quality against the generator's ground truth.", no_args_is_help=True
+)
+profile_app = typer.Typer(help="Look at customer profiles.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+app.add_typer(profile_app, name="profile")
+
+
+def _warehouse() -> str:
+    from orchestration.resources import warehouse_path
+
+    return warehouse_path()
+
+
+def _landing() -> str:
+    from orchestration.resources import landing_path
+
+    return landing_path()
+
+
 @app.callback()
 def _root() -> None:
     """Warehouse-native customer data platform: generate, load, model and sync customer data."""
@@ -93,3 +113,73 @@ def run(
     )
     print_run_summary(console, result, warehouse_path(), time.perf_counter() - started)
     raise typer.Exit(0 if result.success else 1)
+
+
+@eval_app.command("identity")
+def eval_identity(
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
+    min_f1: float = typer.Option(0.0, help="Exit 1 when pairwise F1 is below this."),
+) -> None:
+    """Pairwise precision, recall and F1 of the profiles against ground_truth.csv."""
+    import json
+
+    from cdp.identity_eval import evaluate
+
+    score = evaluate(_warehouse(), _landing())
+    if as_json:
+        typer.echo(json.dumps(score.as_dict(), indent=2))
+    else:
+        table = RichTable(title="Identity resolution vs. ground truth")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for key, value in score.as_dict().items():
+            table.add_row(
+                key.replace("_", " "), f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
+            )
+        Console().print(table)
+    raise typer.Exit(0 if score.f1 >= min_f1 else 1)
+
+
+@profile_app.command("show")
+def profile_show(
+    who: str = typer.Argument(..., help="An email address or a profile id."),
+    as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
+    events: int = typer.Option(15, help="How many recent events to show."),
+) -> None:
+    """The 360-degree view of one person: golden record with provenance, identifiers,
+    source records, recent events, merges and changes."""
+    import json
+
+    from cdp.profile import ProfileNotFound, profile_360
+
+    try:
+        view = profile_360(_warehouse(), who, events=events)
+    except ProfileNotFound as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(view, indent=2, default=str))
+        return
+    out = Console()
+    customer = view["customer"]
+    out.print(
+        f"[b]{customer['full_name'] or '(anonymous)'}[/b]  {view['profile_id']}  "
+        f"sources: {customer['sources']}"
+    )
+    for title, rows in (
+        ("Golden record (with provenance)", view["attributes"]),
+        ("Identifiers", view["identifiers"]),
+        ("Source records", view["records"]),
+        ("Recent events", view["recent_events"]),
+        ("Merges and splits", view["merges"]),
+        ("Changes", view["changes"]),
+    ):
+        table = RichTable(title=title, title_justify="left")
+        if not rows:
+            out.print(f"[dim]{title}: none[/dim]")
+            continue
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        out.print(table)

@@ -395,15 +395,21 @@ class Generator:
             fk.seed_instance(self.seed)
             cities = _cities(fk)
             self.pools[country] = {
-                "male": [fk.first_name_male() for _ in range(120)],
-                "female": [fk.first_name_female() for _ in range(120)],
-                "last": [fk.last_name() for _ in range(300)],
-                "street": [fk.street_name() for _ in range(150)],
+                "male": [fk.first_name_male() for _ in range(400)],
+                "female": [fk.first_name_female() for _ in range(400)],
+                "last": [fk.last_name() for _ in range(1500)],
+                "street": [fk.street_name() for _ in range(400)],
                 "place": [
                     (fk.postcode(), fk.random_element(cities) if cities else fk.city())
-                    for _ in range(120)
+                    for _ in range(400)
                 ],
             }
+        # German-speaking countries share their names: pool them for a realistic long tail.
+        german = ("DE", "AT", "CH")
+        for key in ("male", "female", "last"):
+            shared = sorted({name for c in german for name in self.pools[c][key]})
+            for c in german:
+                self.pools[c][key] = shared
         self.country_codes = [c[0] for c in COUNTRIES]
         self.country_weights = [c[4] for c in COUNTRIES]
         self.country_spec = {c[0]: c for c in COUNTRIES}
@@ -475,13 +481,13 @@ class Generator:
         spec = self.country_spec[country]
         pool = self.pools[country]
         gender = rng.choice(("male", "female"))
-        if country in ("DE", "AT", "CH") and rng.random() < 0.3:
+        if country in ("DE", "AT", "CH") and rng.random() < 0.12:
             first = rng.choice(self.nickname_givens)
         else:
             first = rng.choice(pool[gender])
         if household_of:
             last = household_of.last_name
-        elif country in ("DE", "AT", "CH") and rng.random() < 0.25:
+        elif country in ("DE", "AT", "CH") and rng.random() < 0.08:
             last = rng.choice(UMLAUT_SURNAMES)
         else:
             last = rng.choice(pool["last"])

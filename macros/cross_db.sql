@@ -1,15 +1,17 @@
 {#- The few functions DuckDB and PostgreSQL spell differently. -#}
 
-{% macro regex_matches(expression, pattern) -%}
-    {{ return(adapter.dispatch('regex_matches', 'cdp')(expression, pattern)) }}
+{% macro regex_matches(expression, pattern, pattern_column=none) -%}
+    {#- Whole-value match against a literal pattern, or against the patterns in a column. -#}
+    {%- set pattern_sql = pattern_column if pattern_column else "'" ~ pattern ~ "'" -%}
+    {{ return(adapter.dispatch('regex_matches', 'cdp')(expression, pattern_sql)) }}
 {%- endmacro %}
 
-{% macro default__regex_matches(expression, pattern) -%}
-    coalesce(({{ expression }}) ~ '{{ pattern }}', false)
+{% macro default__regex_matches(expression, pattern_sql) -%}
+    coalesce(({{ expression }}) ~ ('^(?:' || {{ pattern_sql }} || ')$'), false)
 {%- endmacro %}
 
-{% macro duckdb__regex_matches(expression, pattern) -%}
-    coalesce(regexp_full_match({{ expression }}, '{{ pattern }}'), false)
+{% macro duckdb__regex_matches(expression, pattern_sql) -%}
+    coalesce(regexp_full_match({{ expression }}, {{ pattern_sql }}), false)
 {%- endmacro %}
 
 
@@ -81,4 +83,18 @@
 {% macro duckdb__latest_per_key(relation, key, order_by) -%}
     select * from {{ relation }}
     qualify row_number() over (partition by {{ key }} order by {{ order_by }}) = 1
+{%- endmacro %}
+
+
+{% macro last_word(expression) -%}
+    {#- The last whitespace-separated word of a text ("Anna Maria Müller" -> "Müller"). -#}
+    {{ return(adapter.dispatch('last_word', 'cdp')(expression)) }}
+{%- endmacro %}
+
+{% macro default__last_word(expression) -%}
+    substring({{ expression }} from '(\S+)$')
+{%- endmacro %}
+
+{% macro duckdb__last_word(expression) -%}
+    nullif(regexp_extract({{ expression }}, '(\S+)$', 1), '')
 {%- endmacro %}

@@ -108,3 +108,19 @@
 {% macro iso_to_utc(column) -%}
     (cast({{ column }} as timestamp with time zone) at time zone 'UTC')
 {%- endmacro %}
+
+
+{% macro name_key(column) -%}
+    {#- A comparison key for names: lower case, umlauts and accents folded so Müller, Mueller
+        and Muller meet, everything but letters dropped. For matching only, never shown. -#}
+    replace(replace(replace(
+        regexp_replace(
+            translate(
+                replace(replace(replace(replace(lower({{ column }}), 'ä', 'ae'), 'ö', 'oe'), 'ü', 'ue'), 'ß', 'ss'),
+                'áàâãåçéèêëíìîïñóòôõøúùûýÿłśźżćńěščřžů',
+                'aaaaaceeeeiiiinooooouuuyylszzcnescrzu'
+            ),
+            '[^a-z]', '', 'g'
+        ),
+    'ue', 'u'), 'oe', 'o'), 'ae', 'a')
+{%- endmacro %}

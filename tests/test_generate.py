@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from cdp.sources import TABLES
-from tests.conftest import generate
+from tests.conftest import TEST_PEOPLE, generate
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -58,7 +58,7 @@ def test_ground_truth_sits_outside_the_landing_tables(landing):
         "support",
         "reviews",
     }
-    assert len({r["person_id"] for r in rows if r["person_id"].startswith("P")}) == 2000
+    assert len({r["person_id"] for r in rows if r["person_id"].startswith("P")}) == TEST_PEOPLE
     for table in TABLES:
         assert not list((landing / table.source / table.name).glob("ground_truth*"))
 

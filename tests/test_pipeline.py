@@ -40,10 +40,14 @@ def test_dbt_tests_and_great_expectations_run_as_asset_checks(defs):
     assert len(checks) > 100
 
 
-def test_full_graph_run_succeeds_with_every_check_passing(full_run):
+def test_full_graph_run_succeeds_with_no_failing_error_check(full_run):
     assert full_run.success
     evaluations = full_run.get_asset_check_evaluations()
-    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
+    failed = [
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in evaluations
+        if not e.passed and e.severity.value == "ERROR"
+    ]
     assert len(evaluations) > 100
     assert failed == []
 

@@ -25,7 +25,9 @@ class CdpDbtTranslator(DagsterDbtTranslator):
         props = self.get_resource_props(manifest, unique_id)
         if props["resource_type"] == "seed":
             return spec.replace_attributes(group_name="reference")
-        if props["resource_type"] in ("model", "snapshot"):
+        if props["resource_type"] == "snapshot":
+            return spec.replace_attributes(group_name="snapshots")
+        if props["resource_type"] == "model":
             layer = props["fqn"][1] if len(props["fqn"]) > 2 else props["resource_type"]
             return spec.replace_attributes(group_name=layer)
         return spec

@@ -1,0 +1,101 @@
+-- One row per identifier value: how many records carry it, whether it is junk (blocklist) or
+-- shared by several people (seen on more records of one entity source than a person has),
+-- and so whether it may link records.
+
+with
+
+identifiers as (
+
+    select * from {{ ref('int_identifiers') }}
+
+),
+
+rules as (
+
+    select * from {{ ref('identity_identifier_rules') }}
+
+),
+
+blocklist as (
+
+    select * from {{ ref('identity_blocklist') }}
+
+),
+
+per_source as (
+
+    select
+        identifier_kind,
+        identifier_value,
+        source,
+        count(distinct record_key) as record_count
+    from identifiers
+    where source in ('{{ var("cdp_identity_entity_sources") | join("', '") }}')
+    group by identifier_kind, identifier_value, source
+
+),
+
+sharing as (
+
+    select
+        identifier_kind,
+        identifier_value,
+        max(record_count) as max_records_in_one_source
+    from per_source
+    group by identifier_kind, identifier_value
+
+),
+
+blocked as (
+
+    select
+        identifiers.identifier_kind,
+        identifiers.identifier_value,
+        min(blocklist.reason) as blocklist_reason
+    from identifiers
+    inner join blocklist
+        on
+            identifiers.identifier_kind = blocklist.identifier_kind
+            and {{ regex_matches('identifiers.identifier_value', pattern_column='blocklist.pattern') }}
+    group by identifiers.identifier_kind, identifiers.identifier_value
+
+),
+
+values_seen as (
+
+    select
+        identifier_kind,
+        identifier_value,
+        count(distinct record_key) as record_count,
+        count(distinct source) as source_count,
+        min(observed_at) as first_observed_at
+    from identifiers
+    group by identifier_kind, identifier_value
+
+)
+
+select
+    values_seen.identifier_kind,
+    values_seen.identifier_value,
+    values_seen.record_count,
+    values_seen.source_count,
+    values_seen.first_observed_at,
+    rules.priority,
+    blocked.blocklist_reason,
+    blocked.blocklist_reason is not null as is_blocklisted,
+    coalesce(sharing.max_records_in_one_source, 0)
+    > {{ var('cdp_identity_max_records_per_source') }} as is_shared,
+    coalesce(rules.is_merge_key, false)
+    and blocked.blocklist_reason is null
+    and coalesce(sharing.max_records_in_one_source, 0)
+    <= {{ var('cdp_identity_max_records_per_source') }} as can_merge
+from values_seen
+left join rules on values_seen.identifier_kind = rules.identifier_kind
+left join sharing
+    on
+        values_seen.identifier_kind = sharing.identifier_kind
+        and values_seen.identifier_value = sharing.identifier_value
+left join blocked
+    on
+        values_seen.identifier_kind = blocked.identifier_kind
+        and values_seen.identifier_value = blocked.identifier_value

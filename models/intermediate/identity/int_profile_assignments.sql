@@ -1,0 +1,98 @@
+{{ config(materialized='incremental', unique_key='record_key', incremental_strategy='delete+insert') }}
+
+-- Stable profile ids. Each record's profile comes from its connected component; a component
+-- keeps the id most of its records had before (a merge keeps the id holding most records, a
+-- split leaves the id with the part holding most of its records). Components with no earlier id
+-- get one derived from their first record, so a full rebuild on the same data gives the same ids.
+
+with
+
+components as (
+
+    select * from {{ ref('int_identity_components') }}
+
+),
+
+prior as (
+
+    {% if is_incremental() %}
+        select
+            record_key,
+            profile_id as prior_profile_id
+        from {{ this }}
+    {% else %}
+        select
+            cast(null as varchar) as record_key,
+            cast(null as varchar) as prior_profile_id
+        where false
+    {% endif %}
+
+),
+
+votes as (
+
+    select
+        components.component_key,
+        prior.prior_profile_id,
+        count(*) as record_count
+    from components
+    inner join prior on components.record_key = prior.record_key
+    group by components.component_key, prior.prior_profile_id
+
+),
+
+ranked_votes as (
+
+    select
+        component_key,
+        prior_profile_id,
+        record_count,
+        row_number() over (
+            partition by prior_profile_id order by record_count desc, component_key
+        ) as rank_for_profile
+    from votes
+
+),
+
+survivors as (
+
+    select
+        component_key,
+        prior_profile_id as profile_id,
+        row_number() over (
+            partition by component_key order by record_count desc, prior_profile_id
+        ) as rank_for_component
+    from ranked_votes
+    where rank_for_profile = 1
+
+),
+
+first_record_prior as (
+
+    select
+        components.component_key,
+        prior.prior_profile_id
+    from components
+    left join prior on components.record_key = prior.record_key
+    where components.record_key = components.component_key
+
+)
+
+select
+    components.record_key,
+    coalesce(
+        survivors.profile_id,
+        'p_' || substr(
+            {{ dbt.hash("components.component_key || ':' || coalesce(first_record_prior.prior_profile_id, '')") }},
+            1, 16
+        )
+    ) as profile_id,
+    components.component_key,
+    components.component_size,
+    prior.prior_profile_id,
+    {{ dbt.current_timestamp() }} as assigned_at
+from components
+left join survivors
+    on components.component_key = survivors.component_key and survivors.rank_for_component = 1
+left join first_record_prior on components.component_key = first_record_prior.component_key
+left join prior on components.record_key = prior.record_key

@@ -1,0 +1,83 @@
+-- For every golden-record value: which system and record it came from, when that system saw
+-- it, and the survivorship rule (var `cdp_survivorship`) that chose it over the other candidates.
+
+{%- set survivorship = var('cdp_survivorship') %}
+
+with
+
+candidates as (
+
+    select
+        *,
+        count(*) over (partition by profile_id, attribute, attribute_value) as value_frequency
+    from {{ ref('int_customer_attribute_values') }}
+
+),
+
+ruled as (
+
+    select
+        *,
+        case attribute
+        {%- for attribute, spec in survivorship.items() %}
+            when '{{ attribute }}' then '{{ spec["rule"] }}'
+        {%- endfor %}
+            else 'most_recent'
+        end as survivorship_rule,
+        case attribute
+        {%- for attribute, spec in survivorship.items() if spec.get('sources') %}
+            when '{{ attribute }}' then case source
+            {%- for source in spec['sources'] %}
+                when '{{ source }}' then {{ loop.index }}
+            {%- endfor %}
+                else 99
+            end
+        {%- endfor %}
+            else 99
+        end as source_rank
+    from candidates
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by profile_id, attribute
+            order by
+                case when survivorship_rule = 'source_priority' then source_rank else 0 end,
+                case when survivorship_rule = 'most_frequent' then -value_frequency else 0 end,
+                observed_at desc,
+                record_key
+        ) as candidate_rank
+    from ruled
+
+),
+
+distinct_values as (
+
+    select
+        profile_id,
+        attribute,
+        count(distinct attribute_value) as candidate_values
+    from candidates
+    group by profile_id, attribute
+
+)
+
+select
+    {{ dbt.hash("ranked.profile_id || '|' || ranked.attribute") }} as provenance_id,
+    ranked.profile_id,
+    ranked.attribute,
+    ranked.attribute_value,
+    ranked.source as source_system,
+    ranked.source_record_id,
+    ranked.record_key,
+    ranked.observed_at,
+    ranked.survivorship_rule,
+    distinct_values.candidate_values
+from ranked
+inner join distinct_values
+    on ranked.profile_id = distinct_values.profile_id and ranked.attribute = distinct_values.attribute
+where ranked.candidate_rank = 1

@@ -1,0 +1,19 @@
+-- Every identifier of every customer profile, with the systems it was seen in.
+
+select
+    assignments.profile_id,
+    identifiers.identifier_kind,
+    identifiers.identifier_value,
+    string_agg(distinct identifiers.source, ', ' order by identifiers.source) as sources,
+    count(distinct identifiers.record_key) as record_count,
+    min(identifiers.observed_at) as first_observed_at,
+    max(quality.is_blocklisted) as is_blocklisted,
+    max(quality.is_shared) as is_shared
+from {{ ref('int_identifiers') }} as identifiers
+inner join {{ ref('int_profile_assignments') }} as assignments
+    on identifiers.record_key = assignments.record_key
+inner join {{ ref('int_identifier_quality') }} as quality
+    on
+        identifiers.identifier_kind = quality.identifier_kind
+        and identifiers.identifier_value = quality.identifier_value
+group by assignments.profile_id, identifiers.identifier_kind, identifiers.identifier_value

@@ -1,0 +1,13 @@
+-- Which source records make up each customer profile.
+
+select
+    assignments.profile_id,
+    assignments.record_key,
+    records.source,
+    records.source_record_id,
+    records.first_seen_at,
+    records.observed_at,
+    assignments.assigned_at
+from {{ ref('int_profile_assignments') }} as assignments
+inner join {{ ref('int_identity_records') }} as records
+    on assignments.record_key = records.record_key

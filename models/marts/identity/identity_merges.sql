@@ -1,0 +1,90 @@
+{{ config(materialized='incremental', unique_key='merge_event_id', incremental_strategy='delete+insert') }}
+
+-- Every merge and split of customer profiles, with when, which ids, and what caused it. A merge:
+-- records of an earlier profile now sit in another profile and the earlier id is gone. A split:
+-- records left a profile that still exists.
+
+with
+
+assignments as (
+
+    select * from {{ ref('int_profile_assignments') }}
+
+),
+
+moved as (
+
+    select
+        prior_profile_id,
+        profile_id,
+        count(*) as records_moved,
+        max(assigned_at) as happened_at
+    from assignments
+    where prior_profile_id is not null and prior_profile_id <> profile_id
+    group by prior_profile_id, profile_id
+
+),
+
+current_ids as (
+
+    select distinct profile_id from assignments
+
+),
+
+events as (
+
+    select
+        case when current_ids.profile_id is null then 'merge' else 'split' end as event_type,
+        moved.profile_id,
+        moved.prior_profile_id as other_profile_id,
+        moved.records_moved,
+        moved.happened_at
+    from moved
+    left join current_ids on moved.prior_profile_id = current_ids.profile_id
+
+),
+
+-- The link that joined the records of the two profiles (identifier or match), strongest first.
+causes as (
+
+    select
+        events.profile_id,
+        events.other_profile_id,
+        min(
+            case
+                when edges.link_type = 'identifier'
+                    then edges.link_kind || ' ' || edges.link_value
+                else 'match p=' || cast(round(edges.match_probability, 4) as varchar)
+                    || ' on ' || edges.link_value
+            end
+        ) as cause
+    from events
+    inner join assignments as a on events.profile_id = a.profile_id
+    inner join assignments as b on events.profile_id = b.profile_id
+    inner join {{ ref('int_identity_edges') }} as edges
+        on
+            (edges.record_key_a = a.record_key and edges.record_key_b = b.record_key)
+            or (edges.record_key_a = b.record_key and edges.record_key_b = a.record_key)
+    where
+        events.event_type = 'merge'
+        and a.prior_profile_id = events.other_profile_id
+        and coalesce(b.prior_profile_id, '') <> events.other_profile_id
+    group by events.profile_id, events.other_profile_id
+
+)
+
+select
+    {{ dbt.hash("events.event_type || events.profile_id || events.other_profile_id || cast(events.happened_at as varchar)") }}
+        as merge_event_id,
+    events.event_type,
+    events.profile_id,
+    events.other_profile_id,
+    events.records_moved,
+    coalesce(
+        causes.cause,
+        case when events.event_type = 'split' then 'records no longer linked' else 'new link' end
+    ) as cause,
+    events.happened_at
+from events
+left join causes
+    on events.profile_id = causes.profile_id and events.other_profile_id = causes.other_profile_id

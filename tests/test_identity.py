@@ -1,0 +1,184 @@
+"""Identity resolution and golden records on the default demo set, scored against ground truth."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from cdp.identity_eval import evaluate
+from cdp.load import connect, load_table
+from cdp.sources import TABLES
+from orchestration.project import PROJECT_ROOT
+from tests.conftest import TEST_PEOPLE, TEST_SEED, generate
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def score(full_run, landing):
+    return evaluate(os.environ["CDP_WAREHOUSE"], landing)
+
+
+def test_pairwise_f1_meets_the_target_with_no_junk_merges(score):
+    assert score.f1 >= 0.98, score.as_dict()
+    assert score.precision >= 0.98, score.as_dict()
+    assert score.merges_through_blocklisted_or_shared == 0
+    # one profile per person, give or take the people the data cannot tell apart
+    assert abs(score.profiles - score.people) / score.people < 0.05
+
+
+def test_junk_and_shared_identifiers_link_nothing(warehouse):
+    junk = warehouse.execute(
+        "select count(*) from intermediate.int_identifier_quality"
+        " where is_blocklisted and identifier_value like 'info@%'"
+    ).fetchall()[0][0]
+    assert junk > 0  # the demo data has group mailboxes, and they are recognised
+    shared_phones = warehouse.execute(
+        "select count(*) from intermediate.int_identifier_quality"
+        " where identifier_kind = 'phone' and is_shared"
+    ).fetchall()[0][0]
+    assert shared_phones > 0  # household landlines
+    links = warehouse.execute(
+        "select count(*) from intermediate.int_identity_edges e"
+        " join intermediate.int_identifier_quality q"
+        " on e.link_kind = q.identifier_kind and e.link_value = q.identifier_value"
+        " where q.is_blocklisted or q.is_shared or not q.can_merge"
+    ).fetchall()[0][0]
+    assert links == 0
+
+
+def test_every_golden_value_has_provenance_from_a_record_of_the_profile(warehouse):
+    mismatches = warehouse.execute("""
+        select count(*) from marts.customers c
+        join marts.customer_attribute_provenance p
+            on p.profile_id = c.profile_id and p.attribute = 'first_name'
+        left join marts.customer_profile_records r
+            on r.profile_id = p.profile_id and r.record_key = p.record_key
+        where c.first_name <> p.attribute_value or r.record_key is null
+    """).fetchall()[0][0]
+    assert mismatches == 0
+    identified = warehouse.execute(
+        "select count(*) from marts.customers where is_identified"
+    ).fetchall()[0][0]
+    with_email = warehouse.execute(
+        "select count(*) from marts.customers c join marts.customer_attribute_provenance p"
+        " on p.profile_id = c.profile_id and p.attribute = 'email'"
+        " where p.source_system is not null and p.survivorship_rule = 'most_frequent'"
+    ).fetchall()[0][0]
+    assert identified > 0.9 * TEST_PEOPLE
+    assert with_email > 0.8 * TEST_PEOPLE
+
+
+def test_first_snapshot_records_every_value_as_set(warehouse):
+    changes = warehouse.execute(
+        "select change_type, count(*) from marts.customer_changes group by 1"
+    ).fetchall()
+    provenance = warehouse.execute(
+        "select count(*) from marts.customer_attribute_provenance"
+    ).fetchall()[0][0]
+    assert dict(changes) == {"set": provenance}
+
+
+def test_eval_cli_prints_json_and_exit_code_follows_the_target(full_run):
+    done = subprocess.run(
+        [str(BIN / "cdp"), "eval", "identity", "--json", "--min-f1", "0.98"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["f1"] >= 0.98
+    failing = subprocess.run(
+        [str(BIN / "cdp"), "eval", "identity", "--json", "--min-f1", "1.01"],
+        capture_output=True,
+        text=True,
+    )
+    assert failing.returncode == 1
+
+
+def test_profile_show_gives_the_360_view_by_email(warehouse):
+    email, profile_id = warehouse.execute(
+        "select email, profile_id from marts.customers"
+        " where record_count >= 5 and email is not null order by profile_id limit 1"
+    ).fetchall()[0]
+    done = subprocess.run(
+        [str(BIN / "cdp"), "profile", "show", email.upper(), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    view = json.loads(done.stdout)
+    assert view["profile_id"] == profile_id
+    assert {a["attribute"] for a in view["attributes"]} >= {"first_name", "last_name", "email"}
+    assert all(a["source_system"] and a["source_record_id"] for a in view["attributes"])
+    assert len(view["records"]) >= 5
+    assert view["recent_events"]
+    missing = subprocess.run(
+        [str(BIN / "cdp"), "profile", "show", "nobody@nowhere.example"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert "no profile has the email" in missing.stderr
+
+
+def test_ten_percent_more_data_keeps_profile_ids_of_unaffected_people(full_run, landing, tmp_path):
+    """Copy the warehouse, land 10% more people, rebuild: old people keep their profile ids."""
+    warehouse = tmp_path / "wh.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], warehouse)
+    new_landing = tmp_path / "landing"
+    shutil.copytree(landing, new_landing)
+    generate(
+        new_landing,
+        people=TEST_PEOPLE // 10,
+        seed=TEST_SEED,
+        batch="2026-11-20",
+        first_person=TEST_PEOPLE + 1,
+    )
+    con = connect(warehouse)
+    before = dict(
+        con.execute(
+            "select record_key, profile_id from intermediate.int_profile_assignments"
+        ).fetchall()
+    )
+    for table in TABLES:
+        load_table(con, table, new_landing)
+    con.close()
+    done = subprocess.run(
+        [str(BIN / "dbt"), "build", "--profiles-dir", ".", "--exclude", "resource_type:seed"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "CDP_WAREHOUSE": str(warehouse)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    con = duckdb.connect(str(warehouse), read_only=True)
+    truth = {}
+    for path in new_landing.glob("ground_truth*.csv"):
+        for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+            source, record_id, person = line.split(",")
+            truth[f"{source}:{record_id}"] = person
+    after = dict(
+        con.execute(
+            "select record_key, profile_id from intermediate.int_profile_assignments"
+        ).fetchall()
+    )
+    merges = con.execute("select event_type, count(*) from marts.identity_merges group by 1")
+    merge_counts = dict(merges.fetchall())
+    score = evaluate(warehouse, new_landing)
+    con.close()
+    new_records = set(after) - set(before)
+    touched = {after[r] for r in new_records}
+    people: dict[str, list[str]] = {}
+    for record, person in truth.items():
+        if record in before and record in after and person.startswith("P"):
+            people.setdefault(person, []).append(record)
+    unaffected = [p for p, recs in people.items() if not {after[r] for r in recs} & touched]
+    kept = [p for p in unaffected if all(before[r] == after[r] for r in people[p])]
+    assert len(unaffected) > 0.9 * TEST_PEOPLE
+    assert len(kept) / len(unaffected) >= 0.999, (len(kept), len(unaffected), merge_counts)
+    assert score.f1 >= 0.97
