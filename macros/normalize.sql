@@ -124,3 +124,11 @@
         ),
     'ue', 'u'), 'oe', 'o'), 'ae', 'a')
 {%- endmacro %}
+
+
+{% macro sql_list(values) -%}
+    {#- ['a', 'b'] -> 'a', 'b' (for IN lists built from vars). -#}
+    {%- for value in values -%}
+        '{{ value }}'{{ ", " if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}

@@ -52,15 +52,16 @@ def test_every_model_and_column_is_documented_and_every_model_keyed(manifest, wa
         documented = {c: v["description"] for c, v in model["columns"].items()}
         assert set(actual) == set(documented), model["name"]
         assert all(documented.values()), model["name"]
+        # Keyed: the first column unique and not null, or a tested unique column combination.
         key = actual[0]
-        on_key = {
-            t["test_metadata"]["name"]
+        attached = [
+            t
             for t in tests
-            if t.get("attached_node") == model["unique_id"]
-            and t.get("column_name") == key
-            and t.get("test_metadata")
-        }
-        assert {"unique", "not_null"} <= on_key, model["name"]
+            if t.get("attached_node") == model["unique_id"] and t.get("test_metadata")
+        ]
+        on_key = {t["test_metadata"]["name"] for t in attached if t.get("column_name") == key}
+        combined = any(t["test_metadata"]["name"] == "unique_combination" for t in attached)
+        assert {"unique", "not_null"} <= on_key or combined, model["name"]
 
 
 def test_personal_data_columns_are_tagged(manifest):

@@ -60,5 +60,5 @@ attribute_values as (
 
 )
 
-select * from attribute_values
+select distinct * from attribute_values
 where attribute_value is not null and trim(attribute_value) <> ''

@@ -30,7 +30,7 @@ per_source as (
         source,
         count(distinct record_key) as record_count
     from identifiers
-    where source in ('{{ var("cdp_identity_entity_sources") | join("', '") }}')
+    where source in ({{ sql_list(var('cdp_identity_entity_sources')) }})
     group by identifier_kind, identifier_value, source
 
 ),

@@ -12,9 +12,15 @@ records as (
 
 edges as (
 
-    select record_key_a as from_key, record_key_b as to_key from {{ ref('int_identity_edges') }}
+    select
+        record_key_a as from_key,
+        record_key_b as to_key
+    from {{ ref('int_identity_edges') }}
     union
-    select record_key_b as from_key, record_key_a as to_key from {{ ref('int_identity_edges') }}
+    select
+        record_key_b as from_key,
+        record_key_a as to_key
+    from {{ ref('int_identity_edges') }}
 
 ),
 

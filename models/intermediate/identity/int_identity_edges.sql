@@ -75,7 +75,6 @@ probabilistic as (
         -- Households share surname, address and landline: different given names never link.
         and disagreed_fields not like '%first_name%'
 
-
 )
 
 select * from deterministic

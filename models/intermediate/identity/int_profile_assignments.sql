@@ -13,7 +13,7 @@ components as (
 
 ),
 
-prior as (
+previous as (
 
     {% if is_incremental() %}
         select
@@ -33,11 +33,11 @@ votes as (
 
     select
         components.component_key,
-        prior.prior_profile_id,
+        previous.prior_profile_id,
         count(*) as record_count
     from components
-    inner join prior on components.record_key = prior.record_key
-    group by components.component_key, prior.prior_profile_id
+    inner join previous on components.record_key = previous.record_key
+    group by components.component_key, previous.prior_profile_id
 
 ),
 
@@ -48,7 +48,7 @@ ranked_votes as (
         prior_profile_id,
         record_count,
         row_number() over (
-            partition by prior_profile_id order by record_count desc, component_key
+            partition by prior_profile_id order by record_count desc, component_key asc
         ) as rank_for_profile
     from votes
 
@@ -60,20 +60,20 @@ survivors as (
         component_key,
         prior_profile_id as profile_id,
         row_number() over (
-            partition by component_key order by record_count desc, prior_profile_id
+            partition by component_key order by record_count desc, prior_profile_id asc
         ) as rank_for_component
     from ranked_votes
     where rank_for_profile = 1
 
 ),
 
-first_record_prior as (
+first_record_previous as (
 
     select
         components.component_key,
-        prior.prior_profile_id
+        previous.prior_profile_id
     from components
-    left join prior on components.record_key = prior.record_key
+    left join previous on components.record_key = previous.record_key
     where components.record_key = components.component_key
 
 )
@@ -83,16 +83,16 @@ select
     coalesce(
         survivors.profile_id,
         'p_' || substr(
-            {{ dbt.hash("components.component_key || ':' || coalesce(first_record_prior.prior_profile_id, '')") }},
+            {{ dbt.hash("components.component_key || ':' || coalesce(first_record_previous.prior_profile_id, '')") }},
             1, 16
         )
     ) as profile_id,
     components.component_key,
     components.component_size,
-    prior.prior_profile_id,
+    previous.prior_profile_id,
     {{ dbt.current_timestamp() }} as assigned_at
 from components
 left join survivors
     on components.component_key = survivors.component_key and survivors.rank_for_component = 1
-left join first_record_prior on components.component_key = first_record_prior.component_key
-left join prior on components.record_key = prior.record_key
+left join first_record_previous on components.component_key = first_record_previous.component_key
+left join previous on components.record_key = previous.record_key

@@ -19,20 +19,20 @@ ruled as (
     select
         *,
         case attribute
-        {%- for attribute, spec in survivorship.items() %}
-            when '{{ attribute }}' then '{{ spec["rule"] }}'
-        {%- endfor %}
+            {%- for attribute, spec in survivorship.items() %}
+                when '{{ attribute }}' then '{{ spec["rule"] }}'
+            {%- endfor %}
             else 'most_recent'
         end as survivorship_rule,
         case attribute
-        {%- for attribute, spec in survivorship.items() if spec.get('sources') %}
-            when '{{ attribute }}' then case source
-            {%- for source in spec['sources'] %}
-                when '{{ source }}' then {{ loop.index }}
+            {%- for attribute, spec in survivorship.items() if spec.get('sources') %}
+                when '{{ attribute }}' then case source
+                    {%- for source in spec['sources'] %}
+                        when '{{ source }}' then {{ loop.index }}
+                    {%- endfor %}
+                    else 99
+                end
             {%- endfor %}
-                else 99
-            end
-        {%- endfor %}
             else 99
         end as source_rank
     from candidates
@@ -49,7 +49,7 @@ ranked as (
                 case when survivorship_rule = 'source_priority' then source_rank else 0 end,
                 case when survivorship_rule = 'most_frequent' then -value_frequency else 0 end,
                 observed_at desc,
-                record_key
+                record_key asc
         ) as candidate_rank
     from ruled
 

@@ -38,7 +38,9 @@ events as (
         moved.profile_id,
         moved.prior_profile_id as other_profile_id,
         moved.records_moved,
-        moved.happened_at
+        moved.happened_at,
+        moved.prior_profile_id || '>' || moved.profile_id || '@'
+        || cast(moved.happened_at as varchar) as event_key
     from moved
     left join current_ids on moved.prior_profile_id = current_ids.profile_id
 
@@ -54,7 +56,8 @@ causes as (
             case
                 when edges.link_type = 'identifier'
                     then edges.link_kind || ' ' || edges.link_value
-                else 'match p=' || cast(round(edges.match_probability, 4) as varchar)
+                else
+                    'match p=' || cast(round(edges.match_probability, 4) as varchar)
                     || ' on ' || edges.link_value
             end
         ) as cause
@@ -63,8 +66,8 @@ causes as (
     inner join assignments as b on events.profile_id = b.profile_id
     inner join {{ ref('int_identity_edges') }} as edges
         on
-            (edges.record_key_a = a.record_key and edges.record_key_b = b.record_key)
-            or (edges.record_key_a = b.record_key and edges.record_key_b = a.record_key)
+            (a.record_key = edges.record_key_a and b.record_key = edges.record_key_b)
+            or (b.record_key = edges.record_key_a and a.record_key = edges.record_key_b)
     where
         events.event_type = 'merge'
         and a.prior_profile_id = events.other_profile_id
@@ -74,8 +77,7 @@ causes as (
 )
 
 select
-    {{ dbt.hash("events.event_type || events.profile_id || events.other_profile_id || cast(events.happened_at as varchar)") }}
-        as merge_event_id,
+    {{ dbt.hash("events.event_key") }} as merge_event_id,
     events.event_type,
     events.profile_id,
     events.other_profile_id,
