@@ -27,6 +27,7 @@ demo: install
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING)
 	$(BIN)/cdp run
+	$(BIN)/cdp eval identity
 
 test: install lint
 	$(BIN)/pytest

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table as RichTable
 
+from cdp.config import landing_path, warehouse_path
+
 app = typer.Typer(
     help="Warehouse-native customer data platform.", no_args_is_help=True, add_completion=False
 )
@@ -23,18 +25,6 @@ eval_app = typer.Typer(
 profile_app = typer.Typer(help="Look at customer profiles.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(profile_app, name="profile")
-
-
-def _warehouse() -> str:
-    from orchestration.resources import warehouse_path
-
-    return warehouse_path()
-
-
-def _landing() -> str:
-    from orchestration.resources import landing_path
-
-    return landing_path()
 
 
 @app.callback()
@@ -99,7 +89,6 @@ def run(
 
     from cdp.summary import print_run_summary
     from orchestration.definitions import defs
-    from orchestration.resources import warehouse_path
 
     instance = (
         DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
@@ -125,7 +114,7 @@ def eval_identity(
 
     from cdp.identity_eval import evaluate
 
-    score = evaluate(_warehouse(), _landing())
+    score = evaluate(warehouse_path(), landing_path())
     if as_json:
         typer.echo(json.dumps(score.as_dict(), indent=2))
     else:
@@ -153,7 +142,7 @@ def profile_show(
     from cdp.profile import ProfileNotFound, profile_360
 
     try:
-        view = profile_360(_warehouse(), who, events=events)
+        view = profile_360(warehouse_path(), who, events=events)
     except ProfileNotFound as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

@@ -8,7 +8,6 @@ without email) are anonymous by nature: they are scored separately and reported,
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,16 +46,11 @@ class IdentityScore:
         return asdict(self)
 
 
-def _truth_rows(landing: Path) -> list[tuple[str, str, str]]:
-    rows = []
-    for path in sorted(landing.glob("ground_truth*.csv")):
-        with path.open(encoding="utf-8") as fh:
-            rows += [
-                (r["source"], r["source_record_id"], r["person_id"]) for r in csv.DictReader(fh)
-            ]
-    if not rows:
+def _truth_files(landing: Path) -> list[str]:
+    files = [str(p) for p in sorted(landing.glob("ground_truth*.csv"))]
+    if not files:
         raise FileNotFoundError(f"no ground_truth*.csv in {landing}")
-    return rows
+    return files
 
 
 _PAIRS_SQL = """
@@ -91,9 +85,10 @@ def evaluate(warehouse: str | Path, landing: str | Path) -> IdentityScore:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         con.execute(
-            "create temp table truth (source varchar, source_record_id varchar, person_id varchar)"
+            "create temp table truth as select source, source_record_id, person_id"
+            " from read_csv(?, header = true, all_varchar = true)",
+            [_truth_files(Path(landing))],
         )
-        con.executemany("insert into truth values (?, ?, ?)", _truth_rows(Path(landing)))
         own = ", ".join(f"'{k}'" for k in OWN_ID_KINDS)
         con.execute(f"""
             create temp table truth_profiles as

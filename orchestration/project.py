@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from cdp.config import PROJECT_ROOT
 
 # dagster-dbt runs `dbt` from PATH: use the one installed beside this Python, venv active or not.
 _bin = str(Path(sys.executable).parent)

@@ -2,28 +2,16 @@
 
 import os
 from contextlib import contextmanager
-from pathlib import Path
 
 import duckdb
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 
+from cdp.config import landing_path, warehouse_path
 from cdp.load import connect
 from orchestration.project import PROJECT_ROOT, dbt_project
 
-
-def _from_root(value: str) -> str:
-    """Relative paths are relative to the project root, as dbt (run from there) sees them."""
-    path = Path(value)
-    return str(path if path.is_absolute() else PROJECT_ROOT / path)
-
-
-def warehouse_path() -> str:
-    return _from_root(os.environ.get("CDP_WAREHOUSE", "warehouse/cdp.duckdb"))
-
-
-def landing_path() -> str:
-    return _from_root(os.environ.get("CDP_LANDING", "data/demo"))
+__all__ = ["WarehouseResource", "build_resources", "landing_path", "warehouse_path"]
 
 
 class WarehouseResource(ConfigurableResource):

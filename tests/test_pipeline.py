@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 import pytest
-from dagster import AssetKey, materialize
+from dagster import AssetKey, AssetSelection, materialize
 
 from cdp.sources import TABLES
 from orchestration.project import PROJECT_ROOT
@@ -23,7 +23,15 @@ def test_definitions_group_assets_by_layer_and_join_lineage(defs):
         groups.setdefault(graph.get(key).group_name, set()).add(key)
     assert groups["raw"] == {AssetKey([t.source, t.name]) for t in TABLES}
     assert {k.path[-1] for k in groups["staging"]} == {f"stg_{t.source}__{t.name}" for t in TABLES}
-    assert groups["reference"] == {AssetKey(["reference", "nicknames"])}
+    assert groups["reference"] == {
+        AssetKey(["reference", seed])
+        for seed in ("nicknames", "identity_identifier_rules", "identity_blocklist")
+    }
+    assert {"intermediate", "marts", "snapshots"} <= set(groups)
+    upstream = AssetSelection.assets(AssetKey(["marts", "customers"])).upstream().resolve(graph)
+    assert {AssetKey(["crm", "contacts"]), AssetKey(["intermediate", "int_identity_matches"])} <= (
+        upstream
+    )
     for t in TABLES:
         staging = AssetKey(["staging", f"stg_{t.source}__{t.name}"])
         assert AssetKey([t.source, t.name]) in graph.get(staging).parent_keys

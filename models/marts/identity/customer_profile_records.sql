@@ -1,8 +1,8 @@
 -- Which source records make up each customer profile.
 
 select
-    assignments.profile_id,
     assignments.record_key,
+    assignments.profile_id,
     records.source,
     records.source_record_id,
     records.first_seen_at,

@@ -46,21 +46,19 @@ events as (
 
 ),
 
--- The link that joined the records of the two profiles (identifier or match), strongest first.
-causes as (
+linking_edges as (
 
     select
         events.profile_id,
         events.other_profile_id,
-        min(
-            case
-                when edges.link_type = 'identifier'
-                    then edges.link_kind || ' ' || edges.link_value
-                else
-                    'match p=' || cast(round(edges.match_probability, 4) as varchar)
-                    || ' on ' || edges.link_value
-            end
-        ) as cause
+        case
+            when edges.link_type = 'identifier'
+                then edges.link_kind || ' ' || edges.link_value
+            else
+                'match p=' || cast(round(edges.match_probability, 4) as varchar)
+                || ' on ' || edges.link_value
+        end as cause,
+        coalesce(rules.priority, 99) as priority
     from events
     inner join assignments as a on events.profile_id = a.profile_id
     inner join assignments as b on events.profile_id = b.profile_id
@@ -68,11 +66,31 @@ causes as (
         on
             (a.record_key = edges.record_key_a and b.record_key = edges.record_key_b)
             or (b.record_key = edges.record_key_a and a.record_key = edges.record_key_b)
+    left join {{ ref('identity_identifier_rules') }} as rules
+        on edges.link_kind = rules.identifier_kind
     where
         events.event_type = 'merge'
         and a.prior_profile_id = events.other_profile_id
         and coalesce(b.prior_profile_id, '') <> events.other_profile_id
-    group by events.profile_id, events.other_profile_id
+
+),
+
+-- The strongest link (identifier priority from identity_identifier_rules, matches last).
+causes as (
+
+    select
+        profile_id,
+        other_profile_id,
+        cause
+    from (
+        select
+            *,
+            row_number() over (
+                partition by profile_id, other_profile_id order by priority asc, cause asc
+            ) as strength_rank
+        from linking_edges
+    ) as ranked
+    where strength_rank = 1
 
 )
 
