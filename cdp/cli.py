@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table as RichTable
 
 from cdp.config import landing_path, warehouse_path
+from reverse_etl.cli import sync_app
 
 app = typer.Typer(
     help="Warehouse-native customer data platform.", no_args_is_help=True, add_completion=False
@@ -25,6 +26,7 @@ eval_app = typer.Typer(
 profile_app = typer.Typer(help="Look at customer profiles.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(profile_app, name="profile")
+app.add_typer(sync_app, name="sync")
 
 
 @app.callback()

@@ -1,0 +1,183 @@
+"""`cdp sync ...`: list, run, and inspect reverse-ETL syncs.
+
+Exit codes: 0 all records delivered (or nothing to do), 1 some records rejected (see
+`cdp sync errors NAME`), 2 invalid sync definition or unknown sync, 3 the run failed (destination
+unreachable, credentials missing)."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from cdp.config import warehouse_path
+from reverse_etl.config import SyncConfigError, load_syncs
+from reverse_etl.engine import SCHEMA, ensure_state, run_sync
+
+sync_app = typer.Typer(
+    help="Reverse ETL: send warehouse models to business tools.", no_args_is_help=True
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _syncs():
+    try:
+        return load_syncs()
+    except SyncConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _table(title: str, rows: list[tuple], columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
+
+
+@sync_app.command("list")
+def list_syncs() -> None:
+    """The syncs defined in reverse_etl/syncs/*.yml."""
+    rows = [
+        (
+            s.name,
+            f"{s.source} -> {s.destination}:{s.object}",
+            s.mode,
+            f"{s.identifier.source} -> {s.identifier.destination}",
+            s.filter or "",
+            s.schedule or "",
+        )
+        for s in _syncs().values()
+    ]
+    out.print(_table("Syncs", rows, ["name", "route", "mode", "identifier", "filter", "schedule"]))
+
+
+@sync_app.command("run")
+def run(
+    name: str = typer.Argument(..., help="Sync to run (see `cdp sync list`)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Count and sample the changes; send nothing."
+    ),
+    full_resync: bool = typer.Option(
+        False,
+        "--full-resync",
+        help="Forget what the destination confirmed and send every row again.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Send what changed since the last confirmed run (added, changed; removed in mirror mode)."""
+    syncs = _syncs()
+    if name not in syncs:
+        console.print(f"[red]unknown sync {name!r}; known: {', '.join(syncs)}[/red]")
+        raise typer.Exit(2)
+    con = duckdb.connect(warehouse_path())
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=as_json,
+        ) as bar:
+            task = bar.add_task(f"sync {name}", total=None)
+            result = run_sync(
+                con,
+                syncs[name],
+                dry_run=dry_run,
+                full_resync=full_resync,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except Exception as exc:
+        console.print(f"[red]sync {name} failed: {exc}[/red]")
+        raise typer.Exit(3) from exc
+    finally:
+        con.close()
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        _print_result(result)
+    raise typer.Exit(1 if result.failed else 0)
+
+
+def _print_result(result) -> None:
+    verb = "would send" if result.dry_run else "sent"
+    out.print(
+        f"[b]{result.sync_name}[/b] {result.status}: {verb} {result.added:,} added, "
+        f"{result.changed:,} changed, {result.removed:,} removed; "
+        f"{result.unchanged:,} unchanged, {result.failed:,} rejected, "
+        f"{result.invalid:,} invalid; {result.calls:,} calls, {result.retries:,} retries"
+    )
+    for change, sample in result.samples.items():
+        if sample:
+            columns = list(sample[0])
+            out.print(_table(f"sample of {change}", [tuple(r.values()) for r in sample], columns))
+
+
+@sync_app.command("status")
+def status(limit: int = typer.Option(20, help="How many recent runs.")) -> None:
+    """Recent runs of every sync (sync_runs)."""
+    con = duckdb.connect(warehouse_path())
+    try:
+        ensure_state(con)
+        rows = con.execute(
+            f"""select sync_name, status, started_at, finished_at, added, changed,
+            removed, failed, invalid, calls from {SCHEMA}.sync_runs
+            order by started_at desc limit ?""",
+            [limit],
+        ).fetchall()
+    finally:
+        con.close()
+    out.print(
+        _table(
+            "Sync runs",
+            rows,
+            [
+                "sync",
+                "status",
+                "started",
+                "finished",
+                "added",
+                "changed",
+                "removed",
+                "failed",
+                "invalid",
+                "calls",
+            ],
+        )
+    )
+
+
+@sync_app.command("errors")
+def errors(
+    name: str = typer.Argument(..., help="Sync whose open errors to show."),
+    limit: int = typer.Option(50, help="How many errors."),
+) -> None:
+    """Records a destination rejected (retried on the next run) or that were invalid."""
+    con = duckdb.connect(warehouse_path())
+    try:
+        ensure_state(con)
+        rows = con.execute(
+            f"""select record_key, error_kind, attempts, last_failed_at, message
+            from {SCHEMA}.sync_errors where sync_name = ? order by last_failed_at desc
+            limit ?""",
+            [name, limit],
+        ).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        out.print(f"{name}: no open errors")
+        return
+    out.print(
+        _table(
+            f"Open errors of {name}", rows, ["record", "kind", "attempts", "last failed", "message"]
+        )
+    )

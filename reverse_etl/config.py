@@ -1,0 +1,108 @@
+"""Sync definitions: YAML files in reverse_etl/syncs/, validated into SyncConfig with errors that
+name the file and the field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SyncConfigError(ValueError):
+    """A sync definition is invalid; the message names the file and the field."""
+
+
+class Identifier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(description="Column of the source model holding the identifier.")
+    destination: str = Field(description="Field the destination matches records on.")
+
+
+class SyncConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    source: str = Field(description="schema.table of the dbt model to sync.")
+    primary_key: str
+    destination: str
+    object: str = "contacts"
+    identifier: Identifier
+    fields: dict[str, str] = Field(description="destination field -> source column")
+    mode: Literal["upsert", "update", "mirror"] = "upsert"
+    filter: str | None = Field(None, description="SQL condition on the source's columns.")
+    schedule: str | None = None
+    batch_size: int | None = Field(None, gt=0)
+    settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    path: Path | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be lower case letters, digits and _ (starting with a letter)")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not _RELATION.match(value):
+            raise ValueError("must be schema.table, e.g. marts.customers")
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("map at least one destination field to a source column")
+        return value
+
+    @property
+    def columns(self) -> list[str]:
+        """Source columns the sync reads, identifier first."""
+        return list(dict.fromkeys([self.identifier.source, *self.fields.values()]))
+
+
+def _location(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def load_sync(path: Path) -> SyncConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SyncConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SyncConfigError(f"{path}: expected a mapping of sync settings")
+    try:
+        sync = SyncConfig.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        problems = "; ".join(f"{_location(e)}: {e['msg']}" for e in exc.errors())
+        raise SyncConfigError(f"{path}: {problems}") from exc
+    from reverse_etl.destinations import destination_names
+
+    if sync.destination not in destination_names():
+        raise SyncConfigError(
+            f"{path}: destination: unknown {sync.destination!r}; "
+            f"known: {', '.join(destination_names())}"
+        )
+    return sync
+
+
+def load_syncs(folder: Path = SYNCS_DIR) -> dict[str, SyncConfig]:
+    syncs: dict[str, SyncConfig] = {}
+    for path in sorted(folder.glob("*.yml")):
+        sync = load_sync(path)
+        if sync.name in syncs:
+            raise SyncConfigError(
+                f"{path}: name: {sync.name!r} is already used by {syncs[sync.name].path}"
+            )
+        syncs[sync.name] = sync
+    return syncs

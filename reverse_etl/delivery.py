@@ -1,0 +1,119 @@
+"""HTTP delivery shared by every destination: rate limiting to the destination's quota, retries
+with exponential backoff and jitter on 429, 5xx, timeouts and dropped connections, Retry-After
+honoured. Non-retryable answers raise RequestRejected with the destination's message."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class DeliveryError(Exception):
+    """The destination could not be reached or kept failing after all retries."""
+
+
+class RequestRejected(Exception):
+    """The destination refused the request itself (4xx other than 429)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class RateLimiter:
+    """At most `calls` requests per `period` seconds (a sliding window)."""
+
+    def __init__(
+        self,
+        calls: int,
+        period: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.calls, self.period, self.clock, self.sleep = calls, period, clock, sleep
+        self.sent: list[float] = []
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self.lock:
+            while True:
+                now = self.clock()
+                self.sent = [t for t in self.sent if now - t < self.period]
+                if len(self.sent) < self.calls:
+                    self.sent.append(now)
+                    return
+                self.sleep(self.period - (now - self.sent[0]) + 0.001)
+
+
+@dataclass
+class DeliveryStats:
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+
+
+class HttpTransport:
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        limiter: RateLimiter,
+        timeout: float = 10.0,
+        max_retries: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update(headers)
+        self.limiter, self.timeout = limiter, timeout
+        self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
+        self.sleep = sleep
+        self.stats = DeliveryStats()
+
+    def _wait(self, attempt: int, retry_after: str | None) -> None:
+        delay = min(self.max_backoff, self.backoff * 2**attempt)
+        delay = delay / 2 + random.uniform(0, delay / 2)  # jitter: no thundering herd
+        if retry_after:
+            with contextlib.suppress(ValueError):
+                delay = max(delay, float(retry_after))
+        self.sleep(delay)
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        url = f"{self.base_url}{path}"
+        last_problem = ""
+        for attempt in range(self.max_retries + 1):
+            self.limiter.acquire()
+            self.stats.calls += 1
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                last_problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise RequestRejected(response.status_code, response.text[:2000])
+                if response.status_code == 429:
+                    self.stats.throttled += 1
+                last_problem = f"HTTP {response.status_code}: {response.text[:500]}"
+                if attempt < self.max_retries:
+                    self.stats.retries += 1
+                    self._wait(attempt, response.headers.get("Retry-After"))
+                continue
+            if attempt < self.max_retries:
+                self.stats.retries += 1
+                self._wait(attempt, None)
+        raise DeliveryError(
+            f"{method} {url} failed after {self.max_retries + 1} attempts: {last_problem}"
+        )

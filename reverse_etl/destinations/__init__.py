@@ -1,0 +1,97 @@
+"""Destinations: one small class each behind a common interface, registered by name."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+_REGISTRY: dict[str, type[Destination]] = {}
+
+
+@dataclass
+class Record:
+    """One row to deliver: its key, its mapped fields, and what the destination knows it by."""
+
+    record_key: str
+    identifier: str
+    fields: dict
+    destination_id: str | None = None
+
+
+@dataclass
+class Outcome:
+    record_key: str
+    ok: bool
+    destination_id: str | None = None
+    message: str = ""
+
+
+@dataclass
+class DestinationSettings:
+    """Where and how to reach a destination; secrets only from environment variables."""
+
+    base_url: str
+    token: str = field(repr=False, default="")
+    options: dict = field(default_factory=dict)
+
+
+class Destination(ABC):
+    """Send batches of records; report an Outcome per record."""
+
+    name: ClassVar[str]
+    batch_size: ClassVar[int]
+    rate_limit: ClassVar[tuple[int, float]]  # (requests, seconds)
+    supports_delete: ClassVar[bool] = False
+    token_env: ClassVar[str | None] = None
+    url_env: ClassVar[str | None] = None
+
+    def __init__(self, settings: DestinationSettings, object_name: str, id_field: str, sleep=None):
+        self.settings, self.object_name, self.id_field = settings, object_name, id_field
+        self.sleep = sleep
+
+    @classmethod
+    def settings_from_env(cls, options: dict) -> DestinationSettings:
+        base_url = str(options.get("base_url") or os.environ.get(cls.url_env or "", ""))
+        if not base_url:
+            raise ValueError(f"{cls.name}: set {cls.url_env} or settings.base_url")
+        token = os.environ.get(cls.token_env, "") if cls.token_env else ""
+        if cls.token_env and not token:
+            raise ValueError(f"{cls.name}: the environment variable {cls.token_env} is not set")
+        return DestinationSettings(base_url=base_url, token=token, options=options)
+
+    @abstractmethod
+    def upsert(self, records: list[Record]) -> list[Outcome]:
+        """Create or update the records; one Outcome per record, in any order."""
+
+    def delete(self, records: list[Record]) -> list[Outcome]:
+        """Delete or archive records (mirror mode); only where supports_delete."""
+        raise TypeError(f"{self.name} cannot delete records; use mode upsert or update")
+
+    @property
+    def calls(self) -> int:
+        transport = getattr(self, "transport", None)
+        return transport.stats.calls if transport else 0
+
+
+def register(cls: type[Destination]) -> type[Destination]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_destination(name: str) -> type[Destination]:
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown destination {name!r}; known: {destination_names()}") from None
+
+
+def destination_names() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    from reverse_etl.destinations import braze, files, hubspot, salesforce, webhook  # noqa: F401

@@ -1,0 +1,51 @@
+"""Salesforce sObject Collections upsert by external id: PATCH
+/services/data/vXX.X/composite/sobjects/{Object}/{ExternalIdField}, at most 200 records of one
+type, allOrNone false; one result per record, in input order."""
+
+from reverse_etl.delivery import RequestRejected
+from reverse_etl.destinations import Destination, Outcome, Record, register
+from reverse_etl.destinations._http import transport_for
+
+API_VERSION = "v60.0"
+
+
+@register
+class SalesforceObjects(Destination):
+    name = "salesforce"
+    batch_size = 200
+    rate_limit = (25, 1.0)
+    token_env = "SALESFORCE_TOKEN"
+    url_env = "SALESFORCE_INSTANCE_URL"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.transport = transport_for(self, {"Authorization": f"Bearer {self.settings.token}"})
+
+    def upsert(self, records: list[Record]) -> list[Outcome]:
+        body = {
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": self.object_name}, self.id_field: r.identifier, **r.fields}
+                for r in records
+            ],
+        }
+        path = f"/services/data/{API_VERSION}/composite/sobjects/{self.object_name}/{self.id_field}"
+        try:
+            results = self.transport.request("PATCH", path, json=body).json()
+        except RequestRejected as exc:
+            return [Outcome(r.record_key, False, message=exc.message) for r in records]
+        if len(results) != len(records):
+            return [
+                Outcome(r.record_key, False, message="result count differs from records sent")
+                for r in records
+            ]
+        outcomes = []
+        for record, result in zip(records, results, strict=True):
+            if result.get("success"):
+                outcomes.append(Outcome(record.record_key, True, result.get("id")))
+            else:
+                errors = "; ".join(
+                    f"{e.get('statusCode')}: {e.get('message')}" for e in result.get("errors", [])
+                )
+                outcomes.append(Outcome(record.record_key, False, message=errors))
+        return outcomes

@@ -1,0 +1,66 @@
+"""Generic webhook: JSON batches signed the Standard Webhooks way (webhook-id, webhook-timestamp,
+webhook-signature = v1,base64(HMAC-SHA256(secret, "id.timestamp.body"))) with an Idempotency-Key,
+so a batch re-sent after a crash is recognised by the receiver."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+
+from reverse_etl.delivery import RequestRejected
+from reverse_etl.destinations import Destination, Outcome, Record, register
+from reverse_etl.destinations._http import transport_for
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    key = secret.removeprefix("whsec_").encode()
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+@register
+class Webhook(Destination):
+    name = "webhook"
+    batch_size = 500
+    rate_limit = (50, 1.0)
+    supports_delete = True
+    url_env = "WEBHOOK_URL"
+    secret_env = "WEBHOOK_SECRET"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.secret = os.environ.get(
+            str(self.settings.options.get("secret_env", self.secret_env)), ""
+        )
+        if not self.secret:
+            raise ValueError(f"webhook: the environment variable {self.secret_env} is not set")
+        self.transport = transport_for(self, {"Content-Type": "application/json"})
+
+    def _post(self, action: str, records: list[Record]) -> list[Outcome]:
+        items = [{"key": r.record_key, "id": r.identifier, "fields": r.fields} for r in records]
+        body = json.dumps(
+            {"object": self.object_name, "action": action, "records": items},
+            sort_keys=True,
+            default=str,
+        ).encode()
+        message_id = "msg_" + hashlib.sha256(body).hexdigest()[:32]
+        timestamp = int(time.time())
+        headers = {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self.secret, message_id, timestamp, body),
+            "Idempotency-Key": message_id,
+        }
+        try:
+            self.transport.request("POST", "", data=body, headers=headers)
+        except RequestRejected as exc:
+            return [Outcome(r.record_key, False, message=exc.message) for r in records]
+        return [Outcome(r.record_key, True, r.identifier) for r in records]
+
+    def upsert(self, records: list[Record]) -> list[Outcome]:
+        return self._post("upsert", records)
+
+    def delete(self, records: list[Record]) -> list[Outcome]:
+        return self._post("delete", records)

@@ -1,0 +1,47 @@
+"""Braze REST emulator: /users/track (<= 75 attribute objects, external_id required, non-fatal
+per-object errors) and /users/delete; 3,000 requests per 3 s."""
+
+import json
+
+from reverse_etl.emulators import Emulator
+
+
+class BrazeEmulator(Emulator):
+    def __init__(self, token: str = "test-token", rate_limit=(3000, 3.0)):
+        super().__init__(token, rate_limit)
+        self.users: dict[str, dict] = {}
+        self.tracks_per_user: dict[str, int] = {}
+
+    def handle(self, method, path, headers, body):
+        if not self.authorized(headers):
+            return 401, {"message": "Invalid API key"}, {}
+        payload = json.loads(body or b"{}")
+        if method == "POST" and path == "/users/track":
+            attributes = payload.get("attributes", [])
+            if len(attributes) > 75:
+                return 400, {"message": "Too many attribute objects: at most 75 per request"}, {}
+            errors = []
+            for index, item in enumerate(attributes):
+                external_id = item.get("external_id")
+                if not external_id:
+                    errors.append(
+                        {
+                            "type": "'external_id' or 'braze_id' or 'user_alias' is required",
+                            "input_array": "attributes",
+                            "index": index,
+                        }
+                    )
+                    continue
+                with self.lock:
+                    self.users.setdefault(external_id, {}).update(item)
+                    self.tracks_per_user[external_id] = self.tracks_per_user.get(external_id, 0) + 1
+            answer = {"message": "success", "attributes_processed": len(attributes) - len(errors)}
+            if errors:
+                answer["errors"] = errors
+            return 201, answer, {}
+        if method == "POST" and path == "/users/delete":
+            with self.lock:
+                for external_id in payload.get("external_ids", []):
+                    self.users.pop(external_id, None)
+            return 202, {"message": "success", "deleted": len(payload.get("external_ids", []))}, {}
+        return 404, {"message": "not found"}, {}

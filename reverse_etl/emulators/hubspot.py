@@ -1,0 +1,135 @@
+"""HubSpot CRM v3 contacts emulator: batch upsert by email (<= 100 inputs), batch archive,
+bearer auth, 207 Multi-Status with per-input errors, ten-secondly rolling rate limit (429)."""
+
+import datetime as dt
+import json
+import re
+import uuid
+
+from reverse_etl.emulators import Emulator
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+UPSERT = re.compile(r"^/crm/v3/objects/contacts/batch/upsert$")
+ARCHIVE = re.compile(r"^/crm/v3/objects/contacts/batch/archive$")
+
+
+def _error(message: str, category: str = "VALIDATION_ERROR") -> dict:
+    return {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+        "category": category,
+    }
+
+
+class HubSpotEmulator(Emulator):
+    def __init__(self, token: str = "test-token", rate_limit=(100, 10.0)):
+        super().__init__(token, rate_limit)
+        self.contacts: dict[str, dict] = {}  # by lower-case email
+        self.upserts_per_email: dict[str, int] = {}
+        self.archived: set[str] = set()
+        self._next_id = 1000
+
+    def rate_limit_response(self, wait: float):
+        calls, period = self.rate_limit
+        payload = {
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.uuid4()),
+            "policyName": "TEN_SECONDLY_ROLLING",
+            "requestId": str(uuid.uuid4()),
+        }
+        # HubSpot documents no Retry-After; clients must back off on the window.
+        headers = {
+            "X-HubSpot-RateLimit-Max": str(calls),
+            "X-HubSpot-RateLimit-Remaining": "0",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(period * 1000)),
+        }
+        return payload, headers
+
+    def handle(self, method, path, headers, body):
+        if not self.authorized(headers):
+            return (
+                401,
+                _error("Authentication credentials not found.", "INVALID_AUTHENTICATION"),
+                {},
+            )
+        if method == "POST" and UPSERT.match(path):
+            return self._upsert(body)
+        if method == "POST" and ARCHIVE.match(path):
+            return self._archive(body)
+        return 404, _error(f"No route for {method} {path}", "OBJECT_NOT_FOUND"), {}
+
+    def _inputs(self, body):
+        try:
+            payload = json.loads(body or b"{}")
+        except json.JSONDecodeError as exc:
+            return None, (400, _error(f"Invalid input JSON on line 1: {exc}"), {})
+        inputs = payload.get("inputs")
+        if not isinstance(inputs, list):
+            return None, (400, _error("Invalid input: 'inputs' must be a list"), {})
+        if len(inputs) > 100:
+            return None, (
+                400,
+                _error(f"Batch input limit exceeded: {len(inputs)} inputs, at most 100"),
+                {},
+            )
+        return inputs, None
+
+    def _upsert(self, body):
+        inputs, problem = self._inputs(body)
+        if problem:
+            return problem
+        started = dt.datetime.now(dt.UTC).isoformat()
+        results, errors = [], []
+        for item in inputs:
+            key = str(item.get("id", ""))
+            if item.get("idProperty") != "email":
+                return 400, _error("idProperty must be a unique property such as email"), {}
+            if not EMAIL.match(key.lower()):
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": f"Property values were not valid: email {key!r} is "
+                        "not a valid email address",
+                        "context": {"ids": [key]},
+                    }
+                )
+                continue
+            with self.lock:
+                email = key.lower()
+                new = email not in self.contacts
+                if new:
+                    self._next_id += 1
+                    self.contacts[email] = {"id": str(self._next_id), "properties": {}}
+                contact = self.contacts[email]
+                contact["properties"].update(item.get("properties", {}))
+                contact["properties"]["email"] = email
+                self.upserts_per_email[email] = self.upserts_per_email.get(email, 0) + 1
+                self.archived.discard(contact["id"])
+            results.append(
+                {"id": contact["id"], "new": new, "properties": dict(contact["properties"])}
+            )
+        payload = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        if errors:
+            payload.update(errors=errors, numErrors=len(errors))
+        return (207 if errors else 200), payload, {}
+
+    def _archive(self, body):
+        inputs, problem = self._inputs(body)
+        if problem:
+            return problem
+        with self.lock:
+            for item in inputs:
+                self.archived.add(str(item.get("id")))
+        return 204, None, {}
+
+    def live_contacts(self) -> dict[str, dict]:
+        return {e: c for e, c in self.contacts.items() if c["id"] not in self.archived}

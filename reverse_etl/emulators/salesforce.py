@@ -1,0 +1,101 @@
+"""Salesforce sObject Collections emulator: PATCH upsert by external id (<= 200 records of one
+type, allOrNone false), one result per record in input order, field validation errors."""
+
+import json
+import re
+
+from reverse_etl.emulators import Emulator
+
+ROUTE = re.compile(r"^/services/data/v\d+\.\d+/composite/sobjects/(\w+)/(\w+)$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+
+
+class SalesforceEmulator(Emulator):
+    def __init__(self, token: str = "test-token", rate_limit=None):
+        super().__init__(token, rate_limit)
+        self.records: dict[tuple[str, str], dict] = {}
+        self.upserts_per_key: dict[str, int] = {}
+        self._next = 1
+
+    def handle(self, method, path, headers, body):
+        if not self.authorized(headers):
+            return (
+                401,
+                [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}],
+                {},
+            )
+        route = ROUTE.match(path)
+        if method != "PATCH" or not route:
+            return (
+                404,
+                [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}],
+                {},
+            )
+        sobject, ext_field = route.groups()
+        payload = json.loads(body or b"{}")
+        records = payload.get("records", [])
+        if len(records) > 200:
+            return (
+                400,
+                [
+                    {
+                        "message": "Maximum size of request reached. Maximum size of request "
+                        "is 200 records.",
+                        "errorCode": "EXCEEDED_ID_LIMIT",
+                    }
+                ],
+                {},
+            )
+        results = []
+        for record in records:
+            if record.get("attributes", {}).get("type") != sobject:
+                return (
+                    400,
+                    [
+                        {
+                            "message": "Record type does not match the URL",
+                            "errorCode": "INVALID_TYPE",
+                        }
+                    ],
+                    {},
+                )
+            key = str(record.get(ext_field) or "")
+            email = record.get("Email")
+            if not key:
+                results.append(
+                    {
+                        "success": False,
+                        "errors": [
+                            {
+                                "statusCode": "REQUIRED_FIELD_MISSING",
+                                "message": f"Required fields are missing: [{ext_field}]",
+                                "fields": [ext_field],
+                            }
+                        ],
+                    }
+                )
+                continue
+            if email is not None and not EMAIL.match(str(email).lower()):
+                results.append(
+                    {
+                        "success": False,
+                        "errors": [
+                            {
+                                "statusCode": "INVALID_EMAIL_ADDRESS",
+                                "message": f"Email: invalid email address: {email}",
+                                "fields": ["Email"],
+                            }
+                        ],
+                    }
+                )
+                continue
+            with self.lock:
+                created = (sobject, key) not in self.records
+                if created:
+                    self.records[(sobject, key)] = {"Id": f"003{self._next:015d}"}
+                    self._next += 1
+                stored = self.records[(sobject, key)]
+                stored.update({k: v for k, v in record.items() if k != "attributes"})
+                self.upserts_per_key[key] = self.upserts_per_key.get(key, 0) + 1
+            results.append({"id": stored["Id"], "success": True, "errors": [], "created": created})
+        return 200, results, {}

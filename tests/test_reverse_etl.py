@@ -1,0 +1,305 @@
+"""Reverse ETL against local emulators of the destination APIs (real HTTP servers), on a real
+DuckDB warehouse: contracts, only-changes delivery, faults without lost or duplicated updates."""
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from reverse_etl.config import SyncConfig, SyncConfigError, load_sync, load_syncs
+from reverse_etl.delivery import DeliveryError
+from reverse_etl.emulators.braze import BrazeEmulator
+from reverse_etl.emulators.hubspot import HubSpotEmulator
+from reverse_etl.emulators.salesforce import SalesforceEmulator
+from reverse_etl.emulators.webhook import WebhookEmulator
+from reverse_etl.engine import run_sync
+
+FAST = {"backoff": 0.01, "max_retries": 4, "timeout": 2}
+
+
+@pytest.fixture(autouse=True)
+def secrets(monkeypatch):
+    for name, value in {
+        "HUBSPOT_TOKEN": "test-token",
+        "SALESFORCE_TOKEN": "test-token",
+        "BRAZE_API_KEY": "test-token",
+        "WEBHOOK_SECRET": "whsec_test-secret",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def con(tmp_path):
+    """A warehouse with a golden-record table of 250 customers."""
+    connection = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    connection.execute("create schema marts")
+    connection.execute("""create table marts.customers as
+        select 'p_' || lpad(cast(i as varchar), 5, '0') as profile_id,
+            'kunde' || i || '@example.org' as email,
+            'Vorname' || i as first_name, 'Nachname' || i as last_name,
+            'DE' as country_code, i % 3 = 0 as is_on_email_list
+        from range(1, 251) t(i)""")
+    yield connection
+    connection.close()
+
+
+def sync_for(destination: str, url: str, **changes) -> SyncConfig:
+    base = {
+        "name": f"test_{destination}",
+        "source": "marts.customers",
+        "primary_key": "profile_id",
+        "destination": destination,
+        "object": "contacts",
+        "identifier": {"source": "email", "destination": "email"},
+        "fields": {"firstname": "first_name", "lastname": "last_name", "country": "country_code"},
+        "settings": {"base_url": url, **FAST},
+    }
+    base.update(changes)
+    return SyncConfig.model_validate(base)
+
+
+def test_every_shipped_sync_definition_is_valid():
+    syncs = load_syncs()
+    assert {
+        "hubspot_contacts",
+        "salesforce_contacts",
+        "braze_users",
+        "webhook_customers",
+        "customers_file",
+    } <= set(syncs)
+
+
+def test_invalid_definitions_name_the_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "name: Bad-Name\nsource: customers\nprimary_key: id\ndestination: hubspot\n"
+        "identifier: {source: email, destination: email}\nfields: {}\n"
+    )
+    with pytest.raises(SyncConfigError) as error:
+        load_sync(bad)
+    message = str(error.value)
+    assert str(bad) in message
+    assert "name:" in message and "source:" in message and "fields:" in message
+    unknown = tmp_path / "unknown.yml"
+    unknown.write_text(
+        "name: x\nsource: marts.customers\nprimary_key: id\ndestination: fax\n"
+        "identifier: {source: email, destination: email}\nfields: {a: b}\n"
+    )
+    with pytest.raises(SyncConfigError, match="destination: unknown 'fax'"):
+        load_sync(unknown)
+
+
+def test_hubspot_contract_batches_and_only_changes(con):
+    with HubSpotEmulator() as hubspot:
+        sync = sync_for("hubspot", hubspot.url)
+        first = run_sync(con, sync)
+        assert (first.status, first.added, first.failed) == ("succeeded", 250, 0)
+        sizes = [len(json.loads(r["body"])["inputs"]) for r in hubspot.requests]
+        assert sizes == [100, 100, 50]
+        assert len(hubspot.live_contacts()) == 250
+        assert hubspot.live_contacts()["kunde7@example.org"]["properties"]["firstname"] == (
+            "Vorname7"
+        )
+        again = run_sync(con, sync)
+        assert (again.added, again.changed, again.unchanged, again.calls) == (0, 0, 250, 0)
+        assert len(hubspot.requests) == 3  # nothing changed: no call at all
+        con.execute("update marts.customers set first_name = 'Anna' where profile_id = 'p_00007'")
+        changed = run_sync(con, sync)
+        assert (changed.changed, changed.calls) == (1, 1)
+        assert hubspot.live_contacts()["kunde7@example.org"]["properties"]["firstname"] == "Anna"
+        runs = con.execute(
+            "select status, added, changed from reverse_etl.sync_runs order by started_at"
+        ).fetchall()
+        assert runs == [("succeeded", 250, 0), ("succeeded", 0, 0), ("succeeded", 0, 1)]
+
+
+def test_rejected_records_are_stored_with_the_message_and_retried_next_run(con):
+    con.execute("update marts.customers set email = 'not-an-email' where profile_id = 'p_00003'")
+    with HubSpotEmulator() as hubspot:
+        sync = sync_for("hubspot", hubspot.url)
+        result = run_sync(con, sync)
+        assert (result.status, result.failed) == ("partial", 1)
+        [(key, kind, message, attempts)] = con.execute(
+            "select record_key, error_kind, message, attempts from reverse_etl.sync_errors"
+        ).fetchall()
+        assert (key, kind, attempts) == ("p_00003", "rejected", 1)
+        assert "not a valid email address" in message
+        assert run_sync(con, sync).failed == 1  # retried, still rejected
+        assert con.execute("select attempts from reverse_etl.sync_errors").fetchall() == [(2,)]
+        con.execute(
+            "update marts.customers set email = 'fixed@example.org' where profile_id = 'p_00003'"
+        )
+        fixed = run_sync(con, sync)
+        assert (fixed.added, fixed.failed) == (1, 0)
+        assert con.execute("select count(*) from reverse_etl.sync_errors").fetchall() == [(0,)]
+
+
+def test_invalid_rows_are_caught_before_sending(con):
+    con.execute(
+        "insert into marts.customers select * from marts.customers where profile_id = 'p_00010'"
+    )
+    con.execute("update marts.customers set email = null where profile_id = 'p_00011'")
+    with HubSpotEmulator() as hubspot:
+        result = run_sync(con, sync_for("hubspot", hubspot.url))
+        assert result.invalid == 3  # two rows sharing a key, one without identifier
+        assert result.added == 248
+        kinds = con.execute(
+            "select record_key, error_kind, message from reverse_etl.sync_errors order by 1"
+        ).fetchall()
+        assert [k[:2] for k in kinds] == [("p_00010", "invalid"), ("p_00011", "invalid")]
+        sent = {r["properties"]["email"] for r in hubspot.live_contacts().values()}
+        assert "kunde10@example.org" not in sent
+
+
+def test_server_errors_throttling_and_dropped_connections_lose_nothing(con):
+    with HubSpotEmulator(rate_limit=(2, 0.5)) as hubspot:
+        hubspot.fail_next(2, status=503)
+        hubspot.fail_next(1, status=429, retry_after="0.05")
+        hubspot.drop_next(1, after_processing=True)  # applied, answer lost: sent again
+        sync = sync_for(
+            "hubspot",
+            hubspot.url,
+            settings={"base_url": hubspot.url, **FAST, "max_retries": 8, "rate_limit_calls": 50},
+        )
+        result = run_sync(con, sync)
+        assert (result.status, result.added, result.failed) == ("succeeded", 250, 0)
+        assert result.retries >= 4
+        assert len(hubspot.live_contacts()) == 250
+        # a re-sent batch is an idempotent upsert: each contact holds exactly its values
+        assert all(
+            c["properties"]["lastname"] == "Nachname" + c["properties"]["email"][5:-12]
+            for c in hubspot.live_contacts().values()
+        )
+        assert max(hubspot.upserts_per_email.values()) <= 2
+        assert run_sync(con, sync).calls == 0
+
+
+def test_a_run_that_dies_half_way_resumes_without_resending(con):
+    with HubSpotEmulator() as hubspot:
+        sync = sync_for("hubspot", hubspot.url)
+        hubspot.start_outage(after_requests=1)  # the first batch goes through, then down
+        with pytest.raises(DeliveryError):
+            run_sync(con, sync)
+        assert con.execute("select count(*) from reverse_etl.sync_state").fetchall() == [(100,)]
+        status = con.execute("select status from reverse_etl.sync_runs").fetchall()
+        assert status == [("failed",)]
+        hubspot.end_outage()
+        resumed = run_sync(con, sync)
+        assert (resumed.added, resumed.unchanged, resumed.failed) == (150, 100, 0)
+        assert set(hubspot.upserts_per_email.values()) == {1}
+        assert len(hubspot.live_contacts()) == 250
+
+
+def test_dry_run_counts_and_samples_without_calling(con):
+    with HubSpotEmulator() as hubspot:
+        result = run_sync(con, sync_for("hubspot", hubspot.url), dry_run=True)
+        assert (result.status, result.added, result.calls) == ("dry_run", 250, 0)
+        assert len(result.samples["added"]) == 5
+        assert result.samples["added"][0]["firstname"].startswith("Vorname")
+        assert hubspot.requests == []
+        assert con.execute("select count(*) from reverse_etl.sync_state").fetchall() == [(0,)]
+
+
+def test_full_resync_sends_everything_again(con):
+    with HubSpotEmulator() as hubspot:
+        sync = sync_for("hubspot", hubspot.url)
+        run_sync(con, sync)
+        again = run_sync(con, sync, full_resync=True)
+        assert (again.added, again.calls) == (250, 3)
+
+
+def test_wrong_token_is_rejected_and_never_logged(con, monkeypatch):
+    monkeypatch.setenv("HUBSPOT_TOKEN", "secret-wrong-token")
+    with HubSpotEmulator() as hubspot:
+        result = run_sync(con, sync_for("hubspot", hubspot.url))
+        assert result.failed == 250
+        messages = con.execute("select distinct message from reverse_etl.sync_errors").fetchall()
+        assert messages and all("secret-wrong-token" not in m[0] for m in messages)
+        assert "INVALID_AUTHENTICATION" in messages[0][0]
+
+
+def test_salesforce_collections_upsert_with_per_record_results(con):
+    con.execute("update marts.customers set email = 'broken' where profile_id = 'p_00005'")
+    with SalesforceEmulator() as salesforce:
+        sync = sync_for(
+            "salesforce",
+            salesforce.url,
+            object="Contact",
+            identifier={"source": "profile_id", "destination": "CDP_Profile_Id__c"},
+            fields={"FirstName": "first_name", "LastName": "last_name", "Email": "email"},
+        )
+        result = run_sync(con, sync)
+        assert (result.added, result.failed) == (250, 1)
+        sizes = [len(json.loads(r["body"])["records"]) for r in salesforce.requests]
+        assert sizes == [200, 50]
+        assert len(salesforce.records) == 249
+        [(message,)] = con.execute("select message from reverse_etl.sync_errors").fetchall()
+        assert message == "INVALID_EMAIL_ADDRESS: Email: invalid email address: broken"
+
+
+def test_braze_mirror_deletes_what_left_the_model(con):
+    with BrazeEmulator() as braze:
+        sync = sync_for(
+            "braze",
+            braze.url,
+            object="users",
+            mode="mirror",
+            identifier={"source": "profile_id", "destination": "external_id"},
+            fields={"email": "email", "first_name": "first_name"},
+            filter="is_on_email_list",
+        )
+        first = run_sync(con, sync)
+        assert first.added == 83
+        assert max(len(json.loads(r["body"])["attributes"]) for r in braze.requests) <= 75
+        con.execute(
+            "update marts.customers set is_on_email_list = false "
+            "where profile_id in ('p_00003', 'p_00006')"
+        )
+        second = run_sync(con, sync)
+        assert (second.removed, second.failed) == (2, 0)
+        assert "p_00003" not in braze.users and len(braze.users) == 81
+        assert run_sync(con, sync).calls == 0
+
+
+def test_webhook_batches_are_signed_and_replays_are_not_applied_twice(con, monkeypatch):
+    with WebhookEmulator() as receiver:
+        sync = sync_for(
+            "webhook",
+            receiver.url,
+            object="customer",
+            identifier={"source": "profile_id", "destination": "profile_id"},
+        )
+        receiver.drop_next(1, after_processing=True)
+        result = run_sync(con, sync)
+        assert (result.added, result.failed) == (250, 0)
+        assert len(receiver.records) == 250
+        # the dropped answer made the client send the batch again; the key prevented a second
+        # application
+        assert set(receiver.applied_per_key.values()) == {1}
+        assert len(receiver.requests) == 2
+    monkeypatch.setenv("WEBHOOK_SECRET", "whsec_other")
+    with WebhookEmulator() as strict:
+        result = run_sync(con, sync_for("webhook", strict.url, name="other_hook"))
+        assert result.failed == 250  # bad signature: 401, nothing applied
+        assert strict.records == {}
+
+
+def test_file_export_writes_parquet(con, tmp_path):
+    sync = sync_for(
+        "file",
+        "",
+        object="customers",
+        settings={"directory": str(tmp_path / "exports"), "format": "parquet"},
+        identifier={"source": "profile_id", "destination": "profile_id"},
+    )
+    result = run_sync(con, sync)
+    assert result.added == 250
+    [path] = list(Path(tmp_path / "exports").glob("customers_*.parquet"))
+    rows = (
+        duckdb.connect()
+        .execute(f"select count(*), count(distinct profile_id) from '{path}'")
+        .fetchall()
+    )
+    assert rows == [(250, 250)]
+    assert run_sync(con, sync).added == 0
