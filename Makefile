@@ -28,6 +28,7 @@ demo: install
 	$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING)
 	$(BIN)/cdp run
 	$(BIN)/cdp eval identity
+	$(BIN)/cdp sync demo
 
 test: install lint
 	$(BIN)/pytest

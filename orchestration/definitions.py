@@ -4,19 +4,22 @@ from dagster import Definitions, in_process_executor
 
 from orchestration.assets.dbt import cdp_dbt_models
 from orchestration.assets.raw import raw_asset_checks, raw_assets
+from orchestration.assets.syncs import sync_assets, sync_checks
 from orchestration.resources import build_resources
 from orchestration.schedules import (
     daily_full_graph,
     full_graph_job,
     landing_folder_sensor,
     landing_job,
+    sync_schedules,
+    syncs_job,
 )
 
 defs = Definitions(
-    assets=[*raw_assets, cdp_dbt_models],
-    asset_checks=raw_asset_checks,
-    jobs=[full_graph_job, landing_job],
-    schedules=[daily_full_graph],
+    assets=[*raw_assets, cdp_dbt_models, *sync_assets],
+    asset_checks=[*raw_asset_checks, *sync_checks],
+    jobs=[full_graph_job, landing_job, syncs_job],
+    schedules=[daily_full_graph, *sync_schedules],
     sensors=[landing_folder_sensor],
     resources=build_resources(),
     # DuckDB allows one writing process: steps run one after another in the run's process.

@@ -19,19 +19,41 @@ from dagster import (
 from cdp.load import landing_files
 from cdp.sources import TABLES
 from orchestration.assets.raw import raw_asset_key
+from orchestration.assets.syncs import SYNCS, sync_asset_key
 from orchestration.resources import landing_path
+
+# Syncs deliver to outside systems: they run in their own job, on their own schedules.
+SYNC_ASSETS = AssetSelection.groups("syncs")
 
 full_graph_job = define_asset_job(
     "full_graph",
-    selection=AssetSelection.all(),
+    selection=AssetSelection.all() - SYNC_ASSETS,
     description="Load every source, build every dbt model and run all checks.",
 )
 
 landing_job = define_asset_job(
     "load_landed_files",
-    selection=AssetSelection.groups("raw").downstream(),
+    selection=AssetSelection.groups("raw").downstream() - SYNC_ASSETS,
     description="Load new landing files and rebuild what depends on them.",
 )
+
+syncs_job = define_asset_job(
+    "syncs",
+    selection=SYNC_ASSETS,
+    description="Run every reverse-ETL sync; only what changed is sent.",
+)
+
+sync_schedules = [
+    ScheduleDefinition(
+        name=f"sync_{sync.name}",
+        cron_schedule=sync.schedule,
+        execution_timezone="Europe/Berlin",
+        target=AssetSelection.assets(sync_asset_key(sync)),
+        default_status=DefaultScheduleStatus.STOPPED,  # turn on once credentials are set
+    )
+    for sync in SYNCS.values()
+    if sync.schedule
+]
 
 daily_full_graph = ScheduleDefinition(
     name="daily_full_graph",

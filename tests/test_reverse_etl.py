@@ -303,3 +303,20 @@ def test_file_export_writes_parquet(con, tmp_path):
     )
     assert rows == [(250, 250)]
     assert run_sync(con, sync).added == 0
+
+
+def test_every_sync_is_a_dbt_exposure_of_its_model():
+    import yaml
+
+    from cdp.config import PROJECT_ROOT
+
+    exposures = {
+        e["name"]: e
+        for e in yaml.safe_load(
+            (PROJECT_ROOT / "models" / "marts" / "_syncs__exposures.yml").read_text()
+        )["exposures"]
+    }
+    for sync in load_syncs().values():
+        assert sync.name in exposures, sync.name
+        assert exposures[sync.name]["type"] == "application"
+        assert exposures[sync.name]["depends_on"] == [f"ref('{sync.source.split('.')[-1]}')"]

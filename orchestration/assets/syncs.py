@@ -1,0 +1,111 @@
+"""Group `syncs`: one asset per reverse-ETL sync (reverse_etl/syncs/*.yml), downstream of the dbt
+model it reads, with the run's counts as metadata and a check on records the destination
+rejected."""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    Failure,
+    MaterializeResult,
+    asset,
+    asset_check,
+)
+
+from orchestration.assets.dbt import cdp_dbt_models
+from orchestration.resources import WarehouseResource
+from reverse_etl.config import SyncConfig, load_syncs
+from reverse_etl.engine import SCHEMA, ensure_state, run_sync
+
+
+class SyncRunConfig(Config):
+    full_resync: bool = False  # forget what the destination confirmed and send every row
+    dry_run: bool = False  # count and sample the changes, send nothing
+
+
+def sync_asset_key(sync: SyncConfig) -> AssetKey:
+    return AssetKey(["syncs", sync.name])
+
+
+def _model_key(sync: SyncConfig) -> AssetKey:
+    model = sync.source.split(".")[-1]
+    return next(key for key in cdp_dbt_models.keys if key.path[-1] == model)
+
+
+def _sync_asset(sync: SyncConfig) -> AssetsDefinition:
+    @asset(
+        key=sync_asset_key(sync),
+        group_name="syncs",
+        deps=[_model_key(sync)],
+        kinds={sync.destination, "python"},
+        description=sync.description or f"{sync.source} to {sync.destination}",
+        metadata={
+            "destination": sync.destination,
+            "object": sync.object,
+            "mode": sync.mode,
+            "definition": str(sync.path),
+        },
+    )
+    def _run(
+        context: AssetExecutionContext, config: SyncRunConfig, warehouse: WarehouseResource
+    ) -> MaterializeResult:
+        with warehouse.connection() as con:
+            try:
+                result = run_sync(con, sync, full_resync=config.full_resync, dry_run=config.dry_run)
+            except Exception as exc:
+                raise Failure(description=f"sync {sync.name} failed: {exc}") from exc
+        context.log.info(
+            f"{sync.name}: {result.added} added, {result.changed} changed, "
+            f"{result.removed} removed, {result.failed} rejected"
+        )
+        return MaterializeResult(
+            metadata={
+                key: getattr(result, key)
+                for key in (
+                    "added",
+                    "changed",
+                    "removed",
+                    "unchanged",
+                    "failed",
+                    "invalid",
+                    "calls",
+                    "retries",
+                )
+            }
+            | {"status": result.status, "run_id": result.run_id}
+        )
+
+    return _run
+
+
+def _sync_check(sync: SyncConfig):
+    @asset_check(
+        asset=sync_asset_key(sync),
+        name="no_open_sync_errors",
+        description="Records the destination rejected or that were invalid; they are "
+        "retried on every run until they go through.",
+    )
+    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
+        with warehouse.connection() as con:
+            ensure_state(con)
+            rows = con.execute(
+                f"select error_kind, count(*) from {SCHEMA}.sync_errors "
+                "where sync_name = ? group by 1",
+                [sync.name],
+            ).fetchall()
+        counts = dict(rows)
+        return AssetCheckResult(
+            passed=not counts,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"rejected": counts.get("rejected", 0), "invalid": counts.get("invalid", 0)},
+        )
+
+    return _check
+
+
+SYNCS = load_syncs()
+sync_assets = [_sync_asset(s) for s in SYNCS.values()]
+sync_checks = [_sync_check(s) for s in SYNCS.values()]
