@@ -94,9 +94,9 @@ def landing_folder_sensor(context: SensorEvaluationContext):
     selection = None  # the whole job, when the sensor runs outside its code location
     if context.repository_def is not None:
         selection = list(
-            AssetSelection.assets(*raw_keys)
-            .downstream()
-            .resolve(context.repository_def.asset_graph)
+            (AssetSelection.assets(*raw_keys).downstream() - SYNC_ASSETS).resolve(
+                context.repository_def.asset_graph
+            )
         )
     return RunRequest(
         run_key=run_key,

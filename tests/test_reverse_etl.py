@@ -320,3 +320,29 @@ def test_every_sync_is_a_dbt_exposure_of_its_model():
         assert sync.name in exposures, sync.name
         assert exposures[sync.name]["type"] == "application"
         assert exposures[sync.name]["depends_on"] == [f"ref('{sync.source.split('.')[-1]}')"]
+
+
+def test_client_keeps_to_the_quota_so_the_destination_never_throttles(con):
+    # The client keeps well under the destination's window of 2 calls per 0.3 s.
+    with HubSpotEmulator(rate_limit=(2, 0.3)) as hubspot:
+        settings = {
+            "base_url": hubspot.url,
+            **FAST,
+            "rate_limit_calls": 2,
+            "rate_limit_period": 0.6,
+        }
+        result = run_sync(con, sync_for("hubspot", hubspot.url, settings=settings))
+        assert (result.added, result.retries, result.calls) == (250, 0, 3)
+        assert len(hubspot.requests) == 3  # no 429 answered, nothing retried
+
+
+def test_a_hanging_destination_times_out_and_is_retried(con):
+    with HubSpotEmulator() as hubspot:
+        hubspot.delay_next(1.5)
+        sync = sync_for(
+            "hubspot", hubspot.url, settings={"base_url": hubspot.url, **FAST, "timeout": 0.5}
+        )
+        result = run_sync(con, sync)
+        assert (result.added, result.failed) == (250, 0)
+        assert result.retries >= 1
+        assert len(hubspot.live_contacts()) == 250

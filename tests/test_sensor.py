@@ -36,6 +36,7 @@ def test_sensor_loads_a_new_file_and_only_what_depends_on_it(full_run, landing, 
         assert AssetKey(["staging", "stg_web__events"]) in selected
         assert AssetKey(["crm", "contacts"]) not in selected
         assert AssetKey(["staging", "stg_crm__contacts"]) not in selected
+        assert not any(key.path[0] == "syncs" for key in selected)  # never delivers
 
         con = duckdb.connect(os.environ["CDP_WAREHOUSE"], read_only=True)
         before = con.execute("select count(*) from staging.stg_web__events").fetchall()[0][0]
