@@ -8,16 +8,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table as RichTable
 
 from cdp.config import landing_path, warehouse_path
+from cdp.console import console, progress_bar
 from reverse_etl.cli import sync_app
 
 app = typer.Typer(
     help="Warehouse-native customer data platform.", no_args_is_help=True, add_completion=False
 )
-console = Console(stderr=True)
 
 
 eval_app = typer.Typer(
@@ -52,14 +51,7 @@ def generate(
 
     gen = Generator(people, seed=seed, out=out, as_of=as_of, batch=batch, first_person=first_person)
     started = time.perf_counter()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("people", total=people)
         stats = gen.run(progress=lambda n: bar.advance(task, n))
     seconds = time.perf_counter() - started

@@ -86,6 +86,13 @@
 {%- endmacro %}
 
 
+{% macro first_words(expression) -%}
+    {#- All but the last word ("Anna Maria Müller" -> "Anna Maria"); null for a single word. -#}
+    nullif(trim(substr({{ expression }}, 1,
+        length({{ expression }}) - coalesce(length({{ last_word(expression) }}), 0))), '')
+{%- endmacro %}
+
+
 {% macro last_word(expression) -%}
     {#- The last whitespace-separated word of a text ("Anna Maria Müller" -> "Müller"). -#}
     {{ return(adapter.dispatch('last_word', 'cdp')(expression)) }}

@@ -12,17 +12,16 @@ import os
 import duckdb
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from cdp.config import warehouse_path
+from cdp.console import console, progress_bar
 from reverse_etl.config import SyncConfigError, load_syncs
 from reverse_etl.engine import SCHEMA, ensure_state, run_sync
 
 sync_app = typer.Typer(
     help="Reverse ETL: send warehouse models to business tools.", no_args_is_help=True
 )
-console = Console(stderr=True)
 out = Console()
 
 
@@ -80,15 +79,7 @@ def run(
         raise typer.Exit(2)
     con = duckdb.connect(warehouse_path())
     try:
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=as_json,
-        ) as bar:
+        with progress_bar(disable=as_json) as bar:
             task = bar.add_task(f"sync {name}", total=None)
             result = run_sync(
                 con,

@@ -99,10 +99,7 @@ support_tickets as (
     select
         'support' as source,
         ticket_id as source_record_id,
-        nullif(trim(substr(
-            requester_name, 1, length(requester_name)
-            - length({{ last_word('requester_name') }})
-        )), '') as first_name,
+        {{ first_words('requester_name') }} as first_name,
         {{ last_word('requester_name') }} as last_name,
         requester_email as email,
         requester_phone as phone,
@@ -125,10 +122,7 @@ reviews as (
     select
         'reviews' as source,
         review_id as source_record_id,
-        nullif(trim(substr(
-            reviewer_name, 1, length(reviewer_name)
-            - length({{ last_word('reviewer_name') }})
-        )), '') as first_name,
+        {{ first_words('reviewer_name') }} as first_name,
         case
             when {{ last_word('reviewer_name') }} not like '%.' then {{ last_word('reviewer_name') }}
         end as last_name,
