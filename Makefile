@@ -24,7 +24,7 @@ manifest: install
 	$(BIN)/dbt parse --quiet --profiles-dir .
 
 demo: install
-	@mkdir -p $(DAGSTER_HOME)
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING)
 	$(BIN)/cdp run
 	$(BIN)/cdp eval identity
@@ -41,7 +41,7 @@ lint: install
 		--disable-progress-bar
 
 ui: install
-	@mkdir -p $(DAGSTER_HOME)
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions
 
 bench: install

@@ -7,8 +7,8 @@ select
     string_agg(distinct identifiers.source, ', ' order by identifiers.source) as sources,
     count(distinct identifiers.record_key) as record_count,
     min(identifiers.observed_at) as first_observed_at,
-    max(quality.is_blocklisted) as is_blocklisted,
-    max(quality.is_shared) as is_shared
+    bool_or(quality.is_blocklisted) as is_blocklisted,
+    bool_or(quality.is_shared) as is_shared
 from {{ ref('int_identifiers') }} as identifiers
 inner join {{ ref('int_profile_assignments') }} as assignments
     on identifiers.record_key = assignments.record_key

@@ -55,7 +55,7 @@ linking_edges as (
             when edges.link_type = 'identifier'
                 then edges.link_kind || ' ' || edges.link_value
             else
-                'match p=' || cast(round(edges.match_probability, 4) as varchar)
+                'match p=' || cast(round(cast(edges.match_probability as numeric), 4) as varchar)
                 || ' on ' || edges.link_value
         end as cause,
         coalesce(rules.priority, 99) as priority
