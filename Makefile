@@ -44,7 +44,7 @@ ui: install
 	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions
 
-bench: install
+bench: install  # SIZE=100k (default), 1m or 10m source records
 	$(BIN)/python -m bench.run
 
 clean:

@@ -1,9 +1,13 @@
-"""Benchmarks (not part of `make test`): generation, raw load and staging build on DuckDB.
+"""Benchmarks (not part of `make test`): the whole path on DuckDB at a given size.
 
-    make bench                 # 50k people
-    PEOPLE=200000 make bench   # bigger
+    make bench                  # 100k source records (about 4,800 people)
+    SIZE=1m make bench          # 1M source records
+    SIZE=10m make bench         # 10M source records
 
-Prints a table and writes bench/results/foundation.json.
+Stages: generate, raw load, reload (no-op), full dbt build (staging -> golden records, with
+tests), incremental run after 1% new people, identity evaluation, reverse-ETL diff (dry run) of
+every profile, sync of every profile to the HubSpot emulator, unchanged re-sync. Prints a table
+and writes bench/results/pipeline_<size>.json.
 """
 
 import json
@@ -15,76 +19,157 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 from rich.console import Console
 from rich.table import Table
 
 from cdp.generate import Generator
+from cdp.identity_eval import evaluate
 from cdp.load import connect, load_table
 from cdp.sources import TABLES
+from reverse_etl.config import load_syncs
+from reverse_etl.emulators.hubspot import HubSpotEmulator
+from reverse_etl.engine import run_sync
 
 ROOT = Path(__file__).resolve().parent.parent
+ROWS_PER_PERSON = 20.8  # measured on the default generator settings
+SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
 
 
-def _peak_rss_mb() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(usage, children) / 1024
+def _rss_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
-def main() -> None:
-    people = int(os.environ.get("PEOPLE", "50000"))
-    work = Path(tempfile.mkdtemp(prefix="cdp-bench-"))
-    results = []
+class Bench:
+    def __init__(self):
+        self.rows: list[dict] = []
 
-    started = time.perf_counter()
-    stats = Generator(people, seed=1, out=work / "landing").run()
-    seconds = time.perf_counter() - started
-    rows = stats.total_rows
-    results.append(("generate", seconds, rows, _peak_rss_mb()))
+    def stage(self, name: str, func, rows: int | None = None, child: bool = False):
+        started = time.perf_counter()
+        value = func()
+        seconds = time.perf_counter() - started
+        rss = _rss_mb(resource.RUSAGE_CHILDREN if child else resource.RUSAGE_SELF)
+        self.rows.append(
+            {
+                "stage": name,
+                "seconds": round(seconds, 3),
+                "rows": rows,
+                "rows_per_s": round(rows / seconds) if rows else None,
+                "peak_rss_mb": round(rss),
+            }
+        )
+        print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
+        return value
 
-    con = connect(work / "wh.duckdb")
-    started = time.perf_counter()
-    for table in TABLES:
-        load_table(con, table, work / "landing")
-    results.append(("raw load", time.perf_counter() - started, rows, _peak_rss_mb()))
-    started = time.perf_counter()
-    for table in TABLES:
-        load_table(con, table, work / "landing")
-    results.append(("raw reload (no-op)", time.perf_counter() - started, rows, _peak_rss_mb()))
-    con.close()
 
-    env = {**os.environ, "CDP_WAREHOUSE": str(work / "wh.duckdb")}
-    started = time.perf_counter()
+def _dbt_build(warehouse: Path) -> None:
     subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), "build", "--profiles-dir", ".", "--quiet"],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "CDP_WAREHOUSE": str(warehouse)},
         check=True,
     )
-    results.append(("dbt build (staging + tests)", time.perf_counter() - started, rows, 0.0))
 
-    table = Table(title=f"cdp foundation benchmark: {people:,} people, {rows:,} source rows")
-    for column in ("stage", "seconds", "rows/s", "peak RSS MB"):
-        table.add_column(column, justify="right" if column != "stage" else "left")
-    for stage, secs, n, rss in results:
-        table.add_row(stage, f"{secs:.2f}", f"{n / secs:,.0f}", f"{rss:,.0f}" if rss else "-")
+
+def main() -> None:
+    size = os.environ.get("SIZE", "100k").lower()
+    records = SIZES.get(size) or int(size)
+    people = max(100, int(records / ROWS_PER_PERSON))
+    work = Path(tempfile.mkdtemp(prefix="cdp-bench-"))
+    landing, warehouse = work / "landing", work / "wh.duckdb"
+    bench = Bench()
+    print(
+        f"benchmark: {people:,} people (about {records:,} source records) in {work}",
+        file=sys.stderr,
+    )
+
+    stats = bench.stage("generate", lambda: Generator(people, seed=1, out=landing).run())
+    rows = stats.total_rows
+
+    def load_all():
+        con = connect(warehouse)
+        try:
+            return sum(load_table(con, t, landing).rows_new for t in TABLES)
+        finally:
+            con.close()
+
+    bench.stage("raw load", load_all, rows)
+    bench.stage("raw reload (no-op)", load_all, rows)
+    bench.stage(
+        "full dbt build (staging -> golden records, tests)",
+        lambda: _dbt_build(warehouse),
+        rows,
+        child=True,
+    )
+
+    new_people = max(1, people // 100)
+    extra = Generator(
+        new_people, seed=1, out=landing, batch="incremental", first_person=people + 1
+    ).run()
+    bench.stage("load 1% new people", load_all, extra.total_rows)
+    bench.stage(
+        "dbt build after 1% new people", lambda: _dbt_build(warehouse), extra.total_rows, child=True
+    )
+
+    score = bench.stage("identity evaluation", lambda: evaluate(warehouse, landing))
+
+    os.environ["HUBSPOT_TOKEN"] = "bench-token"
+    sync = load_syncs()["hubspot_contacts"]
+    con = duckdb.connect(str(warehouse))
+    profiles = con.execute(
+        "select count(*) from marts.customers where is_identified and email is not null"
+    ).fetchall()[0][0]
+    with HubSpotEmulator(token="bench-token", rate_limit=None) as hubspot:
+        fast = sync.model_copy(
+            update={
+                "settings": {
+                    "base_url": hubspot.url,
+                    "rate_limit_calls": 100_000,
+                    "rate_limit_period": 1,
+                }
+            }
+        )
+        bench.stage(
+            "reverse-ETL diff (dry run)", lambda: run_sync(con, fast, dry_run=True), profiles
+        )
+        first = bench.stage(
+            "sync all profiles to HubSpot emulator", lambda: run_sync(con, fast), profiles
+        )
+        again = bench.stage("unchanged re-sync", lambda: run_sync(con, fast), profiles)
+    con.close()
+
+    table = Table(
+        title=f"cdp pipeline benchmark: {people:,} people, {rows:,} source rows, "
+        f"{os.cpu_count()} CPUs"
+    )
+    for column in ("stage", "seconds", "rows", "rows/s", "peak RSS MB"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for r in bench.rows:
+        table.add_row(
+            r["stage"],
+            f"{r['seconds']:.2f}",
+            f"{r['rows']:,}" if r["rows"] else "",
+            f"{r['rows_per_s']:,}" if r["rows_per_s"] else "",
+            f"{r['peak_rss_mb']:,}",
+        )
     Console().print(table)
-    out = ROOT / "bench" / "results" / "foundation.json"
+    print(
+        f"identity F1 {score.f1:.4f} (precision {score.precision:.4f}, recall "
+        f"{score.recall:.4f}); first sync {first.added:,} records in {first.calls} calls; "
+        f"unchanged re-sync {again.calls} calls"
+    )
+    out = ROOT / "bench" / "results" / f"pipeline_{size}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
                 "people": people,
                 "source_rows": rows,
-                "machine_cpus": os.cpu_count(),
-                "stages": [
-                    {
-                        "stage": s,
-                        "seconds": round(t, 3),
-                        "rows_per_s": round(n / t),
-                        "peak_rss_mb": r,
-                    }
-                    for s, t, n, r in results
-                ],
+                "cpus": os.cpu_count(),
+                "stages": bench.rows,
+                "identity": score.as_dict(),
+                "first_sync_calls": first.calls,
+                "unchanged_resync_calls": again.calls,
             },
             indent=2,
         )
