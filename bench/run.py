@@ -5,8 +5,9 @@
     SIZE=10m make bench         # 10M source records
 
 Stages: generate, raw load, reload (no-op), full dbt build (staging -> golden records, with
-tests), incremental run after 1% new people, identity evaluation, reverse-ETL diff (dry run) of
-every profile, sync of every profile to the HubSpot emulator, unchanged re-sync. Prints a table
+tests), incremental run after 1% new people, identity evaluation, the identity models alone beside
+a plain Splink dedupe of the same records (time and F1), reverse-ETL diff (dry run) of every
+profile, sync of every profile to the HubSpot emulator, unchanged re-sync. Prints a table
 and writes bench/results/pipeline_<size>.json.
 """
 
@@ -20,12 +21,14 @@ import time
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from cdp.generate import Generator
 from cdp.identity_eval import evaluate
 from cdp.load import connect, load_table
+from cdp.matching import plain_splink_clusters
 from cdp.sources import TABLES
 from reverse_etl.config import load_syncs
 from reverse_etl.emulators.hubspot import HubSpotEmulator
@@ -62,13 +65,31 @@ class Bench:
         return value
 
 
-def _dbt_build(warehouse: Path) -> None:
+def _dbt(warehouse: Path, *args: str) -> None:
     subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), "build", "--profiles-dir", ".", "--quiet"],
+        [str(Path(sys.executable).parent / "dbt"), *args, "--profiles-dir", ".", "--quiet"],
         cwd=ROOT,
         env={**os.environ, "CDP_WAREHOUSE": str(warehouse)},
         check=True,
     )
+
+
+def _dbt_build(warehouse: Path) -> None:
+    _dbt(warehouse, "build")
+
+
+def _plain_splink_assignments(warehouse: Path) -> pd.DataFrame:
+    """Plain Splink clusters for the match candidates; every other record on its own."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        candidates = con.sql("select * from intermediate.int_match_candidates").df()
+        records = con.sql("select record_key from intermediate.int_identity_records").df()
+    finally:
+        con.close()
+    clusters = plain_splink_clusters(candidates, threshold=0.95)
+    singles = records[~records.record_key.isin(clusters.record_key)]
+    singles = singles.assign(profile_id=singles.record_key)
+    return pd.concat([clusters, singles], ignore_index=True)
 
 
 def main() -> None:
@@ -112,6 +133,22 @@ def main() -> None:
     )
 
     score = bench.stage("identity evaluation", lambda: evaluate(warehouse, landing))
+    bench.stage(
+        "cdp identity models alone (dbt run int_identity_records+)",
+        lambda: _dbt(
+            warehouse,
+            "run",
+            "--select",
+            "int_identity_records+",
+            "--exclude",
+            "resource_type:snapshot",
+        ),
+        child=True,
+    )
+    plain = bench.stage(
+        "plain Splink dedupe of the same records", lambda: _plain_splink_assignments(warehouse)
+    )
+    plain_score = evaluate(warehouse, landing, assignments=plain)
 
     os.environ["HUBSPOT_TOKEN"] = "bench-token"
     sync = load_syncs()["hubspot_contacts"]
@@ -155,7 +192,9 @@ def main() -> None:
     Console().print(table)
     print(
         f"identity F1 {score.f1:.4f} (precision {score.precision:.4f}, recall "
-        f"{score.recall:.4f}); first sync {first.added:,} records in {first.calls} calls; "
+        f"{score.recall:.4f}); plain Splink F1 {plain_score.f1:.4f} (precision "
+        f"{plain_score.precision:.4f}, recall {plain_score.recall:.4f}); "
+        f"first sync {first.added:,} records in {first.calls} calls; "
         f"unchanged re-sync {again.calls} calls"
     )
     out = ROOT / "bench" / "results" / f"pipeline_{size}.json"
@@ -168,6 +207,7 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "stages": bench.rows,
                 "identity": score.as_dict(),
+                "plain_splink": plain_score.as_dict(),
                 "first_sync_calls": first.calls,
                 "unchanged_resync_calls": again.calls,
             },

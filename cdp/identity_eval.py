@@ -81,8 +81,14 @@ def _f1(true_pairs: int, predicted: int, correct: int) -> tuple[float, float, fl
     return precision, recall, f1
 
 
-def evaluate(warehouse: str | Path, landing: str | Path) -> IdentityScore:
+def evaluate(warehouse: str | Path, landing: str | Path, assignments=None) -> IdentityScore:
+    """Score the warehouse's profiles, or `assignments` (a DataFrame of record_key, profile_id
+    from another resolver, e.g. a plain Splink clustering) on the same records."""
     con = duckdb.connect(str(warehouse), read_only=True)
+    profiles = "marts.customer_profile_records"
+    if assignments is not None:
+        con.register("other_assignments", assignments)
+        profiles = "other_assignments"
     try:
         con.execute(
             "create temp table truth as select source, source_record_id, person_id"
@@ -103,7 +109,7 @@ def evaluate(warehouse: str | Path, landing: str | Path) -> IdentityScore:
             from truth
             inner join intermediate.int_identity_records as records
                 on records.record_key = truth.source || ':' || truth.source_record_id
-            inner join marts.customer_profile_records as profiles
+            inner join {profiles} as profiles
                 on profiles.record_key = records.record_key
         """)
         anonymous = con.execute(

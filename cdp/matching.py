@@ -64,10 +64,8 @@ def _settings():
     )
 
 
-def score_pairs(candidates: pd.DataFrame, floor: float = 0.5) -> pd.DataFrame:
-    """Train on the candidates themselves and score every blocked pair at or above `floor`."""
-    if len(candidates) < 2:
-        return pd.DataFrame(columns=PAIR_COLUMNS)
+def _trained_linker(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame):
+    """A Splink linker trained on the candidates themselves (u by random sampling, m by EM)."""
     from splink import DuckDBAPI, Linker, block_on
 
     candidates = candidates.assign(
@@ -77,20 +75,44 @@ def score_pairs(candidates: pd.DataFrame, floor: float = 0.5) -> pd.DataFrame:
         ]
     )
     logging.getLogger("splink").setLevel(logging.WARNING)
+    linker = Linker(
+        DuckDBAPI(connection=con).register(candidates), _settings(), log_level=logging.WARNING
+    )
+    training = linker.training
+    training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
+    training.estimate_parameters_using_expectation_maximisation(
+        block_on("last_name_key", "first_name_key"), estimate_without_term_frequencies=True
+    )
+    training.estimate_parameters_using_expectation_maximisation(
+        block_on("postal_code"), estimate_without_term_frequencies=True
+    )
+    return linker
+
+
+def plain_splink_clusters(candidates: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """A plain Splink dedupe of the same candidates, for comparison: the same model, clustered by
+    Splink itself, without identifier rules, junk/shared detection or the household rule.
+    Returns record_key, profile_id."""
     con = duckdb.connect()
     try:
-        db_api = DuckDBAPI(connection=con)
-        linker = Linker(db_api.register(candidates), _settings(), log_level=logging.WARNING)
-        training = linker.training
-        training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
-        training.estimate_parameters_using_expectation_maximisation(
-            block_on("last_name_key", "first_name_key"), estimate_without_term_frequencies=True
-        )
-        training.estimate_parameters_using_expectation_maximisation(
-            block_on("postal_code"), estimate_without_term_frequencies=True
-        )
-        predictions = linker.inference.predict(threshold_match_probability=floor)
-        frame = predictions.as_pandas_dataframe()
+        linker = _trained_linker(con, candidates)
+        predictions = linker.inference.predict(threshold_match_probability=threshold)
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+            predictions, threshold_match_probability=threshold
+        ).as_pandas_dataframe()
+    finally:
+        con.close()
+    return clusters.rename(columns={"cluster_id": "profile_id"})[["record_key", "profile_id"]]
+
+
+def score_pairs(candidates: pd.DataFrame, floor: float = 0.5) -> pd.DataFrame:
+    """Train on the candidates themselves and score every blocked pair at or above `floor`."""
+    if len(candidates) < 2:
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    con = duckdb.connect()
+    try:
+        linker = _trained_linker(con, candidates)
+        frame = linker.inference.predict(threshold_match_probability=floor).as_pandas_dataframe()
     finally:
         con.close()
     if frame.empty:
