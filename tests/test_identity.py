@@ -182,3 +182,15 @@ def test_ten_percent_more_data_keeps_profile_ids_of_unaffected_people(full_run, 
     assert len(unaffected) > 0.9 * TEST_PEOPLE
     assert len(kept) / len(unaffected) >= 0.999, (len(kept), len(unaffected), merge_counts)
     assert score.f1 >= 0.97
+
+
+def test_eval_scores_another_resolvers_assignments_on_the_same_records(full_run, landing, score):
+    con = duckdb.connect(os.environ["CDP_WAREHOUSE"], read_only=True)
+    ours = con.sql("select record_key, profile_id from marts.customer_profile_records").df()
+    con.close()
+    same = evaluate(os.environ["CDP_WAREHOUSE"], landing, assignments=ours)
+    assert same.f1 == score.f1
+    singletons = ours.assign(profile_id=ours.record_key)
+    alone = evaluate(os.environ["CDP_WAREHOUSE"], landing, assignments=singletons)
+    assert (alone.predicted_pairs, alone.recall, alone.precision) == (0, 0.0, 1.0)
+    assert alone.records_scored == score.records_scored
