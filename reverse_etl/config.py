@@ -38,6 +38,13 @@ class SyncConfig(BaseModel):
     fields: dict[str, str] = Field(description="destination field -> source column")
     mode: Literal["upsert", "update", "mirror"] = "upsert"
     filter: str | None = Field(None, description="SQL condition on the source's columns.")
+    purpose: Literal["email_marketing", "personalization", "analytics", "sales_contact"] | None = (
+        Field(
+            None,
+            description="Send only profiles whose latest consent grants this purpose "
+            "(marts.customer_consents); the primary key must be the profile id.",
+        )
+    )
     schedule: str | None = None
     batch_size: int | None = Field(None, gt=0)
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)

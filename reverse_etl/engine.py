@@ -22,6 +22,7 @@ from reverse_etl.config import SyncConfig
 from reverse_etl.destinations import Destination, Outcome, Record, get_destination
 
 SCHEMA = "reverse_etl"
+CONSENTS = "marts.customer_consents"
 
 
 def quote(identifier: str) -> str:
@@ -80,7 +81,12 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
     hashed = " || '\x1f' || ".join(
         f"coalesce(cast({quote(col)} as varchar), '\x00')" for col in sync.columns
     )
-    where = f"where {sync.filter}" if sync.filter else ""
+    conditions = [f"({sync.filter})"] if sync.filter else []
+    if sync.purpose:
+        # consent gates activation: only profiles whose latest statement grants the purpose
+        conditions.append(f"""cast({pk} as varchar) in (select profile_id from {CONSENTS}
+            where purpose = '{sync.purpose}' and is_granted)""")
+    where = f"where {' and '.join(conditions)}" if conditions else ""
     con.execute(f"""create or replace temp table sync_source as
         select cast({pk} as varchar) as record_key, {mapped}, md5({hashed}) as row_hash
         from {relation(sync.source)} {where}""")
@@ -278,6 +284,9 @@ def run_sync(
         for record_key, message in invalid:
             _record_error(con, sync.name, record_key, "invalid", message, result.run_id, now)
         destination = destination or build_destination(sync)
+        if full_resync:
+            # forget what the destination confirmed: everything is sent again and confirmed anew
+            con.execute(f"delete from {SCHEMA}.sync_state where sync_name = ?", [sync.name])
         hashes = dict(con.execute("select record_key, row_hash from sync_diff").fetchall())
         to_send = _records(con, sync, "added") + _records(con, sync, "changed")
         total = len(to_send) + result.removed

@@ -319,7 +319,10 @@ def test_every_sync_is_a_dbt_exposure_of_its_model():
     for sync in load_syncs().values():
         assert sync.name in exposures, sync.name
         assert exposures[sync.name]["type"] == "application"
-        assert exposures[sync.name]["depends_on"] == [f"ref('{sync.source.split('.')[-1]}')"]
+        expected = [f"ref('{sync.source.split('.')[-1]}')"]
+        if sync.purpose:
+            expected.append("ref('customer_consents')")
+        assert exposures[sync.name]["depends_on"] == expected
 
 
 def test_client_keeps_to_the_quota_so_the_destination_never_throttles(con):
@@ -346,3 +349,28 @@ def test_a_hanging_destination_times_out_and_is_retried(con):
         assert (result.added, result.failed) == (250, 0)
         assert result.retries >= 1
         assert len(hubspot.live_contacts()) == 250
+
+
+def test_consent_gates_the_sync_and_a_withdrawal_removes_the_person(con):
+    con.execute("""create table marts.customer_consents as
+        select profile_id, 'email_marketing' as purpose, 'email' as channel,
+            profile_id <= 'p_00100' as is_granted
+        from marts.customers""")
+    with BrazeEmulator() as braze:
+        sync = sync_for(
+            "braze",
+            braze.url,
+            object="users",
+            mode="mirror",
+            purpose="email_marketing",
+            identifier={"source": "profile_id", "destination": "external_id"},
+            fields={"email": "email"},
+        )
+        assert run_sync(con, sync).added == 100
+        assert set(braze.users) == {f"p_{i:05d}" for i in range(1, 101)}
+        con.execute(
+            "update marts.customer_consents set is_granted = false where profile_id = 'p_00042'"
+        )  # unsubscribed somewhere
+        again = run_sync(con, sync)
+        assert (again.removed, again.added) == (1, 0)
+        assert "p_00042" not in braze.users

@@ -18,7 +18,7 @@ from dagster import (
 from orchestration.assets.dbt import cdp_dbt_models
 from orchestration.resources import WarehouseResource
 from reverse_etl.config import SyncConfig, load_syncs
-from reverse_etl.engine import SCHEMA, ensure_state, run_sync
+from reverse_etl.engine import CONSENTS, SCHEMA, ensure_state, run_sync
 
 
 class SyncRunConfig(Config):
@@ -30,16 +30,23 @@ def sync_asset_key(sync: SyncConfig) -> AssetKey:
     return AssetKey(["syncs", sync.name])
 
 
-def _model_key(sync: SyncConfig) -> AssetKey:
-    model = sync.source.split(".")[-1]
+def _model_key(model: str) -> AssetKey:
     return next(key for key in cdp_dbt_models.keys if key.path[-1] == model)
+
+
+def _upstream(sync: SyncConfig) -> list[AssetKey]:
+    """The model a sync reads, and the consents that gate it when it declares a purpose."""
+    models = [sync.source.split(".")[-1]]
+    if sync.purpose:
+        models.append(CONSENTS.split(".")[-1])
+    return [_model_key(m) for m in models]
 
 
 def _sync_asset(sync: SyncConfig) -> AssetsDefinition:
     @asset(
         key=sync_asset_key(sync),
         group_name="syncs",
-        deps=[_model_key(sync)],
+        deps=_upstream(sync),
         kinds={sync.destination, "python"},
         description=sync.description or f"{sync.source} to {sync.destination}",
         metadata={

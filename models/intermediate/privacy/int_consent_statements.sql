@@ -1,0 +1,92 @@
+-- Every consent statement any system holds about a person, for a purpose and a channel: opt-ins
+-- and opt-outs from the email tool, unsubscribe clicks, the shop's marketing checkbox and
+-- newsletter forms. customer_consents keeps the latest per profile, purpose and channel.
+
+with
+
+assignments as (
+
+    select * from {{ ref('int_profile_assignments') }}
+
+),
+
+subscribers as (
+
+    select
+        'email:' || subscriber_id as record_key,
+        'email' as source,
+        subscriber_id as source_record_id,
+        subscription_status = 'subscribed' and has_marketing_consent as is_granted,
+        coalesce(consent_at, updated_at) as stated_at,
+        'list status ' || subscription_status as statement
+    from {{ ref('stg_email__subscribers') }}
+
+),
+
+unsubscribes as (
+
+    select
+        'email:' || subscriber_id as record_key,
+        'email' as source,
+        activity_id as source_record_id,
+        false as is_granted,
+        occurred_at as stated_at,
+        'unsubscribe link' as statement
+    from {{ ref('stg_email__activity') }}
+    where activity_type = 'unsubscribe'
+
+),
+
+shop_checkbox as (
+
+    select
+        'shop:' || cast(customer_id as varchar) as record_key,
+        'shop' as source,
+        cast(customer_id as varchar) as source_record_id,
+        accepts_marketing as is_granted,
+        updated_at as stated_at,
+        'checkout marketing checkbox' as statement
+    from {{ ref('stg_shop__customers') }}
+    where accepts_marketing is not null
+
+),
+
+newsletter_forms as (
+
+    select
+        'web:' || anonymous_id as record_key,
+        'web' as source,
+        event_id as source_record_id,
+        true as is_granted,
+        occurred_at as stated_at,
+        'newsletter form' as statement
+    from {{ ref('stg_web__events') }}
+    where event_name = 'form_submit' and form_name = 'newsletter'
+
+),
+
+statements as (
+
+    select * from subscribers
+    union all
+    select * from unsubscribes
+    union all
+    select * from shop_checkbox
+    union all
+    select * from newsletter_forms
+
+)
+
+select
+    {{ dbt.hash("statements.source || ':' || statements.source_record_id || ':' || statements.statement") }}
+        as statement_id,
+    assignments.profile_id,
+    'email_marketing' as purpose,
+    'email' as channel,
+    statements.is_granted,
+    statements.statement,
+    statements.source,
+    statements.source_record_id,
+    statements.stated_at
+from statements
+inner join assignments on statements.record_key = assignments.record_key
