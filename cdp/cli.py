@@ -23,9 +23,11 @@ eval_app = typer.Typer(
     help="Measure quality against the generator's ground truth.", no_args_is_help=True
 )
 profile_app = typer.Typer(help="Look at customer profiles.", no_args_is_help=True)
+privacy_app = typer.Typer(help="Data-subject requests.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 app.add_typer(profile_app, name="profile")
 app.add_typer(sync_app, name="sync")
+app.add_typer(privacy_app, name="privacy")
 
 
 @app.callback()
@@ -166,3 +168,32 @@ def profile_show(
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row.values()))
         out.print(table)
+
+
+@privacy_app.command("export")
+def privacy_export(
+    who: str = typer.Argument(..., help="An email address or a profile id."),
+    out: Path | None = typer.Option(None, "--out", help="Write the JSON here, not to stdout."),
+) -> None:
+    """Access request: every identifier, attribute with provenance, event, consent, and what was
+    synced where and when, as one JSON document."""
+    import json
+
+    from cdp.privacy import access_export
+    from cdp.profile import ProfileNotFound
+
+    try:
+        document = access_export(warehouse_path(), who)
+    except ProfileNotFound as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    text = json.dumps(document, indent=2, default=str)
+    if out:
+        out.write_text(text, encoding="utf-8")
+        console.print(
+            f"wrote {out} ({len(document['source_records'])} records, "
+            f"{len(document['events'])} events, {len(document['deliveries'])} "
+            "deliveries)"
+        )
+    else:
+        typer.echo(text)

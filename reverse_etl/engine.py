@@ -43,6 +43,11 @@ def ensure_state(con: duckdb.DuckDBPyConnection) -> None:
         started_at timestamp, finished_at timestamp, status varchar, dry_run boolean,
         full_resync boolean, added bigint, changed bigint, removed bigint, unchanged bigint,
         failed bigint, invalid bigint, calls bigint, retries bigint, message varchar)""")
+    # The record of processing: which sync sent which fields of whom, when.
+    con.execute(f"""create table if not exists {SCHEMA}.sync_deliveries (
+        run_id varchar, sync_name varchar, record_key varchar, destination varchar,
+        object varchar, action varchar, fields varchar, destination_id varchar,
+        delivered_at timestamp)""")
     con.execute(f"""create table if not exists {SCHEMA}.sync_errors (
         sync_name varchar, record_key varchar, error_kind varchar, message varchar,
         first_failed_at timestamp, last_failed_at timestamp, attempts bigint,
@@ -214,6 +219,20 @@ def _record_outcomes(
                 f"delete from {SCHEMA}.sync_errors where sync_name = ? and record_key in "
                 "(select record_key from confirmed_records)",
                 [sync.name],
+            )
+            fields = "" if removing else ", ".join([sync.identifier.destination, *sync.fields])
+            con.execute(
+                f"""insert into {SCHEMA}.sync_deliveries
+                select ?, ?, record_key, ?, ?, ?, ?, destination_id, ? from confirmed_records""",
+                [
+                    run_id,
+                    sync.name,
+                    sync.destination,
+                    sync.object,
+                    "delete" if removing else "upsert",
+                    fields,
+                    now,
+                ],
             )
         for outcome in bad:
             _record_error(

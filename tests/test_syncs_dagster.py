@@ -45,3 +45,33 @@ def test_syncs_job_delivers_golden_records_then_sends_nothing(
         }
         assert set(calls) == set(load_syncs())
         assert set(calls.values()) == {0}
+
+
+def test_access_export_shows_everything_held_and_where_it_was_sent(full_run, warehouse):
+    """Runs after the syncs job above: the export lists the person's deliveries."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    email, profile_id = warehouse.execute(
+        "select c.email, c.profile_id from marts.customers c"
+        " join reverse_etl.sync_deliveries d on d.record_key = c.profile_id"
+        " where c.record_count >= 4 order by c.profile_id limit 1"
+    ).fetchall()[0]
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "cdp"), "privacy", "export", email],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(done.stdout)
+    assert document["profile_id"] == profile_id
+    assert document["identifiers"] and document["attributes_with_provenance"]
+    assert all(a["source_system"] for a in document["attributes_with_provenance"])
+    assert document["events"] and document["consents"]
+    syncs = {d["sync_name"] for d in document["deliveries"]}
+    assert "hubspot_contacts" in syncs
+    hubspot = next(d for d in document["deliveries"] if d["sync_name"] == "hubspot_contacts")
+    assert "email" in hubspot["fields"] and hubspot["delivered_at"]
+    assert {s["sync_name"] for s in document["held_by_destinations"]} == syncs
