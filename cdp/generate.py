@@ -309,13 +309,16 @@ class _Writer:
         if self.table.format == "csv":
             self.csv.writerow([row.get(c) for c in self.names])
         else:
-            text = orjson.dumps(row).decode()
-            if self.table.format == "json":
-                self.fh.write(text if self.first_json else ",\n" + text)
-                self.first_json = False
-            else:
-                self.fh.write(text + "\n")
+            self._write_json(orjson.dumps(row).decode())
         self.count += 1
+
+    def _write_json(self, text: str) -> None:
+        """One JSON document: a line of JSON lines, or an element of the JSON array."""
+        if self.table.format == "json":
+            self.fh.write(text if self.first_json else ",\n" + text)
+            self.first_json = False
+        else:
+            self.fh.write(text + "\n")
 
     def write(self, row: dict) -> None:
         rng = self.gen.rng
@@ -342,7 +345,7 @@ class _Writer:
             else:
                 broken[table.columns[0].name] = ""
         if table.format == "csv":
-            values = [_csv_value(broken.get(c)) for c in table.column_names]
+            values = [broken.get(c) for c in self.names]
             if kind == "truncated":
                 values = values[: max(1, len(values) // 2)]
             self.csv.writerow(values)
@@ -350,19 +353,7 @@ class _Writer:
         text = orjson.dumps(broken).decode()
         if kind == "truncated":
             text = text[: max(2, len(text) // 2)]
-        if table.format == "json":
-            self.fh.write(text if self.first_json else ",\n" + text)
-            self.first_json = False
-        else:
-            self.fh.write(text + "\n")
-
-
-def _csv_value(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+        self._write_json(text)
 
 
 class Generator:

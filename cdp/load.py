@@ -90,6 +90,15 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, table: Table | None = None) ->
             "_batch_id" varchar, "_loaded_at" timestamp)""")
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(
+        con.execute(
+            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchall()
+    )
+
+
 def landing_files(table: Table, landing: Path) -> list[Path]:
     folder = landing / table.source / table.name
     return sorted(folder.glob(f"*.{table.extension}")) if folder.is_dir() else []

@@ -7,16 +7,8 @@ import datetime as dt
 
 import duckdb
 
+from cdp.load import table_exists
 from cdp.profile import _rows, profile_360
-
-
-def _has_table(con, schema: str, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()
-    )
 
 
 def access_export(warehouse: str, email_or_profile_id: str) -> dict:
@@ -41,7 +33,7 @@ def access_export(warehouse: str, email_or_profile_id: str) -> dict:
             pid,
         )
         deliveries, synced_now = [], []
-        if _has_table(con, "reverse_etl", "sync_deliveries"):
+        if table_exists(con, "reverse_etl", "sync_deliveries"):
             deliveries = _rows(
                 con,
                 """

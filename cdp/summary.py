@@ -6,6 +6,8 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
+from cdp.load import RAW_SCHEMA, table_exists
+
 
 def layer_row_counts(warehouse: str) -> dict[str, tuple[int, int]]:
     """Schema -> (tables, rows) for every schema of the warehouse except internals."""
@@ -24,13 +26,7 @@ def layer_row_counts(warehouse: str) -> dict[str, tuple[int, int]]:
             entry[1] += rows
         quarantined = (
             con.execute("select count(*) from raw.quarantine").fetchall()[0][0]
-            if ("raw", "quarantine")
-            in {
-                (s, n)
-                for s, n in con.execute(
-                    "select table_schema, table_name from information_schema.tables"
-                ).fetchall()
-            }
+            if table_exists(con, RAW_SCHEMA, "quarantine")
             else 0
         )
     finally:

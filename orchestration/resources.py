@@ -11,8 +11,6 @@ from cdp.config import landing_path, warehouse_path
 from cdp.load import connect
 from orchestration.project import PROJECT_ROOT, dbt_project
 
-__all__ = ["WarehouseResource", "build_resources", "landing_path", "warehouse_path"]
-
 
 class WarehouseResource(ConfigurableResource):
     """The DuckDB warehouse file and the landing folder that raw loads read from."""

@@ -16,11 +16,11 @@ from dagster import (
     sensor,
 )
 
+from cdp.config import landing_path
 from cdp.load import landing_files
 from cdp.sources import TABLES
 from orchestration.assets.raw import raw_asset_key
 from orchestration.assets.syncs import SYNCS, sync_asset_key
-from orchestration.resources import landing_path
 
 # Syncs deliver to outside systems: they run in their own job, on their own schedules.
 SYNC_ASSETS = AssetSelection.groups("syncs")

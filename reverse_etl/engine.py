@@ -14,6 +14,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 
 import duckdb
 import pandas as pd
@@ -174,8 +175,8 @@ def _removed_records(con, sync: SyncConfig) -> list[Record]:
 def _plain(value):
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
-    if hasattr(value, "as_integer_ratio") and not isinstance(value, bool | int | float):
-        return float(value)  # Decimal
+    if isinstance(value, Decimal):
+        return float(value)
     return value
 
 
