@@ -197,3 +197,105 @@ def privacy_export(
         )
     else:
         typer.echo(text)
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    email: str | None = typer.Option(None, "--email", help="The person's email address."),
+    profile_id: str | None = typer.Option(None, "--profile-id", help="Or their profile id."),
+    requested_by: str = typer.Option(
+        None, "--requested-by", help="Who files the request (default: $USER)."
+    ),
+    reason: str = typer.Option("data subject request (GDPR Art. 17)", help="Why."),
+    run: bool = typer.Option(
+        True, "--run/--no-run", help="Process now, or leave it to the Dagster sensor."
+    ),
+) -> None:
+    """Right to erasure: forget a person in raw, staging, marts, snapshots, sync state and every
+    destination, and keep them from coming back with the next load. Exit 0 when verified,
+    1 when something failed (the message says where), 2 on bad input."""
+    import getpass
+    import os
+
+    from cdp import erasure
+    from cdp.load import connect
+
+    try:
+        erasure.normalized_subject(email, profile_id)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    con = connect(warehouse_path())
+    try:
+        request_id = erasure.request_erasure(
+            con,
+            email=email,
+            profile_id=profile_id,
+            requested_by=requested_by or getpass.getuser(),
+            reason=reason,
+        )
+    finally:
+        con.close()
+    console.print(f"erasure request [b]{request_id}[/b] recorded")
+    if not run:
+        return
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import defs
+
+    instance = (
+        DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    )
+    with console.status("erasing: destinations, warehouse, dbt rebuild, verification ..."):
+        result = defs.resolve_job_def("privacy_erasure").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    _print_erasure_requests([request_id])
+    raise typer.Exit(0 if result.success else 1)
+
+
+@privacy_app.command("requests")
+def privacy_requests() -> None:
+    """Erasure requests: status, counts, who asked and when (no identifiers: hashes only)."""
+    _print_erasure_requests(None)
+
+
+def _print_erasure_requests(request_ids: list[str] | None) -> None:
+    import duckdb
+
+    from cdp import erasure
+    from cdp.load import table_exists
+
+    con = duckdb.connect(warehouse_path(), read_only=True)
+    try:
+        if not table_exists(con, "privacy", "erasure_requests"):
+            console.print("no erasure requests")
+            return
+        where = "where request_id in (select unnest($ids))" if request_ids else ""
+        rows = con.execute(
+            f"""select request_id, status, requested_by, requested_at, rows_deleted,
+                rows_pseudonymized, destination_deletes, remaining_rows, message
+            from {erasure.REQUESTS} {where} order by requested_at""",
+            {"ids": request_ids} if request_ids else {},
+        ).fetchall()
+        actions = con.execute(
+            f"""select request_id, system, action, rows, ok, message from {erasure.ACTIONS}
+            {where} order by happened_at""",
+            {"ids": request_ids} if request_ids else {},
+        ).fetchall()
+    finally:
+        con.close()
+    table = RichTable(title="Erasure requests")
+    for column in ("request", "status", "by", "at", "deleted", "pseudonymized", "destinations",
+                   "left", "message"):  # fmt: skip
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+    if request_ids and actions:
+        detail = RichTable(title="What was done")
+        for column in ("request", "system", "action", "rows", "ok", "message"):
+            detail.add_column(column)
+        for row in actions:
+            detail.add_row(*("" if v is None else str(v) for v in row))
+        console.print(detail)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from cdp import sources as s
 from cdp.sources import Table
+from cdp.suppression import Suppressions
 
 RAW_SCHEMA = "raw"
 META_COLUMNS = ("_source_file", "_source_line", "_row_hash", "_batch_id", "_loaded_at")
@@ -52,6 +53,7 @@ class LoadResult:
     rows_new: int = 0
     rows_already_loaded: int = 0
     rows_quarantined: int = 0
+    rows_suppressed: int = 0
     unexpected_columns: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict:
@@ -60,6 +62,7 @@ class LoadResult:
             "rows_new": self.rows_new,
             "rows_already_loaded": self.rows_already_loaded,
             "rows_quarantined": self.rows_quarantined,
+            "rows_suppressed": self.rows_suppressed,
             "files_loaded": len(self.files_loaded),
             "files_skipped": len(self.files_skipped),
             "unexpected_columns": ", ".join(self.unexpected_columns) or "none",
@@ -271,8 +274,16 @@ def _parse(table: Table, path: Path, result: LoadResult) -> Iterator[ParsedRow]:
 CHUNK_ROWS = 50_000
 
 
-def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, result: LoadResult) -> None:
-    """Load one file in one transaction, streaming it in chunks so memory stays flat."""
+def load_file(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    path: Path,
+    result: LoadResult,
+    suppressed: Suppressions | None = None,
+) -> None:
+    """Load one file in one transaction, streaming it in chunks so memory stays flat. Rows of
+    people on the suppression list (erased) are dropped: counted, never stored, not even in
+    quarantine."""
     sha = _sha256(path)
     already = con.execute(
         f'select 1 from {quote(RAW_SCHEMA)}."_load_files" where table_key = ? and file_sha256 = ?',
@@ -284,7 +295,7 @@ def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, result: 
     batch_id = uuid.uuid4().hex
     loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     source_file = str(path)
-    read = inserted = 0
+    read = inserted = dropped = 0
     bad: list[tuple] = []
     chunk: list[list] = []
     con.execute("begin transaction")
@@ -310,6 +321,11 @@ def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, result: 
                     )
                 )
                 continue
+            if suppressed:
+                named = dict(zip(table.column_names, values, strict=True))
+                if suppressed.reason(table, named):
+                    dropped += 1
+                    continue
             row_hash = hashlib.md5(
                 "\x1f".join(v if v is not None else "\x00" for v in values).encode()
             ).hexdigest()
@@ -343,8 +359,9 @@ def load_file(con: duckdb.DuckDBPyConnection, table: Table, path: Path, result: 
     result.files_loaded.append(path.name)
     result.rows_read += read
     result.rows_new += inserted
-    result.rows_already_loaded += read - len(bad) - inserted
+    result.rows_already_loaded += read - len(bad) - dropped - inserted
     result.rows_quarantined += len(bad)
+    result.rows_suppressed += dropped
 
 
 def _insert_chunk(con, table: Table, chunk: list[list], batch_id: str) -> int:
@@ -370,8 +387,9 @@ def load_table(con: duckdb.DuckDBPyConnection, table: Table, landing: Path) -> L
     """Load every landing file of `table` not loaded before, oldest name first."""
     ensure_schema(con, table)
     result = LoadResult(table.key)
+    suppressed = Suppressions.read(con)
     for path in landing_files(table, landing):
-        load_file(con, table, path, result)
+        load_file(con, table, path, result, suppressed)
     return result
 
 

@@ -46,6 +46,13 @@ class Table:
     description: str
     delimiter: str = ","
     expectations: tuple[Expectation, ...] = field(default_factory=tuple)
+    # Whose rows these are, for erasure and suppression: (column, source) pairs whose value is
+    # the id of a person record of that source (identity record key "source:value"), columns
+    # that may hold email addresses, and for child rows the parent they belong to
+    # (column, parent table key, parent column).
+    person_links: tuple[tuple[str, str], ...] = ()
+    email_columns: tuple[str, ...] = ()
+    parent: tuple[str, str, str] | None = None
 
     @property
     def key(self) -> str:
@@ -122,6 +129,8 @@ TABLES: tuple[Table, ...] = (
             ("updated_at", TS_LOCAL),
         ),
         "People from the CRM export; a contact appears again when it was updated.",
+        person_links=(("contact_id", "crm"),),
+        email_columns=("email",),
         expectations=(
             Expectation("not_null", "contact_id"),
             Expectation("match_regex", "email", regex=EMAIL_REGEX, mostly=0.85),
@@ -149,6 +158,8 @@ TABLES: tuple[Table, ...] = (
             ("updated_at", TS_ISO),
         ),
         "Web-shop customer accounts (JSON lines); updated accounts are exported again.",
+        person_links=(("customer_id", "shop"),),
+        email_columns=("email",),
         expectations=(
             Expectation("not_null", "customer_id"),
             Expectation("match_regex", "email", regex=EMAIL_REGEX, mostly=0.9),
@@ -171,6 +182,8 @@ TABLES: tuple[Table, ...] = (
             ("ordered_at", TS_ISO),
         ),
         "Web-shop orders (JSON lines).",
+        person_links=(("customer_id", "shop"),),
+        email_columns=("email",),
         expectations=(
             Expectation("not_null", "order_id"),
             Expectation("in_set", "status", value_set=ORDER_STATUSES),
@@ -191,6 +204,7 @@ TABLES: tuple[Table, ...] = (
             ("unit_price", DECIMAL),
         ),
         "Web-shop order lines (JSON lines).",
+        parent=("order_id", "shop__orders", "order_id"),
         expectations=(Expectation("not_null", "order_id"),),
     ),
     Table(
@@ -208,6 +222,8 @@ TABLES: tuple[Table, ...] = (
             ("context", JSON),
         ),
         "Web-analytics events (NDJSON, Segment-like): page views, logins, form submits.",
+        person_links=(("anonymous_id", "web"), ("user_id", "shop")),
+        email_columns=("traits",),
         expectations=(
             Expectation("not_null", "anonymous_id"),
             Expectation("in_set", "type", value_set=("page", "identify", "track")),
@@ -230,6 +246,8 @@ TABLES: tuple[Table, ...] = (
             ("updated_at", TS_GERMAN),
         ),
         "Support-desk tickets (semicolon CSV as German Excel exports it, German priorities).",
+        person_links=(("ticket_id", "support"),),
+        email_columns=("requester_email",),
         delimiter=";",
         expectations=(
             Expectation("not_null", "ticket_id"),
@@ -255,6 +273,8 @@ TABLES: tuple[Table, ...] = (
             ("updated_at", TS_ISO),
         ),
         "Email-marketing list members with consent.",
+        person_links=(("subscriber_id", "email"),),
+        email_columns=("email",),
         expectations=(
             Expectation("not_null", "subscriber_id"),
             Expectation("match_regex", "email", regex=EMAIL_REGEX, mostly=0.95),
@@ -276,6 +296,8 @@ TABLES: tuple[Table, ...] = (
             ("occurred_at", TS_ISO),
         ),
         "Email sends, opens, clicks, bounces and unsubscribes.",
+        person_links=(("subscriber_id", "email"),),
+        email_columns=("email",),
         expectations=(
             Expectation("not_null", "activity_id"),
             Expectation(
@@ -304,6 +326,8 @@ TABLES: tuple[Table, ...] = (
             ("issued_at", TS_LOCAL),
         ),
         "Loyalty/POS card holders.",
+        person_links=(("card_number", "loyalty"),),
+        email_columns=("email",),
         expectations=(
             Expectation("not_null", "card_number"),
             Expectation("in_set", "tier", value_set=LOYALTY_TIERS),
@@ -323,6 +347,7 @@ TABLES: tuple[Table, ...] = (
             ("purchased_at", TS_LOCAL),
         ),
         "In-store purchases scanned with a loyalty card.",
+        person_links=(("card_number", "loyalty"),),
         expectations=(Expectation("not_null", "purchase_id"),),
     ),
     Table(
@@ -340,6 +365,8 @@ TABLES: tuple[Table, ...] = (
             ("submitted_at", TS_ISO),
         ),
         "Product reviews (one JSON document per export, an array of reviews).",
+        person_links=(("review_id", "reviews"),),
+        email_columns=("reviewer_email",),
         expectations=(
             Expectation("not_null", "review_id"),
             Expectation("in_set", "rating", value_set=("1", "2", "3", "4", "5")),
@@ -348,6 +375,10 @@ TABLES: tuple[Table, ...] = (
 )
 
 TABLES_BY_KEY = {t.key: t for t in TABLES}
+
+# An email address inside any text (a field, a JSON document, a raw line): the characters a
+# normalized address may hold (the staging macro normalize_email), case-folded first.
+EMAIL_TOKEN = r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}"
 SOURCES = tuple(dict.fromkeys(t.source for t in TABLES))
 
 

@@ -51,13 +51,24 @@ def print_run_summary(console: Console, result, warehouse: str, seconds: float) 
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         if "rows_new" in meta:
-            for field in ("rows_new", "rows_quarantined", "files_loaded", "files_skipped"):
-                loaded[field] += meta[field].value
+            for field in (
+                "rows_new",
+                "rows_quarantined",
+                "rows_suppressed",
+                "files_loaded",
+                "files_skipped",
+            ):
+                loaded[field] += meta[field].value if field in meta else 0
     if loaded:
         console.print(
             f"Raw loads: {loaded['rows_new']:,} new rows from {loaded['files_loaded']} new "
             f"file(s), {loaded['rows_quarantined']:,} rows quarantined, "
-            f"{loaded['files_skipped']} file(s) already loaded"
+            + (
+                f"{loaded['rows_suppressed']:,} rows of erased people dropped, "
+                if loaded["rows_suppressed"]
+                else ""
+            )
+            + f"{loaded['files_skipped']} file(s) already loaded"
         )
     checks = Counter()
     failed = []

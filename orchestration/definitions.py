@@ -5,6 +5,7 @@ from dagster import Definitions, in_process_executor
 from orchestration.assets.dbt import cdp_dbt_models
 from orchestration.assets.raw import raw_asset_checks, raw_assets
 from orchestration.assets.syncs import sync_assets, sync_checks
+from orchestration.privacy import erasure_request_sensor, privacy_erasure_job
 from orchestration.resources import build_resources
 from orchestration.schedules import (
     daily_full_graph,
@@ -18,9 +19,9 @@ from orchestration.schedules import (
 defs = Definitions(
     assets=[*raw_assets, cdp_dbt_models, *sync_assets],
     asset_checks=[*raw_asset_checks, *sync_checks],
-    jobs=[full_graph_job, landing_job, syncs_job],
+    jobs=[full_graph_job, landing_job, syncs_job, privacy_erasure_job],
     schedules=[daily_full_graph, *sync_schedules],
-    sensors=[landing_folder_sensor],
+    sensors=[landing_folder_sensor, erasure_request_sensor],
     resources=build_resources(),
     # DuckDB allows one writing process: steps run one after another in the run's process.
     executor=in_process_executor,

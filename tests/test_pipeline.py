@@ -71,7 +71,10 @@ def test_raw_assets_report_rows_read_new_and_quarantined(full_run):
         assert meta["rows_new"] > 0, t.key
         assert (
             meta["rows_read"]
-            == meta["rows_new"] + meta["rows_already_loaded"] + meta["rows_quarantined"]
+            == meta["rows_new"]
+            + meta["rows_already_loaded"]
+            + meta["rows_quarantined"]
+            + meta["rows_suppressed"]
         )
         assert meta["files_loaded"] == 1
 

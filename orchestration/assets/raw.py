@@ -48,7 +48,8 @@ def _raw_asset(table: Table) -> AssetsDefinition:
             total = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[0][0]
         context.log.info(
             f"{table.key}: {len(result.files_loaded)} new file(s), {result.rows_new} new rows, "
-            f"{result.rows_quarantined} quarantined, {len(result.files_skipped)} file(s) "
+            f"{result.rows_quarantined} quarantined, {result.rows_suppressed} suppressed (erased "
+            f"people), {len(result.files_skipped)} file(s) "
             "already loaded"
         )
         return MaterializeResult(

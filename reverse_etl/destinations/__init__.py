@@ -69,6 +69,13 @@ class Destination(ABC):
         """Delete or archive records (mirror mode); only where supports_delete."""
         raise TypeError(f"{self.name} cannot delete records; use mode upsert or update")
 
+    def erase(self, records: list[Record]) -> list[Outcome]:
+        """Remove people for good (a data-subject erasure request). Where the API has no
+        stronger delete than the one mirror mode uses, that one."""
+        if not self.supports_delete:
+            raise TypeError(f"{self.name} cannot delete records")
+        return self.delete(records)
+
     @property
     def calls(self) -> int:
         transport = getattr(self, "transport", None)

@@ -1,5 +1,6 @@
 """File export: each run's upserts as one CSV or Parquet file (settings.format) in
-settings.directory, named after the sync and the time; written atomically (temp file + rename)."""
+settings.directory, named after the sync and the time; written atomically (temp file + rename).
+Erasure rewrites every earlier export of the object without the erased people."""
 
 import datetime as dt
 import os
@@ -33,13 +34,46 @@ class FileExport(Destination):
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         target = folder / f"{self.object_name}_{stamp}.{fmt}"
         frame = pd.DataFrame([{self.id_field: r.identifier, **r.fields} for r in records])
-        partial = target.with_suffix(f".{fmt}.partial")
         con = duckdb.connect()
         try:
             con.register("export_rows", frame)
-            options = "(format csv, header true)" if fmt == "csv" else "(format parquet)"
-            con.execute(f"copy export_rows to '{partial}' {options}")
+            _write_atomically(con, "select * from export_rows", target)
         finally:
             con.close()
-        partial.rename(target)
         return [Outcome(r.record_key, True, str(target.name)) for r in records]
+
+    def erase(self, records: list[Record]) -> list[Outcome]:
+        folder = Path(self.settings.base_url)
+        column = _quote(self.id_field)
+        con = duckdb.connect()
+        try:
+            con.register("erased_ids", pd.DataFrame({"id": [r.identifier for r in records]}))
+            for path in sorted(folder.glob(f"{self.object_name}_*")):
+                if path.suffix == ".parquet":
+                    reader = f"read_parquet('{path}')"
+                elif path.suffix == ".csv":
+                    reader = f"read_csv('{path}', all_varchar = true)"
+                else:
+                    continue
+                matches = f"cast({column} as varchar) in (select id from erased_ids)"
+                held = con.execute(f"select count(*) from {reader} where {matches}").fetchall()
+                if held[0][0]:
+                    # Read whole before the file is replaced.
+                    kept = con.execute(f"select * from {reader} where not ({matches})").df()
+                    con.register("kept_rows", kept)
+                    _write_atomically(con, "select * from kept_rows", path)
+                    con.unregister("kept_rows")
+        finally:
+            con.close()
+        return [Outcome(r.record_key, True, r.destination_id) for r in records]
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _write_atomically(con, query: str, target: Path) -> None:
+    partial = target.with_name(target.name + ".partial")
+    options = "(format csv, header true)" if target.suffix == ".csv" else "(format parquet)"
+    con.execute(f"copy ({query}) to '{partial}' {options}")
+    partial.replace(target)

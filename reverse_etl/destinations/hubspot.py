@@ -1,5 +1,7 @@
 """HubSpot CRM v3 contacts: batch upsert by a unique property (email), 100 inputs per call,
-207 Multi-Status when some inputs fail; 100 requests per rolling 10 s (Free/Starter)."""
+207 Multi-Status when some inputs fail; 100 requests per rolling 10 s (Free/Starter). Mirror mode
+archives (restorable for 90 days); erasure uses the GDPR delete, one contact per call, which
+removes the contact for good."""
 
 from reverse_etl.delivery import RequestRejected
 from reverse_etl.destinations import Destination, Outcome, Record, register
@@ -67,3 +69,23 @@ class HubSpotContacts(Destination):
         except RequestRejected as exc:
             return [Outcome(r.record_key, False, message=exc.message) for r in records]
         return [Outcome(r.record_key, True, r.destination_id) for r in records]
+
+    def erase(self, records: list[Record]) -> list[Outcome]:
+        outcomes = []
+        for r in records:
+            # By HubSpot's id where we have it, else by the identifier (email).
+            body = (
+                {"objectId": r.destination_id}
+                if r.destination_id
+                else {"objectId": r.identifier, "idProperty": self.id_field}
+            )
+            try:
+                self.transport.request(
+                    "POST", f"/crm/v3/objects/{self.object_name}/gdpr-delete", json=body
+                )
+            except RequestRejected as exc:
+                # 404: the contact is not there (deleted in HubSpot already): nothing to erase.
+                outcomes.append(Outcome(r.record_key, exc.status == 404, message=exc.message))
+                continue
+            outcomes.append(Outcome(r.record_key, True, r.destination_id))
+        return outcomes

@@ -64,3 +64,7 @@ class Webhook(Destination):
 
     def delete(self, records: list[Record]) -> list[Outcome]:
         return self._post("delete", records)
+
+    def erase(self, records: list[Record]) -> list[Outcome]:
+        # Its own action, so the receiver can tell a data-subject erasure from a mirror delete.
+        return self._post("erase", records)

@@ -1,5 +1,6 @@
 """HubSpot CRM v3 contacts emulator: batch upsert by email (<= 100 inputs), batch archive,
-bearer auth, 207 Multi-Status with per-input errors, ten-secondly rolling rate limit (429)."""
+GDPR delete (permanent; an email not found is blocklisted and cannot be created again), bearer
+auth, 207 Multi-Status with per-input errors, ten-secondly rolling rate limit (429)."""
 
 import datetime as dt
 import json
@@ -11,6 +12,7 @@ from reverse_etl.emulators import Emulator
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 UPSERT = re.compile(r"^/crm/v3/objects/contacts/batch/upsert$")
 ARCHIVE = re.compile(r"^/crm/v3/objects/contacts/batch/archive$")
+GDPR_DELETE = re.compile(r"^/crm/v3/objects/contacts/gdpr-delete$")
 
 
 def _error(message: str, category: str = "VALIDATION_ERROR") -> dict:
@@ -28,6 +30,7 @@ class HubSpotEmulator(Emulator):
         self.contacts: dict[str, dict] = {}  # by lower-case email
         self.upserts_per_email: dict[str, int] = {}
         self.archived: set[str] = set()
+        self.gdpr_blocklist: set[str] = set()
         self._next_id = 1000
 
     def rate_limit_response(self, wait: float):
@@ -59,6 +62,8 @@ class HubSpotEmulator(Emulator):
             return self._upsert(body)
         if method == "POST" and ARCHIVE.match(path):
             return self._archive(body)
+        if method == "POST" and GDPR_DELETE.match(path):
+            return self._gdpr_delete(body)
         return 404, _error(f"No route for {method} {path}", "OBJECT_NOT_FOUND"), {}
 
     def _inputs(self, body):
@@ -98,6 +103,16 @@ class HubSpotEmulator(Emulator):
                     }
                 )
                 continue
+            if key.lower() in self.gdpr_blocklist:
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": f"{key!r} was permanently deleted (GDPR) and is blocklisted",
+                        "context": {"ids": [key]},
+                    }
+                )
+                continue
             with self.lock:
                 email = key.lower()
                 new = email not in self.contacts
@@ -129,6 +144,33 @@ class HubSpotEmulator(Emulator):
         with self.lock:
             for item in inputs:
                 self.archived.add(str(item.get("id")))
+        return 204, None, {}
+
+    def _gdpr_delete(self, body):
+        try:
+            payload = json.loads(body or b"{}")
+        except json.JSONDecodeError as exc:
+            return 400, _error(f"Invalid input JSON on line 1: {exc}"), {}
+        object_id = str(payload.get("objectId") or "")
+        if not object_id:
+            return 400, _error("objectId is required"), {}
+        by_email = payload.get("idProperty") == "email"
+        if payload.get("idProperty") not in (None, "email"):
+            return 400, _error("idProperty must be email or absent"), {}
+        with self.lock:
+            if by_email:
+                email = object_id.lower()
+                found = email if email in self.contacts else None
+                if not found:
+                    self.gdpr_blocklist.add(email)
+                    return 204, None, {}
+            else:
+                found = next((e for e, c in self.contacts.items() if c["id"] == object_id), None)
+                if not found:
+                    return 404, _error(f"Object {object_id} not found", "OBJECT_NOT_FOUND"), {}
+            contact = self.contacts.pop(found)
+            self.archived.discard(contact["id"])
+            self.upserts_per_email.pop(found, None)
         return 204, None, {}
 
     def live_contacts(self) -> dict[str, dict]:

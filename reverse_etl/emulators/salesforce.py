@@ -1,12 +1,15 @@
 """Salesforce sObject Collections emulator: PATCH upsert by external id (<= 200 records of one
-type, allOrNone false), one result per record in input order, field validation errors."""
+type, allOrNone false), one result per record in input order, field validation errors; DELETE
+by ids (<= 200), one DeleteResult per id in the order given."""
 
 import json
 import re
+from urllib.parse import parse_qs
 
 from reverse_etl.emulators import Emulator
 
 ROUTE = re.compile(r"^/services/data/v\d+\.\d+/composite/sobjects/(\w+)/(\w+)$")
+DELETE_ROUTE = re.compile(r"^/services/data/v\d+\.\d+/composite/sobjects\?(.*)$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 
 
@@ -24,6 +27,9 @@ class SalesforceEmulator(Emulator):
                 [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}],
                 {},
             )
+        deleting = DELETE_ROUTE.match(path)
+        if method == "DELETE" and deleting:
+            return self._delete(parse_qs(deleting.group(1)))
         route = ROUTE.match(path)
         if method != "PATCH" or not route:
             return (
@@ -98,4 +104,37 @@ class SalesforceEmulator(Emulator):
                 stored.update({k: v for k, v in record.items() if k != "attributes"})
                 self.upserts_per_key[key] = self.upserts_per_key.get(key, 0) + 1
             results.append({"id": stored["Id"], "success": True, "errors": [], "created": created})
+        return 200, results, {}
+
+    def _delete(self, query: dict):
+        ids = [i for i in ",".join(query.get("ids", [])).split(",") if i]
+        if not ids:
+            return 400, [{"message": "ids is required", "errorCode": "MALFORMED_QUERY"}], {}
+        if len(ids) > 200:
+            return (
+                400,
+                [{"message": "Maximum of 200 ids allowed", "errorCode": "EXCEEDED_ID_LIMIT"}],
+                {},
+            )
+        results = []
+        with self.lock:
+            for record_id in ids:
+                key = next((k for k, v in self.records.items() if v["Id"] == record_id), None)
+                if key is None:
+                    results.append(
+                        {
+                            "id": record_id,
+                            "success": False,
+                            "errors": [
+                                {
+                                    "statusCode": "ENTITY_IS_DELETED",
+                                    "message": "entity is deleted",
+                                    "fields": [],
+                                }
+                            ],
+                        }
+                    )
+                    continue
+                del self.records[key]
+                results.append({"id": record_id, "success": True, "errors": []})
         return 200, results, {}

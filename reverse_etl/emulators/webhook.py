@@ -1,6 +1,7 @@
 """Webhook receiver emulator: verifies Standard Webhooks signatures and timestamps (5 minutes)
 and honours Idempotency-Key (a repeat replays the first answer without applying it again; the
-same key with another body is 422)."""
+same key with another body is 422). Actions: upsert, delete (mirror) and erase (data-subject
+erasure: the receiver forgets the record)."""
 
 import base64
 import hashlib
@@ -51,7 +52,11 @@ class WebhookEmulator(Emulator):
                 return (*answer[:2], {"Idempotent-Replayed": "true"})
             payload = json.loads(body)
             for item in payload.get("records", []):
-                if payload.get("action") == "delete":
+                if payload.get("action") == "erase":  # forgotten: not even the key stays
+                    self.records.pop(item["key"], None)
+                    self.applied_per_key.pop(item["key"], None)
+                    self.deleted.discard(item["key"])
+                elif payload.get("action") == "delete":
                     self.records.pop(item["key"], None)
                     self.deleted.add(item["key"])
                 else:

@@ -1,0 +1,109 @@
+"""Data-subject erasure as a Dagster job: erase every open request (destinations, then the
+warehouse in one transaction), rebuild the dbt models from what is left, verify by scanning every
+table. A sensor starts it when `cdp privacy erase --no-run` (or anyone) records a request. Run
+config and op outputs carry request ids only, so Dagster's storage holds nothing of the person."""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+from dagster import (
+    DefaultSensorStatus,
+    Failure,
+    In,
+    MetadataValue,
+    OpExecutionContext,
+    Out,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    job,
+    op,
+    sensor,
+)
+from dagster_dbt import DbtCliResource
+
+from cdp import erasure
+from cdp.config import warehouse_path
+from orchestration.project import dbt_project
+from orchestration.resources import WarehouseResource
+
+
+@op(out=Out(list), description="Erase every open request in destinations and the warehouse.")
+def erase_requested_people(context: OpExecutionContext, warehouse: WarehouseResource) -> list:
+    erased, failed = [], []
+    with warehouse.connection() as con:
+        erasure.ensure_tables(con)
+        for request_id in erasure.open_requests(con):
+            result = erasure.process_request(con, request_id)
+            context.log.info(
+                f"{request_id}: {result.status}, {result.rows_deleted} rows deleted, "
+                f"{result.rows_pseudonymized} pseudonymized, {result.destination_deletes} "
+                f"destination deletes {result.message}"
+            )
+            (erased if result.status == "erased" else failed).append(result)
+    if failed:
+        # The warehouse of a failed request is untouched; the next run retries its destinations.
+        raise Failure(
+            description="; ".join(f"{r.request_id}: {r.message}" for r in failed),
+            metadata={"erased": [r.request_id for r in erased]},
+        )
+    return [r.request_id for r in erased]
+
+
+@op(ins={"erased": In(list)}, out=Out(list), description="dbt build over what is left.")
+def rebuild_models(context: OpExecutionContext, dbt: DbtCliResource, erased: list) -> list:
+    if erased:
+        dbt.cli(["build"], manifest=dbt_project.manifest_path, raise_on_error=True).wait()
+    else:
+        context.log.info("nothing erased: no rebuild")
+    return erased
+
+
+@op(ins={"erased": In(list)}, description="Scan every table for what is left of each person.")
+def verify_erasure(context: OpExecutionContext, warehouse: WarehouseResource, erased: list):
+    incomplete = {}
+    with warehouse.connection() as con:
+        for request_id in erased:
+            remaining = erasure.verify(con, request_id)
+            if remaining:
+                incomplete[request_id] = remaining
+    if incomplete:
+        raise Failure(
+            description=f"rows still name erased people: {incomplete}",
+            metadata={"remaining": MetadataValue.json(incomplete)},
+        )
+    context.log.info(f"verified: {len(erased)} request(s), nothing left in any table")
+
+
+@job(
+    name="privacy_erasure",
+    description="Erase the people of every open erasure request everywhere, rebuild, verify.",
+)
+def privacy_erasure_job():
+    verify_erasure(rebuild_models(erase_requested_people()))
+
+
+@sensor(
+    job=privacy_erasure_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Starts the erasure job when erasure requests are open.",
+)
+def erasure_request_sensor(context: SensorEvaluationContext):
+    try:
+        con = duckdb.connect(warehouse_path(), read_only=True)
+    except (duckdb.IOException, duckdb.CatalogException) as exc:
+        return SkipReason(f"warehouse busy or missing: {exc}")
+    try:
+        open_ids = erasure.open_requests(con)
+    finally:
+        con.close()
+    if not open_ids:
+        return SkipReason("no open erasure requests")
+    # A request whose destinations failed stays open: the hour in the key retries it hourly.
+    hour = int(time.time() // 3600)
+    return RunRequest(
+        run_key=f"{'+'.join(open_ids)}@{hour}", tags={"cdp/erasure_requests": str(len(open_ids))}
+    )
