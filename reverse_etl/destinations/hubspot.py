@@ -85,7 +85,7 @@ class HubSpotContacts(Destination):
                 )
             except RequestRejected as exc:
                 # 404: the contact is not there (deleted in HubSpot already): nothing to erase.
-                outcomes.append(Outcome(r.record_key, exc.status == 404, message=exc.message))
+                outcomes.append(Outcome(r.record_key, exc.status == 404, message=str(exc)))
                 continue
             outcomes.append(Outcome(r.record_key, True, r.destination_id))
         return outcomes
