@@ -374,3 +374,84 @@ def test_consent_gates_the_sync_and_a_withdrawal_removes_the_person(con):
         again = run_sync(con, sync)
         assert (again.removed, again.added) == (1, 0)
         assert "p_00042" not in braze.users
+
+
+def _destination(sync):
+    from reverse_etl.engine import build_destination
+
+    return build_destination(sync)
+
+
+def test_salesforce_mirror_deletes_by_id_in_order_and_a_deleted_id_is_gone(con):
+    from reverse_etl.destinations import Record
+
+    with SalesforceEmulator() as salesforce:
+        sync = sync_for(
+            "salesforce",
+            salesforce.url,
+            object="Contact",
+            mode="mirror",
+            identifier={"source": "profile_id", "destination": "CDP_Profile_Id__c"},
+            fields={"LastName": "last_name", "Email": "email"},
+            filter="profile_id <= 'p_00210'",
+        )
+        assert run_sync(con, sync).added == 210
+        con.execute("delete from marts.customers where profile_id <= 'p_00205'")
+        second = run_sync(con, sync)
+        assert (second.removed, second.failed) == (205, 0)
+        deletes = [r for r in salesforce.requests if r["method"] == "DELETE"]
+        assert [r["path"].split("ids=")[1].count(",") + 1 for r in deletes] == [200, 5]
+        assert len(salesforce.records) == 5
+        # Deleting again: ENTITY_IS_DELETED counts as gone, not as a failure.
+        outcomes = _destination(sync).erase(
+            [Record("p_00001", "p_00001", {}, "003000000000000001")]
+        )
+        assert [o.ok for o in outcomes] == [True]
+
+
+def test_hubspot_gdpr_delete_is_permanent_and_blocks_recreation(con):
+    from reverse_etl.destinations import Record
+
+    with HubSpotEmulator() as hubspot:
+        sync = sync_for("hubspot", hubspot.url)
+        run_sync(con, sync)
+        contact_id = hubspot.contacts["kunde1@example.org"]["id"]
+        destination = _destination(sync)
+        outcomes = destination.erase(
+            [
+                Record("p_00001", "kunde1@example.org", {}, contact_id),  # by HubSpot id
+                Record("p_99999", "never.seen@example.org", {}, None),  # by email, not there
+            ]
+        )
+        assert [o.ok for o in outcomes] == [True, True]
+        assert "kunde1@example.org" not in hubspot.contacts  # gone, not archived
+        bodies = [json.loads(r["body"]) for r in hubspot.requests if "gdpr" in r["path"]]
+        assert bodies == [
+            {"objectId": contact_id},
+            {"objectId": "never.seen@example.org", "idProperty": "email"},
+        ]
+        # HubSpot blocklists an erased address it did not hold: it cannot be created again.
+        [upsert] = destination.upsert([Record("p_99999", "never.seen@example.org", {}, None)])
+        assert not upsert.ok and "blocklisted" in upsert.message
+
+
+def test_file_erasure_rewrites_every_earlier_export(con, tmp_path):
+    from reverse_etl.destinations import Record
+
+    sync = sync_for(
+        "file",
+        "",
+        object="customers",
+        settings={"directory": str(tmp_path / "exports"), "format": "csv"},
+        identifier={"source": "profile_id", "destination": "profile_id"},
+        fields={"email": "email"},
+    )
+    run_sync(con, sync)
+    con.execute("update marts.customers set email = 'neu@example.org' where profile_id = 'p_00007'")
+    run_sync(con, sync)
+    files = sorted((tmp_path / "exports").glob("customers_*.csv"))
+    assert len(files) == 2
+    _destination(sync).erase([Record("p_00007", "p_00007", {}, None)])
+    text = "".join(f.read_text() for f in sorted((tmp_path / "exports").glob("customers_*")))
+    assert "p_00007" not in text and "kunde7@" not in text and "neu@example.org" not in text
+    assert text.count("p_00008") == 1  # everyone else stays
