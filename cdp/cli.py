@@ -299,3 +299,25 @@ def _print_erasure_requests(request_ids: list[str] | None) -> None:
         for row in actions:
             detail.add_row(*("" if v is None else str(v) for v in row))
         console.print(detail)
+
+
+@privacy_app.command("pii-columns")
+def privacy_pii_columns(
+    markdown: bool = typer.Option(False, "--markdown", help="Print docs/pii_columns.md."),
+) -> None:
+    """Every column tagged as personal data (meta: {pii: true}) in the dbt models."""
+    import json
+
+    from cdp.privacy import pii_columns, pii_columns_markdown
+    from orchestration.project import dbt_project
+
+    manifest = json.loads(dbt_project.manifest_path.read_text(encoding="utf-8"))
+    if markdown:
+        typer.echo(pii_columns_markdown(manifest), nl=False)
+        return
+    table = RichTable(title="Personal data columns")
+    for column in ("model", "column", "description"):
+        table.add_column(column)
+    for row in pii_columns(manifest):
+        table.add_row(row["relation"], row["column"], row["description"])
+    console.print(table)

@@ -3,7 +3,6 @@ warehouse in one transaction), rebuild the dbt models from what is left, verify 
 table. A sensor starts it when `cdp privacy erase --no-run` (or anyone) records a request. Run
 config and op outputs carry request ids only, so Dagster's storage holds nothing of the person."""
 
-
 import time
 
 import duckdb
