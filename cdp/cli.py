@@ -23,7 +23,9 @@ eval_app = typer.Typer(
     help="Measure quality against the generator's ground truth.", no_args_is_help=True
 )
 profile_app = typer.Typer(help="Look at customer profiles.", no_args_is_help=True)
-privacy_app = typer.Typer(help="Data-subject requests.", no_args_is_help=True)
+privacy_app = typer.Typer(
+    help="Privacy: erasure and access requests, personal-data columns.", no_args_is_help=True
+)
 app.add_typer(eval_app, name="eval")
 app.add_typer(profile_app, name="profile")
 app.add_typer(sync_app, name="sync")
@@ -71,6 +73,15 @@ def generate(
     )
 
 
+def _dagster_instance():
+    """The run history of `make ui` where DAGSTER_HOME is set, else a throwaway one."""
+    import os
+
+    from dagster import DagsterInstance
+
+    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+
+
 @app.command()
 def run(
     job: str = typer.Option(
@@ -81,14 +92,11 @@ def run(
     import os
 
     os.environ.setdefault("CDP_REFRESH_MANIFEST", "1")
-    from dagster import DagsterInstance
 
     from cdp.summary import print_run_summary
     from orchestration.definitions import defs
 
-    instance = (
-        DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-    )
+    instance = _dagster_instance()
     console.print(f"Running Dagster job [b]{job}[/b] into {warehouse_path()} ...")
     started = time.perf_counter()
     result = defs.resolve_job_def(job).execute_in_process(
@@ -215,7 +223,6 @@ def privacy_erase(
     destination, and keep them from coming back with the next load. Exit 0 when verified,
     1 when something failed (the message says where), 2 on bad input."""
     import getpass
-    import os
 
     from cdp import erasure
     from cdp.load import connect
@@ -239,13 +246,9 @@ def privacy_erase(
     console.print(f"erasure request [b]{request_id}[/b] recorded")
     if not run:
         return
-    from dagster import DagsterInstance
-
     from orchestration.definitions import defs
 
-    instance = (
-        DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-    )
+    instance = _dagster_instance()
     with console.status("erasing: destinations, warehouse, dbt rebuild, verification ..."):
         result = defs.resolve_job_def("privacy_erasure").execute_in_process(
             instance=instance, raise_on_error=False
