@@ -25,7 +25,12 @@ def test_definitions_group_assets_by_layer_and_join_lineage(defs):
     assert {k.path[-1] for k in groups["staging"]} == {f"stg_{t.source}__{t.name}" for t in TABLES}
     assert groups["reference"] == {
         AssetKey(["reference", seed])
-        for seed in ("nicknames", "identity_identifier_rules", "identity_blocklist")
+        for seed in (
+            "nicknames",
+            "identity_identifier_rules",
+            "identity_blocklist",
+            "currency_rates",
+        )
     }
     assert {"intermediate", "marts", "snapshots"} <= set(groups)
     upstream = AssetSelection.assets(AssetKey(["marts", "customers"])).upstream().resolve(graph)

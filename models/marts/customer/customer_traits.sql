@@ -1,0 +1,153 @@
+-- One row of traits per profile: purchases, email and web engagement, support, reviews and the
+-- lifecycle stage, for segments, audiences and syncs.
+
+with
+
+customers as (
+
+    select * from {{ ref('customers') }}
+
+),
+
+records as (
+
+    select * from {{ ref('customer_profile_records') }}
+
+),
+
+purchases as (
+
+    select
+        profile_id,
+        count(case when is_revenue then 1 end) as purchase_count,
+        count(case when is_revenue and channel = 'shop' then 1 end) as online_order_count,
+        count(case when is_revenue and channel = 'store' then 1 end) as store_purchase_count,
+        coalesce(sum(case when is_revenue then amount_eur end), 0) as revenue_eur,
+        min(case when is_revenue then transacted_at end) as first_purchase_at,
+        max(case when is_revenue then transacted_at end) as last_purchase_at
+    from {{ ref('int_customer_transactions') }}
+    group by profile_id
+
+),
+
+email_activity as (
+
+    select
+        records.profile_id,
+        count(case when activity.activity_type = 'send' then 1 end) as emails_sent,
+        count(case when activity.activity_type = 'open' then 1 end) as emails_opened,
+        count(case when activity.activity_type = 'click' then 1 end) as emails_clicked,
+        count(case when activity.activity_type = 'unsubscribe' then 1 end) > 0
+            as has_unsubscribed,
+        max(activity.occurred_at) as last_email_activity_at
+    from {{ ref('stg_email__activity') }} as activity
+    inner join records
+        on records.source = 'email' and activity.subscriber_id = records.source_record_id
+    group by records.profile_id
+
+),
+
+web_activity as (
+
+    select
+        records.profile_id,
+        count(*) as web_events,
+        count(case when events.event_type = 'page' then 1 end) as page_views,
+        max(events.occurred_at) as last_web_visit_at
+    from {{ ref('stg_web__events') }} as events
+    inner join records
+        on records.source = 'web' and events.anonymous_id = records.source_record_id
+    group by records.profile_id
+
+),
+
+tickets as (
+
+    select
+        records.profile_id,
+        count(*) as ticket_count,
+        count(case when tickets.ticket_status in ('open', 'pending') then 1 end)
+            as open_ticket_count,
+        max(
+            case
+                when tickets.ticket_status in ('open', 'pending')
+                    then case tickets.priority
+                        when 'critical' then 4 when 'high' then 3 when 'normal' then 2 else 1
+                    end
+            end
+        ) as open_priority_rank
+    from {{ ref('stg_support__tickets') }} as tickets
+    inner join records
+        on records.source = 'support' and tickets.ticket_id = records.source_record_id
+    group by records.profile_id
+
+),
+
+reviews as (
+
+    select
+        records.profile_id,
+        count(*) as review_count,
+        round(avg(reviews.rating), 2) as average_review_rating
+    from {{ ref('stg_reviews__reviews') }} as reviews
+    inner join records
+        on records.source = 'reviews' and reviews.review_id = records.source_record_id
+    group by records.profile_id
+
+)
+
+select
+    customers.profile_id,
+    customers.is_identified,
+    customers.first_seen_at,
+    customers.last_seen_at,
+    coalesce(purchases.purchase_count, 0) as purchase_count,
+    coalesce(purchases.online_order_count, 0) as online_order_count,
+    coalesce(purchases.store_purchase_count, 0) as store_purchase_count,
+    coalesce(purchases.revenue_eur, 0) as revenue_eur,
+    case
+        when purchases.purchase_count > 0
+            then round(purchases.revenue_eur / purchases.purchase_count, 2)
+    end as average_order_value_eur,
+    purchases.first_purchase_at,
+    purchases.last_purchase_at,
+    case
+        when
+            coalesce(purchases.online_order_count, 0) = 0
+            and coalesce(purchases.store_purchase_count, 0) = 0 then null
+        when purchases.online_order_count >= purchases.store_purchase_count then 'online'
+        else 'store'
+    end as preferred_purchase_channel,
+    coalesce(email_activity.emails_sent, 0) as emails_sent,
+    case
+        when email_activity.emails_sent > 0
+            then round(1.0 * email_activity.emails_opened / email_activity.emails_sent, 3)
+    end as email_open_rate,
+    case
+        when email_activity.emails_sent > 0
+            then round(1.0 * email_activity.emails_clicked / email_activity.emails_sent, 3)
+    end as email_click_rate,
+    coalesce(email_activity.has_unsubscribed, false) as has_unsubscribed,
+    coalesce(web_activity.web_events, 0) as web_events,
+    coalesce(web_activity.page_views, 0) as page_views,
+    web_activity.last_web_visit_at,
+    coalesce(tickets.ticket_count, 0) as ticket_count,
+    coalesce(tickets.open_ticket_count, 0) as open_ticket_count,
+    case tickets.open_priority_rank
+        when 4 then 'critical' when 3 then 'high' when 2 then 'normal' when 1 then 'low'
+    end as highest_open_ticket_priority,
+    coalesce(tickets.open_priority_rank = 4, false) as has_open_critical_ticket,
+    coalesce(reviews.review_count, 0) as review_count,
+    reviews.average_review_rating,
+    case
+        when purchases.purchase_count > 0 then 'customer'
+        when customers.crm_lead_status is not null then 'lead'
+        when customers.is_identified then 'subscriber'
+        else 'visitor'
+    end as lifecycle_stage
+from customers
+left join purchases on customers.profile_id = purchases.profile_id
+left join email_activity on customers.profile_id = email_activity.profile_id
+left join web_activity on customers.profile_id = web_activity.profile_id
+left join tickets on customers.profile_id = tickets.profile_id
+left join reviews on customers.profile_id = reviews.profile_id

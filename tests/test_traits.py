@@ -1,0 +1,73 @@
+"""Customer traits on the session warehouse, recomputed independently from staging and the
+currency seed, in Python."""
+
+from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
+
+
+def _eur(amount, rate):
+    # SQL round(): halves away from zero
+    return (amount * rate).quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def _records(warehouse, source):
+    return dict(
+        warehouse.execute(
+            "select source_record_id, profile_id from marts.customer_profile_records"
+            " where source = ?",
+            [source],
+        ).fetchall()
+    )
+
+
+def test_revenue_counts_only_kept_orders_in_euros(warehouse):
+    rates = dict(
+        warehouse.execute("select currency, eur_per_unit from reference.currency_rates").fetchall()
+    )
+    revenue, purchases = defaultdict(Decimal), defaultdict(int)
+    shop = _records(warehouse, "shop")
+    for customer_id, status, amount, currency in warehouse.execute(
+        "select cast(customer_id as varchar), order_status, total_amount, currency"
+        " from staging.stg_shop__orders"
+    ).fetchall():
+        if customer_id in shop and status not in ("cancelled", "refunded"):
+            revenue[shop[customer_id]] += _eur(amount, rates[currency])
+            purchases[shop[customer_id]] += 1
+    loyalty = _records(warehouse, "loyalty")
+    for card, amount, currency in warehouse.execute(
+        "select card_number, amount, currency from staging.stg_loyalty__purchases"
+    ).fetchall():
+        if card in loyalty:
+            revenue[loyalty[card]] += _eur(amount, rates[currency])
+            purchases[loyalty[card]] += 1
+    traits = {
+        pid: (count, value, stage)
+        for pid, count, value, stage in warehouse.execute(
+            "select profile_id, purchase_count, revenue_eur, lifecycle_stage"
+            " from marts.customer_traits"
+        ).fetchall()
+    }
+    assert len(revenue) > 3000
+    for pid, value in revenue.items():
+        assert traits[pid][:2] == (purchases[pid], value), pid
+        assert traits[pid][2] == "customer"
+    buyers = {pid for pid, (count, _, _) in traits.items() if count}
+    assert buyers == set(revenue)
+
+
+def test_open_critical_ticket_flag_matches_the_support_desk(warehouse):
+    support = _records(warehouse, "support")
+    expected = {
+        support[ticket]
+        for ticket, priority, status in warehouse.execute(
+            "select ticket_id, priority, ticket_status from staging.stg_support__tickets"
+        ).fetchall()
+        if ticket in support and priority == "critical" and status in ("open", "pending")
+    }
+    flagged = {
+        r[0]
+        for r in warehouse.execute(
+            "select profile_id from marts.customer_traits where has_open_critical_ticket"
+        ).fetchall()
+    }
+    assert expected and flagged == expected
