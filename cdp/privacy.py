@@ -49,6 +49,7 @@ def access_export(warehouse: str, email_or_profile_id: str) -> dict:
                 where record_key = $pid order by sync_name""",
                 pid,
             )
+        processing = processing_record(con, view["profile_id"])
     finally:
         con.close()
     return {
@@ -65,7 +66,48 @@ def access_export(warehouse: str, email_or_profile_id: str) -> dict:
         "changes": view["changes"],
         "deliveries": deliveries,
         "held_by_destinations": synced_now,
+        "processing_record": processing,
     }
+
+
+def processing_record(con, profile_id: str) -> list[dict]:
+    """Each delivery of the person joined with the change history: the attribute changes (from
+    marts.customer_changes, with their source system) to the columns that sync sends, made since
+    that sync's previous delivery of them, i.e. what the delivery carried out."""
+    import pandas as pd
+
+    from reverse_etl.config import load_syncs
+
+    if not table_exists(con, "reverse_etl", "sync_deliveries"):
+        return []
+    mapped = pd.DataFrame(
+        [(s.name, column) for s in load_syncs().values() for column in s.columns],
+        columns=["sync_name", "source_column"],
+    )
+    con.register("sync_columns", mapped)
+    try:
+        return _rows(
+            con,
+            """
+            with deliveries as (
+                select sync_name, destination, object, action, fields, delivered_at,
+                    lag(delivered_at) over (partition by sync_name order by delivered_at)
+                        as previous_delivery_at
+                from reverse_etl.sync_deliveries where record_key = $pid
+            )
+            select d.sync_name, d.destination, d.object, d.action, d.fields, d.delivered_at,
+                c.attribute, c.old_value, c.new_value, c.changed_at,
+                c.source_system as changed_in, c.source_record_id as changed_record
+            from deliveries d
+            left join sync_columns m on m.sync_name = d.sync_name
+            left join marts.customer_changes c on c.profile_id = $pid
+                and c.attribute = m.source_column and c.changed_at <= d.delivered_at
+                and (d.previous_delivery_at is null or c.changed_at > d.previous_delivery_at)
+            order by d.delivered_at, d.sync_name, c.changed_at""",
+            {"pid": profile_id},
+        )
+    finally:
+        con.unregister("sync_columns")
 
 
 def pii_columns(manifest: dict) -> list[dict]:

@@ -75,3 +75,8 @@ def test_access_export_shows_everything_held_and_where_it_was_sent(full_run, war
     hubspot = next(d for d in document["deliveries"] if d["sync_name"] == "hubspot_contacts")
     assert "email" in hubspot["fields"] and hubspot["delivered_at"]
     assert {s["sync_name"] for s in document["held_by_destinations"]} == syncs
+    # The record of processing: every delivery, joined with the changes it carried.
+    record = document["processing_record"]
+    assert {r["sync_name"] for r in record} == syncs
+    carried = [r for r in record if r["attribute"]]
+    assert all(r["changed_at"] and r["delivered_at"] for r in carried)
