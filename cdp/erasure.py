@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from cdp.load import table_exists
+from cdp.load import quote, table_exists
 from cdp.sources import EMAIL_TOKEN, TABLES, TABLES_BY_KEY, Table
 from cdp.suppression import PRIVACY_SCHEMA, digest, ensure_privacy_schema
 
@@ -41,10 +41,6 @@ class ErasureError(RuntimeError):
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def ensure_tables(con) -> None:

@@ -19,15 +19,12 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
+from cdp.load import quote
 from reverse_etl.config import SyncConfig
 from reverse_etl.destinations import Destination, Outcome, Record, get_destination
 
 SCHEMA = "reverse_etl"
 CONSENTS = "marts.customer_consents"
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def relation(name: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from cdp.load import quote
 from reverse_etl.destinations import Destination, DestinationSettings, Outcome, Record, register
 
 
@@ -44,7 +45,7 @@ class FileExport(Destination):
 
     def erase(self, records: list[Record]) -> list[Outcome]:
         folder = Path(self.settings.base_url)
-        column = _quote(self.id_field)
+        column = quote(self.id_field)
         con = duckdb.connect()
         try:
             con.register("erased_ids", pd.DataFrame({"id": [r.identifier for r in records]}))
@@ -66,10 +67,6 @@ class FileExport(Destination):
         finally:
             con.close()
         return [Outcome(r.record_key, True, r.destination_id) for r in records]
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _write_atomically(con, query: str, target: Path) -> None:
