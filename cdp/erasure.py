@@ -245,11 +245,9 @@ def _warehouse_tables(con) -> list[tuple[str, str]]:
 class ErasureResult:
     request_id: str
     status: str
-    found_profile: bool = False
     rows_deleted: int = 0
     rows_pseudonymized: int = 0
     destination_deletes: int = 0
-    remaining: dict[str, int] = field(default_factory=dict)
     message: str = ""
 
 
@@ -359,22 +357,18 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
 
     ensure_tables(con)
     subject = find_subject(con, request_id)
-    result = ErasureResult(request_id, "erased", found_profile=bool(subject.profile_id))
+    result = ErasureResult(request_id, "pending")
     result.destination_deletes, failures = _erase_in_destinations(
         con, subject, destination_for or build_destination
     )
-    # Counted at once: a later step may fail, the destinations' deletions stand.
-    result.status = "destinations_failed" if failures else "erased"
+    # Counted at once: a later step may fail, the destinations' deletions stand. A request
+    # stays open (pending) until the warehouse transaction below marks it erased.
     result.message = "; ".join(failures)
+    result.status = "destinations_failed" if failures else "pending"
     con.execute(
         f"update {REQUESTS} set status = ?, message = ?, destination_deletes = "
         "coalesce(destination_deletes, 0) + ? where request_id = ?",
-        [
-            result.status if failures else "pending",
-            result.message,
-            result.destination_deletes,
-            request_id,
-        ],
+        [result.status, result.message, result.destination_deletes, request_id],
     )
     if failures:
         return result
@@ -398,6 +392,7 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
     except BaseException:
         con.execute("rollback")
         raise
+    result.status = "erased"
     # Write the deletions out so freed blocks are reused rather than kept as history.
     con.execute("checkpoint")
     return result

@@ -58,7 +58,7 @@ def print_run_summary(console: Console, result, warehouse: str, seconds: float) 
                 "files_loaded",
                 "files_skipped",
             ):
-                loaded[field] += meta[field].value if field in meta else 0
+                loaded[field] += meta[field].value
     if loaded:
         console.print(
             f"Raw loads: {loaded['rows_new']:,} new rows from {loaded['files_loaded']} new "
