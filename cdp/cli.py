@@ -73,6 +73,16 @@ def generate(
     )
 
 
+def _table(title: str, columns, rows, **options) -> RichTable:
+    """Rows (tuples) under the given column names; None shows as empty."""
+    table = RichTable(title=title, **options)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
+
+
 def _dagster_instance():
     """The run history of `make ui` where DAGSTER_HOME is set, else a throwaway one."""
     import os
@@ -167,15 +177,11 @@ def profile_show(
         ("Merges and splits", view["merges"]),
         ("Changes", view["changes"]),
     ):
-        table = RichTable(title=title, title_justify="left")
         if not rows:
             out.print(f"[dim]{title}: none[/dim]")
             continue
-        for column in rows[0]:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row.values()))
-        out.print(table)
+        values = [row.values() for row in rows]
+        out.print(_table(title, rows[0], values, title_justify="left"))
 
 
 @privacy_app.command("export")
@@ -288,20 +294,12 @@ def _print_erasure_requests(request_ids: list[str] | None) -> None:
         ).fetchall()
     finally:
         con.close()
-    table = RichTable(title="Erasure requests")
-    for column in ("request", "status", "by", "at", "deleted", "pseudonymized", "destinations",
-                   "left", "message"):  # fmt: skip
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
+    columns = ("request", "status", "by", "at", "deleted", "pseudonymized", "destinations", "left",
+               "message")  # fmt: skip
+    console.print(_table("Erasure requests", columns, rows))
     if request_ids and actions:
-        detail = RichTable(title="What was done")
-        for column in ("request", "system", "action", "rows", "ok", "message"):
-            detail.add_column(column)
-        for row in actions:
-            detail.add_row(*("" if v is None else str(v) for v in row))
-        console.print(detail)
+        columns = ("request", "system", "action", "rows", "ok", "message")
+        console.print(_table("What was done", columns, actions))
 
 
 @privacy_app.command("pii-columns")
@@ -318,9 +316,5 @@ def privacy_pii_columns(
     if markdown:
         typer.echo(pii_columns_markdown(manifest), nl=False)
         return
-    table = RichTable(title="Personal data columns")
-    for column in ("model", "column", "description"):
-        table.add_column(column)
-    for row in pii_columns(manifest):
-        table.add_row(row["relation"], row["column"], row["description"])
-    console.print(table)
+    rows = [(c["relation"], c["column"], c["description"]) for c in pii_columns(manifest)]
+    console.print(_table("Personal data columns", ("model", "column", "description"), rows))
