@@ -21,6 +21,7 @@ import orjson
 from faker import Faker
 
 from cdp.sources import (
+    FUNNEL_STATUSES,
     LEAD_STATUSES,
     LOYALTY_TIERS,
     ORDER_STATUSES,
@@ -734,7 +735,37 @@ class Generator:
             addr = self.address_at(p, updated)
             row.update(street=addr.street, postal_code=addr.postal_code, city=addr.city)
             w["crm__contacts"].write(row)
+        self._lead_history(contact_id, row["lead_status"], created, row["owner"], w)
         return contact_id
+
+    def _lead_history(
+        self, contact_id: str, final: str, created: dt.datetime, owner: str, w: dict
+    ) -> None:
+        """The status changes that led to the contact's current status (its own RNG, so the
+        other exports do not change with it)."""
+        rng = random.Random(f"{self.seed}:{contact_id}:history")
+        if final == "Unqualified":
+            path = [*FUNNEL_STATUSES[: rng.randint(1, 4)], "Unqualified"]
+        elif final in FUNNEL_STATUSES:
+            path = list(FUNNEL_STATUSES[: FUNNEL_STATUSES.index(final) + 1])
+        else:
+            path = ["New", final]
+        if len(path) > 2 and path[1] == "MQL" and rng.random() < 0.5:
+            path.insert(1, rng.choice(("Open", "In Progress")))
+        when = created
+        for step, status in enumerate(path):
+            if step:
+                when = min(self.as_of, when + dt.timedelta(days=rng.expovariate(1 / 9)))
+            late_stage = status in ("SAL", "SQL", "Opportunity", "Customer")
+            w["crm__lead_status_history"].write(
+                {
+                    "change_id": f"{contact_id}-{step + 1}",
+                    "contact_id": contact_id,
+                    "lead_status": status,
+                    "changed_by": owner if late_stage else "Marketing Automation",
+                    "changed_at": _local(when),
+                }
+            )
 
     def _shop(self, p: Person, w: dict[str, _Writer]) -> str:
         rng = self.rng

@@ -71,6 +71,8 @@ class Table:
 LEAD_STATUSES = (
     "New", "Open", "In Progress", "MQL", "SAL", "SQL", "Opportunity", "Customer", "Unqualified",
 )  # fmt: skip
+# The order a lead moves through; Open and In Progress are working states before MQL.
+FUNNEL_STATUSES = ("New", "MQL", "SAL", "SQL", "Opportunity", "Customer")
 TICKET_PRIORITIES = ("Niedrig", "Normal", "Hoch", "Kritisch")
 TICKET_STATUSES = ("offen", "wartend", "gelöst", "geschlossen")
 SUBSCRIPTION_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending")
@@ -139,6 +141,24 @@ TABLES: tuple[Table, ...] = (
                 "lead_status",
                 value_set=LEAD_STATUSES,
             ),
+        ),
+    ),
+    Table(
+        "crm",
+        "lead_status_history",
+        "csv",
+        _cols(
+            ("change_id", ID),
+            ("contact_id", ID),
+            "lead_status",
+            "changed_by",
+            ("changed_at", TS_LOCAL),
+        ),
+        "Field history of the contacts' lead status (one row per change), as CRMs audit it.",
+        person_links=(("contact_id", "crm"),),
+        expectations=(
+            Expectation("not_null", "contact_id"),
+            Expectation("in_set", "lead_status", value_set=LEAD_STATUSES),
         ),
     ),
     Table(

@@ -132,3 +132,19 @@
         '{{ value }}'{{ ", " if not loop.last }}
     {%- endfor -%}
 {%- endmacro %}
+
+
+{% macro utc_to_local(column) -%}
+    {#- A UTC timestamp to wall-clock time of var `cdp_source_timezone`, the customers' zone. -#}
+    (({{ column }} at time zone 'UTC') at time zone '{{ var("cdp_source_timezone") }}')
+{%- endmacro %}
+
+
+{% macro cdp_now() -%}
+    {#- "Now" in UTC for recency traits; var `cdp_as_of` pins it for reproducible rebuilds. -#}
+    {%- if var('cdp_as_of', none) -%}
+        cast('{{ var("cdp_as_of") }}' as timestamp)
+    {%- else -%}
+        (current_timestamp at time zone 'UTC')
+    {%- endif -%}
+{%- endmacro %}

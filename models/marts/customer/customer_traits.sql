@@ -1,5 +1,5 @@
--- One row of traits per profile: purchases, email and web engagement, support, reviews and the
--- lifecycle stage, for segments, audiences and syncs.
+-- One row of traits per profile: purchases with RFM scores, email and web engagement, support,
+-- reviews, consent and the lifecycle stage, for segments, audiences and syncs.
 
 with
 
@@ -53,6 +53,9 @@ web_activity as (
         records.profile_id,
         count(*) as web_events,
         count(case when events.event_type = 'page' then 1 end) as page_views,
+        count(
+            case when events.occurred_at >= {{ cdp_now() }} - interval '30 days' then 1 end
+        ) as web_events_last_30_days,
         max(events.occurred_at) as last_web_visit_at
     from {{ ref('stg_web__events') }} as events
     inner join records
@@ -94,6 +97,35 @@ reviews as (
         on records.source = 'reviews' and reviews.review_id = records.source_record_id
     group by records.profile_id
 
+),
+
+consents as (
+
+    select
+        profile_id,
+        {%- for purpose, channels in var('cdp_consent_traits').items() %}
+        {%- for channel in channels %}
+        bool_or(
+            case when purpose = '{{ purpose }}' and channel = '{{ channel }}' then is_granted end
+        ) as consent_{{ purpose }}_{{ channel }}{{ "," if not loop.last }}
+        {%- endfor %}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ ref('customer_consents') }}
+    group by profile_id
+
+),
+
+rfm as (
+
+    -- Quintiles by cumulative distribution so that ties share a score (5 = best).
+    select
+        profile_id,
+        cast(ceil(5 * cume_dist() over (order by last_purchase_at)) as integer) as recency_score,
+        cast(ceil(5 * cume_dist() over (order by purchase_count)) as integer) as frequency_score,
+        cast(ceil(5 * cume_dist() over (order by revenue_eur)) as integer) as monetary_score
+    from purchases
+    where purchase_count > 0
+
 )
 
 select
@@ -111,6 +143,20 @@ select
     end as average_order_value_eur,
     purchases.first_purchase_at,
     purchases.last_purchase_at,
+    {{ dbt.datediff('purchases.last_purchase_at', cdp_now(), 'day') }} as days_since_last_purchase,
+    rfm.recency_score,
+    rfm.frequency_score,
+    rfm.monetary_score,
+    case
+        when rfm.profile_id is null then null
+        when rfm.recency_score >= 4 and rfm.frequency_score >= 4 then 'champions'
+        when rfm.recency_score >= 3 and rfm.frequency_score >= 3 then 'loyal'
+        when rfm.recency_score >= 4 then 'new_customers'
+        when rfm.recency_score = 3 then 'needs_attention'
+        when rfm.frequency_score >= 4 then 'cant_lose_them'
+        when rfm.frequency_score >= 3 then 'at_risk'
+        else 'hibernating'
+    end as rfm_segment,
     case
         when
             coalesce(purchases.online_order_count, 0) = 0
@@ -130,6 +176,7 @@ select
     coalesce(email_activity.has_unsubscribed, false) as has_unsubscribed,
     coalesce(web_activity.web_events, 0) as web_events,
     coalesce(web_activity.page_views, 0) as page_views,
+    coalesce(web_activity.web_events_last_30_days, 0) as web_events_last_30_days,
     web_activity.last_web_visit_at,
     coalesce(tickets.ticket_count, 0) as ticket_count,
     coalesce(tickets.open_ticket_count, 0) as open_ticket_count,
@@ -139,6 +186,11 @@ select
     coalesce(tickets.open_priority_rank = 4, false) as has_open_critical_ticket,
     coalesce(reviews.review_count, 0) as review_count,
     reviews.average_review_rating,
+    {%- for purpose, channels in var('cdp_consent_traits').items() %}
+    {%- for channel in channels %}
+    consents.consent_{{ purpose }}_{{ channel }},
+    {%- endfor %}
+    {%- endfor %}
     case
         when purchases.purchase_count > 0 then 'customer'
         when customers.crm_lead_status is not null then 'lead'
@@ -151,3 +203,5 @@ left join email_activity on customers.profile_id = email_activity.profile_id
 left join web_activity on customers.profile_id = web_activity.profile_id
 left join tickets on customers.profile_id = tickets.profile_id
 left join reviews on customers.profile_id = reviews.profile_id
+left join consents on customers.profile_id = consents.profile_id
+left join rfm on customers.profile_id = rfm.profile_id
