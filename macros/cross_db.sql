@@ -105,3 +105,17 @@
 {% macro duckdb__last_word(expression) -%}
     nullif(regexp_extract({{ expression }}, '(\S+)$', 1), '')
 {%- endmacro %}
+
+
+{% macro most_frequent(expression) -%}
+    {#- The most frequent non-null value of a group (ties: any of them). -#}
+    {{ return(adapter.dispatch('most_frequent', 'cdp')(expression)) }}
+{%- endmacro %}
+
+{% macro default__most_frequent(expression) -%}
+    mode() within group (order by {{ expression }})
+{%- endmacro %}
+
+{% macro duckdb__most_frequent(expression) -%}
+    mode({{ expression }})
+{%- endmacro %}

@@ -165,6 +165,8 @@ select
         else 'store'
     end as preferred_purchase_channel,
     coalesce(email_activity.emails_sent, 0) as emails_sent,
+    coalesce(email_activity.emails_opened, 0) as emails_opened,
+    coalesce(email_activity.emails_clicked, 0) as emails_clicked,
     case
         when email_activity.emails_sent > 0
             then round(1.0 * email_activity.emails_opened / email_activity.emails_sent, 3)

@@ -1,0 +1,80 @@
+-- What lead scoring looks at per CRM lead: behaviour (visits, contact page, forms, email
+-- clicks) and fit (role, company size and industry, country). Company data comes from the CRM
+-- account, else from firmographics enrichment of the email domain.
+
+with
+
+contacts as (
+
+    select * from {{ ref('stg_crm__contacts') }}
+
+),
+
+records as (
+
+    select * from {{ ref('customer_profile_records') }}
+
+),
+
+accounts as (
+
+    select * from {{ ref('stg_crm__accounts') }}
+
+),
+
+firmographics as (
+
+    select * from {{ ref('stg_enrichment__companies') }}
+
+),
+
+traits as (
+
+    select * from {{ ref('customer_traits') }}
+
+),
+
+visits as (
+
+    select
+        records.profile_id,
+        count(
+            case when sessions.started_at >= {{ cdp_now() }} - interval '90 days' then 1 end
+        ) as visits_last_90_days,
+        coalesce(sum(sessions.contact_page_views), 0) as contact_page_views,
+        coalesce(sum(sessions.form_submissions), 0) as form_submissions
+    from {{ ref('int_web_sessions') }} as sessions
+    inner join records
+        on records.source = 'web' and sessions.anonymous_id = records.source_record_id
+    group by records.profile_id
+
+)
+
+select
+    contacts.contact_id,
+    records.profile_id,
+    contacts.first_name,
+    contacts.last_name,
+    contacts.email,
+    contacts.job_title,
+    contacts.country_code,
+    contacts.lead_source,
+    contacts.lead_status,
+    contacts.account_id,
+    accounts.owner_name as account_owner_name,
+    coalesce(accounts.account_name, firmographics.company_name) as company_name,
+    coalesce(accounts.employee_count, firmographics.employee_count) as employee_count,
+    coalesce(accounts.industry, firmographics.industry) as industry,
+    coalesce(traits.web_events_last_30_days, 0) as web_events_last_30_days,
+    coalesce(cast(visits.visits_last_90_days as integer), 0) as visits_last_90_days,
+    coalesce(cast(visits.contact_page_views as integer), 0) as contact_page_views,
+    coalesce(cast(visits.form_submissions as integer), 0) as form_submissions,
+    coalesce(traits.emails_clicked, 0) as email_clicks,
+    coalesce(traits.has_unsubscribed, false) as has_unsubscribed
+from contacts
+left join records on records.source = 'crm' and contacts.contact_id = records.source_record_id
+left join accounts on contacts.account_id = accounts.account_id
+left join firmographics
+    on {{ dbt.split_part('contacts.email', "'@'", 2) }} = firmographics.email_domain
+left join traits on records.profile_id = traits.profile_id
+left join visits on records.profile_id = visits.profile_id

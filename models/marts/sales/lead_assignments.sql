@@ -1,0 +1,192 @@
+-- Marketing-qualified leads routed to a sales rep, once: a lead keeps its rep on later runs
+-- (incremental). Leads of a CRM account go to the account owner; the others to the active reps
+-- of their country's territory, least loaded first, never above a rep's capacity of open leads.
+-- Leads no rep has room for wait as queued and are routed on a later run.
+
+{{ config(
+    materialized='incremental',
+    unique_key='contact_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns',
+) }}
+
+with
+
+scores as (
+
+    select * from {{ ref('lead_scores') }}
+
+),
+
+features as (
+
+    select * from {{ ref('int_lead_features') }}
+
+),
+
+reps as (
+
+    select * from {{ ref('sales_reps') }}
+    where is_active
+
+),
+
+territories as (
+
+    select * from {{ ref('sales_territories') }}
+
+),
+
+previous as (
+
+    {%- if is_incremental() %}
+    select contact_id, owner_name, first_queued_at from {{ this }}
+    {%- else %}
+    select
+        cast(null as {{ dbt.type_string() }}) as contact_id,
+        cast(null as {{ dbt.type_string() }}) as owner_name,
+        cast(null as timestamp) as first_queued_at
+    where 1 = 0
+    {%- endif %}
+
+),
+
+routable as (
+
+    select
+        scores.contact_id,
+        scores.profile_id,
+        scores.lead_score,
+        scores.score_reasons,
+        features.account_owner_name,
+        coalesce(territories.territory, 'international') as territory
+    from scores
+    inner join features on scores.contact_id = features.contact_id
+    left join territories on features.country_code = territories.country_code
+    where
+        scores.is_marketing_qualified
+        and scores.lead_status in ('New', 'Open', 'In Progress', 'MQL')
+        and scores.contact_id not in (
+            select contact_id from previous where owner_name is not null
+        )
+
+),
+
+open_leads as (
+
+    select
+        previous.owner_name,
+        count(*) as lead_count
+    from previous
+    inner join scores on previous.contact_id = scores.contact_id
+    where
+        previous.owner_name is not null
+        and scores.lead_status not in ({{ sql_list(var('cdp_routing_closed_statuses')) }})
+    group by previous.owner_name
+
+),
+
+to_account_owners as (
+
+    select
+        routable.*,
+        routable.account_owner_name as owner_name,
+        'account_owner' as routing_rule
+    from routable
+    inner join reps on routable.account_owner_name = reps.rep_name
+
+),
+
+rep_loads as (
+
+    select
+        reps.rep_name,
+        reps.territory,
+        reps.capacity,
+        coalesce(open_leads.lead_count, 0)
+        + (
+            select count(*) from to_account_owners
+            where to_account_owners.owner_name = reps.rep_name
+        ) as current_load
+    from reps
+    left join open_leads on reps.rep_name = open_leads.owner_name
+
+),
+
+free_slots as (
+
+    -- One row per lead a rep can still take; ranking slots by their number fills the least
+    -- loaded reps first, then goes round the territory one lead each.
+    select
+        rep_loads.rep_name,
+        rep_loads.territory,
+        row_number() over (
+            partition by rep_loads.territory
+            order by slot_numbers.generated_number, rep_loads.rep_name
+        ) as slot_rank
+    from rep_loads
+    inner join ({{ dbt.generate_series(1000) }}) as slot_numbers
+        on
+            slot_numbers.generated_number > rep_loads.current_load
+            and slot_numbers.generated_number <= rep_loads.capacity
+
+),
+
+waiting as (
+
+    select
+        routable.*,
+        row_number() over (
+            partition by routable.territory
+            order by routable.lead_score desc, routable.contact_id
+        ) as queue_rank
+    from routable
+    where routable.contact_id not in (select contact_id from to_account_owners)
+
+),
+
+to_territories as (
+
+    select
+        waiting.contact_id,
+        waiting.profile_id,
+        waiting.lead_score,
+        waiting.score_reasons,
+        waiting.territory,
+        free_slots.rep_name as owner_name,
+        case
+            when free_slots.rep_name is null then 'queued_over_capacity'
+            else 'territory_round_robin'
+        end as routing_rule
+    from waiting
+    left join free_slots
+        on waiting.territory = free_slots.territory and waiting.queue_rank = free_slots.slot_rank
+
+),
+
+routed as (
+
+    select
+        contact_id, profile_id, lead_score, score_reasons, territory, owner_name, routing_rule
+    from to_account_owners
+    union all
+    select
+        contact_id, profile_id, lead_score, score_reasons, territory, owner_name, routing_rule
+    from to_territories
+
+)
+
+select
+    routed.contact_id,
+    routed.profile_id,
+    routed.owner_name,
+    reps.rep_email as owner_email,
+    routed.territory,
+    routed.routing_rule,
+    routed.lead_score,
+    routed.score_reasons,
+    coalesce(previous.first_queued_at, {{ cdp_now() }}) as first_queued_at,
+    case when routed.owner_name is not null then {{ cdp_now() }} end as routed_at
+from routed
+left join reps on routed.owner_name = reps.rep_name
+left join previous on routed.contact_id = previous.contact_id
