@@ -26,7 +26,7 @@ manifest: install
 demo: install
 	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING)
-	$(BIN)/cdp run
+	$(BIN)/cdp run --emulate-apis
 	$(BIN)/cdp eval identity
 	$(BIN)/cdp sync demo
 

@@ -97,9 +97,15 @@ def run(
     job: str = typer.Option(
         "full_graph", help="Dagster job to run: full_graph or load_landed_files."
     ),
+    emulate_apis: bool = typer.Option(
+        False,
+        "--emulate-apis",
+        help="Serve the firmographics API from a local emulator for this run (the demo).",
+    ),
 ) -> None:
     """Materialize the Dagster asset graph in-process (raw loads, dbt build, all checks)."""
     import os
+    from contextlib import ExitStack
 
     os.environ.setdefault("CDP_REFRESH_MANIFEST", "1")
 
@@ -109,11 +115,16 @@ def run(
     instance = _dagster_instance()
     console.print(f"Running Dagster job [b]{job}[/b] into {warehouse_path()} ...")
     started = time.perf_counter()
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
+    with ExitStack() as stack:
+        if emulate_apis:
+            from reverse_etl.demo import start_enrichment_emulator
+
+            start_enrichment_emulator(stack)
+        result = defs.resolve_job_def(job).execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
     print_run_summary(console, result, warehouse_path(), time.perf_counter() - started)
     raise typer.Exit(0 if result.success else 1)
 

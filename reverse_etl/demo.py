@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 
+from cdp.enrichment import KEY_ENV, URL_ENV
 from reverse_etl.emulators.braze import BrazeEmulator
+from reverse_etl.emulators.firmographics import FirmographicsEmulator
 from reverse_etl.emulators.hubspot import HubSpotEmulator
 from reverse_etl.emulators.salesforce import SalesforceEmulator
 from reverse_etl.emulators.webhook import WebhookEmulator
@@ -34,6 +36,12 @@ def start_emulators(stack: ExitStack) -> dict:
         }
     )
     return emulators
+
+
+def start_enrichment_emulator(stack: ExitStack) -> FirmographicsEmulator:
+    emulator = stack.enter_context(FirmographicsEmulator(token=DEMO_TOKEN))
+    os.environ.update({URL_ENV: emulator.url, KEY_ENV: DEMO_TOKEN})
+    return emulator
 
 
 def received(emulators: dict) -> dict[str, int]:

@@ -47,10 +47,16 @@ def full_run(landing, defs):
     """The demo's job, run once in-process against the session warehouse."""
     from dagster import DagsterInstance
 
-    with DagsterInstance.ephemeral() as instance:
+    from cdp.enrichment import KEY_ENV, URL_ENV
+    from reverse_etl.emulators.firmographics import FirmographicsEmulator
+
+    with FirmographicsEmulator(token="test-token") as api, DagsterInstance.ephemeral() as instance:
+        os.environ.update({URL_ENV: api.url, KEY_ENV: "test-token"})
         result = defs.resolve_job_def("full_graph").execute_in_process(
             instance=instance, raise_on_error=False
         )
+    for name in (URL_ENV, KEY_ENV):  # the emulator is gone; later runs skip enrichment
+        os.environ.pop(name)
     return result
 
 
