@@ -27,6 +27,7 @@ demo: install
 	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING)
 	$(BIN)/cdp run --emulate-apis
+	$(BIN)/cdp insights
 	$(BIN)/cdp eval identity
 	$(BIN)/cdp sync demo
 

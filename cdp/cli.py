@@ -30,6 +30,10 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(profile_app, name="profile")
 app.add_typer(sync_app, name="sync")
 app.add_typer(privacy_app, name="privacy")
+audiences_app = typer.Typer(
+    help="Audiences declared in audiences/*.yml, compiled to dbt models.", no_args_is_help=True
+)
+app.add_typer(audiences_app, name="audiences")
 
 
 @app.callback()
@@ -329,3 +333,125 @@ def privacy_pii_columns(
         return
     rows = [(c["relation"], c["column"], c["description"]) for c in pii_columns(manifest)]
     console.print(_table("Personal data columns", ("model", "column", "description"), rows))
+
+
+@audiences_app.command("compile")
+def audiences_compile(
+    check: bool = typer.Option(
+        False, "--check", help="Write nothing; exit 1 when compiled models are out of date."
+    ),
+) -> None:
+    """Compile audiences/*.yml to dbt models in models/marts/audiences/."""
+    from cdp.audiences import AudienceError, compile_audiences
+
+    try:
+        changed = compile_audiences(check=check)
+    except AudienceError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    for path in changed:
+        console.print(("out of date: " if check else "wrote ") + str(path))
+    if check and changed:
+        console.print("run `cdp audiences compile` and commit the result")
+        raise typer.Exit(1)
+    console.print(f"{len(changed)} file(s) {'out of date' if check else 'written'}")
+
+
+@audiences_app.command("list")
+def audiences_list() -> None:
+    """Every audience with its definition file and, once built, its size."""
+    import duckdb
+
+    from cdp.audiences import load_audiences
+    from cdp.insights import audience_sizes
+
+    sizes = {}
+    try:
+        with duckdb.connect(warehouse_path(), read_only=True) as con:
+            sizes = {row["audience"]: row for row in audience_sizes(con)}
+    except duckdb.Error:
+        pass  # not built yet
+    rows = [
+        (
+            a.name,
+            a.description,
+            sizes.get(a.name, {}).get("member_count"),
+            a.consent,
+            str(a.path.name),
+        )
+        for a in load_audiences().values()
+    ]
+    console.print(_table("Audiences", ["name", "description", "members", "consent", "file"], rows))
+
+
+@app.command()
+def insights(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Headline figures: audience sizes, funnel, attributed revenue, routing, model quality."""
+    import json
+
+    import duckdb
+
+    from cdp.insights import ATTRIBUTION_MODELS, collect
+
+    try:
+        with duckdb.connect(warehouse_path(), read_only=True) as con:
+            figures = collect(con)
+    except duckdb.Error as exc:
+        console.print(f"[red]no built warehouse at {warehouse_path()}: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2, default=str))
+        return
+    console.print(
+        _table(
+            "Audiences",
+            ["audience", "members", "entered", "left"],
+            [
+                (a["audience"], f"{a['member_count']:,}", a["entered_count"], a["exited_count"])
+                for a in figures["audiences"]
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "Funnel (all sources)",
+            ["step", "entered", "converted", "rate", "median days"],
+            [
+                (
+                    f"{f['from_stage']} -> {f['to_stage']}",
+                    f"{f['leads_entered']:,}",
+                    f"{f['leads_converted']:,}",
+                    f"{f['conversion_rate']:.1%}",
+                    f["median_days_to_convert"],
+                )
+                for f in figures["funnel"]
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "Top channels by attributed purchase revenue (EUR)",
+            ["channel", *ATTRIBUTION_MODELS],
+            [
+                (c["channel"], *(f"{c[m]:,.0f}" for m in ATTRIBUTION_MODELS))
+                for c in figures["top_channels_by_attributed_revenue"]
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "Lead routing",
+            ["rule", "leads", "reps"],
+            [(r["routing_rule"], r["leads"], r["reps"]) for r in figures["lead_routing"]],
+        )
+    )
+    metrics = figures["model_metrics"]
+    if metrics:
+        console.print(
+            f"Churn model: AUC {metrics['churn_auc']:.3f} on the holdout "
+            f"(ranking by recency: {metrics['churn_auc_recency_baseline']:.3f}); "
+            f"CLV model: MAE {metrics['clv_mae_eur']:,.0f} EUR "
+            f"(everyone the average: {metrics['clv_mae_mean_baseline_eur']:,.0f} EUR)"
+        )

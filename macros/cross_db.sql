@@ -119,3 +119,22 @@
 {% macro duckdb__most_frequent(expression) -%}
     mode({{ expression }})
 {%- endmacro %}
+
+
+{% macro source_or_empty(source_name, table_name, columns) -%}
+    {#- A source that a Python asset writes (enrichment, predictions): its columns, or no rows of
+        the same shape before that asset first ran, so a build never depends on it. -#}
+    {%- set relation = source(source_name, table_name) -%}
+    {%- set exists = execute and adapter.get_relation(
+        database=relation.database, schema=relation.schema, identifier=relation.identifier
+    ) is not none -%}
+    {%- if exists -%}
+    select {{ columns.keys() | join(', ') }} from {{ relation }}
+    {%- else -%}
+    select
+        {%- for name, data_type in columns.items() %}
+        cast(null as {{ data_type }}) as {{ name }}{{ "," if not loop.last }}
+        {%- endfor %}
+    where 1 = 0
+    {%- endif -%}
+{%- endmacro %}

@@ -4,6 +4,7 @@ from dagster import Definitions, in_process_executor
 
 from orchestration.assets.dbt import cdp_dbt_models
 from orchestration.assets.enrichment import company_firmographics, lookups_mostly_answered
+from orchestration.assets.ml import customer_predictions, models_beat_naive_baselines
 from orchestration.assets.raw import raw_asset_checks, raw_assets
 from orchestration.assets.syncs import sync_assets, sync_checks
 from orchestration.privacy import erasure_request_sensor, privacy_erasure_job
@@ -18,8 +19,13 @@ from orchestration.schedules import (
 )
 
 defs = Definitions(
-    assets=[*raw_assets, company_firmographics, cdp_dbt_models, *sync_assets],
-    asset_checks=[*raw_asset_checks, lookups_mostly_answered, *sync_checks],
+    assets=[*raw_assets, company_firmographics, cdp_dbt_models, customer_predictions, *sync_assets],
+    asset_checks=[
+        *raw_asset_checks,
+        lookups_mostly_answered,
+        models_beat_naive_baselines,
+        *sync_checks,
+    ],
     jobs=[full_graph_job, landing_job, syncs_job, privacy_erasure_job],
     schedules=[daily_full_graph, *sync_schedules],
     sensors=[landing_folder_sensor, erasure_request_sensor],

@@ -45,6 +45,11 @@ class SyncConfig(BaseModel):
             "(marts.customer_consents); the primary key must be the profile id.",
         )
     )
+    audience: str | None = Field(
+        None,
+        description="Send only members of this audience (audiences/<name>.yml, "
+        "marts.audience_memberships); the primary key must be the profile id.",
+    )
     schedule: str | None = None
     batch_size: int | None = Field(None, gt=0)
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -55,6 +60,18 @@ class SyncConfig(BaseModel):
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("must be lower case letters, digits and _ (starting with a letter)")
+        return value
+
+    @field_validator("audience")
+    @classmethod
+    def _audience(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from cdp.audiences import load_audiences
+
+        known = load_audiences()
+        if value not in known:
+            raise ValueError(f"unknown audience {value!r}; known: {', '.join(sorted(known))}")
         return value
 
     @field_validator("source")

@@ -25,6 +25,7 @@ from reverse_etl.destinations import Destination, Outcome, Record, get_destinati
 
 SCHEMA = "reverse_etl"
 CONSENTS = "marts.customer_consents"
+MEMBERSHIPS = "marts.audience_memberships"
 
 
 def relation(name: str) -> str:
@@ -89,6 +90,9 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
         # consent gates activation: only profiles whose latest statement grants the purpose
         conditions.append(f"""cast({pk} as varchar) in (select profile_id from {CONSENTS}
             where purpose = '{sync.purpose}' and is_granted)""")
+    if sync.audience:  # a validated name: lower case letters, digits and _
+        conditions.append(f"""cast({pk} as varchar) in (select profile_id from {MEMBERSHIPS}
+            where audience = '{sync.audience}')""")
     where = f"where {' and '.join(conditions)}" if conditions else ""
     con.execute(f"""create or replace temp table sync_source as
         select cast({pk} as varchar) as record_key, {mapped}, md5({hashed}) as row_hash

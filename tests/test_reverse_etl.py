@@ -322,6 +322,8 @@ def test_every_sync_is_a_dbt_exposure_of_its_model():
         expected = [f"ref('{sync.source.split('.')[-1]}')"]
         if sync.purpose:
             expected.append("ref('customer_consents')")
+        if sync.audience:
+            expected.append("ref('audience_memberships')")
         assert exposures[sync.name]["depends_on"] == expected
 
 

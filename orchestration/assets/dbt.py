@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetSpec
+from dagster import AssetExecutionContext, AssetKey, AssetSpec
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -44,3 +44,8 @@ class CdpDbtTranslator(DagsterDbtTranslator):
 )
 def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
     yield from dbt.cli(["build"], context=context).stream()
+
+
+def dbt_model_key(model: str) -> AssetKey:
+    """The asset key of a dbt model, by model name."""
+    return next(key for key in cdp_dbt_models.keys if key.path[-1] == model)

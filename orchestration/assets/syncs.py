@@ -15,10 +15,10 @@ from dagster import (
     asset_check,
 )
 
-from orchestration.assets.dbt import cdp_dbt_models
+from orchestration.assets.dbt import dbt_model_key
 from orchestration.resources import WarehouseResource
 from reverse_etl.config import SyncConfig, load_syncs
-from reverse_etl.engine import CONSENTS, SCHEMA, ensure_state, run_sync
+from reverse_etl.engine import CONSENTS, MEMBERSHIPS, SCHEMA, ensure_state, run_sync
 
 
 class SyncRunConfig(Config):
@@ -30,16 +30,15 @@ def sync_asset_key(sync: SyncConfig) -> AssetKey:
     return AssetKey(["syncs", sync.name])
 
 
-def _model_key(model: str) -> AssetKey:
-    return next(key for key in cdp_dbt_models.keys if key.path[-1] == model)
-
-
 def _upstream(sync: SyncConfig) -> list[AssetKey]:
-    """The model a sync reads, and the consents that gate it when it declares a purpose."""
+    """The model a sync reads, the consents that gate it when it declares a purpose and the
+    memberships that filter it when it targets an audience."""
     models = [sync.source.split(".")[-1]]
     if sync.purpose:
         models.append(CONSENTS.split(".")[-1])
-    return [_model_key(m) for m in models]
+    if sync.audience:
+        models.append(MEMBERSHIPS.split(".")[-1])
+    return [dbt_model_key(m) for m in models]
 
 
 def _sync_asset(sync: SyncConfig) -> AssetsDefinition:

@@ -1,18 +1,20 @@
 -- Companies the firmographics API found. Enrichment never blocks a build: before the first
 -- enrichment run the cache does not exist and this model is empty.
 
-{%- set cache = source('enrichment', 'company_firmographics') %}
-{%- set cache_exists = execute and adapter.get_relation(
-    database=cache.database, schema=cache.schema, identifier=cache.identifier
-) is not none %}
-
-{% if cache_exists %}
-
 with
 
 source as (
 
-    select * from {{ cache }}
+    {{ source_or_empty('enrichment', 'company_firmographics', {
+        'email_domain': dbt.type_string(),
+        'lookup_status': dbt.type_string(),
+        'company_name': dbt.type_string(),
+        'industry': dbt.type_string(),
+        'employee_count': 'integer',
+        'country_code': dbt.type_string(),
+        'annual_revenue_eur': 'numeric(18, 2)',
+        'fetched_at': 'timestamp',
+    }) }}
 
 ),
 
@@ -32,17 +34,3 @@ renamed as (
 )
 
 select * from renamed
-
-{% else %}
-
-select
-    cast(null as {{ dbt.type_string() }}) as email_domain,
-    cast(null as {{ dbt.type_string() }}) as company_name,
-    cast(null as {{ dbt.type_string() }}) as industry,
-    cast(null as integer) as employee_count,
-    cast(null as {{ dbt.type_string() }}) as country_code,
-    cast(null as numeric(18, 2)) as annual_revenue_eur,
-    cast(null as timestamp) as fetched_at
-where 1 = 0
-
-{% endif %}
