@@ -269,7 +269,12 @@ def compiled_files(audiences: dict[str, Audience] | None = None) -> dict[Path, s
 
 def stale_files(files: dict[Path, str]) -> list[Path]:
     """Compiled audience models whose definition is gone."""
-    return [p for p in MODELS_DIR.glob("audience_*.sql") if p not in files]
+    marker = GENERATED.split("{")[0]
+    return [
+        p
+        for p in MODELS_DIR.glob("audience_*.sql")
+        if p not in files and p.read_text(encoding="utf-8").startswith(marker)
+    ]
 
 
 def compile_audiences(check: bool = False) -> list[Path]:

@@ -194,7 +194,7 @@ def test_schema_drift_fails_the_raw_asset_with_a_clear_message(tmp_path):
     assert "missing column(s) requester_email" in message
 
 
-@pytest.mark.parametrize("command", ["generate", "run"])
+@pytest.mark.parametrize("command", ["generate", "run", "insights", "audiences"])
 def test_cli_commands_have_help(command):
     done = subprocess.run(
         [str(Path(sys.executable).parent / "cdp"), command, "--help"],

@@ -1,8 +1,10 @@
 """The sync assets in the Dagster graph, run for real against the emulators on the warehouse
 the session's full run built: the second run sends nothing."""
 
+import os
 from contextlib import ExitStack
 
+import duckdb
 from dagster import AssetKey, DagsterInstance
 
 from reverse_etl.config import load_syncs
@@ -36,6 +38,20 @@ def test_syncs_job_delivers_golden_records_then_sends_nothing(
         assert counts["salesforce contacts"] > 1000
         assert counts["braze users"] > 1000
         assert counts["webhook records"] > 5000
+        # every routed lead reached its rep, every audience member the campaign list
+        webhook = emulators["webhook"].records.values()
+        con = duckdb.connect(os.environ["CDP_WAREHOUSE"], read_only=True)
+        notifications = con.execute("select count(*) from marts.lead_notifications").fetchone()[0]
+        members = con.execute(
+            """select count(*) from marts.audience_memberships m
+               join marts.customer_consents c on c.profile_id = m.profile_id
+                and c.purpose = 'email_marketing' and c.is_granted
+               where m.audience = 'high_value_at_risk'"""
+        ).fetchone()[0]
+        con.close()
+        assert notifications > 0
+        assert sum(r.get("object") == "lead_notification" for r in webhook) == notifications
+        assert sum(r.get("object") == "win_back_member" for r in webhook) == members
         checks = first.get_asset_check_evaluations()
         assert checks and all(c.passed for c in checks)
         second = job.execute_in_process(instance=instance)

@@ -43,7 +43,9 @@ class CdpDbtTranslator(DagsterDbtTranslator):
     ),
 )
 def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(["build"], context=context).stream()
+    # Python assets sit between dbt models (enrichment, predictions), so a run builds dbt in
+    # several steps; "buildable" runs a test only in the step where all its parents exist.
+    yield from dbt.cli(["build", "--indirect-selection", "buildable"], context=context).stream()
 
 
 def dbt_model_key(model: str) -> AssetKey:

@@ -51,17 +51,19 @@ class WebhookEmulator(Emulator):
                     return 422, {"error": "Idempotency-Key reused with another payload"}, {}
                 return (*answer[:2], {"Idempotent-Replayed": "true"})
             payload = json.loads(body)
+            kind = payload.get("object", "")
             for item in payload.get("records", []):
+                stored = f"{kind}/{item['key']}"  # the receiver keeps one list per object
                 if payload.get("action") == "erase":  # forgotten: not even the key stays
-                    self.records.pop(item["key"], None)
-                    self.applied_per_key.pop(item["key"], None)
-                    self.deleted.discard(item["key"])
+                    self.records.pop(stored, None)
+                    self.applied_per_key.pop(stored, None)
+                    self.deleted.discard(stored)
                 elif payload.get("action") == "delete":
-                    self.records.pop(item["key"], None)
-                    self.deleted.add(item["key"])
+                    self.records.pop(stored, None)
+                    self.deleted.add(stored)
                 else:
-                    self.records[item["key"]] = item
-                    self.applied_per_key[item["key"]] = self.applied_per_key.get(item["key"], 0) + 1
+                    self.records[stored] = {**item, "object": kind}
+                    self.applied_per_key[stored] = self.applied_per_key.get(stored, 0) + 1
             answer = (200, {"accepted": len(payload.get("records", []))}, {})
             if key:
                 self._seen[key] = (digest, answer)

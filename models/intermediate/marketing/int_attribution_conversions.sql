@@ -6,8 +6,8 @@ with
 purchases as (
 
     select
-        profile_id,
         channel || ':' || transaction_id as conversion_id,
+        profile_id,
         'purchase' as conversion_type,
         transacted_at as converted_at,
         amount_eur as revenue_eur
@@ -19,8 +19,8 @@ purchases as (
 opportunities as (
 
     select
-        profile_id,
         'opportunity:' || contact_id as conversion_id,
+        profile_id,
         'opportunity' as conversion_type,
         opportunity_at as converted_at,
         0 as revenue_eur

@@ -12,8 +12,8 @@ records as (
 web_visits as (
 
     select
-        records.profile_id,
         'web:' || sessions.session_id as touchpoint_id,
+        records.profile_id,
         'visit' as touch_type,
         sessions.started_at as touched_at,
         sessions.channel,
@@ -29,8 +29,8 @@ web_visits as (
 email_clicks as (
 
     select
-        records.profile_id,
         'email:' || activity.activity_id as touchpoint_id,
+        records.profile_id,
         'email_click' as touch_type,
         activity.occurred_at as touched_at,
         'email' as channel,
@@ -46,8 +46,8 @@ email_clicks as (
 order_campaigns as (
 
     select
-        records.profile_id,
         'shop:' || orders.order_id as touchpoint_id,
+        records.profile_id,
         'order_campaign' as touch_type,
         orders.ordered_at as touched_at,
         {{ marketing_channel('orders.utm_medium', 'orders.utm_source', 'null') }} as channel,

@@ -1,0 +1,300 @@
+"""Customer intelligence on the session's warehouse (built by the real Dagster job): the funnel,
+attribution, lead routing, audiences and predictions, each checked against an independent
+computation from the layers below, and rebuilt with dbt on a copy to see history and stability."""
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from cdp.audiences import AudienceError, compile_audiences, load_audience, load_audiences
+from cdp.predict import FEATURES, RUNS, features_as_of, latest_activity
+from orchestration.project import PROJECT_ROOT
+
+DBT = str(Path(sys.executable).parent / "dbt")
+CDP = str(Path(sys.executable).parent / "cdp")
+NBA = "{{cdp_next_best_action: {{churn_risk_threshold: {}, high_value_monetary_score: 4}}}}"
+MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+
+
+def dbt_build(warehouse: Path, *args: str) -> None:
+    done = subprocess.run(
+        [DBT, "build", "--profiles-dir", str(PROJECT_ROOT), "--quiet", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "CDP_WAREHOUSE": str(warehouse)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def copy(full_run, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("intelligence") / "copy.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
+    return path
+
+
+def test_mql_to_sal_rate_matches_the_crm_history(warehouse):
+    reached = warehouse.execute(
+        """select contact_id,
+                  bool_or(lead_status in ('MQL', 'SAL', 'SQL', 'Opportunity', 'Customer')) as mql,
+                  bool_or(lead_status in ('SAL', 'SQL', 'Opportunity', 'Customer')) as sal
+           from staging.stg_crm__lead_status_history group by contact_id"""
+    ).fetchall()
+    mql = sum(1 for _, m, _ in reached if m)
+    sal = sum(1 for _, m, s in reached if m and s)
+    entered, converted, rate = warehouse.execute(
+        """select leads_entered, leads_converted, conversion_rate from marts.funnel_conversion
+           where from_stage = 'mql' and lead_source = '(all)' and first_touch_campaign = '(all)'"""
+    ).fetchone()
+    assert (entered, converted) == (mql, sal)
+    assert float(rate) == pytest.approx(sal / mql, abs=1e-4)
+    # every breakdown adds up to the overall row
+    by_source = warehouse.execute(
+        """select sum(leads_entered) from marts.funnel_conversion
+           where from_stage = 'mql' and lead_source != '(all)' and first_touch_campaign = '(all)'"""
+    ).fetchone()[0]
+    assert by_source == entered
+
+
+def test_every_attribution_model_splits_each_conversion_exactly_once(warehouse):
+    sums = warehouse.execute(
+        "select conversion_id, "
+        + ", ".join(f"sum({m}_credit)" for m in MODELS)
+        + " from marts.attribution_touchpoint_credits group by conversion_id"
+    ).fetchall()
+    assert len(sums) > 1000
+    for conversion_id, *credits in sums:
+        assert all(float(c) == pytest.approx(1.0, abs=1e-5) for c in credits), conversion_id
+    # touches after a conversion or outside the 30-day window never get credit
+    late = warehouse.execute(
+        """select count(*) from marts.attribution_touchpoint_credits
+           where touched_at > converted_at or touched_at <= converted_at - interval 30 day"""
+    ).fetchone()[0]
+    assert late == 0
+
+
+def test_attributed_revenue_adds_up_to_all_purchase_revenue(warehouse):
+    revenue = float(
+        warehouse.execute(
+            "select sum(amount_eur) from intermediate.int_customer_transactions where is_revenue"
+        ).fetchone()[0]
+    )
+    credited_rows = warehouse.execute(
+        "select count(*) from marts.attribution_touchpoint_credits"
+    ).fetchone()[0]
+    for model in MODELS:
+        total = warehouse.execute(
+            f"""select sum({model}_revenue_eur) from marts.attribution_by_channel
+                where conversion_type = 'purchase'"""
+        ).fetchone()[0]
+        # credits are rounded to the cent per touch
+        assert abs(float(total) - revenue) <= 0.005 * credited_rows + 0.01, model
+
+
+def test_routing_keeps_account_owners_territories_and_capacity(warehouse):
+    wrong_owner = warehouse.execute(
+        """select count(*) from marts.lead_assignments a
+           join intermediate.int_lead_features f using (contact_id)
+           where a.routing_rule = 'account_owner' and a.owner_name != f.account_owner_name"""
+    ).fetchone()[0]
+    assert wrong_owner == 0
+    outside = warehouse.execute(
+        """select count(*) from marts.lead_assignments a
+           join reference.sales_reps r on r.rep_name = a.owner_name
+           where a.routing_rule = 'territory_round_robin'
+             and (r.territory != a.territory or not r.is_active)"""
+    ).fetchone()[0]
+    assert outside == 0
+    over = warehouse.execute(
+        """select r.rep_name, count(*), any_value(r.capacity) from marts.lead_assignments a
+           join reference.sales_reps r on r.rep_name = a.owner_name
+           where r.rep_name in (select owner_name from marts.lead_assignments
+                                where routing_rule = 'territory_round_robin')
+           group by r.rep_name having count(*) > any_value(r.capacity)"""
+    ).fetchall()
+    assert over == []  # round robin never fills a rep beyond capacity
+    routed = warehouse.execute(
+        """select count(*) from marts.lead_scores s
+           where s.is_marketing_qualified and s.lead_status in ('New', 'Open', 'In Progress', 'MQL')
+             and s.contact_id not in (select contact_id from marts.lead_assignments)"""
+    ).fetchone()[0]
+    assert routed == 0  # every qualified lead is assigned or queued
+
+
+def test_audience_members_are_exactly_who_the_definition_describes(warehouse):
+    expected = set(
+        warehouse.execute(
+            """select t.profile_id from marts.customer_traits t
+               join marts.customer_next_best_actions a using (profile_id)
+               where t.monetary_score >= 4 and a.churn_risk = 'high'
+                 and t.consent_email_marketing_email and not t.has_open_critical_ticket"""
+        ).fetchall()
+    )
+    members = set(
+        warehouse.execute(
+            """select profile_id from marts.audience_memberships
+               where audience = 'high_value_at_risk'"""
+        ).fetchall()
+    )
+    assert members == expected and members
+    critical = warehouse.execute(
+        "select count(*) from marts.customer_traits where has_open_critical_ticket"
+    ).fetchone()[0]
+    sizes = dict(
+        warehouse.execute(
+            "select audience, member_count from marts.audience_sizes where is_latest"
+        ).fetchall()
+    )
+    assert sizes["critical_support_cases"] == critical
+    assert set(sizes) == set(load_audiences())
+
+
+def test_compiled_audience_models_are_current():
+    assert compile_audiences(check=True) == []
+
+
+@pytest.mark.parametrize(
+    "definition, message",
+    [
+        ("conditions: [{attribute: revenue, op: '>', value: 1}]", "conditions.0.attribute"),
+        ("conditions: [{attribute: revenue_eur, op: in, value: 5}]", "conditions.0.value"),
+        ("conditions: [{attribute: revenue_eur, op: '~', value: 5}]", "conditions.0.op"),
+        ("conditions: [{attribute: revenue_eur, op: '>', value: 1}]\nconsent: yes", "consent"),
+    ],
+)
+def test_invalid_audiences_name_the_file_and_field(tmp_path, definition, message):
+    from cdp.audiences import compiled_files
+
+    path = tmp_path / "broken.yml"
+    path.write_text(f"name: broken\ndescription: d\n{definition}\n")
+    with pytest.raises(AudienceError) as error:
+        compiled_files({"broken": load_audience(path)})
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_membership_history_records_who_entered_and_left(copy):
+    con = duckdb.connect(str(copy), read_only=True)
+    before = set(
+        con.execute(
+            "select profile_id from marts.audience_memberships "
+            "where audience = 'high_value_at_risk'"
+        ).fetchall()
+    )
+    con.close()
+    selection = ["--select", "customer_next_best_actions+", "audience_memberships_snapshot+"]
+    # a lower churn threshold lets more people in; a higher one pushes some out
+    dbt_build(copy, *selection, "--vars", NBA.format(0.4))
+    dbt_build(copy, *selection, "--vars", NBA.format(0.7))
+    con = duckdb.connect(str(copy), read_only=True)
+    after = set(
+        con.execute(
+            "select profile_id from marts.audience_memberships "
+            "where audience = 'high_value_at_risk'"
+        ).fetchall()
+    )
+    history = con.execute(
+        """select profile_id, entered_at, exited_at from marts.audience_membership_history
+           where audience = 'high_value_at_risk'"""
+    ).fetchall()
+    sizes = con.execute(
+        """select member_count, entered_count, exited_count from marts.audience_sizes
+           where audience = 'high_value_at_risk' order by measured_at"""
+    ).fetchall()
+    con.close()
+    assert after < before  # stricter now
+    current = {(p,) for p, _, exited in history if exited is None}
+    assert current == after
+    left = {(p,) for p, _, exited in history if exited is not None}
+    assert left >= before - after and left
+    assert sizes[-1][0] == len(after)
+    assert sizes[-1][2] > 0 and sizes[1][1] > 0  # people left at the last build, joined before
+
+
+def test_routed_leads_keep_their_rep_when_routing_runs_again(copy, warehouse):
+    before = dict(
+        warehouse.execute(
+            "select contact_id, owner_name from marts.lead_assignments where owner_name is not null"
+        ).fetchall()
+    )
+    dbt_build(copy, "--select", "lead_assignments")
+    con = duckdb.connect(str(copy), read_only=True)
+    after = dict(
+        con.execute(
+            "select contact_id, owner_name from marts.lead_assignments where owner_name is not null"
+        ).fetchall()
+    )
+    con.close()
+    assert before and all(after[c] == owner for c, owner in before.items())
+
+
+def test_predictions_are_evaluated_and_beat_naive_baselines(warehouse):
+    metric, value, train_rows, holdout_rows, scored = warehouse.execute(
+        f"""select metric, value, train_rows, holdout_rows, scored_rows from {RUNS}
+            order by trained_at desc limit 1"""
+    ).fetchone()
+    metrics = dict(zip(metric, value, strict=True))
+    assert train_rows > 3 * holdout_rows / 1.01 and holdout_rows > 100
+    assert metrics["churn_auc"] > max(0.55, metrics["churn_auc_recency_baseline"])
+    assert metrics["clv_mae_eur"] < metrics["clv_mae_mean_baseline_eur"]
+    buyers = warehouse.execute(
+        """select count(distinct profile_id) from intermediate.int_customer_transactions
+           where is_revenue"""
+    ).fetchone()[0]
+    assert scored == buyers
+    features = warehouse.execute(
+        "select distinct feature from ml.feature_importance where model = 'churn'"
+    ).fetchall()
+    assert {f for (f,) in features} == set(FEATURES)
+
+
+def test_training_features_never_see_the_future(full_run, tmp_path):
+    path = tmp_path / "past.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
+    con = duckdb.connect(str(path))
+    cutoff = latest_activity(con) - dt.timedelta(days=365)
+    with_future = features_as_of(con, cutoff)
+    con.execute(
+        "delete from intermediate.int_customer_transactions where transacted_at >= ?", [cutoff]
+    )
+    con.execute("delete from staging.stg_email__activity where occurred_at >= ?", [cutoff])
+    con.execute("delete from staging.stg_web__events where occurred_at >= ?", [cutoff])
+    without_future = features_as_of(con, cutoff)
+    con.close()
+    assert len(with_future) > 500
+    assert with_future.equals(without_future)
+
+
+def test_email_is_the_next_best_channel_only_with_consent(warehouse):
+    without = warehouse.execute(
+        """select count(*) from marts.customer_next_best_actions a
+           where a.next_best_channel = 'email' and a.profile_id not in (
+               select profile_id from marts.customer_consents
+               where purpose = 'email_marketing' and channel = 'email' and is_granted)"""
+    ).fetchone()[0]
+    assert without == 0
+
+
+def test_insights_prints_the_headline_figures(full_run):
+    import json
+
+    done = subprocess.run([CDP, "insights", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert {a["audience"] for a in figures["audiences"]} == set(load_audiences())
+    assert [f["from_stage"] for f in figures["funnel"]] == [
+        "lead",
+        "mql",
+        "sal",
+        "sql",
+        "opportunity",
+    ]
+    assert figures["top_channels_by_attributed_revenue"]
+    assert figures["model_metrics"]["churn_auc"] > 0.5
