@@ -177,7 +177,8 @@ where
 
 def memberships_sql(audiences: dict[str, Audience]) -> str:
     unions = "\n\n    union all\n\n".join(
-        f"    select profile_id, audience from {{{{ ref('{a.model_name}') }}}}"
+        "    select\n        profile_id,\n        audience\n"
+        f"    from {{{{ ref('{a.model_name}') }}}}"
         for a in audiences.values()
     )
     return f"""{GENERATED.format(path="audiences/*.yml")}

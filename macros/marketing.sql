@@ -27,3 +27,47 @@
         2
     )
 {%- endmacro %}
+
+
+{% macro attribution_columns(template) -%}
+    {#- The template once per attribution model, {m} replaced by the model's name. -#}
+    {%- set models = ['first_touch', 'last_touch', 'linear', 'time_decay', 'position_based'] -%}
+    {%- for m in models -%}
+        {{ template | replace('{m}', m) }}{{ ",\n    " if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{% macro consent_trait_columns(alias=none) -%}
+    {#- One column per purpose and channel of var cdp_consent_traits: the aggregate over
+        customer_consents, or (with an alias) the columns of that aggregate. -#}
+    {%- set columns = [] -%}
+    {%- for purpose, channels in var('cdp_consent_traits').items() -%}
+        {%- for channel in channels -%}
+            {%- if alias -%}
+                {%- do columns.append(alias ~ '.consent_' ~ purpose ~ '_' ~ channel) -%}
+            {%- else -%}
+                {%- do columns.append(
+                    "bool_or(case when purpose = '" ~ purpose ~ "' and channel = '" ~ channel
+                    ~ "' then is_granted end) as consent_" ~ purpose ~ "_" ~ channel
+                ) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{ columns | join(",\n    ") }}
+{%- endmacro %}
+
+
+{% macro fired_lead_score_rules(relation) -%}
+    {#- One row per lead and rule of var cdp_lead_scoring whose condition holds. -#}
+    {%- for rule in var('cdp_lead_scoring').rules %}
+    select
+        contact_id,
+        '{{ rule.name }}' as rule_name,
+        '{{ rule.kind }}' as rule_kind,
+        {{ rule.points }} as points
+    from {{ relation }}
+    where coalesce({{ rule.when }}, false)
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}

@@ -1,7 +1,6 @@
 -- Each CRM lead with the first time it entered every funnel stage, from the CRM's status
 -- history. A stage skipped on the way to a later one counts as entered when the later one was.
 
-{%- set stages = ['mql', 'sal', 'sql', 'opportunity', 'customer'] %}
 
 with
 
@@ -47,13 +46,13 @@ select
     contacts.lead_status,
     coalesce(contacts.lead_source, '(unknown)') as lead_source,
     contacts.created_at as lead_at,
-    {%- for stage in stages %}
     coalesce(
-        {%- for later in stages[loop.index0:] %}
-        entered.{{ later }}_at{{ "," if not loop.last }}
-        {%- endfor %}
-    ) as {{ stage }}_at,
-    {%- endfor %}
+        entered.mql_at, entered.sal_at, entered.sql_at, entered.opportunity_at, entered.customer_at
+    ) as mql_at,
+    coalesce(entered.sal_at, entered.sql_at, entered.opportunity_at, entered.customer_at) as sal_at,
+    coalesce(entered.sql_at, entered.opportunity_at, entered.customer_at) as sql_at,
+    coalesce(entered.opportunity_at, entered.customer_at) as opportunity_at,
+    entered.customer_at,
     entered.unqualified_at
 from contacts
 left join entered on contacts.contact_id = entered.contact_id

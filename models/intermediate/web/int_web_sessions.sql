@@ -19,7 +19,8 @@ session_starts as (
     select
         *,
         case
-            when previous_event_at is null
+            when
+                previous_event_at is null
                 or occurred_at > previous_event_at + interval '30 minutes' then 1
             else 0
         end as is_session_start

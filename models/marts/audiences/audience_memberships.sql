@@ -5,19 +5,31 @@ with
 
 members as (
 
-    select profile_id, audience from {{ ref('audience_champions_for_referral') }}
+    select
+        profile_id,
+        audience
+    from {{ ref('audience_champions_for_referral') }}
 
     union all
 
-    select profile_id, audience from {{ ref('audience_critical_support_cases') }}
+    select
+        profile_id,
+        audience
+    from {{ ref('audience_critical_support_cases') }}
 
     union all
 
-    select profile_id, audience from {{ ref('audience_engaged_non_buyers') }}
+    select
+        profile_id,
+        audience
+    from {{ ref('audience_engaged_non_buyers') }}
 
     union all
 
-    select profile_id, audience from {{ ref('audience_high_value_at_risk') }}
+    select
+        profile_id,
+        audience
+    from {{ ref('audience_high_value_at_risk') }}
 
 )
 

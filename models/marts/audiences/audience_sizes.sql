@@ -10,9 +10,16 @@ history as (
 
 moments as (
 
-    select audience, entered_at as measured_at from history
+    select
+        audience,
+        entered_at as measured_at
+    from history
     union
-    select audience, exited_at as measured_at from history where exited_at is not null
+    select
+        audience,
+        exited_at as measured_at
+    from history
+    where exited_at is not null
 
 ),
 

@@ -35,7 +35,8 @@ sessions as (
 
 first_visits as (
 
-    select * from sessions where visit_number = 1
+    select * from sessions
+    where visit_number = 1
 
 ),
 

@@ -103,13 +103,7 @@ consents as (
 
     select
         profile_id,
-        {%- for purpose, channels in var('cdp_consent_traits').items() %}
-        {%- for channel in channels %}
-        bool_or(
-            case when purpose = '{{ purpose }}' and channel = '{{ channel }}' then is_granted end
-        ) as consent_{{ purpose }}_{{ channel }}{{ "," if not loop.last }}
-        {%- endfor %}{{ "," if not loop.last }}
-        {%- endfor %}
+        {{ consent_trait_columns() }}
     from {{ ref('customer_consents') }}
     group by profile_id
 
@@ -143,7 +137,8 @@ select
     end as average_order_value_eur,
     purchases.first_purchase_at,
     purchases.last_purchase_at,
-    {{ dbt.datediff('purchases.last_purchase_at', cdp_now(), 'day') }} as days_since_last_purchase,
+    {{ dbt.datediff('purchases.last_purchase_at', cdp_now(), 'day') }}
+        as days_since_last_purchase,
     rfm.recency_score,
     rfm.frequency_score,
     rfm.monetary_score,
@@ -188,11 +183,7 @@ select
     coalesce(tickets.open_priority_rank = 4, false) as has_open_critical_ticket,
     coalesce(reviews.review_count, 0) as review_count,
     reviews.average_review_rating,
-    {%- for purpose, channels in var('cdp_consent_traits').items() %}
-    {%- for channel in channels %}
-    consents.consent_{{ purpose }}_{{ channel }},
-    {%- endfor %}
-    {%- endfor %}
+    {{ consent_trait_columns('consents') }},
     case
         when purchases.purchase_count > 0 then 'customer'
         when customers.crm_lead_status is not null then 'lead'

@@ -2,8 +2,6 @@
 -- Conversions without a touch in the lookback window count as channel 'unattributed', so
 -- every model adds up to the same totals.
 
-{%- set attribution_models = ['first_touch', 'last_touch', 'linear', 'time_decay', 'position_based'] %}
-
 with
 
 credits as (
@@ -18,13 +16,11 @@ unattributed as (
         conversions.conversion_type,
         'unattributed' as channel,
         '(none)' as campaign,
-        {%- for model in attribution_models %}
-        1.0 as {{ model }}_credit,
-        conversions.revenue_eur as {{ model }}_revenue_eur{{ "," if not loop.last }}
-        {%- endfor %}
+        {{ attribution_columns('1.0 as {m}_credit, conversions.revenue_eur as {m}_revenue_eur') }}
     from {{ ref('int_attribution_conversions') }} as conversions
     where not exists (
-        select 1 from credits where credits.conversion_id = conversions.conversion_id
+        select 1 from credits
+        where credits.conversion_id = conversions.conversion_id
     )
 
 ),
@@ -35,10 +31,7 @@ all_credits as (
         conversion_type,
         channel,
         coalesce(campaign, '(none)') as campaign,
-        {%- for model in attribution_models %}
-        {{ model }}_credit,
-        {{ model }}_revenue_eur{{ "," if not loop.last }}
-        {%- endfor %}
+        {{ attribution_columns('{m}_credit, {m}_revenue_eur') }}
     from credits
     union all
     select * from unattributed
@@ -49,9 +42,9 @@ select
     conversion_type,
     channel,
     campaign,
-    {%- for model in attribution_models %}
-    round(sum({{ model }}_credit), 3) as {{ model }}_conversions,
-    round(sum({{ model }}_revenue_eur), 2) as {{ model }}_revenue_eur{{ "," if not loop.last }}
-    {%- endfor %}
+    {{ attribution_columns(
+        'round(sum({m}_credit), 3) as {m}_conversions, '
+        ~ 'round(sum({m}_revenue_eur), 2) as {m}_revenue_eur'
+    ) }}
 from all_credits
 group by conversion_type, channel, campaign

@@ -37,7 +37,7 @@ paths as (
     inner join touchpoints
         on
             conversions.profile_id = touchpoints.profile_id
-            and touchpoints.touched_at <= conversions.converted_at
+            and conversions.converted_at >= touchpoints.touched_at
             and touchpoints.touched_at
             > conversions.converted_at - interval '{{ settings.lookback_days }} days'
 
@@ -69,7 +69,8 @@ credited as (
             when touch_count = 2 then 0.5
             when touch_position = 1 then {{ settings.position_based_first }}
             when touch_position = touch_count then {{ settings.position_based_last }}
-            else (1.0 - {{ settings.position_based_first }} - {{ settings.position_based_last }})
+            else
+                (1.0 - {{ settings.position_based_first }} - {{ settings.position_based_last }})
                 / (touch_count - 2)
         end as position_based_credit
     from positioned
@@ -91,9 +92,8 @@ select
     touch_position,
     touch_count,
     days_before_conversion,
-    {%- for model in ['first_touch', 'last_touch', 'linear', 'time_decay', 'position_based'] %}
-    cast({{ model }}_credit as numeric(18, 6)) as {{ model }}_credit,
-    cast({{ model }}_credit * revenue_eur as numeric(18, 2)) as {{ model }}_revenue_eur
-    {{- "," if not loop.last }}
-    {%- endfor %}
+    {{ attribution_columns(
+        'cast({m}_credit as numeric(18, 6)) as {m}_credit, '
+        ~ 'cast({m}_credit * revenue_eur as numeric(18, 2)) as {m}_revenue_eur'
+    ) }}
 from credited

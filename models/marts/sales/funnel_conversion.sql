@@ -1,13 +1,5 @@
 -- Conversion from each funnel stage to the next, with the median time it took, by lead source
--- and first-touch campaign, by lead source alone and overall ('(all)').
-
-{%- set steps = [
-    ('lead', 'mql', 'lead_at', 'mql_at', 'days_lead_to_mql'),
-    ('mql', 'sal', 'mql_at', 'sal_at', 'days_mql_to_sal'),
-    ('sal', 'sql', 'sal_at', 'sql_at', 'days_sal_to_sql'),
-    ('sql', 'opportunity', 'sql_at', 'opportunity_at', 'days_sql_to_opportunity'),
-    ('opportunity', 'customer', 'opportunity_at', 'customer_at', 'days_opportunity_to_customer'),
-] %}
+-- and first-touch campaign, by lead source ('(all)' campaigns) and overall ('(all)' both).
 
 with
 
@@ -17,43 +9,120 @@ funnel as (
 
 ),
 
-steps as (
+funnel_steps as (
 
-    {%- for from_stage, to_stage, from_at, to_at, days in steps %}
     select
-        {{ loop.index }} as step_number,
-        '{{ from_stage }}' as from_stage,
-        '{{ to_stage }}' as to_stage,
-        lead_source,
-        first_touch_campaign,
-        {{ to_at }} is not null as is_converted,
-        {{ days }} as days_to_convert
-    from funnel
-    where {{ from_at }} is not null
-    {{ "union all" if not loop.last }}
-    {%- endfor %}
+        steps.step_number,
+        steps.from_stage,
+        steps.to_stage
+    from (
+        values
+        (1, 'lead', 'mql'),
+        (2, 'mql', 'sal'),
+        (3, 'sal', 'sql'),
+        (4, 'sql', 'opportunity'),
+        (5, 'opportunity', 'customer')
+    ) as steps (step_number, from_stage, to_stage)
 
 ),
 
-rolled_up as (
+lead_steps as (
+
+    -- every lead once per step: whether it entered the step's stage, reached the next, and when
+    select
+        funnel_steps.step_number,
+        funnel_steps.from_stage,
+        funnel_steps.to_stage,
+        funnel.lead_source,
+        funnel.first_touch_campaign,
+        case funnel_steps.step_number
+            when 1 then funnel.lead_at
+            when 2 then funnel.mql_at
+            when 3 then funnel.sal_at
+            when 4 then funnel.sql_at
+            else funnel.opportunity_at
+        end as entered_at,
+        case funnel_steps.step_number
+            when 1 then funnel.mql_at
+            when 2 then funnel.sal_at
+            when 3 then funnel.sql_at
+            when 4 then funnel.opportunity_at
+            else funnel.customer_at
+        end as converted_at,
+        case funnel_steps.step_number
+            when 1 then funnel.days_lead_to_mql
+            when 2 then funnel.days_mql_to_sal
+            when 3 then funnel.days_sal_to_sql
+            when 4 then funnel.days_sql_to_opportunity
+            else funnel.days_opportunity_to_customer
+        end as days_to_convert
+    from funnel
+    cross join funnel_steps
+
+),
+
+entered as (
+
+    select * from lead_steps
+    where entered_at is not null
+
+),
+
+by_source_and_campaign as (
 
     select
         step_number,
         from_stage,
         to_stage,
-        case when grouping(lead_source) = 1 then '(all)' else lead_source end as lead_source,
-        case
-            when grouping(first_touch_campaign) = 1 then '(all)' else first_touch_campaign
-        end as first_touch_campaign,
+        lead_source,
+        first_touch_campaign,
         count(*) as leads_entered,
-        count(case when is_converted then 1 end) as leads_converted,
+        count(converted_at) as leads_converted,
         percentile_cont(0.5) within group (order by days_to_convert) as median_days_to_convert
-    from steps
-    group by grouping sets (
-        (step_number, from_stage, to_stage, lead_source, first_touch_campaign),
-        (step_number, from_stage, to_stage, lead_source),
-        (step_number, from_stage, to_stage)
-    )
+    from entered
+    group by step_number, from_stage, to_stage, lead_source, first_touch_campaign
+
+),
+
+by_source as (
+
+    select
+        step_number,
+        from_stage,
+        to_stage,
+        lead_source,
+        '(all)' as first_touch_campaign,
+        count(*) as leads_entered,
+        count(converted_at) as leads_converted,
+        percentile_cont(0.5) within group (order by days_to_convert) as median_days_to_convert
+    from entered
+    group by step_number, from_stage, to_stage, lead_source
+
+),
+
+overall as (
+
+    select
+        step_number,
+        from_stage,
+        to_stage,
+        '(all)' as lead_source,
+        '(all)' as first_touch_campaign,
+        count(*) as leads_entered,
+        count(converted_at) as leads_converted,
+        percentile_cont(0.5) within group (order by days_to_convert) as median_days_to_convert
+    from entered
+    group by step_number, from_stage, to_stage
+
+),
+
+all_levels as (
+
+    select * from by_source_and_campaign
+    union all
+    select * from by_source
+    union all
+    select * from overall
 
 )
 
@@ -69,4 +138,4 @@ select
     leads_converted,
     round(1.0 * leads_converted / leads_entered, 4) as conversion_rate,
     round(cast(median_days_to_convert as numeric), 1) as median_days_to_convert
-from rolled_up
+from all_levels

@@ -42,11 +42,11 @@ previous as (
     {%- if is_incremental() %}
     select contact_id, owner_name, first_queued_at from {{ this }}
     {%- else %}
-    select
-        cast(null as {{ dbt.type_string() }}) as contact_id,
-        cast(null as {{ dbt.type_string() }}) as owner_name,
-        cast(null as timestamp) as first_queued_at
-    where 1 = 0
+        select
+            cast(null as {{ dbt.type_string() }}) as contact_id,
+            cast(null as {{ dbt.type_string() }}) as owner_name,
+            cast(null as timestamp) as first_queued_at
+        where 1 = 0
     {%- endif %}
 
 ),
@@ -67,7 +67,8 @@ routable as (
         scores.is_marketing_qualified
         and scores.lead_status in ('New', 'Open', 'In Progress', 'MQL')
         and scores.contact_id not in (
-            select contact_id from previous where owner_name is not null
+            select previous.contact_id from previous
+            where previous.owner_name is not null
         )
 
 ),
@@ -127,8 +128,8 @@ free_slots as (
     from rep_loads
     inner join ({{ dbt.generate_series(1000) }}) as slot_numbers
         on
-            slot_numbers.generated_number > rep_loads.current_load
-            and slot_numbers.generated_number <= rep_loads.capacity
+            rep_loads.current_load < slot_numbers.generated_number
+            and rep_loads.capacity >= slot_numbers.generated_number
 
 ),
 
@@ -138,10 +139,12 @@ waiting as (
         routable.*,
         row_number() over (
             partition by routable.territory
-            order by routable.lead_score desc, routable.contact_id
+            order by routable.lead_score desc, routable.contact_id asc
         ) as queue_rank
     from routable
-    where routable.contact_id not in (select contact_id from to_account_owners)
+    where routable.contact_id not in (
+        select to_account_owners.contact_id from to_account_owners
+    )
 
 ),
 
@@ -167,11 +170,23 @@ to_territories as (
 routed as (
 
     select
-        contact_id, profile_id, lead_score, score_reasons, territory, owner_name, routing_rule
+        contact_id,
+        profile_id,
+        lead_score,
+        score_reasons,
+        territory,
+        owner_name,
+        routing_rule
     from to_account_owners
     union all
     select
-        contact_id, profile_id, lead_score, score_reasons, territory, owner_name, routing_rule
+        contact_id,
+        profile_id,
+        lead_score,
+        score_reasons,
+        territory,
+        owner_name,
+        routing_rule
     from to_territories
 
 )

@@ -13,16 +13,7 @@ features as (
 
 fired_rules as (
 
-    {%- for rule in scoring.rules %}
-    select
-        contact_id,
-        '{{ rule.name }}' as rule_name,
-        '{{ rule.kind }}' as rule_kind,
-        {{ rule.points }} as points
-    from features
-    where coalesce({{ rule.when }}, false)
-    {{ "union all" if not loop.last }}
-    {%- endfor %}
+    {{ fired_lead_score_rules('features') }}
 
 ),
 
