@@ -258,52 +258,63 @@ def _log(con, request_id, system, target, action, rows, ok=True, message=""):
     )
 
 
+def _held_records(con, sync, subject: Subject) -> list[tuple[str, str | None, str | None]]:
+    """(record key, identifier, destination id) of every record of the subject that the sync's
+    destination confirmed holding. Syncs keyed by the profile id hold at most one; others (a
+    lead notification per rep) are found through their model's profile_id column."""
+    from reverse_etl.engine import relation
+
+    source = relation(sync.source)
+    columns = [d[0] for d in con.execute(f"select * from {source} limit 0").description]
+    pk, ident = quote(sync.primary_key), quote(sync.identifier.source)
+    by = pk if sync.primary_key == "profile_id" or "profile_id" not in columns else "profile_id"
+    identifiers = dict(
+        con.execute(
+            f"select cast({pk} as varchar), cast({ident} as varchar) from {source} "
+            f"where cast({by} as varchar) = ?",
+            [subject.profile_id],
+        ).fetchall()
+    )
+    if by == pk:
+        identifiers.setdefault(subject.profile_id, None)
+    if not identifiers:
+        return []
+    held = con.execute(
+        "select record_key, destination_id from reverse_etl.sync_state "
+        f"where sync_name = ? and record_key in ({', '.join('?' * len(identifiers))})",
+        [sync.name, *identifiers],
+    ).fetchall()
+    return [(key, identifiers.get(key), destination_id) for key, destination_id in held]
+
+
 def _erase_in_destinations(con, subject: Subject, destination_for: Callable) -> tuple[int, list]:
     """Delete the subject wherever a sync's state says a destination holds them. Confirmed
     deletions drop the sync state at once, so a retry only repeats what failed."""
     from reverse_etl.config import load_syncs
     from reverse_etl.delivery import DeliveryError
     from reverse_etl.destinations import Record
-    from reverse_etl.engine import relation
 
     if not subject.profile_id or not table_exists(con, "reverse_etl", "sync_state"):
         return 0, []
     deleted, failures = 0, []
     for sync in load_syncs().values():
-        held = con.execute(
-            "select destination_id from reverse_etl.sync_state where sync_name = ? and "
-            "record_key = ?",
-            [sync.name, subject.profile_id],
-        ).fetchall()
-        if not held:
-            continue
-        destination_id = held[0][0]
-        identifier = con.execute(
-            f"select cast({quote(sync.identifier.source)} as varchar) from "
-            f"{relation(sync.source)} where cast({quote(sync.primary_key)} as varchar) = ?",
-            [subject.profile_id],
-        ).fetchall()
-        record = Record(
-            subject.profile_id,
-            identifier[0][0] if identifier and identifier[0][0] else destination_id or "",
-            {},
-            destination_id,
-        )
-        target = f"{sync.destination}:{sync.object}"
-        try:
-            [outcome] = destination_for(sync).erase([record])
-            ok, message = outcome.ok, outcome.message
-        except (DeliveryError, TypeError, ValueError) as exc:
-            ok, message = False, f"{type(exc).__name__}: {exc}"
-        _log(con, subject.request_id, sync.name, target, "destination_delete", 1, ok, message)
-        if ok:
-            deleted += 1
-            con.execute(
-                "delete from reverse_etl.sync_state where sync_name = ? and record_key = ?",
-                [sync.name, subject.profile_id],
-            )
-        else:
-            failures.append(f"{sync.name} ({target}): {message}")
+        for record_key, identifier, destination_id in _held_records(con, sync, subject):
+            record = Record(record_key, identifier or destination_id or "", {}, destination_id)
+            target = f"{sync.destination}:{sync.object}"
+            try:
+                [outcome] = destination_for(sync).erase([record])
+                ok, message = outcome.ok, outcome.message
+            except (DeliveryError, TypeError, ValueError) as exc:
+                ok, message = False, f"{type(exc).__name__}: {exc}"
+            _log(con, subject.request_id, sync.name, target, "destination_delete", 1, ok, message)
+            if ok:
+                deleted += 1
+                con.execute(
+                    "delete from reverse_etl.sync_state where sync_name = ? and record_key = ?",
+                    [sync.name, record_key],
+                )
+            else:
+                failures.append(f"{sync.name} ({target}): {message}")
     return deleted, failures
 
 

@@ -74,11 +74,16 @@ def world(full_run, tmp_path_factory):
         con = connect(copy)
         for sync in load_syncs().values():
             run_sync(con, sync)
+        # someone every sync delivered, lead notifications to a rep included
         pid = con.execute(
-            """select s.record_key from reverse_etl.sync_state s
-            join marts.customers c on c.profile_id = s.record_key
+            """with holdings as (
+                select s.sync_name, coalesce(n.profile_id, s.record_key) as profile_id
+                from reverse_etl.sync_state s
+                left join marts.lead_notifications n on n.notification_id = s.record_key)
+            select h.profile_id from holdings h
+            join marts.customers c on c.profile_id = h.profile_id
             where c.record_count >= 3
-            group by 1 having count(distinct s.sync_name) =
+            group by 1 having count(distinct h.sync_name) =
                 (select count(distinct sync_name) from reverse_etl.sync_state)
             order by 1 limit 1"""
         ).fetchall()[0][0]
