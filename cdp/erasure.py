@@ -103,12 +103,14 @@ class Subject:
     profile_id: str | None
     email_hashes: set[str] = field(default_factory=set)
     record_hashes: set[str] = field(default_factory=set)
+    sync_key_hashes: set[str] = field(default_factory=set)  # keys of syncs not by profile id
 
     @property
     def exact_hashes(self) -> set[str]:
-        """Values that identify the person wherever they stand: profile id and record keys."""
+        """Values that identify the person wherever they stand: profile id, record keys and the
+        keys syncs deliver them under."""
         extra = {digest(self.profile_id)} if self.profile_id else set()
-        return self.record_hashes | extra
+        return self.record_hashes | self.sync_key_hashes | extra
 
 
 def find_subject(con, request_id: str) -> Subject:
@@ -140,6 +142,16 @@ def find_subject(con, request_id: str) -> Subject:
                 " where profile_id = ?",
                 pid,
             ).fetchall()
+        }
+        # Records syncs keep under their own key (a lead notification per rep): the delivery
+        # log and sync state name the person by those.
+        from reverse_etl.config import load_syncs
+
+        subject.sync_key_hashes = {
+            digest(key)
+            for sync in load_syncs().values()
+            if sync.primary_key != "profile_id"
+            for key in sync_record_keys(con, sync, subject.profile_id)
         }
         # Shared and blocklisted addresses (info@, household mailboxes) are not theirs alone.
         subject.email_hashes |= {
@@ -258,24 +270,35 @@ def _log(con, request_id, system, target, action, rows, ok=True, message=""):
     )
 
 
+def sync_record_keys(con, sync, profile_id: str) -> dict[str, str | None]:
+    """Record key -> identifier of the person's rows in a sync's model: by primary key when it
+    is the profile id, else through the model's profile_id column (none without one)."""
+    from reverse_etl.engine import relation
+
+    source = relation(sync.source)
+    if not table_exists(con, *sync.source.split(".")):
+        return {}
+    columns = [d[0] for d in con.execute(f"select * from {source} limit 0").description]
+    if sync.primary_key != "profile_id" and "profile_id" not in columns:
+        return {}
+    pk, ident = quote(sync.primary_key), quote(sync.identifier.source)
+    by = pk if sync.primary_key == "profile_id" else "profile_id"
+    return dict(
+        con.execute(
+            f"select cast({pk} as varchar), cast({ident} as varchar) from {source} "
+            f"where cast({by} as varchar) = ?",
+            [profile_id],
+        ).fetchall()
+    )
+
+
 def _held_records(con, sync, subject: Subject) -> list[tuple[str, str | None, str | None]]:
     """(record key, identifier, destination id) of every record of the subject that the sync's
     destination confirmed holding. Syncs keyed by the profile id hold at most one; others (a
     lead notification per rep) are found through their model's profile_id column."""
-    from reverse_etl.engine import relation
 
-    source = relation(sync.source)
-    columns = [d[0] for d in con.execute(f"select * from {source} limit 0").description]
-    pk, ident = quote(sync.primary_key), quote(sync.identifier.source)
-    by = pk if sync.primary_key == "profile_id" or "profile_id" not in columns else "profile_id"
-    identifiers = dict(
-        con.execute(
-            f"select cast({pk} as varchar), cast({ident} as varchar) from {source} "
-            f"where cast({by} as varchar) = ?",
-            [subject.profile_id],
-        ).fetchall()
-    )
-    if by == pk:
+    identifiers = sync_record_keys(con, sync, subject.profile_id)
+    if sync.primary_key == "profile_id":
         identifiers.setdefault(subject.profile_id, None)
     if not identifiers:
         return []
