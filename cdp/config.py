@@ -18,3 +18,37 @@ def warehouse_path() -> str:
 
 def landing_path() -> str:
     return _from_root(os.environ.get("CDP_LANDING", "data/demo"))
+
+
+# Names of syncs and audiences: they end up in SQL literals and file names.
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+def valid_name(value: str) -> str:
+    import re
+
+    if not re.match(NAME_PATTERN, value):
+        raise ValueError("must be lower case letters, digits and _ (starting with a letter)")
+    return value
+
+
+def load_yaml_model(path: Path, model, error: type[Exception], what: str):
+    """A YAML mapping validated into a pydantic model (with its `path`); every problem is raised
+    as `error` naming the file and the field."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping of {what} settings")
+    try:
+        return model.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise error(f"{path}: {problems}") from exc

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cdp.config import load_yaml_model, valid_name
 
 SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -58,9 +58,7 @@ class SyncConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("must be lower case letters, digits and _ (starting with a letter)")
-        return value
+        return valid_name(value)
 
     @field_validator("audience")
     @classmethod
@@ -94,22 +92,8 @@ class SyncConfig(BaseModel):
         return list(dict.fromkeys([self.identifier.source, *self.fields.values()]))
 
 
-def _location(error: dict) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "(top level)"
-
-
 def load_sync(path: Path) -> SyncConfig:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SyncConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SyncConfigError(f"{path}: expected a mapping of sync settings")
-    try:
-        sync = SyncConfig.model_validate({**raw, "path": path})
-    except ValidationError as exc:
-        problems = "; ".join(f"{_location(e)}: {e['msg']}" for e in exc.errors())
-        raise SyncConfigError(f"{path}: {problems}") from exc
+    sync = load_yaml_model(path, SyncConfig, SyncConfigError, "sync")
     from reverse_etl.destinations import destination_names
 
     if sync.destination not in destination_names():

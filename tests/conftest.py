@@ -5,6 +5,8 @@ Environment variables are set before anything imports the Dagster definitions, w
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +22,22 @@ os.environ.pop("DAGSTER_HOME", None)
 # The default demo set (`make demo`): identity quality targets are stated for it.
 TEST_PEOPLE = 10_000
 TEST_SEED = 42
+
+
+def dbt_build(*args: str, env: dict[str, str]) -> None:
+    """`dbt build` of the project with extra environment (which warehouse), failing loudly."""
+    from cdp.config import PROJECT_ROOT
+
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "build", "--profiles-dir", str(PROJECT_ROOT)]
+        + ["--quiet", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 def generate(out: Path, people: int = TEST_PEOPLE, seed: int = TEST_SEED, **kwargs):

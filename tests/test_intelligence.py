@@ -14,24 +14,19 @@ import pytest
 
 from cdp.audiences import AudienceError, compile_audiences, load_audience, load_audiences
 from cdp.predict import FEATURES, RUNS, features_as_of, latest_activity
-from orchestration.project import PROJECT_ROOT
+from tests.conftest import dbt_build
 
-DBT = str(Path(sys.executable).parent / "dbt")
 CDP = str(Path(sys.executable).parent / "cdp")
 NBA = "{{cdp_next_best_action: {{churn_risk_threshold: {}, high_value_monetary_score: 4}}}}"
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
 
 
-def dbt_build(warehouse: Path, *args: str) -> None:
-    done = subprocess.run(
-        [DBT, "build", "--profiles-dir", str(PROJECT_ROOT), "--quiet", *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "CDP_WAREHOUSE": str(warehouse)},
-        capture_output=True,
-        text=True,
-        timeout=900,
+def members(con, audience: str) -> set[tuple[str]]:
+    return set(
+        con.execute(
+            "select profile_id from marts.audience_memberships where audience = ?", [audience]
+        ).fetchall()
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -138,13 +133,8 @@ def test_audience_members_are_exactly_who_the_definition_describes(warehouse):
                  and t.consent_email_marketing_email and not t.has_open_critical_ticket"""
         ).fetchall()
     )
-    members = set(
-        warehouse.execute(
-            """select profile_id from marts.audience_memberships
-               where audience = 'high_value_at_risk'"""
-        ).fetchall()
-    )
-    assert members == expected and members
+    found = members(warehouse, "high_value_at_risk")
+    assert found == expected and found
     critical = warehouse.execute(
         "select count(*) from marts.customer_traits where has_open_critical_ticket"
     ).fetchone()[0]
@@ -182,24 +172,14 @@ def test_invalid_audiences_name_the_file_and_field(tmp_path, definition, message
 
 def test_membership_history_records_who_entered_and_left(copy):
     con = duckdb.connect(str(copy), read_only=True)
-    before = set(
-        con.execute(
-            "select profile_id from marts.audience_memberships "
-            "where audience = 'high_value_at_risk'"
-        ).fetchall()
-    )
+    before = members(con, "high_value_at_risk")
     con.close()
     selection = ["--select", "customer_next_best_actions+", "audience_memberships_snapshot+"]
     # a lower churn threshold lets more people in; a higher one pushes some out
-    dbt_build(copy, *selection, "--vars", NBA.format(0.4))
-    dbt_build(copy, *selection, "--vars", NBA.format(0.7))
+    for threshold in (0.4, 0.7):
+        dbt_build(*selection, "--vars", NBA.format(threshold), env={"CDP_WAREHOUSE": str(copy)})
     con = duckdb.connect(str(copy), read_only=True)
-    after = set(
-        con.execute(
-            "select profile_id from marts.audience_memberships "
-            "where audience = 'high_value_at_risk'"
-        ).fetchall()
-    )
+    after = members(con, "high_value_at_risk")
     history = con.execute(
         """select profile_id, entered_at, exited_at from marts.audience_membership_history
            where audience = 'high_value_at_risk'"""
@@ -224,7 +204,7 @@ def test_routed_leads_keep_their_rep_when_routing_runs_again(copy, warehouse):
             "select contact_id, owner_name from marts.lead_assignments where owner_name is not null"
         ).fetchall()
     )
-    dbt_build(copy, "--select", "lead_assignments")
+    dbt_build("--select", "lead_assignments", env={"CDP_WAREHOUSE": str(copy)})
     con = duckdb.connect(str(copy), read_only=True)
     after = dict(
         con.execute(

@@ -5,17 +5,13 @@ docs/ is current."""
 import json
 import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from cdp.privacy import pii_columns, pii_columns_markdown
 from orchestration.project import PROJECT_ROOT, dbt_project
-
-DBT = str(Path(sys.executable).parent / "dbt")
+from tests.conftest import dbt_build
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +23,7 @@ def manifest(full_run):
 def dev_warehouse(full_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("dev") / "dev.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], path)
-    done = subprocess.run(
-        [DBT, "build", "--target", "dev", "--profiles-dir", str(PROJECT_ROOT), "--quiet"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "CDP_DEV_WAREHOUSE": str(path)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    dbt_build("--target", "dev", env={"CDP_DEV_WAREHOUSE": str(path)})
     return path
 
 
