@@ -2,6 +2,7 @@
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 from dagster import ConfigurableResource
@@ -30,6 +31,8 @@ class WarehouseResource(ConfigurableResource):
 def build_resources() -> dict:
     # dbt reads CDP_WAREHOUSE itself; pin it so loader and dbt always share one file.
     os.environ["CDP_WAREHOUSE"] = warehouse_path()
+    # dbt may open the file first (seeds run before any load): DuckDB creates files, not folders.
+    Path(warehouse_path()).parent.mkdir(parents=True, exist_ok=True)
     return {
         "warehouse": WarehouseResource(path=warehouse_path(), landing_dir=landing_path()),
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(PROJECT_ROOT)),
