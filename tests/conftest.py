@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="cdp-tests-"))
-os.environ["CDP_WAREHOUSE"] = str(SESSION_DIR / "warehouse.duckdb")
+# in a folder that does not exist yet, as on a fresh clone
+os.environ["CDP_WAREHOUSE"] = str(SESSION_DIR / "warehouse" / "warehouse.duckdb")
 os.environ["CDP_LANDING"] = str(SESSION_DIR / "landing")
 os.environ["CDP_REFRESH_MANIFEST"] = "1"
 os.environ.pop("DAGSTER_HOME", None)
