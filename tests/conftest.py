@@ -25,6 +25,29 @@ TEST_PEOPLE = 10_000
 TEST_SEED = 42
 
 
+# The PostgreSQL server tests run against (CI has one; tests skip with a message without it).
+PG = {
+    "host": os.environ.get("CDP_PG_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("CDP_PG_PORT", "5432")),
+    "user": os.environ.get("CDP_PG_USER", "postgres"),
+    "dbname": os.environ.get("CDP_PG_TEST_DATABASE", "test"),
+}
+
+
+def pg_connect(dbname: str | None = None):
+    import psycopg2
+
+    return psycopg2.connect(connect_timeout=3, **{**PG, "dbname": dbname or PG["dbname"]})
+
+
+def pg_answers() -> bool:
+    try:
+        pg_connect().close()
+        return True
+    except Exception:
+        return False
+
+
 def dbt_build(*args: str, env: dict[str, str]) -> None:
     """`dbt build` of the project with extra environment (which warehouse), failing loudly."""
     from cdp.config import PROJECT_ROOT

@@ -17,32 +17,11 @@ import pytest
 from cdp.load import META_COLUMNS, quote
 from cdp.sources import TABLES
 from orchestration.project import PROJECT_ROOT
+from tests.conftest import PG, pg_answers, pg_connect
 
 DBT = str(Path(sys.executable).parent / "dbt")
-PG = {
-    "host": os.environ.get("CDP_PG_HOST", "127.0.0.1"),
-    "port": int(os.environ.get("CDP_PG_PORT", "5432")),
-    "user": os.environ.get("CDP_PG_USER", "postgres"),
-    "dbname": os.environ.get("CDP_PG_TEST_DATABASE", "test"),
-}
-
-
-def _connect():
-    import psycopg2
-
-    return psycopg2.connect(connect_timeout=3, **PG)
-
-
-def _server_answers() -> bool:
-    try:
-        _connect().close()
-        return True
-    except Exception:
-        return False
-
-
 pytestmark = pytest.mark.skipif(
-    not _server_answers(), reason=f"no PostgreSQL answers at {PG['host']}:{PG['port']}"
+    not pg_answers(), reason=f"no PostgreSQL answers at {PG['host']}:{PG['port']}"
 )
 
 
@@ -74,7 +53,7 @@ def duck(full_run):
 
 @pytest.fixture(scope="module")
 def postgres_build(duck):
-    pg = _connect()
+    pg = pg_connect()
     _copy_raw_to_postgres(duck, pg)
     env = {**os.environ, "CDP_PG_DATABASE": PG["dbname"], "CDP_PG_HOST": PG["host"]}
     done = subprocess.run(
