@@ -1,12 +1,14 @@
-"""The same staging models on the real PostgreSQL server, through the dispatched macros.
+"""The same project on the real PostgreSQL server, through the dispatched macros.
 
 The raw tables the DuckDB run loaded are copied into PostgreSQL; `dbt build --target postgres`
-must pass every test there and produce the same staged rows.
+must pass every test there, stage the same rows and, resolving with the same rules, produce the
+same golden records.
 """
 
 import csv
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from cdp.load import META_COLUMNS, quote
 from cdp.sources import TABLES
 from orchestration.project import PROJECT_ROOT
-from tests.conftest import PG, pg_answers, pg_connect
+from tests.conftest import PG, dbt_build, pg_answers, pg_connect
 
 DBT = str(Path(sys.executable).parent / "dbt")
 pytestmark = pytest.mark.skipif(
@@ -131,3 +133,45 @@ def test_identity_resolution_runs_on_postgres_with_the_same_deterministic_rules(
     duck_profiles = duck.execute("select count(*) from marts.customers").fetchall()[0][0]
     assert profiles >= duck_profiles
     assert identified > 0
+
+
+GOLDEN_COLUMNS = (
+    "profile_id, is_identified, first_name, last_name, full_name, email, all_emails, phone, "
+    "street, postal_code, city, country_code, birth_date, company_name, crm_lead_status, "
+    "crm_owner_name, has_shop_account, has_loyalty_card, is_on_email_list, is_in_crm, sources, "
+    "record_count, first_seen_at, last_seen_at"
+)
+
+
+@pytest.fixture(scope="module")
+def duck_deterministic(full_run, tmp_path_factory):
+    """The same raw data built on DuckDB with the rules PostgreSQL runs (no Splink pairs)."""
+    path = tmp_path_factory.mktemp("deterministic") / "warehouse.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
+    with duckdb.connect(str(path)) as con:  # from the raw tables alone, as PostgreSQL builds
+        schemas = con.execute(
+            """select distinct schema_name from information_schema.schemata
+               where catalog_name = current_database()
+                 and schema_name not in ('raw', 'main', 'information_schema', 'pg_catalog')"""
+        ).fetchall()
+        for (schema,) in schemas:
+            con.execute(f"drop schema {quote(schema)} cascade")
+    dbt_build("--vars", "{cdp_probabilistic_matching: false}", env={"CDP_WAREHOUSE": str(path)})
+    con = duckdb.connect(str(path), read_only=True)
+    yield con
+    con.close()
+
+
+def test_the_same_golden_records_on_both_warehouses(postgres_build, duck_deterministic):
+    """Every golden record, value for value, is the same on DuckDB and PostgreSQL."""
+    _, pg = postgres_build
+    with pg.cursor() as cur:
+        cur.execute(f"select {GOLDEN_COLUMNS} from marts.customers order by profile_id")
+        on_pg = cur.fetchall()
+    on_duck = duck_deterministic.execute(
+        f"select {GOLDEN_COLUMNS} from marts.customers order by profile_id"
+    ).fetchall()
+    assert len(on_duck) > 10_000
+    assert len(on_pg) == len(on_duck)
+    different = [(d, p) for d, p in zip(on_duck, on_pg, strict=True) if d != p]
+    assert different == [], different[:3]

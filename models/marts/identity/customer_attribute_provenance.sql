@@ -49,7 +49,9 @@ ranked as (
                 case when survivorship_rule = 'source_priority' then source_rank else 0 end,
                 case when survivorship_rule = 'most_frequent' then -value_frequency else 0 end,
                 observed_at desc,
-                record_key asc
+                record_key asc,
+                -- one record can offer two values (a CRM phone and mobile): never leave it open
+                attribute_value asc
         ) as candidate_rank
     from ruled
 
