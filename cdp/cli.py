@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from cdp.config import landing_path, warehouse_path
-from cdp.console import console, progress_bar
+from cdp.console import console, progress_bar, rows_table
 from reverse_etl.cli import sync_app
 
 app = typer.Typer(
@@ -75,16 +75,6 @@ def generate(
         f"{stats.duplicates:,} exact duplicates and {stats.malformed:,} malformed rows "
         "injected"
     )
-
-
-def _table(title: str, columns, rows, **options) -> RichTable:
-    """Rows (tuples) under the given column names; None shows as empty."""
-    table = RichTable(title=title, **options)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    return table
 
 
 def _dagster_instance():
@@ -196,7 +186,7 @@ def profile_show(
             out.print(f"[dim]{title}: none[/dim]")
             continue
         values = [row.values() for row in rows]
-        out.print(_table(title, rows[0], values, title_justify="left"))
+        out.print(rows_table(title, rows[0], values, title_justify="left"))
 
 
 @privacy_app.command("export")
@@ -311,10 +301,10 @@ def _print_erasure_requests(request_ids: list[str] | None) -> None:
         con.close()
     columns = ("request", "status", "by", "at", "deleted", "pseudonymized", "destinations", "left",
                "message")  # fmt: skip
-    console.print(_table("Erasure requests", columns, rows))
+    console.print(rows_table("Erasure requests", columns, rows))
     if request_ids and actions:
         columns = ("request", "system", "action", "rows", "ok", "message")
-        console.print(_table("What was done", columns, actions))
+        console.print(rows_table("What was done", columns, actions))
 
 
 @privacy_app.command("pii-columns")
@@ -332,7 +322,7 @@ def privacy_pii_columns(
         typer.echo(pii_columns_markdown(manifest), nl=False)
         return
     rows = [(c["relation"], c["column"], c["description"]) for c in pii_columns(manifest)]
-    console.print(_table("Personal data columns", ("model", "column", "description"), rows))
+    console.print(rows_table("Personal data columns", ("model", "column", "description"), rows))
 
 
 @audiences_app.command("compile")
@@ -381,7 +371,9 @@ def audiences_list() -> None:
         )
         for a in load_audiences().values()
     ]
-    console.print(_table("Audiences", ["name", "description", "members", "consent", "file"], rows))
+    console.print(
+        rows_table("Audiences", ["name", "description", "members", "consent", "file"], rows)
+    )
 
 
 @app.command()
@@ -405,7 +397,7 @@ def insights(
         typer.echo(json.dumps(figures, indent=2, default=str))
         return
     console.print(
-        _table(
+        rows_table(
             "Audiences",
             ["audience", "members", "entered", "left"],
             [
@@ -415,7 +407,7 @@ def insights(
         )
     )
     console.print(
-        _table(
+        rows_table(
             "Funnel (all sources)",
             ["step", "entered", "converted", "rate", "median days"],
             [
@@ -431,7 +423,7 @@ def insights(
         )
     )
     console.print(
-        _table(
+        rows_table(
             "Top channels by attributed purchase revenue (EUR)",
             ["channel", *ATTRIBUTION_MODELS],
             [
@@ -441,7 +433,7 @@ def insights(
         )
     )
     console.print(
-        _table(
+        rows_table(
             "Lead routing",
             ["rule", "leads", "reps"],
             [(r["routing_rule"], r["leads"], r["reps"]) for r in figures["lead_routing"]],

@@ -2,6 +2,7 @@
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
 
 console = Console(stderr=True)
 
@@ -16,3 +17,13 @@ def progress_bar(disable: bool = False) -> Progress:
         transient=True,
         disable=disable,
     )
+
+
+def rows_table(title: str, columns, rows, **options) -> Table:
+    """Rows (tuples) under the given column names; None shows as empty."""
+    table = Table(title=title, **options)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table

@@ -12,10 +12,9 @@ import os
 import duckdb
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from cdp.config import warehouse_path
-from cdp.console import console, progress_bar
+from cdp.console import console, progress_bar, rows_table
 from reverse_etl.config import SyncConfigError, load_syncs
 from reverse_etl.engine import SCHEMA, ensure_state, run_sync
 
@@ -33,15 +32,6 @@ def _syncs():
         raise typer.Exit(2) from exc
 
 
-def _table(title: str, rows: list[tuple], columns: list[str]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    return table
-
-
 @sync_app.command("list")
 def list_syncs() -> None:
     """The syncs defined in reverse_etl/syncs/*.yml."""
@@ -56,7 +46,14 @@ def list_syncs() -> None:
         )
         for s in _syncs().values()
     ]
-    out.print(_table("Syncs", rows, ["name", "route", "mode", "identifier", "filter", "schedule"]))
+    out.print(
+        rows_table(
+            "Syncs",
+            ["name", "route", "mode", "identifier", "filter", "schedule"],
+            rows,
+            title_justify="left",
+        )
+    )
 
 
 @sync_app.command("run")
@@ -111,7 +108,14 @@ def _print_result(result) -> None:
     for change, sample in result.samples.items():
         if sample:
             columns = list(sample[0])
-            out.print(_table(f"sample of {change}", [tuple(r.values()) for r in sample], columns))
+            out.print(
+                rows_table(
+                    f"sample of {change}",
+                    columns,
+                    [tuple(r.values()) for r in sample],
+                    title_justify="left",
+                )
+            )
 
 
 @sync_app.command("status")
@@ -129,9 +133,8 @@ def status(limit: int = typer.Option(20, help="How many recent runs.")) -> None:
     finally:
         con.close()
     out.print(
-        _table(
+        rows_table(
             "Sync runs",
-            rows,
             [
                 "sync",
                 "status",
@@ -144,6 +147,8 @@ def status(limit: int = typer.Option(20, help="How many recent runs.")) -> None:
                 "invalid",
                 "calls",
             ],
+            rows,
+            title_justify="left",
         )
     )
 
@@ -169,8 +174,11 @@ def errors(
         out.print(f"{name}: no open errors")
         return
     out.print(
-        _table(
-            f"Open errors of {name}", rows, ["record", "kind", "attempts", "last failed", "message"]
+        rows_table(
+            f"Open errors of {name}",
+            ["record", "kind", "attempts", "last failed", "message"],
+            rows,
+            title_justify="left",
         )
     )
 
@@ -224,10 +232,11 @@ def demo() -> None:
                     )
                 )
             out.print(
-                _table(
+                rows_table(
                     f"Syncs, {attempt}",
-                    sorted(rows),
                     ["sync", "status", "added", "changed", "removed", "rejected", "calls"],
+                    sorted(rows),
+                    title_justify="left",
                 )
             )
             if not result.success:
