@@ -3,21 +3,14 @@ attribution, lead routing, predictions and enrichment. `cdp insights` prints the
 
 from __future__ import annotations
 
-import duckdb
-
+from cdp.load import dict_rows
 from cdp.predict import RUNS
 
 ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
-    cursor = con.execute(sql)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def audience_sizes(con) -> list[dict]:
-    return _rows(
+    return dict_rows(
         con,
         """select audience, member_count, entered_count, exited_count, measured_at
            from marts.audience_sizes where is_latest order by audience""",
@@ -25,7 +18,7 @@ def audience_sizes(con) -> list[dict]:
 
 
 def funnel(con) -> list[dict]:
-    return _rows(
+    return dict_rows(
         con,
         """select from_stage, to_stage, leads_entered, leads_converted, conversion_rate,
                   median_days_to_convert
@@ -36,7 +29,7 @@ def funnel(con) -> list[dict]:
 
 
 def mql_to_sal_by_source(con) -> list[dict]:
-    return _rows(
+    return dict_rows(
         con,
         """select lead_source, leads_entered, conversion_rate
            from marts.funnel_conversion
@@ -49,7 +42,7 @@ def top_channels(con, model: str = "time_decay", limit: int = 5) -> list[dict]:
     if model not in ATTRIBUTION_MODELS:
         raise ValueError(f"unknown attribution model {model!r}; known: {ATTRIBUTION_MODELS}")
     columns = ", ".join(f"sum({m}_revenue_eur) as {m}" for m in ATTRIBUTION_MODELS)
-    return _rows(
+    return dict_rows(
         con,
         f"""select channel, {columns}
             from marts.attribution_by_channel
@@ -59,7 +52,7 @@ def top_channels(con, model: str = "time_decay", limit: int = 5) -> list[dict]:
 
 
 def routing(con) -> list[dict]:
-    return _rows(
+    return dict_rows(
         con,
         """select routing_rule, count(*) as leads, count(distinct owner_name) as reps
            from marts.lead_assignments group by routing_rule order by leads desc""",

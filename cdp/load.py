@@ -93,6 +93,13 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, table: Table | None = None) ->
             "_batch_id" varchar, "_loaded_at" timestamp)""")
 
 
+def dict_rows(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
+    """A query's rows as column -> value dicts."""
+    cursor = con.execute(sql, params or {})
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     return bool(
         con.execute(

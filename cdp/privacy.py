@@ -7,8 +7,8 @@ import datetime as dt
 
 import duckdb
 
-from cdp.load import table_exists
-from cdp.profile import _rows, profile_360
+from cdp.load import dict_rows, table_exists
+from cdp.profile import profile_360
 
 
 def access_export(warehouse: str, email_or_profile_id: str) -> dict:
@@ -16,7 +16,7 @@ def access_export(warehouse: str, email_or_profile_id: str) -> dict:
     pid = {"pid": view["profile_id"]}
     con = duckdb.connect(warehouse, read_only=True)
     try:
-        consents = _rows(
+        consents = dict_rows(
             con,
             """
             select purpose, channel, is_granted, statement, source_system, source_record_id,
@@ -24,7 +24,7 @@ def access_export(warehouse: str, email_or_profile_id: str) -> dict:
             order by purpose, channel""",
             pid,
         )
-        consent_history = _rows(
+        consent_history = dict_rows(
             con,
             """
             select purpose, channel, is_granted, statement, source, source_record_id, stated_at
@@ -34,7 +34,7 @@ def access_export(warehouse: str, email_or_profile_id: str) -> dict:
         )
         deliveries, synced_now = [], []
         if table_exists(con, "reverse_etl", "sync_deliveries"):
-            deliveries = _rows(
+            deliveries = dict_rows(
                 con,
                 """
                 select sync_name, destination, object, action, fields, destination_id,
@@ -42,7 +42,7 @@ def access_export(warehouse: str, email_or_profile_id: str) -> dict:
                 order by delivered_at""",
                 pid,
             )
-            synced_now = _rows(
+            synced_now = dict_rows(
                 con,
                 """
                 select sync_name, destination_id, synced_at from reverse_etl.sync_state
@@ -86,7 +86,7 @@ def processing_record(con, profile_id: str) -> list[dict]:
     )
     con.register("sync_columns", mapped)
     try:
-        return _rows(
+        return dict_rows(
             con,
             """
             with deliveries as (

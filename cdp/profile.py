@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import duckdb
 
+from cdp.load import dict_rows
+
 RECENT_EVENTS_SQL = """
 with records as (
     select source, source_record_id from marts.customer_profile_records where profile_id = $pid
@@ -39,12 +41,6 @@ class ProfileNotFound(LookupError):
     pass
 
 
-def _rows(con, sql: str, params: dict) -> list[dict]:
-    cursor = con.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def resolve_profile_id(con, email_or_profile_id: str) -> str:
     key = email_or_profile_id.strip()
     if "@" in key:
@@ -74,10 +70,10 @@ def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> d
         params = {"pid": pid}
         return {
             "profile_id": pid,
-            "customer": _rows(con, "select * from marts.customers where profile_id = $pid", params)[
-                0
-            ],
-            "attributes": _rows(
+            "customer": dict_rows(
+                con, "select * from marts.customers where profile_id = $pid", params
+            )[0],
+            "attributes": dict_rows(
                 con,
                 """
                 select attribute, attribute_value as value, source_system, source_record_id,
@@ -86,7 +82,7 @@ def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> d
                 order by attribute""",
                 params,
             ),
-            "identifiers": _rows(
+            "identifiers": dict_rows(
                 con,
                 """
                 select identifier_kind, identifier_value, sources, first_observed_at,
@@ -95,7 +91,7 @@ def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> d
                 order by identifier_kind, identifier_value""",
                 params,
             ),
-            "records": _rows(
+            "records": dict_rows(
                 con,
                 """
                 select source, source_record_id, first_seen_at, observed_at
@@ -103,8 +99,8 @@ def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> d
                 order by source, source_record_id""",
                 params,
             ),
-            "recent_events": _rows(con, RECENT_EVENTS_SQL, {**params, "limit": events}),
-            "merges": _rows(
+            "recent_events": dict_rows(con, RECENT_EVENTS_SQL, {**params, "limit": events}),
+            "merges": dict_rows(
                 con,
                 """
                 select event_type, profile_id, other_profile_id, records_moved, cause,
@@ -113,7 +109,7 @@ def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> d
                 order by happened_at""",
                 params,
             ),
-            "changes": _rows(
+            "changes": dict_rows(
                 con,
                 """
                 select attribute, old_value, new_value, change_type, changed_at, source_system,
