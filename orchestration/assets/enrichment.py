@@ -19,7 +19,6 @@ from cdp.enrichment import (
     FirmographicsClient,
     cache_summary,
     enrich,
-    ensure_cache,
 )
 from cdp.sources import table
 from orchestration.assets.raw import raw_asset_key
@@ -40,8 +39,8 @@ FIRMOGRAPHICS = AssetKey(["enrichment", "company_firmographics"])  # the dbt sou
 def company_firmographics(
     context: AssetExecutionContext, warehouse: WarehouseResource
 ) -> MaterializeResult:
+    result, skipped = None, ""
     with warehouse.connection() as con:
-        ensure_cache(con)
         try:
             client = FirmographicsClient.from_env()
             result = enrich(
@@ -51,8 +50,10 @@ def company_firmographics(
             )
         except (EnrichmentNotConfigured, RequestRejected) as exc:
             context.log.warning(f"enrichment skipped, the cache stays as it is: {exc}")
-            return MaterializeResult(metadata={"skipped": str(exc), **cache_summary(con)})
-        summary = cache_summary(con)
+            skipped = str(exc)
+        cached = {f"cache_{k}": v for k, v in cache_summary(con).items()}
+    if result is None:
+        return MaterializeResult(metadata={"skipped": skipped, **cached})
     if result.stopped_because:
         context.log.warning(f"enrichment stopped early: {result.stopped_because}")
     context.log.info(
@@ -67,7 +68,7 @@ def company_firmographics(
             "deferred": result.deferred,
             "api_calls": result.calls,
             "stopped_because": result.stopped_because or "-",
-            **{f"cache_{k}": v for k, v in summary.items()},
+            **cached,
         }
     )
 
