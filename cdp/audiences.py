@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cdp.config import PROJECT_ROOT, load_yaml_model, valid_name
+from cdp.config import PROJECT_ROOT, load_named_yaml_models, load_yaml_model, valid_name
 
 AUDIENCES_DIR = PROJECT_ROOT / "audiences"
 MODELS_DIR = PROJECT_ROOT / "models" / "marts" / "audiences"
@@ -115,13 +115,7 @@ def load_audience(path: Path) -> Audience:
 
 
 def load_audiences(folder: Path = AUDIENCES_DIR) -> dict[str, Audience]:
-    audiences: dict[str, Audience] = {}
-    for path in sorted(folder.glob("*.yml")):
-        audience = load_audience(path)
-        if audience.name in audiences:
-            raise AudienceError(f"{path}: name: {audience.name!r} is already used")
-        audiences[audience.name] = audience
-    return audiences
+    return load_named_yaml_models(folder, load_audience, AudienceError)
 
 
 def _relative(path: Path | None) -> str:

@@ -52,3 +52,14 @@ def load_yaml_model(path: Path, model, error: type[Exception], what: str):
             for e in exc.errors()
         )
         raise error(f"{path}: {problems}") from exc
+
+
+def load_named_yaml_models(folder: Path, load_one, error: type[Exception]) -> dict:
+    """Every *.yml of a folder through `load_one`, by name; a name used twice is an error."""
+    loaded: dict = {}
+    for path in sorted(folder.glob("*.yml")):
+        item = load_one(path)
+        if item.name in loaded:
+            raise error(f"{path}: name: {item.name!r} is already used by {loaded[item.name].path}")
+        loaded[item.name] = item
+    return loaded

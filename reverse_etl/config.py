@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cdp.config import load_yaml_model, valid_name
+from cdp.config import load_named_yaml_models, load_yaml_model, valid_name
 
 SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
 _RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
@@ -105,12 +105,4 @@ def load_sync(path: Path) -> SyncConfig:
 
 
 def load_syncs(folder: Path = SYNCS_DIR) -> dict[str, SyncConfig]:
-    syncs: dict[str, SyncConfig] = {}
-    for path in sorted(folder.glob("*.yml")):
-        sync = load_sync(path)
-        if sync.name in syncs:
-            raise SyncConfigError(
-                f"{path}: name: {sync.name!r} is already used by {syncs[sync.name].path}"
-            )
-        syncs[sync.name] = sync
-    return syncs
+    return load_named_yaml_models(folder, load_sync, SyncConfigError)
