@@ -18,6 +18,7 @@ from decimal import Decimal
 import duckdb
 
 from cdp.config import PROJECT_ROOT
+from cdp.load import utc_now
 from reverse_etl.delivery import DeliveryError, HttpTransport, RateLimiter, RequestRejected
 
 SCHEMA = "enrichment"
@@ -181,7 +182,7 @@ def enrich(
     """Look up every company domain not in the cache, expired, pending or failed before."""
     ensure_cache(con)
     domains = company_domains(con)
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = utc_now()
     fresh = {
         d
         for (d,) in con.execute(

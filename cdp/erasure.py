@@ -17,14 +17,13 @@ suppression list and the Dagster run that processes it hold nothing in clear.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from cdp.load import quote, table_exists
+from cdp.load import quote, table_exists, utc_now
 from cdp.sources import EMAIL_TOKEN, TABLES, TABLES_BY_KEY, Table
 from cdp.suppression import PRIVACY_SCHEMA, digest, ensure_privacy_schema
 
@@ -37,10 +36,6 @@ OPEN_STATUSES = ("pending", "destinations_failed")
 
 class ErasureError(RuntimeError):
     """An erasure could not be completed; the message says where and why."""
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def ensure_tables(con) -> None:
@@ -90,7 +85,7 @@ def request_erasure(
     con.execute(
         f"""insert into {REQUESTS} (request_id, requested_at, requested_by, reason,
             subject_kind, subject_sha256, status) values (?, ?, ?, ?, ?, ?, 'pending')""",
-        [request_id, _now(), requested_by, reason, kind, subject],
+        [request_id, utc_now(), requested_by, reason, kind, subject],
     )
     return request_id
 
@@ -266,7 +261,7 @@ class ErasureResult:
 def _log(con, request_id, system, target, action, rows, ok=True, message=""):
     con.execute(
         f"insert into {ACTIONS} values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [request_id, _now(), system, target, action, rows, ok, message[:2000]],
+        [request_id, utc_now(), system, target, action, rows, ok, message[:2000]],
     )
 
 
@@ -366,7 +361,7 @@ def _erase_in_warehouse(con, subject: Subject) -> tuple[int, int]:
         if count:
             deleted += count
             _log(con, subject.request_id, f"{schema}.{table}", "", "deleted", count)
-    now = _now()
+    now = utc_now()
     suppress = [("email", h) for h in subject.email_hashes] + [
         ("record", h) for h in subject.record_hashes
     ]
@@ -417,7 +412,7 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
                 digest(subject.profile_id) if subject.profile_id else None,
                 result.rows_deleted,
                 result.rows_pseudonymized,
-                _now(),
+                utc_now(),
                 "" if subject.profile_id else "no profile found; raw rows and suppression only",
                 request_id,
             ],
@@ -476,7 +471,7 @@ def verify(con, request_id: str) -> dict[str, int]:
         [
             "verified" if not remaining else "incomplete",
             sum(remaining.values()),
-            _now(),
+            utc_now(),
             request_id,
         ],
     )

@@ -93,6 +93,11 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, table: Table | None = None) ->
             "_batch_id" varchar, "_loaded_at" timestamp)""")
 
 
+def utc_now() -> dt.datetime:
+    """Now as the warehouse stores times: UTC, without a zone."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
 def dict_rows(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
     """A query's rows as column -> value dicts."""
     cursor = con.execute(sql, params or {})
@@ -300,7 +305,7 @@ def load_file(
         result.files_skipped.append(path.name)
         return
     batch_id = uuid.uuid4().hex
-    loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    loaded_at = utc_now()
     source_file = str(path)
     read = inserted = dropped = 0
     bad: list[tuple] = []

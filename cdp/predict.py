@@ -30,6 +30,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from cdp.load import utc_now
+
 SCHEMA = "ml"
 PREDICTIONS = f"{SCHEMA}.customer_predictions"
 RUNS = f"{SCHEMA}.model_runs"
@@ -133,7 +135,7 @@ def latest_activity(con: duckdb.DuckDBPyConnection) -> dt.datetime:
     latest = con.execute(
         "select max(transacted_at) from intermediate.int_customer_transactions"
     ).fetchone()[0]
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = utc_now()
     return min(now, latest + dt.timedelta(days=1)) if latest else now
 
 
@@ -250,7 +252,7 @@ def train_and_score(
 
 def _store(con: duckdb.DuckDBPyConnection, run: TrainingRun, scores: pd.DataFrame) -> None:
     """Replace the predictions and append the run's metrics, in one transaction."""
-    trained_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    trained_at = utc_now()
     importance = run.importance.assign(run_id=run.run_id)
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute("begin")

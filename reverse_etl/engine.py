@@ -19,7 +19,7 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
-from cdp.load import quote
+from cdp.load import quote, utc_now
 from reverse_etl.config import SyncConfig
 from reverse_etl.destinations import Destination, Outcome, Record, get_destination
 
@@ -72,10 +72,6 @@ class SyncResult:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
@@ -190,7 +186,7 @@ def _record_outcomes(
     removing: bool = False,
 ) -> tuple[int, int]:
     """Write state for confirmed records and errors for rejected ones, in one transaction."""
-    now = _now()
+    now = utc_now()
     ok = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]
     confirmed = pd.DataFrame(
@@ -281,7 +277,7 @@ def run_sync(
     con.execute(
         f"insert into {SCHEMA}.sync_runs (run_id, sync_name, destination, started_at, "
         "status, dry_run, full_resync) values (?, ?, ?, ?, 'running', ?, ?)",
-        [result.run_id, sync.name, sync.destination, _now(), dry_run, full_resync],
+        [result.run_id, sync.name, sync.destination, utc_now(), dry_run, full_resync],
     )
     try:
         _prepare_diff(con, sync, full_resync)
@@ -301,7 +297,7 @@ def run_sync(
             ]
             result.status = "dry_run"
             return result
-        now = _now()
+        now = utc_now()
         for record_key, message in invalid:
             _record_error(con, sync.name, record_key, "invalid", message, result.run_id, now)
         destination = destination or build_destination(sync)
@@ -347,7 +343,7 @@ def run_sync(
             changed = ?, removed = ?, unchanged = ?, failed = ?, invalid = ?, calls = ?,
             retries = ?, message = ? where run_id = ?""",
             [
-                _now(),
+                utc_now(),
                 result.status,
                 result.added,
                 result.changed,
