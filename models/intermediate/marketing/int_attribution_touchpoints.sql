@@ -13,16 +13,14 @@ web_visits as (
 
     select
         'web:' || sessions.session_id as touchpoint_id,
-        records.profile_id,
+        sessions.profile_id,
         'visit' as touch_type,
         sessions.started_at as touched_at,
         sessions.channel,
         coalesce(sessions.utm_source, sessions.referrer) as touch_source,
         sessions.utm_campaign as campaign
     from {{ ref('int_web_sessions') }} as sessions
-    inner join records
-        on records.source = 'web' and sessions.anonymous_id = records.source_record_id
-    where sessions.channel != 'direct'
+    where sessions.channel != 'direct' and sessions.profile_id is not null
 
 ),
 

@@ -37,16 +37,14 @@ traits as (
 visits as (
 
     select
-        records.profile_id,
-        count(
-            case when sessions.started_at >= {{ cdp_now() }} - interval '90 days' then 1 end
-        ) as visits_last_90_days,
-        coalesce(sum(sessions.contact_page_views), 0) as contact_page_views,
-        coalesce(sum(sessions.form_submissions), 0) as form_submissions
-    from {{ ref('int_web_sessions') }} as sessions
-    inner join records
-        on records.source = 'web' and sessions.anonymous_id = records.source_record_id
-    group by records.profile_id
+        profile_id,
+        count(case when started_at >= {{ cdp_now() }} - interval '90 days' then 1 end)
+            as visits_last_90_days,
+        coalesce(sum(contact_page_views), 0) as contact_page_views,
+        coalesce(sum(form_submissions), 0) as form_submissions
+    from {{ ref('int_web_sessions') }}
+    where profile_id is not null
+    group by profile_id
 
 )
 

@@ -1,5 +1,6 @@
 -- Web events grouped into visits: a new session after 30 minutes without an event, as web
--- analytics tools count them. The landing event carries the visit's referrer and campaign.
+-- analytics tools count them. The landing event carries the visit's referrer and campaign;
+-- the browser's profile comes along, so traits, attribution and lead scoring need no join.
 
 with
 
@@ -66,7 +67,12 @@ sessions as (
 )
 
 select
-    anonymous_id || '-' || cast(session_number as {{ dbt.type_string() }}) as session_id,
-    *,
-    {{ marketing_channel('utm_medium', 'utm_source', 'referrer') }} as channel
+    sessions.anonymous_id || '-' || cast(sessions.session_number as {{ dbt.type_string() }})
+        as session_id,
+    records.profile_id,
+    sessions.*,
+    {{ marketing_channel('sessions.utm_medium', 'sessions.utm_source', 'sessions.referrer') }}
+        as channel
 from sessions
+left join {{ ref('customer_profile_records') }} as records
+    on records.source = 'web' and sessions.anonymous_id = records.source_record_id

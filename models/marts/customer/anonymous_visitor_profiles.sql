@@ -11,25 +11,16 @@ visitors as (
 
 ),
 
-records as (
-
-    select * from {{ ref('customer_profile_records') }}
-    where source = 'web'
-
-),
-
 sessions as (
 
     select
-        visitors.profile_id,
         sessions.*,
         extract(hour from {{ utc_to_local('sessions.started_at') }}) as local_hour,
         row_number() over (
-            partition by visitors.profile_id order by sessions.started_at, sessions.session_id
+            partition by sessions.profile_id order by sessions.started_at, sessions.session_id
         ) as visit_number
     from {{ ref('int_web_sessions') }} as sessions
-    inner join records on sessions.anonymous_id = records.source_record_id
-    inner join visitors on records.profile_id = visitors.profile_id
+    inner join visitors on sessions.profile_id = visitors.profile_id
 
 ),
 
