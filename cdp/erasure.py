@@ -98,14 +98,16 @@ class Subject:
     profile_id: str | None
     email_hashes: set[str] = field(default_factory=set)
     record_hashes: set[str] = field(default_factory=set)
-    sync_key_hashes: set[str] = field(default_factory=set)  # keys of syncs not by profile id
+    # sync name -> record key -> identifier of the person's rows in that sync's model
+    sync_records: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
     @property
     def exact_hashes(self) -> set[str]:
         """Values that identify the person wherever they stand: profile id, record keys and the
         keys syncs deliver them under."""
         extra = {digest(self.profile_id)} if self.profile_id else set()
-        return self.record_hashes | self.sync_key_hashes | extra
+        sync_keys = {digest(key) for keys in self.sync_records.values() for key in keys}
+        return self.record_hashes | sync_keys | extra
 
 
 def find_subject(con, request_id: str) -> Subject:
@@ -138,15 +140,13 @@ def find_subject(con, request_id: str) -> Subject:
                 pid,
             ).fetchall()
         }
-        # Records syncs keep under their own key (a lead notification per rep): the delivery
-        # log and sync state name the person by those.
+        # The keys syncs deliver them under, some their own (a lead notification per rep): the
+        # destinations, the delivery log and the sync state name the person by those.
         from reverse_etl.config import load_syncs
 
-        subject.sync_key_hashes = {
-            digest(key)
+        subject.sync_records = {
+            sync.name: sync_record_keys(con, sync, subject.profile_id)
             for sync in load_syncs().values()
-            if sync.primary_key != "profile_id"
-            for key in sync_record_keys(con, sync, subject.profile_id)
         }
         # Shared and blocklisted addresses (info@, household mailboxes) are not theirs alone.
         subject.email_hashes |= {
@@ -267,34 +267,34 @@ def _log(con, request_id, system, target, action, rows, ok=True, message=""):
 
 def sync_record_keys(con, sync, profile_id: str) -> dict[str, str | None]:
     """Record key -> identifier of the person's rows in a sync's model: by primary key when it
-    is the profile id, else through the model's profile_id column (none without one)."""
+    is the profile id (the key even when the row is gone), else through the model's profile_id
+    column (none without one)."""
     from reverse_etl.engine import relation
 
+    by_profile = sync.primary_key == "profile_id"
+    keys: dict[str, str | None] = {profile_id: None} if by_profile else {}
     source = relation(sync.source)
     if not table_exists(con, *sync.source.split(".")):
-        return {}
+        return keys
     columns = [d[0] for d in con.execute(f"select * from {source} limit 0").description]
-    if sync.primary_key != "profile_id" and "profile_id" not in columns:
-        return {}
+    if not by_profile and "profile_id" not in columns:
+        return keys
     pk, ident = quote(sync.primary_key), quote(sync.identifier.source)
-    by = pk if sync.primary_key == "profile_id" else "profile_id"
-    return dict(
+    by = pk if by_profile else "profile_id"
+    keys.update(
         con.execute(
             f"select cast({pk} as varchar), cast({ident} as varchar) from {source} "
             f"where cast({by} as varchar) = ?",
             [profile_id],
         ).fetchall()
     )
+    return keys
 
 
 def _held_records(con, sync, subject: Subject) -> list[tuple[str, str | None, str | None]]:
     """(record key, identifier, destination id) of every record of the subject that the sync's
-    destination confirmed holding. Syncs keyed by the profile id hold at most one; others (a
-    lead notification per rep) are found through their model's profile_id column."""
-
-    identifiers = sync_record_keys(con, sync, subject.profile_id)
-    if sync.primary_key == "profile_id":
-        identifiers.setdefault(subject.profile_id, None)
+    destination confirmed holding."""
+    identifiers = subject.sync_records.get(sync.name, {})
     if not identifiers:
         return []
     held = con.execute(
