@@ -12,6 +12,7 @@ from rich.table import Table as RichTable
 
 from cdp.config import landing_path, warehouse_path
 from cdp.console import console, progress_bar, rows_table
+from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse, describe
 from reverse_etl.cli import sync_app
 
 app = typer.Typer(
@@ -107,7 +108,7 @@ def run(
     from orchestration.definitions import defs
 
     instance = _dagster_instance()
-    console.print(f"Running Dagster job [b]{job}[/b] into {warehouse_path()} ...")
+    console.print(f"Running Dagster job [b]{job}[/b] into {describe()} ...")
     started = time.perf_counter()
     with ExitStack() as stack:
         if emulate_apis:
@@ -119,7 +120,7 @@ def run(
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
-    print_run_summary(console, result, warehouse_path(), time.perf_counter() - started)
+    print_run_summary(console, result, time.perf_counter() - started)
     raise typer.Exit(0 if result.success else 1)
 
 
@@ -236,14 +237,13 @@ def privacy_erase(
     import getpass
 
     from cdp import erasure
-    from cdp.load import connect
 
     try:
         erasure.normalized_subject(email, profile_id)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
-    con = connect(warehouse_path())
+    con = connect_warehouse()
     try:
         request_id = erasure.request_erasure(
             con,
@@ -275,12 +275,10 @@ def privacy_requests() -> None:
 
 
 def _print_erasure_requests(request_ids: list[str] | None) -> None:
-    import duckdb
-
     from cdp import erasure
     from cdp.load import table_exists
 
-    con = duckdb.connect(warehouse_path(), read_only=True)
+    con = connect_warehouse(read_only=True)
     try:
         if not table_exists(con, "privacy", "erasure_requests"):
             console.print("no erasure requests")
@@ -350,16 +348,14 @@ def audiences_compile(
 @audiences_app.command("list")
 def audiences_list() -> None:
     """Every audience with its definition file and, once built, its size."""
-    import duckdb
-
     from cdp.audiences import load_audiences
     from cdp.insights import audience_sizes
 
     sizes = {}
     try:
-        with duckdb.connect(warehouse_path(), read_only=True) as con:
+        with connect_warehouse(read_only=True) as con:
             sizes = {row["audience"]: row for row in audience_sizes(con)}
-    except duckdb.Error:
+    except WAREHOUSE_ERRORS:
         pass  # not built yet
     rows = [
         (
@@ -383,15 +379,13 @@ def insights(
     """Headline figures: audience sizes, funnel, attributed revenue, routing, model quality."""
     import json
 
-    import duckdb
-
     from cdp.insights import ATTRIBUTION_MODELS, collect
 
     try:
-        with duckdb.connect(warehouse_path(), read_only=True) as con:
+        with connect_warehouse(read_only=True) as con:
             figures = collect(con)
-    except duckdb.Error as exc:
-        console.print(f"[red]no built warehouse at {warehouse_path()}: {exc}[/red]")
+    except WAREHOUSE_ERRORS as exc:
+        console.print(f"[red]no built warehouse at {describe()}: {exc}[/red]")
         raise typer.Exit(2) from exc
     if as_json:
         typer.echo(json.dumps(figures, indent=2, default=str))

@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import duckdb
-
 from cdp.config import PROJECT_ROOT
 from cdp.load import utc_now
+from cdp.warehouse import Warehouse
 from reverse_etl.delivery import DeliveryError, HttpTransport, RateLimiter, RequestRejected
 
 SCHEMA = "enrichment"
@@ -45,7 +44,7 @@ def eur_per_usd() -> Decimal:
     return rates["USD"]
 
 
-def ensure_cache(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_cache(con: Warehouse) -> None:
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(
         f"""create table if not exists {CACHE} (
@@ -62,7 +61,7 @@ def ensure_cache(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def company_domains(con: duckdb.DuckDBPyConnection) -> list[str]:
+def company_domains(con: Warehouse) -> list[str]:
     """Company email domains the CRM knows: its accounts' domains and its contacts' email
     domains, without private email providers."""
     tables = {
@@ -81,7 +80,8 @@ def company_domains(con: duckdb.DuckDBPyConnection) -> list[str]:
     if not parts:
         return []
     rows = con.execute(
-        f"select distinct d from ({' union all '.join(parts)}) where d like '%.%' order by d"
+        f"select distinct d from ({' union all '.join(parts)}) as domains where d like '%.%' "
+        "order by d"
     ).fetchall()
     free = free_email_domains()
     return [d for (d,) in rows if d not in free]
@@ -172,7 +172,7 @@ def _row(domain: str, answer: Answer, now: dt.datetime, usd_rate: Decimal) -> tu
 
 
 def enrich(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     client: FirmographicsClient,
     ttl_days: int = 30,
     time_budget_s: float = 60.0,
@@ -197,11 +197,13 @@ def enrich(
     started, errors_in_a_row, rows = time.monotonic(), 0, []
     columns = "email_domain, lookup_status, company_name, industry, employee_count, "
     columns += "country_code, annual_revenue_eur, fetched_at, error"
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
 
     def flush() -> None:
         if rows:
             con.executemany(
-                f"insert or replace into {CACHE} ({columns}) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"insert into {CACHE} ({columns}) values (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"on conflict (email_domain) do update set {updates}",
                 rows,
             )
             rows.clear()
@@ -229,6 +231,6 @@ def enrich(
     return result
 
 
-def cache_summary(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+def cache_summary(con: Warehouse) -> dict[str, int]:
     ensure_cache(con)
     return dict(con.execute(f"select lookup_status, count(*) from {CACHE} group by 1").fetchall())

@@ -11,7 +11,7 @@ A request is recorded with a hash of who asked, never the identifier in clear. P
    loader consults so they do not come back with the next export;
 4. the caller rebuilds the dbt models, then `verify` scans every table by the same hashes.
 
-All matching is on SHA-256 hashes (DuckDB's sha256 equals hashlib's), so the request log, the
+All matching is on SHA-256 hashes (the warehouse's sha256 equals hashlib's), so the request log, the
 suppression list and the Dagster run that processes it hold nothing in clear.
 """
 
@@ -26,6 +26,7 @@ import pandas as pd
 from cdp.load import quote, table_exists, utc_now
 from cdp.sources import EMAIL_TOKEN, TABLES, TABLES_BY_KEY, Table
 from cdp.suppression import PRIVACY_SCHEMA, digest, ensure_privacy_schema
+from cdp.warehouse import Warehouse, as_warehouse
 
 REQUESTS = f"{PRIVACY_SCHEMA}.erasure_requests"
 ACTIONS = f"{PRIVACY_SCHEMA}.erasure_actions"
@@ -110,17 +111,18 @@ class Subject:
         return self.record_hashes | sync_keys | extra
 
 
-def find_subject(con, request_id: str) -> Subject:
+def find_subject(con: Warehouse, request_id: str) -> Subject:
+    con = as_warehouse(con)
     kind, subject_hash = con.execute(
         f"select subject_kind, subject_sha256 from {REQUESTS} where request_id = ?", [request_id]
     ).fetchall()[0]
     profile_ids: list[str] = []
     if table_exists(con, "marts", "customers"):
         if kind == "profile_id":
-            sql = "select profile_id from marts.customers where sha256(profile_id) = ?"
+            sql = f"select profile_id from marts.customers where {con.sha256('profile_id')} = ?"
         else:
-            sql = """select distinct profile_id from marts.customer_identifiers
-                where identifier_kind = 'email' and sha256(identifier_value) = ?"""
+            sql = f"""select distinct profile_id from marts.customer_identifiers
+                where identifier_kind = 'email' and {con.sha256("identifier_value")} = ?"""
         profile_ids = [r[0] for r in con.execute(sql, [subject_hash]).fetchall()]
     if len(profile_ids) > 1:
         raise ErasureError(
@@ -170,31 +172,35 @@ def _register_hashes(con, subject: Subject) -> None:
         ("erasure_emails", subject.email_hashes),
         ("erasure_records", subject.record_hashes),
     ):
-        con.execute(f"create or replace temp table {name} (h varchar)")
+        con.replace_temp_table(name, "select cast(null as varchar) as h where false")
         if values:
             con.executemany(f"insert into {name} values (?)", [[v] for v in sorted(values)])
 
 
-def _names_subject(column: str) -> str:
+def _names_subject(con: Warehouse, column: str) -> str:
     """A text column holds one of the subject's ids exactly, or one of their emails anywhere."""
     col = quote(column)
+    emails = con.any_match_hash_in(f"lower({col})", EMAIL_TOKEN, "select h from erasure_emails")
     return (
-        f"(sha256({col}) in (select h from erasure_exact) or (contains({col}, '@') and "
-        f"list_has_any(list_transform(regexp_extract_all(lower({col}), '{EMAIL_TOKEN}'), "
-        f"lambda x: sha256(x)), (select list(h) from erasure_emails))))"
+        f"({con.sha256(col)} in (select h from erasure_exact) or "
+        f"(strpos({col}, '@') > 0 and {emails}))"
     )
 
 
-def _raw_links(table: Table) -> list[str]:
+def _raw_links(con: Warehouse, table: Table) -> list[str]:
     """A raw row is the subject's through its person-link columns or its parent row."""
     conditions = [
-        f"sha256('{source}:' || trim({quote(column)})) in (select h from erasure_records)"
-        for column, source in table.person_links
+        f"{con.sha256(link)} in (select h from erasure_records)"
+        for link in (
+            f"'{source}:' || trim({quote(column)})" for column, source in table.person_links
+        )
     ]
     if table.parent:
         column, parent_key, parent_column = table.parent
         parent = TABLES_BY_KEY[parent_key]
-        parent_match = " or ".join(_raw_links(parent) + _text_conditions(parent.column_names))
+        parent_match = " or ".join(
+            _raw_links(con, parent) + _text_conditions(con, parent.column_names)
+        )
         conditions.append(
             f"{quote(column)} in (select {quote(parent_column)} from raw.{quote(parent_key)}"
             f" where {parent_match})"
@@ -202,45 +208,53 @@ def _raw_links(table: Table) -> list[str]:
     return conditions
 
 
-def _text_conditions(columns: list[str]) -> list[str]:
-    return [_names_subject(c) for c in columns]
+def _text_conditions(con: Warehouse, columns: list[str]) -> list[str]:
+    return [_names_subject(con, c) for c in columns]
 
 
-_QUARANTINE_IDS = (
-    "list_has_any(list_transform(regexp_extract_all(raw_text, '[A-Za-z0-9_-]+'), "
-    "lambda t: sha256(source || ':' || t)), (select list(h) from erasure_records))"
-)
+def _quarantined_ids(con: Warehouse) -> str:
+    """A quarantined line names one of the subject's source records ("source:id")."""
+    return con.any_match_hash_in(
+        "raw_text", "[A-Za-z0-9_-]+", "select h from erasure_records", prefix="source || ':' || "
+    )
 
 
-def _subject_rows(con, schema: str, table: str) -> str | None:
+def _subject_rows(con: Warehouse, schema: str, table: str) -> str | None:
     """The WHERE condition selecting the subject's rows of one table, or None."""
     if schema == "raw" and table in TABLES_BY_KEY:
         source_table = TABLES_BY_KEY[table]
-        conditions = _raw_links(source_table) + _text_conditions(source_table.column_names)
+        conditions = _raw_links(con, source_table) + _text_conditions(
+            con, source_table.column_names
+        )
     else:
         text_columns = [
             r[0]
             for r in con.execute(
                 """select column_name from information_schema.columns
-                where table_schema = ? and table_name = ? and data_type = 'VARCHAR'""",
-                [schema, table],
+                where table_schema = ? and table_name = ?
+                    and data_type in (select unnest(?))""",
+                [schema, table, list(con.text_type_names())],
             ).fetchall()
         ]
-        conditions = _text_conditions(text_columns)
+        conditions = _text_conditions(con, text_columns)
         if (schema, table) == ("raw", "quarantine"):
-            conditions.append(_QUARANTINE_IDS)
+            conditions.append(_quarantined_ids(con))
     return " or ".join(conditions) or None
 
 
-def _warehouse_tables(con) -> list[tuple[str, str]]:
-    """Every base table but the privacy schema's own (hashes only); raw children first, so a
-    child finds its parent row before the parent goes."""
-    rows = con.execute(
-        """select table_schema, table_name from information_schema.tables
-        where table_type = 'BASE TABLE' and table_schema not in (?, 'information_schema')
-        order by table_schema, table_name""",
-        [PRIVACY_SCHEMA],
-    ).fetchall()
+def _warehouse_tables(con: Warehouse) -> list[tuple[str, str]]:
+    """Every base table of the CDP but the privacy schema's own (hashes only); raw children
+    first, so a child finds its parent row before the parent goes."""
+    rows = [
+        (schema, table)
+        for schema, table in con.execute(
+            """select table_schema, table_name from information_schema.tables
+            where table_type = 'BASE TABLE' and table_schema <> ?
+            order by table_schema, table_name""",
+            [PRIVACY_SCHEMA],
+        ).fetchall()
+        if con.holds_cdp_data(schema)
+    ]
     has_parent = {t.key for t in TABLES if t.parent}
     return sorted(rows, key=lambda r: (r[0] != "raw", r[1] not in has_parent, r))
 
@@ -345,9 +359,9 @@ def _erase_in_warehouse(con, subject: Subject) -> tuple[int, int]:
             sets = ", ".join(
                 f"{quote(c)} = {'?' if i == 0 else 'null'}" for i, c in enumerate(columns)
             )
-            count = con.execute(
+            count = con.affected(
                 f"update {quote(schema)}.{quote(table)} set {sets} where {where}", [marker]
-            ).fetchall()[0][0]
+            )
             pseudonymized += count
             if count:
                 _log(con, subject.request_id, f"{schema}.{table}", marker, "pseudonymized", count)
@@ -355,9 +369,7 @@ def _erase_in_warehouse(con, subject: Subject) -> tuple[int, int]:
         where = _subject_rows(con, schema, table)
         if not where:
             continue
-        count = con.execute(f"delete from {quote(schema)}.{quote(table)} where {where}").fetchall()[
-            0
-        ][0]
+        count = con.affected(f"delete from {quote(schema)}.{quote(table)} where {where}")
         if count:
             deleted += count
             _log(con, subject.request_id, f"{schema}.{table}", "", "deleted", count)
@@ -384,6 +396,7 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
     """Erase one requested person everywhere but the dbt models, which the caller rebuilds."""
     from reverse_etl.engine import build_destination
 
+    con = as_warehouse(con)
     ensure_tables(con)
     subject = find_subject(con, request_id)
     result = ErasureResult(request_id, "pending")
@@ -423,7 +436,7 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
         raise
     result.status = "erased"
     # Write the deletions out so freed blocks are reused rather than kept as history.
-    con.execute("checkpoint")
+    con.checkpoint()
     return result
 
 
@@ -442,6 +455,7 @@ def open_requests(con) -> list[str]:
 def verify(con, request_id: str) -> dict[str, int]:
     """Rows in any table that still name the person (by the request's hashes); an empty result
     marks the request verified."""
+    con = as_warehouse(con)
     subject = Subject(request_id, None)
     for kind, value in con.execute(
         f"select identifier_kind, value_sha256 from {PRIVACY_SCHEMA}.suppressions"

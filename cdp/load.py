@@ -26,9 +26,11 @@ import pandas as pd
 from cdp import sources as s
 from cdp.sources import Table
 from cdp.suppression import Suppressions
+from cdp.warehouse import Warehouse, as_warehouse
 
 RAW_SCHEMA = "raw"
 META_COLUMNS = ("_source_file", "_source_line", "_row_hash", "_batch_id", "_loaded_at")
+_META_TYPES = {"_source_line": "bigint", "_loaded_at": "timestamp"}
 _INT = re.compile(r"^\s*-?\d+\s*$")
 _DECIMAL = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
 _GERMAN_TS = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2})$")
@@ -77,7 +79,7 @@ def raw_relation(table: Table) -> str:
     return f"{quote(RAW_SCHEMA)}.{quote(table.key)}"
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection, table: Table | None = None) -> None:
+def ensure_schema(con, table: Table | None = None) -> None:
     con.execute(f"create schema if not exists {quote(RAW_SCHEMA)}")
     con.execute(f"""create table if not exists {quote(RAW_SCHEMA)}."_load_files" (
         table_key varchar, file_name varchar, file_sha256 varchar, size_bytes bigint,
@@ -98,14 +100,14 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def dict_rows(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
+def dict_rows(con, sql: str, params=None) -> list[dict]:
     """A query's rows as column -> value dicts."""
-    cursor = con.execute(sql, params or {})
+    cursor = as_warehouse(con).execute(sql, params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+def table_exists(con, schema: str, name: str) -> bool:
     return bool(
         con.execute(
             "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
@@ -287,7 +289,7 @@ CHUNK_ROWS = 50_000
 
 
 def load_file(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     table: Table,
     path: Path,
     result: LoadResult,
@@ -376,27 +378,34 @@ def load_file(
     result.rows_suppressed += dropped
 
 
-def _insert_chunk(con, table: Table, chunk: list[list], batch_id: str) -> int:
+def _insert_chunk(con: Warehouse, table: Table, chunk: list[list], batch_id: str) -> int:
     """Insert rows not already loaded by an earlier file (duplicates within a file are raw data
     and stay); returns how many were inserted."""
     if not chunk:
         return 0
     frame = pd.DataFrame(chunk, columns=[*table.column_names, *META_COLUMNS], dtype=object)
+    names = ", ".join(quote(c) for c in (*table.column_names, *META_COLUMNS))
+    values = ", ".join(
+        f"cast({quote(c)} as {_META_TYPES.get(c, 'varchar')})"
+        for c in (*table.column_names, *META_COLUMNS)
+    )
     con.register("incoming_rows", frame)
     try:
-        return con.execute(
-            f"""insert into {raw_relation(table)} by name
-            select * from incoming_rows
-            where _row_hash not in (
-                select _row_hash from {raw_relation(table)} where _batch_id <> ?)""",
+        return con.affected(
+            f"""insert into {raw_relation(table)} ({names})
+            select {values} from incoming_rows as incoming
+            where not exists (
+                select 1 from {raw_relation(table)} as loaded
+                where loaded._row_hash = incoming._row_hash and loaded._batch_id <> ?)""",
             [batch_id],
-        ).fetchall()[0][0]
+        )
     finally:
         con.unregister("incoming_rows")
 
 
-def load_table(con: duckdb.DuckDBPyConnection, table: Table, landing: Path) -> LoadResult:
+def load_table(con, table: Table, landing: Path) -> LoadResult:
     """Load every landing file of `table` not loaded before, oldest name first."""
+    con = as_warehouse(con)
     ensure_schema(con, table)
     result = LoadResult(table.key)
     suppressed = Suppressions.read(con)

@@ -14,7 +14,6 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
@@ -31,6 +30,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from cdp.load import utc_now
+from cdp.warehouse import Warehouse, as_warehouse
 
 SCHEMA = "ml"
 PREDICTIONS = f"{SCHEMA}.customer_predictions"
@@ -57,26 +57,32 @@ FEATURES = {
 }
 
 
-def features_as_of(con: duckdb.DuckDBPyConnection, as_of: dt.datetime) -> pd.DataFrame:
+def _timestamp(value: dt.datetime) -> str:
+    """A timestamp literal both warehouses read (a datetime of ours, not user text)."""
+    return f"timestamp '{value.isoformat(sep=' ')}'"
+
+
+def features_as_of(con: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     """One row per profile with a purchase before `as_of`, from events before `as_of` only."""
+    at = _timestamp(as_of)
     return con.execute(
-        """
+        f"""
         with tx as (
             select * from intermediate.int_customer_transactions
-            where is_revenue and transacted_at < $as_of
+            where is_revenue and transacted_at < {at}
         ),
         purchases as (
             select
                 profile_id,
-                date_diff('day', max(transacted_at), $as_of) as days_since_last_purchase,
-                date_diff('day', min(transacted_at), $as_of) as tenure_days,
+                cast({at} as date) - cast(max(transacted_at) as date) as days_since_last_purchase,
+                cast({at} as date) - cast(min(transacted_at) as date) as tenure_days,
                 count(*) as purchase_count,
                 sum(amount_eur) as revenue_eur,
                 sum(amount_eur) / count(*) as average_order_value_eur,
-                count(*) filter (where transacted_at >= $as_of - interval 90 day)
+                count(*) filter (where transacted_at >= {at} - interval '90 days')
                     as purchases_last_90_days,
                 coalesce(
-                    sum(amount_eur) filter (where transacted_at >= $as_of - interval 365 day), 0
+                    sum(amount_eur) filter (where transacted_at >= {at} - interval '365 days'), 0
                 ) as revenue_last_365_days,
                 avg(case when channel = 'store' then 1.0 else 0.0 end) as store_share
             from tx group by profile_id
@@ -89,14 +95,14 @@ def features_as_of(con: duckdb.DuckDBPyConnection, as_of: dt.datetime) -> pd.Dat
                 count(*) filter (where a.activity_type = 'click') as email_clicks_last_180_days
             from staging.stg_email__activity a
             join records r on r.source = 'email' and r.source_record_id = a.subscriber_id
-            where a.occurred_at < $as_of and a.occurred_at >= $as_of - interval 180 day
+            where a.occurred_at < {at} and a.occurred_at >= {at} - interval '180 days'
             group by r.profile_id
         ),
         web as (
             select r.profile_id, count(*) as web_events_last_90_days
             from staging.stg_web__events e
             join records r on r.source = 'web' and r.source_record_id = e.anonymous_id
-            where e.occurred_at < $as_of and e.occurred_at >= $as_of - interval 90 day
+            where e.occurred_at < {at} and e.occurred_at >= {at} - interval '90 days'
             group by r.profile_id
         )
         select
@@ -109,28 +115,27 @@ def features_as_of(con: duckdb.DuckDBPyConnection, as_of: dt.datetime) -> pd.Dat
         left join web using (profile_id)
         order by profile_id
         """,
-        {"as_of": as_of},
     ).df()
 
 
-def labels_after(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> pd.DataFrame:
+def labels_after(con: Warehouse, cutoff: dt.datetime) -> pd.DataFrame:
+    at = _timestamp(cutoff)
     return con.execute(
         f"""
         select
             profile_id,
-            count(*) filter (where transacted_at < $cutoff + interval {CHURN_DAYS} day) = 0
+            count(*) filter (where transacted_at < {at} + interval '{CHURN_DAYS} days') = 0
                 as churned,
             coalesce(sum(amount_eur) filter (
-                where transacted_at < $cutoff + interval {CLV_DAYS} day), 0) as revenue_next_year
+                where transacted_at < {at} + interval '{CLV_DAYS} days'), 0) as revenue_next_year
         from intermediate.int_customer_transactions
-        where is_revenue and transacted_at >= $cutoff
+        where is_revenue and transacted_at >= {at}
         group by profile_id
         """,
-        {"cutoff": cutoff},
     ).df()
 
 
-def latest_activity(con: duckdb.DuckDBPyConnection) -> dt.datetime:
+def latest_activity(con: Warehouse) -> dt.datetime:
     """Now, or the latest purchase when the data ends earlier (a historical demo set)."""
     latest = con.execute(
         "select max(transacted_at) from intermediate.int_customer_transactions"
@@ -173,9 +178,8 @@ def _importance(model: Pipeline, x: pd.DataFrame, y, scoring: str, name: str) ->
     return frame
 
 
-def train_and_score(
-    con: duckdb.DuckDBPyConnection, as_of: dt.datetime | None = None, seed: int = 7
-) -> TrainingRun:
+def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int = 7) -> TrainingRun:
+    con = as_warehouse(con)
     as_of = as_of or latest_activity(con)
     cutoff = as_of - dt.timedelta(days=CLV_DAYS)
     history = features_as_of(con, cutoff)
@@ -250,18 +254,19 @@ def train_and_score(
     return run
 
 
-def _store(con: duckdb.DuckDBPyConnection, run: TrainingRun, scores: pd.DataFrame) -> None:
+def _store(con: Warehouse, run: TrainingRun, scores: pd.DataFrame) -> None:
     """Replace the predictions and append the run's metrics, in one transaction."""
     trained_at = utc_now()
     importance = run.importance.assign(run_id=run.run_id)
     con.execute(f"create schema if not exists {SCHEMA}")
-    con.execute("begin")
+    con.execute("begin transaction")
     try:
         con.execute(
             f"""create table if not exists {RUNS} (
                 run_id varchar primary key, model_version varchar, trained_at timestamp,
                 as_of timestamp, training_cutoff timestamp, train_rows integer,
-                holdout_rows integer, scored_rows integer, metric varchar[], value double[])"""
+                holdout_rows integer, scored_rows integer, metric varchar[],
+                value double precision[])"""
         )
         con.execute(
             f"insert into {RUNS} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -280,8 +285,8 @@ def _store(con: duckdb.DuckDBPyConnection, run: TrainingRun, scores: pd.DataFram
         )
         con.execute(
             f"""create table if not exists {IMPORTANCE} (
-                run_id varchar, model varchar, feature varchar, importance_mean double,
-                importance_std double, coefficient double, description varchar,
+                run_id varchar, model varchar, feature varchar, importance_mean double precision,
+                importance_std double precision, coefficient double precision, description varchar,
                 importance_rank integer)"""
         )
         con.register("importance_frame", importance)
@@ -290,8 +295,9 @@ def _store(con: duckdb.DuckDBPyConnection, run: TrainingRun, scores: pd.DataFram
             "importance_std, coefficient, description, importance_rank from importance_frame"
         )
         con.register("score_frame", scores)
+        con.execute(f"drop table if exists {PREDICTIONS}")
         con.execute(
-            f"""create or replace table {PREDICTIONS} as
+            f"""create table {PREDICTIONS} as
                 select profile_id, churn_probability, predicted_clv_12m_eur,
                        ? as model_run_id, ? as model_version, ? as scored_at
                 from score_frame""",

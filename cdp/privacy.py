@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
-
 from cdp.load import dict_rows, table_exists
 from cdp.profile import profile_360
+from cdp.warehouse import connect_warehouse
 
 
 def access_export(warehouse: str, email_or_profile_id: str) -> dict:
     view = profile_360(warehouse, email_or_profile_id, events=100_000)
     pid = {"pid": view["profile_id"]}
-    con = duckdb.connect(warehouse, read_only=True)
+    con = connect_warehouse(read_only=True, path=warehouse)
     try:
         consents = dict_rows(
             con,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import duckdb
-
 from cdp.load import dict_rows
+from cdp.warehouse import connect_warehouse
 
 RECENT_EVENTS_SQL = """
 with records as (
@@ -64,7 +63,7 @@ def resolve_profile_id(con, email_or_profile_id: str) -> str:
 
 
 def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> dict:
-    con = duckdb.connect(warehouse, read_only=True)
+    con = connect_warehouse(read_only=True, path=warehouse)
     try:
         pid = resolve_profile_id(con, email_or_profile_id)
         params = {"pid": pid}

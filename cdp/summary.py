@@ -2,16 +2,16 @@
 
 from collections import Counter
 
-import duckdb
 from rich.console import Console
 from rich.table import Table
 
 from cdp.load import RAW_SCHEMA, table_exists
+from cdp.warehouse import connect_warehouse, describe
 
 
-def layer_row_counts(warehouse: str) -> dict[str, tuple[int, int]]:
+def layer_row_counts() -> dict[str, tuple[int, int]]:
     """Schema -> (tables, rows) for every schema of the warehouse except internals."""
-    con = duckdb.connect(warehouse, read_only=True)
+    con = connect_warehouse(read_only=True)
     try:
         tables = con.execute("""
             select table_schema, table_name from information_schema.tables
@@ -20,6 +20,8 @@ def layer_row_counts(warehouse: str) -> dict[str, tuple[int, int]]:
             order by 1, 2""").fetchall()
         counts: dict[str, list[int]] = {}
         for schema, name in tables:
+            if not con.holds_cdp_data(schema):
+                continue
             rows = con.execute(f'select count(*) from "{schema}"."{name}"').fetchall()[0][0]
             entry = counts.setdefault(schema, [0, 0])
             entry[0] += 1
@@ -36,9 +38,9 @@ def layer_row_counts(warehouse: str) -> dict[str, tuple[int, int]]:
     return result
 
 
-def print_run_summary(console: Console, result, warehouse: str, seconds: float) -> None:
-    layers = layer_row_counts(warehouse)
-    table = Table(title=f"Warehouse {warehouse}")
+def print_run_summary(console: Console, result, seconds: float) -> None:
+    layers = layer_row_counts()
+    table = Table(title=f"Warehouse {describe()}")
     table.add_column("schema")
     table.add_column("tables", justify="right")
     table.add_column("rows", justify="right")

@@ -5,7 +5,6 @@ config and op outputs carry request ids only, so Dagster's storage holds nothing
 
 import time
 
-import duckdb
 from dagster import (
     DefaultSensorStatus,
     Failure,
@@ -23,7 +22,7 @@ from dagster import (
 from dagster_dbt import DbtCliResource
 
 from cdp import erasure
-from cdp.config import warehouse_path
+from cdp.warehouse import connect_warehouse
 from orchestration.project import dbt_project
 from orchestration.resources import WarehouseResource
 
@@ -91,8 +90,8 @@ def privacy_erasure_job():
 )
 def erasure_request_sensor(context: SensorEvaluationContext):
     try:
-        con = duckdb.connect(warehouse_path(), read_only=True)
-    except (duckdb.IOException, duckdb.CatalogException) as exc:
+        con = connect_warehouse(read_only=True)
+    except Exception as exc:  # a DuckDB file in use or missing, a database down
         return SkipReason(f"warehouse busy or missing: {exc}")
     try:
         open_ids = erasure.open_requests(con)

@@ -4,24 +4,24 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 
 from cdp.config import landing_path, warehouse_path
-from cdp.load import connect
+from cdp.warehouse import connect_warehouse
 from orchestration.project import PROJECT_ROOT, dbt_project
 
 
 class WarehouseResource(ConfigurableResource):
-    """The DuckDB warehouse file and the landing folder that raw loads read from."""
+    """The warehouse of CDP_TARGET (the DuckDB file at `path`, or PostgreSQL from CDP_PG_*) and
+    the landing folder that raw loads read from."""
 
     path: str
     landing_dir: str
 
     @contextmanager
     def connection(self, read_only: bool = False):
-        con = duckdb.connect(self.path, read_only=True) if read_only else connect(self.path)
+        con = connect_warehouse(read_only=read_only, path=self.path)
         try:
             yield con
         finally:

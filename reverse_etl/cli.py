@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 
-import duckdb
 import typer
 from rich.console import Console
 
-from cdp.config import warehouse_path
 from cdp.console import console, progress_bar, rows_table
+from cdp.warehouse import connect_warehouse
 from reverse_etl.config import SyncConfigError, load_syncs
 from reverse_etl.engine import SCHEMA, ensure_state, run_sync
 
@@ -74,7 +73,7 @@ def run(
     if name not in syncs:
         console.print(f"[red]unknown sync {name!r}; known: {', '.join(syncs)}[/red]")
         raise typer.Exit(2)
-    con = duckdb.connect(warehouse_path())
+    con = connect_warehouse()
     try:
         with progress_bar(disable=as_json) as bar:
             task = bar.add_task(f"sync {name}", total=None)
@@ -121,7 +120,7 @@ def _print_result(result) -> None:
 @sync_app.command("status")
 def status(limit: int = typer.Option(20, help="How many recent runs.")) -> None:
     """Recent runs of every sync (sync_runs)."""
-    con = duckdb.connect(warehouse_path())
+    con = connect_warehouse()
     try:
         ensure_state(con)
         rows = con.execute(
@@ -159,7 +158,7 @@ def errors(
     limit: int = typer.Option(50, help="How many errors."),
 ) -> None:
     """Records a destination rejected (retried on the next run) or that were invalid."""
-    con = duckdb.connect(warehouse_path())
+    con = connect_warehouse()
     try:
         ensure_state(con)
         rows = con.execute(

@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from cdp.load import quote, utc_now
+from cdp.warehouse import Warehouse, as_warehouse
 from reverse_etl.config import SyncConfig
 from reverse_etl.destinations import Destination, Outcome, Record, get_destination
 
@@ -32,7 +33,7 @@ def relation(name: str) -> str:
     return ".".join(quote(part) for part in name.split("."))
 
 
-def ensure_state(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_state(con: Warehouse) -> None:
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(f"""create table if not exists {SCHEMA}.sync_state (
         sync_name varchar, record_key varchar, row_hash varchar, destination_id varchar,
@@ -78,8 +79,9 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
     """Temp tables: sync_current (valid rows and their hash), sync_invalid, sync_diff."""
     pk = quote(sync.primary_key)
     mapped = ", ".join(f"{quote(col)}" for col in sync.columns)
+    # \x1e marks null (PostgreSQL text cannot hold \x00); \x1f separates fields
     hashed = " || '\x1f' || ".join(
-        f"coalesce(cast({quote(col)} as varchar), '\x00')" for col in sync.columns
+        f"coalesce(cast({quote(col)} as varchar), '\x1e')" for col in sync.columns
     )
     conditions = [f"({sync.filter})"] if sync.filter else []
     if sync.purpose:
@@ -90,24 +92,32 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
         conditions.append(f"""cast({pk} as varchar) in (select profile_id from {MEMBERSHIPS}
             where audience = '{sync.audience}')""")
     where = f"where {' and '.join(conditions)}" if conditions else ""
-    con.execute(f"""create or replace temp table sync_source as
-        select cast({pk} as varchar) as record_key, {mapped}, md5({hashed}) as row_hash
-        from {relation(sync.source)} {where}""")
+    con.replace_temp_table(
+        "sync_source",
+        f"""select cast({pk} as varchar) as record_key, {mapped}, md5({hashed}) as row_hash
+        from {relation(sync.source)} {where}""",
+    )
     identifier = quote(sync.identifier.source)
-    con.execute(f"""create or replace temp table sync_invalid as
-        select record_key, case
+    con.replace_temp_table(
+        "sync_invalid",
+        f"""select record_key, case
             when record_key is null then 'primary key {sync.primary_key} is null'
-            when count(*) over (partition by record_key) > 1
-                then 'primary key {sync.primary_key} is not unique'
+            when copies > 1 then 'primary key {sync.primary_key} is not unique'
             else 'identifier {sync.identifier.source} is empty' end as message
-        from sync_source
-        qualify record_key is null or {identifier} is null
-            or trim(cast({identifier} as varchar)) = ''
-            or count(*) over (partition by record_key) > 1""")
-    con.execute("""create or replace temp table sync_current as
-        select * from sync_source
+        from (
+            select record_key, {identifier},
+                count(*) over (partition by record_key) as copies
+            from sync_source
+        ) as counted
+        where record_key is null or {identifier} is null
+            or trim(cast({identifier} as varchar)) = '' or copies > 1""",
+    )
+    con.replace_temp_table(
+        "sync_current",
+        """select * from sync_source
         where record_key not in (select record_key from sync_invalid where record_key is not null)
-            and record_key is not null""")
+            and record_key is not null""",
+    )
     state = (
         f"(select * from {SCHEMA}.sync_state where false)"
         if full_resync
@@ -123,9 +133,9 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
         from {state} as state
         where state.record_key not in (select record_key from sync_current)"""
     )
-    con.execute(
-        f"""create or replace temp table sync_diff as
-        select current.record_key,
+    con.replace_temp_table(
+        "sync_diff",
+        f"""select current.record_key,
             case when state.record_key is null then 'added'
                  when state.row_hash <> current.row_hash then 'changed'
                  else 'unchanged' end as change,
@@ -208,8 +218,10 @@ def _record_outcomes(
             )
         elif ok:
             con.execute(
-                f"""insert or replace into {SCHEMA}.sync_state
-                select ?, record_key, row_hash, destination_id, ? from confirmed_records""",
+                f"""insert into {SCHEMA}.sync_state
+                select ?, record_key, row_hash, destination_id, ? from confirmed_records
+                on conflict (sync_name, record_key) do update set row_hash = excluded.row_hash,
+                    destination_id = excluded.destination_id, synced_at = excluded.synced_at""",
                 [sync.name, now],
             )
         if ok:
@@ -263,7 +275,7 @@ def build_destination(sync: SyncConfig, sleep=None) -> Destination:
 
 
 def run_sync(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse | duckdb.DuckDBPyConnection,
     sync: SyncConfig,
     *,
     dry_run: bool = False,
@@ -272,6 +284,7 @@ def run_sync(
     progress: Callable[[int, int], None] | None = None,
     sample_size: int = 5,
 ) -> SyncResult:
+    con = as_warehouse(con)
     ensure_state(con)
     result = SyncResult(run_id=uuid.uuid4().hex, sync_name=sync.name, dry_run=dry_run)
     con.execute(

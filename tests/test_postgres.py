@@ -1,49 +1,73 @@
-"""The same project on the real PostgreSQL server, through the dispatched macros.
-
-The raw tables the DuckDB run loaded are copied into PostgreSQL; `dbt build --target postgres`
-must pass every test there, stage the same rows and, resolving with the same rules, produce the
-same golden records.
+"""The whole project on the real PostgreSQL server: `cdp run` with CDP_TARGET=postgres loads the
+landing files, builds every dbt model with its tests through the dispatched macros, enriches and
+scores into PostgreSQL; syncs deliver from there and an erasure is carried out there. The result
+must stage the same rows as DuckDB and, resolving with the same rules, give the same golden
+records.
 """
 
-import csv
-import io
+import json
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from cdp.load import META_COLUMNS, quote
+from cdp.load import quote
 from cdp.sources import TABLES
+from cdp.warehouse import CDP_SCHEMAS
 from orchestration.project import PROJECT_ROOT
+from reverse_etl.config import load_syncs
+from reverse_etl.demo import start_emulators
 from tests.conftest import PG, dbt_build, pg_answers, pg_connect
 
-DBT = str(Path(sys.executable).parent / "dbt")
+CDP = str(Path(sys.executable).parent / "cdp")
 pytestmark = pytest.mark.skipif(
     not pg_answers(), reason=f"no PostgreSQL answers at {PG['host']}:{PG['port']}"
 )
+PG_TARGET = {
+    "CDP_TARGET": "postgres",
+    "CDP_PG_HOST": PG["host"],
+    "CDP_PG_PORT": str(PG["port"]),
+    "CDP_PG_USER": PG["user"],
+    "CDP_PG_DATABASE": PG["dbname"],
+}
 
 
-def _copy_raw_to_postgres(duck, pg) -> None:
+def _pg_rows(pg, sql: str, params=None) -> list[tuple]:
     with pg.cursor() as cur:
-        for schema in ("raw", "staging", "reference", "intermediate", "marts", "snapshots"):
-            cur.execute(f"drop schema if exists {schema} cascade")
-        cur.execute("create schema raw")
-        for t in TABLES:
-            columns = [*t.column_names, *META_COLUMNS]
-            types = {"_source_line": "bigint", "_loaded_at": "timestamp"}
-            ddl = ", ".join(f"{quote(c)} {types.get(c, 'text')}" for c in columns)
-            cur.execute(f"create table raw.{quote(t.key)} ({ddl})")
-            buffer = io.StringIO()
-            csv.writer(buffer).writerows(
-                duck.execute(f"select * from raw.{quote(t.key)}").fetchall()
-            )
-            buffer.seek(0)
-            cur.copy_expert(f"copy raw.{quote(t.key)} from stdin with (format csv)", buffer)
-    pg.commit()
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+@pytest.fixture(scope="module")
+def pg_env(landing, tmp_path_factory) -> dict:
+    home = tmp_path_factory.mktemp("dagster_home_pg")
+    (home / "dagster.yaml").touch()
+    return {**os.environ, **PG_TARGET, "DAGSTER_HOME": str(home), "COLUMNS": "200"}
+
+
+@pytest.fixture(scope="module")
+def postgres_build(pg_env):
+    """`cdp run --emulate-apis` on PostgreSQL, from empty schemas."""
+    pg = pg_connect()
+    pg.autocommit = True
+    with pg.cursor() as cur:
+        for schema in sorted(CDP_SCHEMAS):
+            cur.execute(f"drop schema if exists {quote(schema)} cascade")
+    done = subprocess.run(
+        [CDP, "run", "--emulate-apis"],
+        cwd=PROJECT_ROOT,
+        env=pg_env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    yield done, pg
+    pg.close()
 
 
 @pytest.fixture(scope="module")
@@ -53,26 +77,31 @@ def duck(full_run):
     con.close()
 
 
-@pytest.fixture(scope="module")
-def postgres_build(duck):
-    pg = pg_connect()
-    _copy_raw_to_postgres(duck, pg)
-    env = {**os.environ, "CDP_PG_DATABASE": PG["dbname"], "CDP_PG_HOST": PG["host"]}
-    done = subprocess.run(
-        [DBT, "--no-use-colors", "build", "--target", "postgres", "--profiles-dir", "."],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    yield done, pg
-    pg.close()
+def test_the_whole_graph_runs_on_postgres(postgres_build):
+    """Loads, every dbt model and test, enrichment, predictions: one successful Dagster run."""
+    done, pg = postgres_build
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "postgresql://" in done.stdout
+    loaded = dict(_pg_rows(pg, 'select table_key, sum(rows_new) from raw."_load_files" group by 1'))
+    assert set(loaded) == {t.key for t in TABLES}
+    assert _pg_rows(pg, "select count(*) from raw.quarantine")[0][0] > 0
+    found = _pg_rows(pg, "select count(*) from enrichment.company_firmographics")[0][0]
+    assert found > 100
+    scored = _pg_rows(
+        pg,
+        """select count(*), count(p.churn_probability) from marts.customer_traits t
+        left join ml.customer_predictions p using (profile_id) where t.purchase_count > 0""",
+    )[0]
+    assert scored[0] > 1000 and scored[1] == scored[0]
 
 
-def test_dbt_build_passes_on_postgres(postgres_build):
-    done, _ = postgres_build
-    assert done.returncode == 0, done.stdout[-3000:]
-    assert "ERROR=0" in done.stdout
+def test_the_loader_keeps_and_quarantines_the_same_rows_on_both(postgres_build, duck):
+    _, pg = postgres_build
+    query = "select table_name, reason, count(*) from raw.quarantine group by 1, 2 order by 1, 2"
+    assert _pg_rows(pg, query) == duck.execute(query).fetchall()
+    for t in TABLES:
+        count = f"select count(*) from raw.{quote(t.key)}"
+        assert _pg_rows(pg, count) == duck.execute(count).fetchall(), t.key
 
 
 def test_postgres_and_duckdb_stage_the_same_rows(postgres_build, duck):
@@ -175,3 +204,91 @@ def test_the_same_golden_records_on_both_warehouses(postgres_build, duck_determi
     assert len(on_pg) == len(on_duck)
     different = [(d, p) for d, p in zip(on_duck, on_pg, strict=True) if d != p]
     assert different == [], different[:3]
+
+
+@pytest.fixture(scope="module")
+def pg_syncs(postgres_build, pg_env, tmp_path_factory):
+    """Every shipped sync run from PostgreSQL by `cdp sync run`, to running emulators."""
+    with ExitStack() as stack:
+        saved = dict(os.environ)
+        stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
+        os.environ["CDP_EXPORT_DIR"] = str(tmp_path_factory.mktemp("pg_exports"))
+        emulators = start_emulators(stack)
+        env = {**os.environ, **PG_TARGET, "DAGSTER_HOME": pg_env["DAGSTER_HOME"]}
+
+        def sync(name: str) -> dict:
+            done = subprocess.run(
+                [CDP, "sync", "run", name, "--json"], env=env, capture_output=True, text=True
+            )
+            assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
+            return json.loads(done.stdout)
+
+        first = {name: sync(name) for name in load_syncs()}
+        yield {"emulators": emulators, "env": env, "first": first, "sync": sync}
+
+
+def test_syncs_deliver_from_postgres_and_resend_nothing_unchanged(pg_syncs, postgres_build):
+    _, pg = postgres_build
+    for name, result in pg_syncs["first"].items():
+        assert result["status"] in ("succeeded", "partial"), (name, result)
+        assert result["added"] > 0 and result["calls"] > 0, name
+        confirmed = _pg_rows(
+            pg, "select count(*) from reverse_etl.sync_state where sync_name = %s", [name]
+        )[0][0]
+        assert confirmed == result["added"] - result["failed"], name
+    hubspot = pg_syncs["first"]["hubspot_contacts"]
+    assert len(pg_syncs["emulators"]["hubspot"].live_contacts()) == hubspot["added"]
+    again = pg_syncs["sync"]("hubspot_contacts")
+    assert (again["calls"], again["added"], again["changed"]) == (0, 0, 0)
+    assert again["unchanged"] == hubspot["added"] - hubspot["failed"]
+
+
+def _pg_mentions(pg, email: str, profile_id: str) -> dict[str, int]:
+    """Every text column of every CDP table and view (but the hashes of the privacy schema)
+    that still holds the email anywhere or the profile id exactly."""
+    columns = _pg_rows(
+        pg,
+        """select table_schema, table_name, column_name from information_schema.columns
+        where table_schema = any(%s) and table_schema <> 'privacy'
+          and data_type in ('text', 'character varying')""",
+        [sorted(CDP_SCHEMAS)],
+    )
+    found = {}
+    for schema, table, column in columns:
+        col = f"{quote(schema)}.{quote(table)}.{quote(column)}"
+        hits = _pg_rows(
+            pg,
+            f"select count(*) from {quote(schema)}.{quote(table)} "
+            f"where strpos(lower({col}), %s) > 0 or {col} = %s",
+            [email, profile_id],
+        )[0][0]
+        if hits:
+            found[f"{schema}.{table}.{column}"] = hits
+    return found
+
+
+def test_an_erasure_on_postgres_leaves_nothing_of_the_person(pg_syncs, postgres_build):
+    _, pg = postgres_build
+    profile_id, email = _pg_rows(
+        pg,
+        """select c.profile_id, c.email from marts.customers c
+        join reverse_etl.sync_state s on s.record_key = c.profile_id
+            and s.sync_name = 'hubspot_contacts'
+        join marts.customer_identifiers i on i.profile_id = c.profile_id
+            and i.identifier_kind = 'email' and i.identifier_value = c.email
+            and not i.is_shared and not i.is_blocklisted
+        where c.record_count >= 3 order by c.profile_id limit 1""",
+    )[0]
+    assert _pg_mentions(pg, email, profile_id)  # the scan sees them before
+    done = subprocess.run(
+        [CDP, "privacy", "erase", "--email", email, "--requested-by", "dpo"],
+        env=pg_syncs["env"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _pg_rows(pg, "select status from privacy.erasure_requests") == [("verified",)]
+    assert _pg_mentions(pg, email, profile_id) == {}
+    held = json.dumps(pg_syncs["emulators"]["hubspot"].live_contacts()).lower()
+    assert email not in held
