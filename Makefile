@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CDP_WAREHOUSE ?= $(CURDIR)/warehouse/cdp.duckdb
 export CDP_LANDING ?= $(CURDIR)/data/demo
 
-.PHONY: install manifest demo run test lint ui bench clean
+.PHONY: install manifest demo run test test-spark lint ui bench clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ demo: install
 
 test: install lint
 	$(BIN)/pytest
+
+# The project on Apache Spark (dbt-spark, local session; needs Java 17): slow, not in `make test`.
+test-spark: install
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,spark]'
+	$(BIN)/pytest -m slow tests/test_spark.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ from rich.table import Table as RichTable
 
 from cdp.config import landing_path, warehouse_path
 from cdp.console import console, progress_bar, rows_table
+from cdp.load import export_raw_parquet
 from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse, describe
 from reverse_etl.cli import sync_app
 
@@ -122,6 +123,31 @@ def run(
         )
     print_run_summary(console, result, time.perf_counter() - started)
     raise typer.Exit(0 if result.success else 1)
+
+
+@app.command("export-raw")
+def export_raw(
+    out: Path = typer.Option(..., "--out", help="Folder for <table>/data.parquet."),
+) -> None:
+    """Write the loaded raw tables of the DuckDB warehouse as Parquet, for Spark or Trino (then
+    `dbt run-operation register_raw_parquet --args '{folder: OUT}' --target spark`)."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(warehouse_path(), read_only=True)
+    except duckdb.Error as exc:
+        console.print(f"[red]cannot open {warehouse_path()}: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    try:
+        with console.status(f"writing Parquet to {out} ..."):
+            written = export_raw_parquet(con, out)
+    finally:
+        con.close()
+    if not written:
+        console.print("[red]no raw tables loaded yet: run `cdp run` first[/red]")
+        raise typer.Exit(1)
+    rows = [(table, f"{count:,}") for table, count in written.items()]
+    console.print(rows_table(f"Raw tables in {out}", ["table", "rows"], rows))
 
 
 @eval_app.command("identity")

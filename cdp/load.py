@@ -418,3 +418,23 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     path = Path(warehouse)
     path.parent.mkdir(parents=True, exist_ok=True)
     return duckdb.connect(str(path))
+
+
+def export_raw_parquet(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
+    """Each loaded raw table as Parquet in `<folder>/<table>/data.parquet` (a data lake layout
+    Spark and Trino read; `register_raw_parquet` makes them dbt sources there). Returns rows
+    per table."""
+    written = {}
+    for table in s.TABLES:
+        if not table_exists(con, RAW_SCHEMA, table.key):
+            continue
+        target = Path(folder) / table.key
+        target.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"copy (select * from {raw_relation(table)}) to "
+            f"'{(target / 'data.parquet').as_posix()}' (format parquet)"
+        )
+        written[table.key] = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[
+            0
+        ][0]
+    return written

@@ -138,3 +138,116 @@
     where 1 = 0
     {%- endif -%}
 {%- endmacro %}
+
+
+{% macro distinct_list(expression) -%}
+    {#- The distinct values of a group, sorted, as one comma-separated text. -#}
+    {{ return(adapter.dispatch('distinct_list', 'cdp')(expression)) }}
+{%- endmacro %}
+
+{% macro default__distinct_list(expression) -%}
+    string_agg(distinct {{ expression }}, ', ' order by {{ expression }})
+{%- endmacro %}
+
+
+{#- Apache Spark (dbt-spark). Regular expressions are Java's; string literals take backslash
+    escapes, so patterns avoid backslashes. -#}
+
+{% macro spark__regex_matches(expression, pattern_sql) -%}
+    coalesce(({{ expression }}) rlike ('^(?:' || {{ pattern_sql }} || ')$'), false)
+{%- endmacro %}
+
+{% macro spark__json_field(column, path) -%}
+    get_json_object({{ column }}, '$.{{ path }}')
+{%- endmacro %}
+
+{% macro spark__parse_german_datetime(column) -%}
+    to_timestamp({{ column }}, 'dd.MM.yyyy HH:mm')
+{%- endmacro %}
+
+{% macro spark__parse_german_date(column) -%}
+    to_date({{ column }}, 'dd.MM.yyyy')
+{%- endmacro %}
+
+{% macro spark__latest_per_key(relation, key, order_by) -%}
+    select * except (_row_number) from (
+        select *, row_number() over (partition by {{ key }} order by {{ order_by }}) as _row_number
+        from {{ relation }}
+    ) as numbered
+    where _row_number = 1
+{%- endmacro %}
+
+{% macro spark__last_word(expression) -%}
+    nullif(regexp_extract({{ expression }}, '([^ ]+)$', 1), '')
+{%- endmacro %}
+
+{% macro spark__most_frequent(expression) -%}
+    mode({{ expression }})
+{%- endmacro %}
+
+{% macro spark__distinct_list(expression) -%}
+    array_join(array_sort(collect_set({{ expression }})), ', ')
+{%- endmacro %}
+
+{% macro spark__days_between(start_column, end_column) -%}
+    round(
+        cast((unix_timestamp({{ end_column }}) - unix_timestamp({{ start_column }})) / 86400.0
+            as decimal(18, 6)),
+        2
+    )
+{%- endmacro %}
+
+{% macro spark__title_case(expression) -%}
+    array_join(transform(split(lower({{ expression }}), ' '),
+        word -> array_join(transform(split(word, '-'),
+            part -> upper(left(part, 1)) || substr(part, 2)), '-')), ' ')
+{%- endmacro %}
+
+
+{#- Models that must remember earlier runs (stable profile ids, sticky rep assignments) are
+    incremental with delete+insert; Spark needs a table format with MERGE for that (var
+    cdp_spark_file_format: delta or iceberg on a cluster) and, on plain Parquet, rebuilds them. -#}
+{% macro sticky_materialization() -%}
+    {%- if target.type == 'spark' and not spark_merges() -%}
+        {{ return('table') }}
+    {%- endif -%}
+    {{ return('incremental') }}
+{%- endmacro %}
+
+{% macro sticky_strategy() -%}
+    {{ return('merge' if target.type == 'spark' else 'delete+insert') }}
+{%- endmacro %}
+
+{% macro spark_merges() -%}
+    {{ return(var('cdp_spark_file_format', 'parquet') in ('delta', 'iceberg', 'hudi')) }}
+{%- endmacro %}
+
+{#- Spark sessions run in UTC (profile: spark.sql.session.timeZone). -#}
+{% macro spark__local_to_utc(column) -%}
+    {#- In the hour the clocks go back, a wall-clock time happens twice: take the later (standard
+        time), as PostgreSQL and DuckDB do; Spark alone takes the earlier. -#}
+    {%- set local = "cast(" ~ column ~ " as timestamp)" -%}
+    {%- set zone = "'" ~ var("cdp_source_timezone") ~ "'" -%}
+    {%- set utc = "to_utc_timestamp(" ~ local ~ ", " ~ zone ~ ")" -%}
+    case
+        when from_utc_timestamp({{ utc }} + interval 1 hour, {{ zone }}) = {{ local }}
+            then {{ utc }} + interval 1 hour
+        else {{ utc }}
+    end
+{%- endmacro %}
+
+{% macro spark__iso_to_utc(column) -%}
+    cast({{ column }} as timestamp)
+{%- endmacro %}
+
+{% macro spark__utc_to_local(column) -%}
+    from_utc_timestamp({{ column }}, '{{ var("cdp_source_timezone") }}')
+{%- endmacro %}
+
+{% macro spark__current_utc() -%}
+    current_timestamp()
+{%- endmacro %}
+
+{% macro spark__regexp_replace_all(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}')
+{%- endmacro %}

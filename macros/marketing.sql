@@ -19,6 +19,10 @@
 
 {% macro days_between(start_column, end_column) -%}
     {#- Fractional days between two timestamps (null when either is null). -#}
+    {{ return(adapter.dispatch('days_between', 'cdp')(start_column, end_column)) }}
+{%- endmacro %}
+
+{% macro default__days_between(start_column, end_column) -%}
     round(
         cast(
             (extract(epoch from {{ end_column }}) - extract(epoch from {{ start_column }})) / 86400.0

@@ -13,7 +13,7 @@
 {% macro normalize_name(column) -%}
     {#- Collapse whitespace; fix case only where the source shouted or whispered, so
         McDonald and van der Berg survive. -#}
-    {%- set squeezed = "trim(regexp_replace(" ~ column ~ ", '\\s+', ' ', 'g'))" -%}
+    {%- set squeezed = "trim(" ~ regexp_replace_all(column, '\\s+', ' ') ~ ")" -%}
     case
         when {{ squeezed }} = '' then null
         when {{ squeezed }} = upper({{ squeezed }}) or {{ squeezed }} = lower({{ squeezed }})
@@ -73,7 +73,7 @@
         column computed in an earlier CTE: the expression is repeated). Too short, too long or
         all-zero national numbers become null. -#}
     {%- set digits -%}
-        regexp_replace(regexp_replace(replace(trim({{ column }}), '(0)', ''), '[^0-9+]', '', 'g'),
+        regexp_replace({{ regexp_replace_all("replace(trim(" ~ column ~ "), '(0)', '')", '[^0-9+]') }},
             '^00', '+')
     {%- endset -%}
     {%- set candidate -%}
@@ -100,12 +100,21 @@
 
 {% macro local_to_utc(column) -%}
     {#- Wall-clock time of the source's zone (DST-aware) to a UTC timestamp. -#}
+    {{ return(adapter.dispatch('local_to_utc', 'cdp')(column)) }}
+{%- endmacro %}
+
+{% macro default__local_to_utc(column) -%}
     (cast({{ column }} as timestamp) at time zone '{{ var("cdp_source_timezone") }}')
         at time zone 'UTC'
 {%- endmacro %}
 
 
 {% macro iso_to_utc(column) -%}
+    {#- An ISO-8601 text with offset or Z to a UTC timestamp. -#}
+    {{ return(adapter.dispatch('iso_to_utc', 'cdp')(column)) }}
+{%- endmacro %}
+
+{% macro default__iso_to_utc(column) -%}
     (cast({{ column }} as timestamp with time zone) at time zone 'UTC')
 {%- endmacro %}
 
@@ -113,15 +122,15 @@
 {% macro name_key(column) -%}
     {#- A comparison key for names: lower case, umlauts and accents folded so Müller, Mueller
         and Muller meet, everything but letters dropped. For matching only, never shown. -#}
+    {%- set folded -%}
+        translate(
+            replace(replace(replace(replace(lower({{ column }}), 'ä', 'ae'), 'ö', 'oe'), 'ü', 'ue'), 'ß', 'ss'),
+            'áàâãåçéèêëíìîïñóòôõøúùûýÿłśźżćńěščřžů',
+            'aaaaaceeeeiiiinooooouuuyylszzcnescrzu'
+        )
+    {%- endset -%}
     replace(replace(replace(
-        regexp_replace(
-            translate(
-                replace(replace(replace(replace(lower({{ column }}), 'ä', 'ae'), 'ö', 'oe'), 'ü', 'ue'), 'ß', 'ss'),
-                'áàâãåçéèêëíìîïñóòôõøúùûýÿłśźżćńěščřžů',
-                'aaaaaceeeeiiiinooooouuuyylszzcnescrzu'
-            ),
-            '[^a-z]', '', 'g'
-        ),
+        {{ regexp_replace_all(folded, '[^a-z]') }},
     'ue', 'u'), 'oe', 'o'), 'ae', 'a')
 {%- endmacro %}
 
@@ -136,6 +145,10 @@
 
 {% macro utc_to_local(column) -%}
     {#- A UTC timestamp to wall-clock time of var `cdp_source_timezone`, the customers' zone. -#}
+    {{ return(adapter.dispatch('utc_to_local', 'cdp')(column)) }}
+{%- endmacro %}
+
+{% macro default__utc_to_local(column) -%}
     (({{ column }} at time zone 'UTC') at time zone '{{ var("cdp_source_timezone") }}')
 {%- endmacro %}
 
@@ -145,6 +158,25 @@
     {%- if var('cdp_as_of', none) -%}
         cast('{{ var("cdp_as_of") }}' as timestamp)
     {%- else -%}
-        (current_timestamp at time zone 'UTC')
+        {{ current_utc() }}
     {%- endif -%}
+{%- endmacro %}
+
+
+{% macro current_utc() -%}
+    {{ return(adapter.dispatch('current_utc', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__current_utc() -%}
+    (current_timestamp at time zone 'UTC')
+{%- endmacro %}
+
+
+{% macro regexp_replace_all(expression, pattern, replacement='') -%}
+    {#- Every match of `pattern` replaced (PostgreSQL replaces the first without flag 'g'). -#}
+    {{ return(adapter.dispatch('regexp_replace_all', 'cdp')(expression, pattern, replacement)) }}
+{%- endmacro %}
+
+{% macro default__regexp_replace_all(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}', 'g')
 {%- endmacro %}

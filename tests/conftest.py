@@ -110,5 +110,35 @@ def warehouse(full_run):
     con.close()
 
 
+GOLDEN_COLUMNS = (
+    "profile_id, is_identified, first_name, last_name, full_name, email, all_emails, phone, "
+    "street, postal_code, city, country_code, birth_date, company_name, crm_lead_status, "
+    "crm_owner_name, has_shop_account, has_loyalty_card, is_on_email_list, is_in_crm, sources, "
+    "record_count, first_seen_at, last_seen_at"
+)
+
+
+@pytest.fixture(scope="session")
+def duck_deterministic(full_run, tmp_path_factory):
+    """The same raw data built on DuckDB with the rules PostgreSQL and Spark run (no Splink
+    pairs)."""
+    from cdp.load import quote
+
+    path = tmp_path_factory.mktemp("deterministic") / "warehouse.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
+    with duckdb.connect(str(path)) as con:  # from the raw tables alone, as PostgreSQL builds
+        schemas = con.execute(
+            """select distinct schema_name from information_schema.schemata
+               where catalog_name = current_database()
+                 and schema_name not in ('raw', 'main', 'information_schema', 'pg_catalog')"""
+        ).fetchall()
+        for (schema,) in schemas:
+            con.execute(f"drop schema {quote(schema)} cascade")
+    dbt_build("--vars", "{cdp_probabilistic_matching: false}", env={"CDP_WAREHOUSE": str(path)})
+    con = duckdb.connect(str(path), read_only=True)
+    yield con
+    con.close()
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SESSION_DIR, ignore_errors=True)

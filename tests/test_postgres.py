@@ -7,7 +7,6 @@ records.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -22,7 +21,7 @@ from cdp.warehouse import CDP_SCHEMAS
 from orchestration.project import PROJECT_ROOT
 from reverse_etl.config import load_syncs
 from reverse_etl.demo import start_emulators
-from tests.conftest import PG, dbt_build, pg_answers, pg_connect
+from tests.conftest import GOLDEN_COLUMNS, PG, pg_answers, pg_connect
 
 CDP = str(Path(sys.executable).parent / "cdp")
 pytestmark = pytest.mark.skipif(
@@ -81,7 +80,7 @@ def test_the_whole_graph_runs_on_postgres(postgres_build):
     """Loads, every dbt model and test, enrichment, predictions: one successful Dagster run."""
     done, pg = postgres_build
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "postgresql://" in done.stdout
+    assert "postgresql://" in done.stdout + done.stderr
     loaded = dict(_pg_rows(pg, 'select table_key, sum(rows_new) from raw."_load_files" group by 1'))
     assert set(loaded) == {t.key for t in TABLES}
     assert _pg_rows(pg, "select count(*) from raw.quarantine")[0][0] > 0
@@ -162,33 +161,6 @@ def test_identity_resolution_runs_on_postgres_with_the_same_deterministic_rules(
     duck_profiles = duck.execute("select count(*) from marts.customers").fetchall()[0][0]
     assert profiles >= duck_profiles
     assert identified > 0
-
-
-GOLDEN_COLUMNS = (
-    "profile_id, is_identified, first_name, last_name, full_name, email, all_emails, phone, "
-    "street, postal_code, city, country_code, birth_date, company_name, crm_lead_status, "
-    "crm_owner_name, has_shop_account, has_loyalty_card, is_on_email_list, is_in_crm, sources, "
-    "record_count, first_seen_at, last_seen_at"
-)
-
-
-@pytest.fixture(scope="module")
-def duck_deterministic(full_run, tmp_path_factory):
-    """The same raw data built on DuckDB with the rules PostgreSQL runs (no Splink pairs)."""
-    path = tmp_path_factory.mktemp("deterministic") / "warehouse.duckdb"
-    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
-    with duckdb.connect(str(path)) as con:  # from the raw tables alone, as PostgreSQL builds
-        schemas = con.execute(
-            """select distinct schema_name from information_schema.schemata
-               where catalog_name = current_database()
-                 and schema_name not in ('raw', 'main', 'information_schema', 'pg_catalog')"""
-        ).fetchall()
-        for (schema,) in schemas:
-            con.execute(f"drop schema {quote(schema)} cascade")
-    dbt_build("--vars", "{cdp_probabilistic_matching: false}", env={"CDP_WAREHOUSE": str(path)})
-    con = duckdb.connect(str(path), read_only=True)
-    yield con
-    con.close()
 
 
 def test_the_same_golden_records_on_both_warehouses(postgres_build, duck_deterministic):

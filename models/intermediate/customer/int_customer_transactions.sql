@@ -29,7 +29,7 @@ shop_orders as (
     inner join records
         on
             records.source = 'shop'
-            and records.source_record_id = cast(orders.customer_id as varchar)
+            and records.source_record_id = cast(orders.customer_id as {{ dbt.type_string() }})
 
 ),
 

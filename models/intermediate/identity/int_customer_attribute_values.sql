@@ -28,7 +28,7 @@ attribute_values as (
         'phone': 'phone',
         'mobile_phone': 'mobile_phone',
         'country_code': 'country_code',
-        'birth_date': 'cast(birth_date as varchar)',
+        'birth_date': 'cast(birth_date as ' ~ dbt.type_string() ~ ')',
         'company_name': 'company_name',
         'address': "case when street is not null and postal_code is not null then street || ', ' || postal_code || ' ' || coalesce(city, '') end",
     } %}

@@ -16,7 +16,7 @@ logins as (
         'web:' || anonymous_id as record_key,
         'web' as source,
         anonymous_id as source_record_id,
-        cast(shop_customer_id as varchar) as identifier_value,
+        cast(shop_customer_id as {{ dbt.type_string() }}) as identifier_value,
         occurred_at as observed_at
     from {{ ref('stg_web__events') }}
     where shop_customer_id is not null

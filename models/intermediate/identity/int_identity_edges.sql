@@ -50,7 +50,7 @@ deterministic as (
         'identifier' as link_type,
         merging.identifier_kind as link_kind,
         merging.identifier_value as link_value,
-        cast(null as double precision) as match_probability
+        cast(null as {{ dbt.type_float() }}) as match_probability
     from merging
     inner join anchors
         on

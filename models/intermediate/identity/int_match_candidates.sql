@@ -34,12 +34,12 @@ keyed as (
         records.source,
         {{ name_key('coalesce(nicknames.given_name, records.first_name)') }} as first_name_key,
         {{ name_key('records.last_name') }} as last_name_key,
-        cast(records.birth_date as varchar) as birth_date,
+        cast(records.birth_date as {{ dbt.type_string() }}) as birth_date,
         records.postal_code,
         {{ name_key('records.city') }} as city_key,
         {{ name_key('records.street') }} as street_key,
         -- letters only: anna.mueller, anna_mueller and annamueller77 are one person's habit
-        nullif(regexp_replace(split_part(records.usable_email, '@', 1), '[^a-z]', '', 'g'), '')
+        nullif({{ regexp_replace_all("split_part(records.usable_email, '@', 1)", '[^a-z]') }}, '')
             as email_local,
         records.phone,
         records.mobile_phone

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='record_key', incremental_strategy='delete+insert') }}
+{{ config(materialized=sticky_materialization(), unique_key='record_key', incremental_strategy=sticky_strategy()) }}
 
 -- Stable profile ids. Each record's profile comes from its connected component; a component
 -- keeps the id most of its records had before (a merge keeps the id holding most records, a
@@ -22,8 +22,8 @@ previous as (
         from {{ this }}
     {% else %}
         select
-            cast(null as varchar) as record_key,
-            cast(null as varchar) as prior_profile_id
+            cast(null as {{ dbt.type_string() }}) as record_key,
+            cast(null as {{ dbt.type_string() }}) as prior_profile_id
         where false
     {% endif %}
 

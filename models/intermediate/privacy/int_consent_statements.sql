@@ -40,9 +40,9 @@ unsubscribes as (
 shop_checkbox as (
 
     select
-        'shop:' || cast(customer_id as varchar) as record_key,
+        'shop:' || cast(customer_id as {{ dbt.type_string() }}) as record_key,
         'shop' as source,
-        cast(customer_id as varchar) as source_record_id,
+        cast(customer_id as {{ dbt.type_string() }}) as source_record_id,
         accepts_marketing as is_granted,
         updated_at as stated_at,
         'checkout marketing checkbox' as statement

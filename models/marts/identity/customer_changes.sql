@@ -22,7 +22,7 @@ versions as (
 )
 
 select
-    {{ dbt.hash("profile_id || '|' || attribute || '|' || cast(dbt_valid_from as varchar)") }}
+    {{ dbt.hash("profile_id || '|' || attribute || '|' || cast(dbt_valid_from as " ~ dbt.type_string() ~ ")") }}
         as change_id,
     profile_id,
     attribute,

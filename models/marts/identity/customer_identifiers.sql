@@ -4,7 +4,7 @@ select
     assignments.profile_id,
     identifiers.identifier_kind,
     identifiers.identifier_value,
-    string_agg(distinct identifiers.source, ', ' order by identifiers.source) as sources,
+    {{ distinct_list('identifiers.source') }} as sources,
     count(distinct identifiers.record_key) as record_count,
     min(identifiers.observed_at) as first_observed_at,
     bool_or(quality.is_blocklisted) as is_blocklisted,

@@ -43,7 +43,7 @@ emails as (
 
     select
         profile_id,
-        string_agg(distinct attribute_value, ', ' order by attribute_value) as all_emails
+        {{ distinct_list('attribute_value') }} as all_emails
     from {{ ref('int_customer_attribute_values') }}
     where attribute = 'email'
     group by profile_id
@@ -57,7 +57,7 @@ lifecycle as (
         min(first_seen_at) as first_seen_at,
         max(observed_at) as last_seen_at,
         count(*) as record_count,
-        string_agg(distinct source, ', ' order by source) as sources,
+        {{ distinct_list('source') }} as sources,
         max(case when source = 'shop' then 1 else 0 end) = 1 as has_shop_account,
         max(case when source = 'loyalty' then 1 else 0 end) = 1 as has_loyalty_card,
         max(case when source = 'email' then 1 else 0 end) = 1 as is_on_email_list,

@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='merge_event_id', incremental_strategy='delete+insert') }}
+{{ config(materialized=sticky_materialization(), unique_key='merge_event_id', incremental_strategy=sticky_strategy()) }}
 
 -- Every merge and split of customer profiles, with when, which ids, and what caused it. A merge:
 -- records of an earlier profile now sit in another profile and the earlier id is gone. A split:
@@ -40,7 +40,7 @@ events as (
         moved.records_moved,
         moved.happened_at,
         moved.prior_profile_id || '>' || moved.profile_id || '@'
-        || cast(moved.happened_at as varchar) as event_key
+        || cast(moved.happened_at as {{ dbt.type_string() }}) as event_key
     from moved
     left join current_ids on moved.prior_profile_id = current_ids.profile_id
 
@@ -55,7 +55,7 @@ linking_edges as (
             when edges.link_type = 'identifier'
                 then edges.link_kind || ' ' || edges.link_value
             else
-                'match p=' || cast(round(cast(edges.match_probability as numeric), 4) as varchar)
+                'match p=' || cast(round(cast(edges.match_probability as numeric), 4) as {{ dbt.type_string() }})
                 || ' on ' || edges.link_value
         end as cause,
         coalesce(rules.priority, 99) as priority

@@ -4,9 +4,9 @@
 -- Leads no rep has room for wait as queued and are routed on a later run.
 
 {{ config(
-    materialized='incremental',
+    materialized=sticky_materialization(),
     unique_key='contact_id',
-    incremental_strategy='delete+insert',
+    incremental_strategy=sticky_strategy(),
     on_schema_change='append_new_columns',
 ) }}
 

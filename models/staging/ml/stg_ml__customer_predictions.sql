@@ -6,8 +6,8 @@ source as (
 
     {{ source_or_empty('ml', 'customer_predictions', {
         'profile_id': dbt.type_string(),
-        'churn_probability': 'double precision',
-        'predicted_clv_12m_eur': 'double precision',
+        'churn_probability': dbt.type_float(),
+        'predicted_clv_12m_eur': dbt.type_float(),
         'model_run_id': dbt.type_string(),
         'model_version': dbt.type_string(),
         'scored_at': 'timestamp',

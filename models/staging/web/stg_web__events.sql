@@ -27,7 +27,7 @@ renamed as (
         {{ normalize_country(json_field('context', 'geo.country')) }} as geo_country_code,
         {{ json_field('context', 'geo.city') }} as geo_city,
         {{ json_field('context', 'locale') }} as browser_locale,
-        {{ iso_to_utc('"timestamp"') }} as occurred_at,
+        {{ iso_to_utc(adapter.quote('timestamp')) }} as occurred_at,
         _loaded_at as loaded_at
     from source
 

@@ -1,0 +1,12 @@
+{#- Spark reads the raw layer as Parquet files: one folder per raw table (<folder>/<identifier>),
+    as `cdp export-raw` writes them from the loaded warehouse. -#}
+{% macro register_raw_parquet(folder) %}
+    {% do run_query("create database if not exists raw") %}
+    {% for source in graph.sources.values() if source.schema == 'raw' %}
+        {% do run_query(
+            "create table if not exists raw." ~ source.identifier
+            ~ " using parquet location '" ~ folder ~ "/" ~ source.identifier ~ "'"
+        ) %}
+    {% endfor %}
+    {{ log("registered the raw tables from " ~ folder, info=true) }}
+{% endmacro %}
