@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 manifest: install
-	$(BIN)/dbt parse --quiet --profiles-dir .
+	$(BIN)/dbt parse --quiet --profiles-dir . --target-path target/$${CDP_TARGET:-duckdb}
 
 demo: install
 	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml

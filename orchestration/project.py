@@ -8,13 +8,21 @@ from pathlib import Path
 from dagster_dbt import DbtProject
 
 from cdp.config import PROJECT_ROOT
+from cdp.warehouse import target as warehouse_target
 
 # dagster-dbt runs `dbt` from PATH: use the one installed beside this Python, venv active or not.
 _bin = str(Path(sys.executable).parent)
 if _bin not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
-dbt_project = DbtProject(project_dir=PROJECT_ROOT, profiles_dir=PROJECT_ROOT)
+# One manifest per warehouse target: the models enabled differ (the Splink matcher runs on DuckDB
+# only), and a run on one target must not pick up another's manifest.
+dbt_project = DbtProject(
+    project_dir=PROJECT_ROOT,
+    profiles_dir=PROJECT_ROOT,
+    target=warehouse_target(),
+    target_path=Path("target") / warehouse_target(),
+)
 dbt_project.prepare_if_dev()
 if os.environ.get("CDP_REFRESH_MANIFEST") == "1" or not dbt_project.manifest_path.exists():
     dbt_project.preparer.prepare(dbt_project)
