@@ -32,7 +32,7 @@ select * from (
     select p.purchased_at, 'store purchase', p.store_id || ' ' || p.amount || ' ' || p.currency
     from staging.stg_loyalty__purchases p join records r
         on r.source = 'loyalty' and p.card_number = r.source_record_id
-) order by occurred_at desc limit $limit
+) as events order by occurred_at desc limit $limit
 """
 
 
