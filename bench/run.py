@@ -37,6 +37,7 @@ from reverse_etl.engine import run_sync
 ROOT = Path(__file__).resolve().parent.parent
 ROWS_PER_PERSON = 20.8  # measured on the default generator settings
 SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+SYNC_CONCURRENCY = int(os.environ.get("SYNC_CONCURRENCY", "4"))  # batches in flight
 
 
 def _rss_mb(who: int) -> float:
@@ -163,7 +164,8 @@ def main() -> None:
                     "base_url": hubspot.url,
                     "rate_limit_calls": 100_000,
                     "rate_limit_period": 1,
-                }
+                },
+                "concurrency": SYNC_CONCURRENCY,
             }
         )
         bench.stage(
@@ -209,6 +211,7 @@ def main() -> None:
                 "identity": score.as_dict(),
                 "plain_splink": plain_score.as_dict(),
                 "first_sync_calls": first.calls,
+                "sync_concurrency": SYNC_CONCURRENCY,
                 "unchanged_resync_calls": again.calls,
             },
             indent=2,

@@ -52,6 +52,12 @@ class SyncConfig(BaseModel):
     )
     schedule: str | None = None
     batch_size: int | None = Field(None, gt=0)
+    concurrency: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Batches in flight at once (the rate limit still holds); deletes go in order.",
+    )
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
     path: Path | None = None
 

@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
@@ -59,6 +59,12 @@ class DeliveryStats:
     calls: int = 0
     retries: int = 0
     throttled: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, name: str) -> None:
+        """Add one, safely when batches are sent from several threads."""
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
 
 
 class HttpTransport:
@@ -94,7 +100,7 @@ class HttpTransport:
         last_problem = ""
         for attempt in range(self.max_retries + 1):
             self.limiter.acquire()
-            self.stats.calls += 1
+            self.stats.count("calls")
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **kwargs)
             except (requests.Timeout, requests.ConnectionError) as exc:
@@ -105,14 +111,14 @@ class HttpTransport:
                 if response.status_code not in RETRYABLE_STATUS:
                     raise RequestRejected(response.status_code, response.text[:2000])
                 if response.status_code == 429:
-                    self.stats.throttled += 1
+                    self.stats.count("throttled")
                 last_problem = f"HTTP {response.status_code}: {response.text[:500]}"
                 if attempt < self.max_retries:
-                    self.stats.retries += 1
+                    self.stats.count("retries")
                     self._wait(attempt, response.headers.get("Retry-After"))
                 continue
             if attempt < self.max_retries:
-                self.stats.retries += 1
+                self.stats.count("retries")
                 self._wait(attempt, None)
         raise DeliveryError(
             f"{method} {url} failed after {self.max_retries + 1} attempts: {last_problem}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from reverse_etl.destinations import Destination, Outcome, Record, get_destinati
 SCHEMA = "reverse_etl"
 CONSENTS = "marts.customer_consents"
 MEMBERSHIPS = "marts.audience_memberships"
+CONFIRM_GROUP = 2_000  # records confirmed per state write
 
 
 def relation(name: str) -> str:
@@ -268,6 +270,25 @@ def _record_error(con, sync_name, record_key, kind, message, run_id, now) -> Non
     )
 
 
+def _sent_in_order(send, batches: list[list[Record]], concurrency: int):
+    """(batch, outcomes) in batch order, up to `concurrency` batches in flight. Outcomes are
+    recorded by the caller's thread (one warehouse connection); on an error, batches not yet
+    started are cancelled, and those in flight may be delivered unconfirmed (sent again next run:
+    at least once, never lost)."""
+    if concurrency <= 1:
+        for batch in batches:
+            yield batch, send(batch)
+        return
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sync") as pool:
+        futures = [pool.submit(send, batch) for batch in batches]
+        try:
+            for batch, future in zip(batches, futures, strict=True):
+                yield batch, future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def build_destination(sync: SyncConfig, sleep=None) -> Destination:
     cls = get_destination(sync.destination)
     settings = cls.settings_from_env(dict(sync.settings))
@@ -322,13 +343,27 @@ def run_sync(
         total = len(to_send) + result.removed
         done = 0
         size = sync.batch_size or destination.batch_size
-        for start in range(0, len(to_send), size):
-            batch = to_send[start : start + size]
-            _, bad = _record_outcomes(con, sync, result.run_id, destination.upsert(batch), hashes)
-            result.failed += bad
-            done += len(batch)
-            if progress:
-                progress(done, total)
+        batches = [to_send[start : start + size] for start in range(0, len(to_send), size)]
+        # Confirmations are written in groups (one transaction per group, not per batch): each
+        # write costs about a millisecond a statement. A destination error writes what was
+        # confirmed before it; only a killed process re-sends up to one group.
+        confirmed: list[Outcome] = []
+
+        def write_confirmed() -> None:
+            result.failed += _record_outcomes(con, sync, result.run_id, confirmed, hashes)[1]
+            confirmed.clear()
+
+        try:
+            for batch, outcomes in _sent_in_order(destination.upsert, batches, sync.concurrency):
+                confirmed.extend(outcomes)
+                if len(confirmed) >= CONFIRM_GROUP:
+                    write_confirmed()
+                done += len(batch)
+                if progress:
+                    progress(done, total)
+        finally:
+            if confirmed:
+                write_confirmed()
         if result.removed:
             if not destination.supports_delete:
                 raise TypeError(f"{sync.destination} cannot delete: mode mirror is not possible")

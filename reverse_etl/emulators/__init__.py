@@ -37,6 +37,7 @@ class Emulator(ABC):
         self.faults: deque[Fault] = deque()
         self.requests: list[dict] = []
         self.lock = threading.RLock()
+        self.in_flight = self.max_in_flight = 0  # concurrent requests, now and at most
         self._window: deque[float] = deque()
         self.server: ThreadingHTTPServer | None = None
         self._outage: tuple[int, int] | None = None  # (requests still served, status after)
@@ -101,6 +102,16 @@ class Emulator(ABC):
 
     # -- request handling
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._handle_request(handler)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _handle_request(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         with self.lock:
