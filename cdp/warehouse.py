@@ -14,6 +14,7 @@ import csv
 import io
 import os
 import re
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import duckdb
@@ -63,24 +64,32 @@ def describe() -> str:
     return warehouse_path()
 
 
-class Warehouse:
+class Warehouse(ABC):
     """The common interface; `DuckDBWarehouse` and `PostgresWarehouse` implement it."""
 
     dialect: str
 
-    def execute(self, sql: str, params=None): ...
+    @abstractmethod
+    def execute(self, sql: str, params=None):
+        """Run one statement with `?` or `$name` placeholders; a cursor-like result (fetchall,
+        fetchone, description, df)."""
 
+    @abstractmethod
     def executemany(self, sql: str, rows) -> None: ...
 
-    def register(self, name: str, frame: pd.DataFrame) -> None: ...
+    @abstractmethod
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        """Make a DataFrame queryable under `name` for this connection."""
 
+    @abstractmethod
     def unregister(self, name: str) -> None: ...
 
+    @abstractmethod
     def close(self) -> None: ...
 
+    @abstractmethod
     def affected(self, sql: str, params=None) -> int:
         """Run an insert, update or delete; how many rows it touched."""
-        raise NotImplementedError
 
     temp_schema = "temp"
 
@@ -89,17 +98,17 @@ class Warehouse:
         self.execute(f"drop table if exists {self.temp_schema}.{name}")
         self.execute(f"create temporary table {name} as {select_sql}", params)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> None:  # noqa: B027 - only DuckDB needs one
         """Write deletions out so freed space is reused (DuckDB keeps old blocks otherwise)."""
 
     def sha256(self, expression: str) -> str:
         """SQL: the lower-case hex SHA-256 of a text expression (as hashlib computes it)."""
         return f"sha256({expression})"
 
+    @abstractmethod
     def any_match_hash_in(self, expression: str, pattern: str, hashes: str, prefix="") -> str:
         """SQL: some match of regex `pattern` in `expression`, after the SQL text `prefix`
         (`source || ':' || `), hashes to a value of the single-column query `hashes`."""
-        raise NotImplementedError
 
     def holds_cdp_data(self, schema: str) -> bool:
         """Whether a schema is the CDP's (erasure scans those): every schema of the DuckDB
