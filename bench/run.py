@@ -79,6 +79,16 @@ def _dbt_build(warehouse: Path) -> None:
     _dbt(warehouse, "build")
 
 
+def _slowest_nodes(count: int = 12) -> list[dict]:
+    """The dbt nodes of the last invocation that took longest: where the build time goes."""
+    results = json.loads((ROOT / "target" / "run_results.json").read_text())["results"]
+    ranked = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:count]
+    return [
+        {"node": r["unique_id"].split(".", 2)[-1], "seconds": round(r["execution_time"], 2)}
+        for r in ranked
+    ]
+
+
 def _plain_splink_assignments(warehouse: Path) -> pd.DataFrame:
     """Plain Splink clusters for the match candidates; every other record on its own."""
     con = duckdb.connect(str(warehouse), read_only=True)
@@ -123,6 +133,7 @@ def main() -> None:
         rows,
         child=True,
     )
+    slowest = {"full_build": _slowest_nodes()}
 
     new_people = max(1, people // 100)
     extra = Generator(
@@ -132,6 +143,7 @@ def main() -> None:
     bench.stage(
         "dbt build after 1% new people", lambda: _dbt_build(warehouse), extra.total_rows, child=True
     )
+    slowest["incremental_build"] = _slowest_nodes()
 
     score = bench.stage("identity evaluation", lambda: evaluate(warehouse, landing))
     bench.stage(
@@ -213,6 +225,7 @@ def main() -> None:
                 "first_sync_calls": first.calls,
                 "sync_concurrency": SYNC_CONCURRENCY,
                 "unchanged_resync_calls": again.calls,
+                "slowest_dbt_nodes": slowest,
             },
             indent=2,
         )

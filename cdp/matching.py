@@ -128,15 +128,15 @@ def score_pairs(candidates: pd.DataFrame, floor: float = 0.5) -> pd.DataFrame:
         "email_local": "mw_email_local",
         "phone": "mw_phones",
     }
+    # Column-wise string sums: a row-wise apply cost 9 s of 17 s at 1M source records.
+    present = {name: weight for name, weight in weight_columns.items() if weight in frame}
     for column, sign in (("agreed_fields", 1), ("disagreed_fields", -1)):
-        flags = [
-            (frame[weight].fillna(0) * sign).gt(0).map({True: name, False: ""})
-            for name, weight in weight_columns.items()
-            if weight in frame
-        ]
-        frame[column] = pd.concat(flags, axis=1).apply(
-            lambda row: ",".join(v for v in row if v), axis=1
-        )
+        joined = pd.Series("", index=frame.index, dtype=object)
+        for name, weight in present.items():
+            joined = joined + (frame[weight].fillna(0) * sign).gt(0).map(
+                {True: name + ",", False: ""}
+            )
+        frame[column] = joined.str.rstrip(",")
     # Pairs in a canonical order, so an edge has one spelling.
     left = frame[["record_key_l", "record_key_r"]].min(axis=1)
     right = frame[["record_key_l", "record_key_r"]].max(axis=1)
