@@ -8,10 +8,16 @@ Splink runs on its own in-memory DuckDB so its work tables never touch the wareh
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import tempfile
+from pathlib import Path
 
 import duckdb
 import pandas as pd
+
+from cdp.warehouse import duckdb_config
 
 PAIR_COLUMNS = [
     "record_key_l",
@@ -23,9 +29,30 @@ PAIR_COLUMNS = [
 ]
 
 
+def _blocking_rules() -> list[str]:
+    """The pairs worth comparing, as SQL over l and r."""
+    from splink import block_on
+
+    created = [
+        # Typos rarely hit a name's first letters: one name exact, the other's start.
+        block_on("last_name_key", "substr(first_name_key, 1, 1)"),
+        block_on("first_name_key", "substr(last_name_key, 1, 3)"),
+        block_on("last_name_key", "postal_code"),
+        block_on("first_name_key", "postal_code"),
+        block_on("last_name_key", "birth_date"),
+        block_on("email_local"),
+    ]
+    return [rule.get_blocking_rule("duckdb").blocking_rule_sql for rule in created] + [
+        "l.phone = r.phone",
+        "l.phone = r.mobile_phone",
+        "l.mobile_phone = r.phone",
+        "l.mobile_phone = r.mobile_phone",
+    ]
+
+
 def _settings():
     import splink.comparison_library as cl
-    from splink import SettingsCreator, block_on
+    from splink import SettingsCreator
 
     return SettingsCreator(
         link_type="dedupe_only",
@@ -46,56 +73,72 @@ def _settings():
             cl.ExactMatch("email_local").configure(term_frequency_adjustments=True),
             cl.ArrayIntersectAtSizes("phones", [1]),
         ],
-        blocking_rules_to_generate_predictions=[
-            # Typos rarely hit a name's first letters: one name exact, the other's start.
-            block_on("last_name_key", "substr(first_name_key, 1, 1)"),
-            block_on("first_name_key", "substr(last_name_key, 1, 3)"),
-            block_on("last_name_key", "postal_code"),
-            block_on("first_name_key", "postal_code"),
-            block_on("last_name_key", "birth_date"),
-            block_on("email_local"),
-            "l.phone = r.phone",
-            "l.phone = r.mobile_phone",
-            "l.mobile_phone = r.phone",
-            "l.mobile_phone = r.mobile_phone",
-        ],
+        blocking_rules_to_generate_predictions=_blocking_rules(),
         retain_intermediate_calculation_columns=True,
         retain_matching_columns=False,
     )
 
 
-def _trained_linker(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame):
-    """A Splink linker trained on the candidates themselves (u by random sampling, m by EM)."""
-    from splink import DuckDBAPI, Linker, block_on
-
-    candidates = candidates.assign(
+def _with_phones(candidates: pd.DataFrame) -> pd.DataFrame:
+    return candidates.assign(
         phones=[
             [p for p in pair if isinstance(p, str)] or None
             for pair in zip(candidates["phone"], candidates["mobile_phone"], strict=True)
         ]
     )
+
+
+# m and u are rates: a sample estimates them as well as everything does, while EM's blocked
+# pairs grow with the square of the records (188M pairs on postal code at 10M source records).
+TRAINING_RECORDS = 150_000
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """Splink's own in-memory DuckDB, held to the warehouse's memory limit, spilling to disk."""
+    spill = str(Path(tempfile.gettempdir()) / "cdp-splink")
+    return duckdb.connect(config={**duckdb_config(), "temp_directory": spill})
+
+
+def _linker(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame, settings):
+    from splink import DuckDBAPI, Linker
+
     logging.getLogger("splink").setLevel(logging.WARNING)
-    linker = Linker(
-        DuckDBAPI(connection=con).register(candidates), _settings(), log_level=logging.WARNING
+    return Linker(
+        DuckDBAPI(connection=con).register(candidates), settings, log_level=logging.WARNING
     )
-    training = linker.training
-    training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
-    training.estimate_parameters_using_expectation_maximisation(
-        block_on("last_name_key", "first_name_key"), estimate_without_term_frequencies=True
-    )
-    training.estimate_parameters_using_expectation_maximisation(
-        block_on("postal_code"), estimate_without_term_frequencies=True
-    )
-    return linker
+
+
+def trained_model(candidates: pd.DataFrame) -> dict:
+    """Splink's settings with m and u trained (u by random sampling, m by EM) on the
+    candidates, or on a seeded sample of TRAINING_RECORDS of them."""
+    from splink import block_on
+
+    if len(candidates) > TRAINING_RECORDS:
+        candidates = candidates.sample(n=TRAINING_RECORDS, random_state=1)
+    con = _connection()
+    try:
+        linker = _linker(con, _with_phones(candidates), _settings())
+        training = linker.training
+        training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
+        training.estimate_parameters_using_expectation_maximisation(
+            block_on("last_name_key", "first_name_key"), estimate_without_term_frequencies=True
+        )
+        training.estimate_parameters_using_expectation_maximisation(
+            block_on("postal_code"), estimate_without_term_frequencies=True
+        )
+        return linker.misc.save_model_to_json()
+    finally:
+        con.close()
 
 
 def plain_splink_clusters(candidates: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """A plain Splink dedupe of the same candidates, for comparison: the same model, clustered by
     Splink itself, without identifier rules, junk/shared detection or the household rule.
     Returns record_key, profile_id."""
-    con = duckdb.connect()
+    model = trained_model(candidates)
+    con = _connection()
     try:
-        linker = _trained_linker(con, candidates)
+        linker = _linker(con, _with_phones(candidates), model)
         predictions = linker.inference.predict(threshold_match_probability=threshold)
         clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
             predictions, threshold_match_probability=threshold
@@ -105,13 +148,37 @@ def plain_splink_clusters(candidates: pd.DataFrame, threshold: float) -> pd.Data
     return clusters.rename(columns={"cluster_id": "profile_id"})[["record_key", "profile_id"]]
 
 
-def score_pairs(candidates: pd.DataFrame, floor: float = 0.5) -> pd.DataFrame:
-    """Train on the candidates themselves and score every blocked pair at or above `floor`."""
+def settings_fingerprint() -> str:
+    """Changes when the comparisons or blocking rules in this module change: a stored model
+    trained under other settings must not score new pairs."""
+    plain = _settings().get_settings("duckdb").as_dict()
+    for comparison in plain["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            level.pop("m_probability", None)
+            level.pop("u_probability", None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def score_pairs(
+    candidates: pd.DataFrame,
+    floor: float = 0.5,
+    model: dict | None = None,
+    changed: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Score every blocked pair at or above `floor`. Without `model`, train on the candidates
+    themselves; with `changed` (a boolean per candidate), score only the pairs that hold at
+    least one changed record."""
     if len(candidates) < 2:
         return pd.DataFrame(columns=PAIR_COLUMNS)
-    con = duckdb.connect()
+    model = model or trained_model(candidates)
+    rules = _blocking_rules()
+    frame = _with_phones(candidates)
+    if changed is not None:
+        rules = [f"({rule}) and (l.is_changed or r.is_changed)" for rule in rules]
+        frame = frame.assign(is_changed=changed.to_numpy())
+    con = _connection()
     try:
-        linker = _trained_linker(con, candidates)
+        linker = _linker(con, frame, {**model, "blocking_rules_to_generate_predictions": rules})
         frame = linker.inference.predict(threshold_match_probability=floor).as_pandas_dataframe()
     finally:
         con.close()
@@ -142,3 +209,99 @@ def score_pairs(candidates: pd.DataFrame, floor: float = 0.5) -> pd.DataFrame:
     right = frame[["record_key_l", "record_key_r"]].max(axis=1)
     frame["record_key_l"], frame["record_key_r"] = left, right
     return frame[PAIR_COLUMNS].reset_index(drop=True)
+
+
+# Incremental scoring: the trained model and the fingerprint of every scored candidate live
+# beside the matches table, so a run scores only the pairs that touch new or changed records.
+MODEL_TABLE = "identity_match_model"
+SCORED_TABLE = "identity_match_scored"
+RETRAIN_GROWTH = 0.10  # retrain and rescore everything once the candidates change this much
+
+
+def candidate_hashes(candidates: pd.DataFrame) -> pd.Series:
+    """One number per candidate that changes when any of its comparison keys changes."""
+    keys = candidates.drop(columns=["record_key"]).astype(str)
+    return pd.util.hash_pandas_object(keys, index=False).astype("uint64")
+
+
+def _stored_model(con, schema: str, this: str, floor: float, records: int) -> dict | None:
+    """The stored model when its pairs can be kept: same settings and floor, the matches table
+    as that run left it, and the candidates within RETRAIN_GROWTH of what it was trained on."""
+    try:
+        row = con.execute(
+            f'select fingerprint, floor, trained_records, pairs, model_json from "{schema}".'
+            f'"{MODEL_TABLE}"'
+        ).fetchone()
+        pairs_now = con.execute(f"select count(*) from {this}").fetchone()[0]
+    except duckdb.CatalogException:
+        return None
+    if row is None:
+        return None
+    fingerprint, stored_floor, trained_records, pairs, model_json = row
+    if (
+        fingerprint != settings_fingerprint()
+        or stored_floor != floor
+        or pairs != pairs_now
+        or abs(records - trained_records) > RETRAIN_GROWTH * trained_records
+    ):
+        return None
+    return {"model": json.loads(model_json), "trained_records": trained_records}
+
+
+def score_incrementally(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    this: str,
+    candidates: pd.DataFrame,
+    floor: float = 0.5,
+    rescore_all: bool = False,
+) -> pd.DataFrame:
+    """The matches table for `candidates`: the previous run's pairs between unchanged records,
+    plus the pairs of new or changed records scored with the stored model; everything trained
+    and scored afresh when there is no usable stored model or `rescore_all`."""
+    hashes = candidate_hashes(candidates)
+    stored = None if rescore_all else _stored_model(con, schema, this, floor, len(candidates))
+    if stored is None:
+        model = trained_model(candidates) if len(candidates) >= 2 else None
+        run = {"trained_records": len(candidates), "last_run_mode": "full"}
+        changed = pd.Series(True, index=candidates.index)
+        pairs = score_pairs(candidates, floor, model=model)
+    else:
+        model = stored["model"]
+        run = {"trained_records": stored["trained_records"], "last_run_mode": "incremental"}
+        scored = con.execute(
+            f'select record_key, candidate_hash from "{schema}"."{SCORED_TABLE}"'
+        ).df()
+        before = candidates[["record_key"]].merge(scored, on="record_key", how="left")
+        changed = before["candidate_hash"].isna() | before["candidate_hash"].ne(hashes.to_numpy())
+        changed.index = candidates.index
+        stale = set(candidates.record_key[changed]) | (
+            set(scored.record_key) - set(candidates.record_key)
+        )
+        previous = con.execute(f"select {', '.join(PAIR_COLUMNS)} from {this}").df()
+        kept = previous[~previous.record_key_l.isin(stale) & ~previous.record_key_r.isin(stale)]
+        parts = [kept]
+        if changed.any():
+            parts.append(score_pairs(candidates, floor, model=model, changed=changed))
+        pairs = pd.concat(parts, ignore_index=True)
+    run.update(
+        fingerprint=settings_fingerprint(),
+        floor=floor,
+        pairs=len(pairs),
+        last_run_scored_records=int(changed.sum()),
+        last_run_at=pd.Timestamp.utcnow().tz_localize(None),
+        model_json=json.dumps(model),
+    )
+    scored = pd.DataFrame({"record_key": candidates.record_key, "candidate_hash": hashes})
+    _replace_table(con, schema, SCORED_TABLE, scored)
+    _replace_table(con, schema, MODEL_TABLE, pd.DataFrame([run]))
+    return pairs
+
+
+def _replace_table(con, schema: str, table: str, frame: pd.DataFrame) -> None:
+    con.execute(f'create schema if not exists "{schema}"')
+    con.register("cdp_state_frame", frame)
+    try:
+        con.execute(f'create or replace table "{schema}"."{table}" as from cdp_state_frame')
+    finally:
+        con.unregister("cdp_state_frame")

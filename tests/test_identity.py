@@ -194,3 +194,83 @@ def test_eval_scores_another_resolvers_assignments_on_the_same_records(full_run,
     alone = evaluate(os.environ["CDP_WAREHOUSE"], landing, assignments=singletons)
     assert (alone.predicted_pairs, alone.recall, alone.precision) == (0, 0.0, 1.0)
     assert alone.records_scored == score.records_scored
+
+
+def _run_matcher(warehouse: Path, *args: str) -> None:
+    done = subprocess.run(
+        [str(BIN / "dbt"), "run", "--profiles-dir", ".", "--select", "+int_identity_matches"]
+        + ["--exclude", "resource_type:seed", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "CDP_WAREHOUSE": str(warehouse)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def _matcher_state(con) -> dict:
+    row = con.sql("select * from intermediate.identity_match_model").df().iloc[0]
+    return row.to_dict()
+
+
+def test_one_percent_more_people_scores_only_their_pairs(full_run, landing, tmp_path):
+    """After 1% new people the matcher keeps the stored model, scores only pairs that touch new
+    or changed records, keeps every other pair as it was, and links what a full rescoring with
+    the same model links; var cdp_rescore_matches retrains and rescores everything."""
+    from cdp.matching import candidate_hashes, score_pairs
+
+    warehouse = tmp_path / "wh.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], warehouse)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert _matcher_state(con)["last_run_mode"] == "full"
+    before = con.sql("select * from intermediate.int_identity_matches").df()
+    scored_before = dict(
+        con.execute(
+            "select record_key, candidate_hash from intermediate.identity_match_scored"
+        ).fetchall()
+    )
+    con.close()
+    new_landing = tmp_path / "landing"
+    shutil.copytree(landing, new_landing)
+    generate(new_landing, people=TEST_PEOPLE // 100, batch="2026-11-21", first_person=90_001)
+    con = connect(warehouse)
+    for table in TABLES:
+        load_table(con, table, new_landing)
+    con.close()
+
+    _run_matcher(warehouse)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    state = _matcher_state(con)
+    candidates = con.sql("select * from intermediate.int_match_candidates").df()
+    after = con.sql("select * from intermediate.int_identity_matches").df()
+    model = json.loads(state["model_json"])
+    con.close()
+    hashes = dict(zip(candidates.record_key, candidate_hashes(candidates), strict=True))
+    changed = {key for key, value in hashes.items() if scored_before.get(key) != value}
+    new_keys = set(hashes) - set(scored_before)
+    assert state["last_run_mode"] == "incremental"
+    assert state["last_run_scored_records"] == len(changed) >= len(new_keys) > 0
+    assert len(changed) < 0.05 * len(candidates)
+    assert state["pairs"] == len(after)
+
+    unchanged = before[~before.record_key_l.isin(changed) & ~before.record_key_r.isin(changed)]
+    kept = unchanged.merge(after, on=["record_key_l", "record_key_r"], suffixes=("", "_after"))
+    assert len(kept) == len(unchanged)
+    assert (kept.match_probability == kept.match_probability_after).all()
+    touching_new = after[after.record_key_l.isin(new_keys) | after.record_key_r.isin(new_keys)]
+    assert (touching_new.match_probability >= 0.95).sum() > 0
+
+    def links(pairs):
+        strong = pairs[pairs.match_probability >= 0.95]
+        return set(zip(strong.record_key_l, strong.record_key_r, strict=True))
+
+    rescored = links(score_pairs(candidates, 0.5, model=model))
+    # Term frequencies now count the new records too: a handful of borderline pairs may move.
+    assert len(links(after) ^ rescored) <= 0.001 * len(rescored)
+
+    _run_matcher(warehouse, "--vars", "{cdp_rescore_matches: true}")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    state = _matcher_state(con)
+    con.close()
+    assert state["last_run_mode"] == "full"
+    assert state["trained_records"] == state["last_run_scored_records"] == len(candidates)
