@@ -26,7 +26,7 @@ import pandas as pd
 from cdp import sources as s
 from cdp.sources import Table
 from cdp.suppression import Suppressions
-from cdp.warehouse import Warehouse, as_warehouse
+from cdp.warehouse import Warehouse, as_warehouse, duckdb_config
 
 RAW_SCHEMA = "raw"
 META_COLUMNS = ("_source_file", "_source_line", "_row_hash", "_batch_id", "_loaded_at")
@@ -417,7 +417,7 @@ def load_table(con, table: Table, landing: Path) -> LoadResult:
 def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     path = Path(warehouse)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path))
+    return duckdb.connect(str(path), config=duckdb_config())
 
 
 def export_raw_parquet(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:

@@ -276,6 +276,14 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NaT
 
 
+MEMORY_LIMIT_ENV = "CDP_DUCKDB_MEMORY_LIMIT"  # profiles.yml reads it too
+
+
+def duckdb_config() -> dict[str, str]:
+    """Settings of every DuckDB the CDP opens: above the memory limit, DuckDB spills to disk."""
+    return {"memory_limit": os.environ.get(MEMORY_LIMIT_ENV, "80%")}
+
+
 def connect_warehouse(read_only: bool = False, path: str | Path | None = None) -> Warehouse:
     """The warehouse of `CDP_TARGET`: the DuckDB file (`path`, else `CDP_WAREHOUSE`) or the
     PostgreSQL database of the dbt profile."""
@@ -285,9 +293,9 @@ def connect_warehouse(read_only: bool = False, path: str | Path | None = None) -
 
     file = Path(path or warehouse_path())
     if read_only:
-        return DuckDBWarehouse(duckdb.connect(str(file), read_only=True))
+        return DuckDBWarehouse(duckdb.connect(str(file), read_only=True, config=duckdb_config()))
     file.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBWarehouse(duckdb.connect(str(file)))
+    return DuckDBWarehouse(duckdb.connect(str(file), config=duckdb_config()))
 
 
 def as_warehouse(con) -> Warehouse:
