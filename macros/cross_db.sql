@@ -204,17 +204,18 @@
 {%- endmacro %}
 
 
-{#- Models that must remember earlier runs (stable profile ids, sticky rep assignments) are
-    incremental with delete+insert; Spark needs a table format with MERGE for that (var
-    cdp_spark_file_format: delta or iceberg on a cluster) and, on plain Parquet, rebuilds them. -#}
-{% macro sticky_materialization() -%}
+{#- Models that must remember earlier runs (stable profile ids, sticky rep assignments) and the
+    large append-only staging tables (for speed) are incremental with delete+insert; Spark needs
+    a table format with MERGE for that (var cdp_spark_file_format: delta or iceberg on a
+    cluster) and, on plain Parquet, rebuilds them. -#}
+{% macro incremental_materialization() -%}
     {%- if target.type == 'spark' and not spark_merges() -%}
         {{ return('table') }}
     {%- endif -%}
     {{ return('incremental') }}
 {%- endmacro %}
 
-{% macro sticky_strategy() -%}
+{% macro incremental_strategy_for_target() -%}
     {{ return('merge' if target.type == 'spark' else 'delete+insert') }}
 {%- endmacro %}
 
@@ -250,4 +251,15 @@
 
 {% macro spark__regexp_replace_all(expression, pattern, replacement) -%}
     regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}')
+{%- endmacro %}
+
+
+{% macro loaded_since_last_run() -%}
+    {#- Incremental staging of an append-only raw table: only rows loaded after the newest row
+        the model holds (a load is one transaction, so no load is split across runs). -#}
+    {%- if is_incremental() %}
+    where _loaded_at > (
+        select coalesce(max(loaded_at), cast('1900-01-01' as timestamp)) from {{ this }}
+    )
+    {%- endif %}
 {%- endmacro %}

@@ -46,13 +46,23 @@ sharing as (
 
 ),
 
+distinct_values as (
+
+    select distinct
+        identifier_kind,
+        identifier_value
+    from identifiers
+
+),
+
 blocked as (
 
     select
         identifiers.identifier_kind,
         identifiers.identifier_value,
         min(blocklist.reason) as blocklist_reason
-    from identifiers
+    -- once per distinct value: DuckDB compiles a pattern read from a column for every row
+    from distinct_values as identifiers
     inner join blocklist
         on
             identifiers.identifier_kind = blocklist.identifier_kind

@@ -1,4 +1,8 @@
-{{ config(materialized=sticky_materialization(), unique_key='record_key', incremental_strategy=sticky_strategy()) }}
+{{ config(
+    materialized=incremental_materialization(),
+    unique_key='record_key',
+    incremental_strategy=incremental_strategy_for_target(),
+) }}
 
 -- Stable profile ids. Each record's profile comes from its connected component; a component
 -- keeps the id most of its records had before (a merge keeps the id holding most records, a

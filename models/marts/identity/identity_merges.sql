@@ -1,4 +1,8 @@
-{{ config(materialized=sticky_materialization(), unique_key='merge_event_id', incremental_strategy=sticky_strategy()) }}
+{{ config(
+    materialized=incremental_materialization(),
+    unique_key='merge_event_id',
+    incremental_strategy=incremental_strategy_for_target(),
+) }}
 
 -- Every merge and split of customer profiles, with when, which ids, and what caused it. A merge:
 -- records of an earlier profile now sit in another profile and the earlier id is gone. A split:

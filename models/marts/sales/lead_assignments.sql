@@ -4,9 +4,9 @@
 -- Leads no rep has room for wait as queued and are routed on a later run.
 
 {{ config(
-    materialized=sticky_materialization(),
+    materialized=incremental_materialization(),
     unique_key='contact_id',
-    incremental_strategy=sticky_strategy(),
+    incremental_strategy=incremental_strategy_for_target(),
     on_schema_change='append_new_columns',
 ) }}
 

@@ -1,8 +1,15 @@
+{{ config(
+    materialized=incremental_materialization(),
+    unique_key='activity_id',
+    incremental_strategy=incremental_strategy_for_target(),
+) }}
+
 with
 
 source as (
 
     select * from {{ source('email', 'activity') }}
+    {{ loaded_since_last_run() }}
 
 ),
 
