@@ -30,6 +30,7 @@ from cdp.identity_eval import evaluate
 from cdp.load import connect, load_table
 from cdp.matching import plain_splink_clusters
 from cdp.sources import TABLES
+from cdp.warehouse import MEMORY_LIMIT_ENV
 from reverse_etl.config import load_syncs
 from reverse_etl.emulators.hubspot import HubSpotEmulator
 from reverse_etl.engine import run_sync
@@ -38,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ROWS_PER_PERSON = 20.8  # measured on the default generator settings
 SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
 SYNC_CONCURRENCY = int(os.environ.get("SYNC_CONCURRENCY", "4"))  # batches in flight
+# DuckDB's own memory (warehouse and matcher), so the whole run stays within 8 GiB at 10M.
+os.environ.setdefault(MEMORY_LIMIT_ENV, "5GB")
 
 
 def _rss_mb(who: int) -> float:
@@ -147,7 +150,7 @@ def main() -> None:
 
     score = bench.stage("identity evaluation", lambda: evaluate(warehouse, landing))
     bench.stage(
-        "cdp identity models alone (dbt run int_identity_records+)",
+        "identity models alone, retrained (dbt run int_identity_records+)",
         lambda: _dbt(
             warehouse,
             "run",
@@ -155,6 +158,8 @@ def main() -> None:
             "int_identity_records+",
             "--exclude",
             "resource_type:snapshot",
+            "--vars",
+            "{cdp_rescore_matches: true}",  # train and score everything, not only new pairs
         ),
         child=True,
     )
@@ -224,6 +229,7 @@ def main() -> None:
                 "plain_splink": plain_score.as_dict(),
                 "first_sync_calls": first.calls,
                 "sync_concurrency": SYNC_CONCURRENCY,
+                "duckdb_memory_limit": os.environ[MEMORY_LIMIT_ENV],
                 "unchanged_resync_calls": again.calls,
                 "slowest_dbt_nodes": slowest,
             },
