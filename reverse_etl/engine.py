@@ -152,7 +152,7 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
         con.execute("delete from sync_diff where change = 'added'")
 
 
-def _records(con, sync: SyncConfig, change: str) -> list[Record]:
+def _records(con, sync: SyncConfig, change: str, limit: int | None = None) -> list[Record]:
     identifier = quote(sync.identifier.source)
     columns = ", ".join(f"c.{quote(col)}" for col in sync.fields.values())
     rows = con.execute(
@@ -161,7 +161,7 @@ def _records(con, sync: SyncConfig, change: str) -> list[Record]:
         from sync_diff d
         join sync_current c on c.record_key = d.record_key
         left join {SCHEMA}.sync_state s on s.sync_name = ? and s.record_key = d.record_key
-        where d.change = ? order by d.record_key""",
+        where d.change = ? order by d.record_key {_limit(limit)}""",
         [sync.name, change],
     ).fetchall()
     names = list(sync.fields)
@@ -171,11 +171,15 @@ def _records(con, sync: SyncConfig, change: str) -> list[Record]:
     ]
 
 
-def _removed_records(con, sync: SyncConfig) -> list[Record]:
+def _limit(limit: int | None) -> str:
+    return "" if limit is None else f"limit {int(limit)}"
+
+
+def _removed_records(con, sync: SyncConfig, limit: int | None = None) -> list[Record]:
     rows = con.execute(
         f"""select d.record_key, s.destination_id from sync_diff d
         join {SCHEMA}.sync_state s on s.sync_name = ? and s.record_key = d.record_key
-        where d.change = 'removed' order by d.record_key""",
+        where d.change = 'removed' order by d.record_key {_limit(limit)}""",
         [sync.name],
     ).fetchall()
     return [Record(r[0], r[1] or r[0], {}, r[1]) for r in rows]
@@ -324,10 +328,10 @@ def run_sync(
             for change in ("added", "changed"):
                 result.samples[change] = [
                     {"key": r.record_key, "id": r.identifier, **r.fields}
-                    for r in _records(con, sync, change)[:sample_size]
+                    for r in _records(con, sync, change, limit=sample_size)
                 ]
             result.samples["removed"] = [
-                {"key": r.record_key} for r in _removed_records(con, sync)[:sample_size]
+                {"key": r.record_key} for r in _removed_records(con, sync, limit=sample_size)
             ]
             result.status = "dry_run"
             return result
