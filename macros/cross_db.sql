@@ -254,6 +254,18 @@
 {%- endmacro %}
 
 
+{% macro delete_rows_gone_from_raw(raw_relation, key) -%}
+    {#- Post-hook of the incremental staging models: rows whose raw row is gone (an erasure deletes
+        a person's raw rows, children included) leave staging too, as a rebuild would drop them. -#}
+    {%- if model.config.materialized == 'incremental' -%}
+    delete from {{ this }} as staged
+    where not exists (
+        select 1 from {{ raw_relation }} as raw_rows where raw_rows.{{ key }} = staged.{{ key }}
+    )
+    {%- endif -%}
+{%- endmacro %}
+
+
 {% macro loaded_since_last_run() -%}
     {#- Incremental staging of an append-only raw table: only rows loaded after the newest row
         the model holds (a load is one transaction, so no load is split across runs). -#}
