@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from cdp.load import quote
 from cdp.warehouse import duckdb_config
 
 PAIR_COLUMNS = [
@@ -224,22 +225,24 @@ def candidate_hashes(candidates: pd.DataFrame) -> pd.Series:
     return pd.util.hash_pandas_object(keys, index=False).astype("uint64")
 
 
-def _stored_model(con, schema: str, this: str, floor: float, records: int) -> dict | None:
+def _stored_model(
+    con, schema: str, this: str, fingerprint: str, floor: float, records: int
+) -> dict | None:
     """The stored model when its pairs can be kept: same settings and floor, the matches table
     as that run left it, and the candidates within RETRAIN_GROWTH of what it was trained on."""
     try:
         row = con.execute(
-            f'select fingerprint, floor, trained_records, pairs, model_json from "{schema}".'
-            f'"{MODEL_TABLE}"'
+            "select fingerprint, floor, trained_records, pairs, model_json "
+            f"from {quote(schema)}.{quote(MODEL_TABLE)}"
         ).fetchone()
         pairs_now = con.execute(f"select count(*) from {this}").fetchone()[0]
     except duckdb.CatalogException:
         return None
     if row is None:
         return None
-    fingerprint, stored_floor, trained_records, pairs, model_json = row
+    stored_fingerprint, stored_floor, trained_records, pairs, model_json = row
     if (
-        fingerprint != settings_fingerprint()
+        stored_fingerprint != fingerprint
         or stored_floor != floor
         or pairs != pairs_now
         or abs(records - trained_records) > RETRAIN_GROWTH * trained_records
@@ -260,7 +263,12 @@ def score_incrementally(
     plus the pairs of new or changed records scored with the stored model; everything trained
     and scored afresh when there is no usable stored model or `rescore_all`."""
     hashes = candidate_hashes(candidates)
-    stored = None if rescore_all else _stored_model(con, schema, this, floor, len(candidates))
+    fingerprint = settings_fingerprint()
+    stored = (
+        None
+        if rescore_all
+        else _stored_model(con, schema, this, fingerprint, floor, len(candidates))
+    )
     if stored is None:
         model = trained_model(candidates) if len(candidates) >= 2 else None
         run = {"trained_records": len(candidates), "last_run_mode": "full"}
@@ -270,7 +278,7 @@ def score_incrementally(
         model = stored["model"]
         run = {"trained_records": stored["trained_records"], "last_run_mode": "incremental"}
         scored = con.execute(
-            f'select record_key, candidate_hash from "{schema}"."{SCORED_TABLE}"'
+            f"select record_key, candidate_hash from {quote(schema)}.{quote(SCORED_TABLE)}"
         ).df()
         before = candidates[["record_key"]].merge(scored, on="record_key", how="left")
         changed = before["candidate_hash"].isna() | before["candidate_hash"].ne(hashes.to_numpy())
@@ -285,7 +293,7 @@ def score_incrementally(
             parts.append(score_pairs(candidates, floor, model=model, changed=changed))
         pairs = pd.concat(parts, ignore_index=True)
     run.update(
-        fingerprint=settings_fingerprint(),
+        fingerprint=fingerprint,
         floor=floor,
         pairs=len(pairs),
         last_run_scored_records=int(changed.sum()),
@@ -299,9 +307,10 @@ def score_incrementally(
 
 
 def _replace_table(con, schema: str, table: str, frame: pd.DataFrame) -> None:
-    con.execute(f'create schema if not exists "{schema}"')
+    con.execute(f"create schema if not exists {quote(schema)}")
     con.register("cdp_state_frame", frame)
     try:
-        con.execute(f'create or replace table "{schema}"."{table}" as from cdp_state_frame')
+        relation = f"{quote(schema)}.{quote(table)}"
+        con.execute(f"create or replace table {relation} as from cdp_state_frame")
     finally:
         con.unregister("cdp_state_frame")
