@@ -14,7 +14,7 @@ from cdp.identity_eval import evaluate
 from cdp.load import connect, load_table
 from cdp.sources import TABLES
 from orchestration.project import PROJECT_ROOT
-from tests.conftest import TEST_PEOPLE, TEST_SEED, generate
+from tests.conftest import TEST_PEOPLE, TEST_SEED, dbt_build, generate
 
 BIN = Path(sys.executable).parent
 
@@ -197,15 +197,14 @@ def test_eval_scores_another_resolvers_assignments_on_the_same_records(full_run,
 
 
 def _run_matcher(warehouse: Path, *args: str) -> None:
-    done = subprocess.run(
-        [str(BIN / "dbt"), "run", "--profiles-dir", ".", "--select", "+int_identity_matches"]
-        + ["--exclude", "resource_type:seed", *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "CDP_WAREHOUSE": str(warehouse)},
-        capture_output=True,
-        text=True,
+    dbt_build(
+        "--select",
+        "+int_identity_matches",
+        "--exclude",
+        "resource_type:seed",
+        *args,
+        env={"CDP_WAREHOUSE": str(warehouse)},
     )
-    assert done.returncode == 0, done.stdout[-3000:]
 
 
 def _matcher_state(con) -> dict:
