@@ -13,7 +13,7 @@ from rich.table import Table as RichTable
 from cdp.config import landing_path, warehouse_path
 from cdp.console import console, progress_bar, rows_table
 from cdp.load import export_raw_parquet
-from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse, describe, duckdb_config
+from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse, describe
 from reverse_etl.cli import sync_app
 
 app = typer.Typer(
@@ -134,7 +134,7 @@ def export_raw(
     import duckdb
 
     try:
-        con = duckdb.connect(warehouse_path(), read_only=True, config=duckdb_config())
+        con = duckdb.connect(warehouse_path(), read_only=True)
     except duckdb.Error as exc:
         console.print(f"[red]cannot open {warehouse_path()}: {exc}[/red]")
         raise typer.Exit(2) from exc

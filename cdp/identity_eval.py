@@ -13,8 +13,6 @@ from pathlib import Path
 
 import duckdb
 
-from cdp.warehouse import duckdb_config
-
 OWN_ID_KINDS = (
     "crm_contact_id",
     "shop_customer_id",
@@ -86,7 +84,7 @@ def _f1(true_pairs: int, predicted: int, correct: int) -> tuple[float, float, fl
 def evaluate(warehouse: str | Path, landing: str | Path, assignments=None) -> IdentityScore:
     """Score the warehouse's profiles, or `assignments` (a DataFrame of record_key, profile_id
     from another resolver, e.g. a plain Splink clustering) on the same records."""
-    con = duckdb.connect(str(warehouse), read_only=True, config=duckdb_config())
+    con = duckdb.connect(str(warehouse), read_only=True)
     profiles = "marts.customer_profile_records"
     if assignments is not None:
         con.register("other_assignments", assignments)

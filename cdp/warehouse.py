@@ -280,7 +280,9 @@ MEMORY_LIMIT_ENV = "CDP_DUCKDB_MEMORY_LIMIT"  # profiles.yml reads it too
 
 
 def duckdb_config() -> dict[str, str]:
-    """Settings of every DuckDB the CDP opens: above the memory limit, DuckDB spills to disk."""
+    """Settings of the DuckDB connections the loader, the Python layer and the matcher open:
+    above the memory limit, DuckDB spills to disk. (DuckDB refuses two connections with different
+    settings to one file in one process, so short read-only checks keep the defaults.)"""
     return {"memory_limit": os.environ.get(MEMORY_LIMIT_ENV, "80%")}
 
 
