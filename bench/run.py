@@ -94,10 +94,17 @@ def hubspot_in_own_process(token: str):
 
 
 def _dbt(warehouse: Path, *args: str) -> None:
+    """dbt on the bench's warehouse, with target and log folders of its own so that a
+    benchmark and the tests can share a checkout."""
     subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), *args, "--profiles-dir", ".", "--quiet"],
         cwd=ROOT,
-        env={**os.environ, "CDP_WAREHOUSE": str(warehouse)},
+        env={
+            **os.environ,
+            "CDP_WAREHOUSE": str(warehouse),
+            "DBT_TARGET_PATH": str(warehouse.parent / "target"),
+            "DBT_LOG_PATH": str(warehouse.parent / "logs"),
+        },
         check=True,
     )
 
@@ -106,9 +113,10 @@ def _dbt_build(warehouse: Path) -> None:
     _dbt(warehouse, "build")
 
 
-def _slowest_nodes(count: int = 12) -> list[dict]:
+def _slowest_nodes(warehouse: Path, count: int = 12) -> list[dict]:
     """The dbt nodes of the last invocation that took longest: where the build time goes."""
-    results = json.loads((ROOT / "target" / "run_results.json").read_text())["results"]
+    run_results = warehouse.parent / "target" / "run_results.json"
+    results = json.loads(run_results.read_text())["results"]
     ranked = sorted(results, key=lambda r: r["execution_time"], reverse=True)[:count]
     return [
         {"node": r["unique_id"].split(".", 2)[-1], "seconds": round(r["execution_time"], 2)}
@@ -197,13 +205,15 @@ def main() -> None:
 
     bench.stage("raw load", load_all, rows)
     bench.stage("raw reload (no-op)", load_all, rows)
+    # The manifest is parsed once beforehand, as Dagster's DbtProject prepares it at deploy.
+    _dbt(warehouse, "parse")
     bench.stage(
         "full dbt build (staging -> golden records, tests)",
         lambda: _dbt_build(warehouse),
         rows,
         child=True,
     )
-    slowest = {"full_build": _slowest_nodes()}
+    slowest = {"full_build": _slowest_nodes(warehouse)}
 
     new_people = max(1, people // 100)
     extra = Generator(
@@ -213,7 +223,7 @@ def main() -> None:
     bench.stage(
         "dbt build after 1% new people", lambda: _dbt_build(warehouse), extra.total_rows, child=True
     )
-    slowest["incremental_build"] = _slowest_nodes()
+    slowest["incremental_build"] = _slowest_nodes(warehouse)
 
     score = bench.stage("identity evaluation", lambda: evaluate(warehouse, landing))
     bench.stage(
