@@ -208,8 +208,9 @@
     large append-only staging tables (for speed) are incremental with delete+insert; Spark needs
     a table format with MERGE for that (var cdp_spark_file_format: delta or iceberg on a
     cluster) and, on plain Parquet, rebuilds them. -#}
-{% macro incremental_materialization() -%}
-    {%- if target.type == 'spark' and not spark_merges() -%}
+{% macro incremental_materialization(unique_key_is_unique=true) -%}
+    {#- Spark merges need a key unique in the model (and a table format that merges). -#}
+    {%- if target.type == 'spark' and not (spark_merges() and unique_key_is_unique) -%}
         {{ return('table') }}
     {%- endif -%}
     {{ return('incremental') }}
@@ -254,13 +255,14 @@
 {%- endmacro %}
 
 
-{% macro delete_rows_gone_from_raw(raw_relation, key) -%}
-    {#- Post-hook of the incremental staging models: rows whose raw row is gone (an erasure deletes
-        a person's raw rows, children included) leave staging too, as a rebuild would drop them. -#}
+{% macro delete_rows_gone_from(relation, key) -%}
+    {#- Post-hook of incremental models: rows whose key is gone from `relation` (an erased
+        person's raw rows, a profile merged into another) leave this model too, as a rebuild
+        would drop them. -#}
     {%- if model.config.materialized == 'incremental' -%}
-    delete from {{ this }} as staged
+    delete from {{ this }} as kept
     where not exists (
-        select 1 from {{ raw_relation }} as raw_rows where raw_rows.{{ key }} = staged.{{ key }}
+        select 1 from {{ relation }} as current_rows where current_rows.{{ key }} = kept.{{ key }}
     )
     {%- endif -%}
 {%- endmacro %}

@@ -1,19 +1,25 @@
-{#- Connected components of a record graph: (record_key, component_key, component_size), the
-    component key being the smallest record key linked, directly or through others. -#}
+{#- Connected components of a record graph, as CTEs ending in `components` (record_key,
+    component_key, component_size), the component key being the smallest record key linked,
+    directly or through others. `records` and `edges` (record_key_a, record_key_b) name relations
+    or earlier CTEs; the statement starts with with_recursive(). -#}
 {% macro connected_components(records, edges) -%}
     {{ return(adapter.dispatch('connected_components', 'cdp')(records, edges)) }}
 {%- endmacro %}
 
-{% macro default__connected_components(records, edges) -%}
+{% macro with_recursive() -%}
+    {{ return(adapter.dispatch('with_recursive', 'cdp')()) }}
+{%- endmacro %}
+
+{% macro default__with_recursive() -%}
 with recursive
+{%- endmacro %}
 
-records as (
+{% macro spark__with_recursive() -%}
+with
+{%- endmacro %}
 
-    select record_key from {{ records }}
-
-),
-
-edges as (
+{% macro default__connected_components(records, edges) -%}
+walk_edges as (
 
     select
         record_key_a as from_key,
@@ -27,35 +33,38 @@ edges as (
 
 ),
 
+-- terminates because UNION drops rows already found
 walk (record_key, reached_key) as (
 
     select
         record_key,
         record_key as reached_key
-    from records
+    from {{ records }}
     union
     select
         walk.record_key,
-        edges.to_key as reached_key
+        walk_edges.to_key as reached_key
     from walk
-    inner join edges on walk.reached_key = edges.from_key
+    inner join walk_edges on walk.reached_key = walk_edges.from_key
+
+),
+
+components as (
+
+    select
+        record_key,
+        min(reached_key) as component_key,
+        count(*) as component_size
+    from walk
+    group by record_key
 
 )
-
-select
-    record_key,
-    min(reached_key) as component_key,
-    count(*) as component_size
-from walk
-group by record_key
 {%- endmacro %}
 
 {% macro spark__connected_components(records, edges, rounds=24) -%}
     {#- Spark's recursive CTEs take UNION ALL only, which never ends on a cycle: propagate the
         smallest key one hop per round instead. `rounds` bounds the component diameter; the test
         assert_components_closed_under_edges fails if a component needed more. -#}
-with
-
 neighbours as (
 
     select record_key as from_key, record_key as to_key from {{ records }}
@@ -85,7 +94,7 @@ labels_{{ round }} as (
 ),
 {%- endfor %}
 
-final as (
+components as (
 
     select
         record_key,
@@ -94,6 +103,39 @@ final as (
     from labels_{{ rounds }}
 
 )
+{%- endmacro %}
 
-select * from final
+{#- A hash of the given columns' values, nulls included: tells whether a row changed. -#}
+{% macro fingerprint(columns) -%}
+    {%- set parts = [] -%}
+    {%- for column in columns -%}
+        {%- do parts.append("coalesce(cast(" ~ column ~ " as " ~ dbt.type_string() ~ "), '~')") -%}
+    {%- endfor -%}
+    {{ dbt.hash(parts | join(" || '|' || ")) }}
+{%- endmacro %}
+
+{#- The marts keyed by profile are incremental: a run recomputes the profiles whose records were
+    (re)assigned since the mart's newest profile_updated_at (every profile on a full build), and
+    their post-hook drops profiles that no longer exist. -#}
+{% macro profile_mart_config() -%}
+    {{ config(
+        materialized=incremental_materialization(unique_key_is_unique=false),
+        unique_key='profile_id',
+        incremental_strategy=incremental_strategy_for_target(),
+        post_hook="{{ delete_rows_gone_from(ref('int_profile_assignments'), 'profile_id') }}",
+    ) }}
+{%- endmacro %}
+
+{#- (profile_id, profile_updated_at) of the profiles to recompute; see profile_mart_config. -#}
+{% macro profiles_to_refresh() -%}
+    select
+        profile_id,
+        max(assigned_at) as profile_updated_at
+    from {{ ref('int_profile_assignments') }}
+    group by profile_id
+    {%- if is_incremental() %}
+    having max(assigned_at) > (
+        select coalesce(max(profile_updated_at), cast('1900-01-01' as timestamp)) from {{ this }}
+    )
+    {%- endif %}
 {%- endmacro %}

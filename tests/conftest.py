@@ -48,12 +48,13 @@ def pg_answers() -> bool:
         return False
 
 
-def dbt_build(*args: str, env: dict[str, str]) -> None:
-    """`dbt build` of the project with extra environment (which warehouse), failing loudly."""
+def dbt_build(*args: str, env: dict[str, str], command: str = "build") -> None:
+    """`dbt build` (or another command) of the project with extra environment (which
+    warehouse), failing loudly."""
     from cdp.config import PROJECT_ROOT
 
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), "build", "--profiles-dir", str(PROJECT_ROOT)]
+        [str(Path(sys.executable).parent / "dbt"), command, "--profiles-dir", str(PROJECT_ROOT)]
         + ["--quiet", *args],
         cwd=PROJECT_ROOT,
         env={**os.environ, **env},

@@ -1,16 +1,26 @@
+{{ profile_mart_config() }}
+
 -- Every candidate value of every golden-record attribute, with the record it came from: the
 -- input to survivorship. Addresses travel as one value so street and city come from one record.
 
 with
 
+refreshed_profiles as (
+
+    {{ profiles_to_refresh() }}
+
+),
+
 records as (
 
     select
         records.*,
-        assignments.profile_id
+        assignments.profile_id,
+        refreshed_profiles.profile_updated_at
     from {{ ref('int_identity_records') }} as records
     inner join {{ ref('int_profile_assignments') }} as assignments
         on records.record_key = assignments.record_key
+    inner join refreshed_profiles on assignments.profile_id = refreshed_profiles.profile_id
 
 ),
 
@@ -40,7 +50,8 @@ attribute_values as (
             source_record_id,
             '{{ "phone" if attribute == "mobile_phone" else attribute }}' as attribute,
             {{ expression }} as attribute_value,
-            observed_at
+            observed_at,
+            profile_updated_at
         from records
         union all
     {%- endfor %}
@@ -52,7 +63,8 @@ attribute_values as (
         records.source_record_id,
         'email' as attribute,
         records.email as attribute_value,
-        records.observed_at
+        records.observed_at,
+        records.profile_updated_at
     from records
     left join quality
         on quality.identifier_kind = 'email' and records.email = quality.identifier_value

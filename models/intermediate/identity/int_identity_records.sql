@@ -19,6 +19,8 @@ crm_contacts as (
         contacts.country_code,
         contacts.birth_date,
         accounts.account_name as company_name,
+        contacts.lead_status as crm_lead_status,
+        contacts.owner_name as crm_owner_name,
         contacts.created_at as first_seen_at,
         contacts.updated_at as observed_at
     from {{ ref('stg_crm__contacts') }} as contacts
@@ -43,6 +45,8 @@ shop_customers as (
         country_code,
         birth_date,
         cast(null as {{ dbt.type_string() }}) as company_name,
+        cast(null as {{ dbt.type_string() }}) as crm_lead_status,
+        cast(null as {{ dbt.type_string() }}) as crm_owner_name,
         created_at as first_seen_at,
         updated_at as observed_at
     from {{ ref('stg_shop__customers') }}
@@ -65,6 +69,8 @@ email_subscribers as (
         cast(null as {{ dbt.type_string() }}) as country_code,
         cast(null as date) as birth_date,
         cast(null as {{ dbt.type_string() }}) as company_name,
+        cast(null as {{ dbt.type_string() }}) as crm_lead_status,
+        cast(null as {{ dbt.type_string() }}) as crm_owner_name,
         created_at as first_seen_at,
         updated_at as observed_at
     from {{ ref('stg_email__subscribers') }}
@@ -87,6 +93,8 @@ loyalty_cards as (
         country_code,
         birth_date,
         cast(null as {{ dbt.type_string() }}) as company_name,
+        cast(null as {{ dbt.type_string() }}) as crm_lead_status,
+        cast(null as {{ dbt.type_string() }}) as crm_owner_name,
         issued_at as first_seen_at,
         issued_at as observed_at
     from {{ ref('stg_loyalty__cards') }}
@@ -110,6 +118,8 @@ support_tickets as (
         cast(null as {{ dbt.type_string() }}) as country_code,
         cast(null as date) as birth_date,
         cast(null as {{ dbt.type_string() }}) as company_name,
+        cast(null as {{ dbt.type_string() }}) as crm_lead_status,
+        cast(null as {{ dbt.type_string() }}) as crm_owner_name,
         created_at as first_seen_at,
         updated_at as observed_at
     from {{ ref('stg_support__tickets') }}
@@ -135,6 +145,8 @@ reviews as (
         cast(null as {{ dbt.type_string() }}) as country_code,
         cast(null as date) as birth_date,
         cast(null as {{ dbt.type_string() }}) as company_name,
+        cast(null as {{ dbt.type_string() }}) as crm_lead_status,
+        cast(null as {{ dbt.type_string() }}) as crm_owner_name,
         submitted_at as first_seen_at,
         submitted_at as observed_at
     from {{ ref('stg_reviews__reviews') }}
@@ -158,6 +170,8 @@ web_cookies as (
         cast(null as {{ dbt.type_string() }}) as country_code,
         cast(null as date) as birth_date,
         cast(null as {{ dbt.type_string() }}) as company_name,
+        cast(null as {{ dbt.type_string() }}) as crm_lead_status,
+        cast(null as {{ dbt.type_string() }}) as crm_owner_name,
         min(occurred_at) as first_seen_at,
         max(occurred_at) as observed_at
     from {{ ref('stg_web__events') }}
@@ -185,5 +199,11 @@ unioned as (
 
 select
     source || ':' || source_record_id as record_key,
-    *
+    *,
+    -- identity resolution recomputes only the profiles of records whose fingerprint changed
+    {{ fingerprint([
+        'first_name', 'last_name', 'email', 'phone', 'mobile_phone', 'street', 'postal_code',
+        'city', 'country_code', 'birth_date', 'company_name', 'crm_lead_status',
+        'crm_owner_name', 'first_seen_at', 'observed_at',
+    ]) }} as record_fingerprint
 from unioned

@@ -2,18 +2,26 @@
     materialized=incremental_materialization(),
     unique_key='record_key',
     incremental_strategy=incremental_strategy_for_target(),
+    post_hook="{{ delete_rows_gone_from(ref('int_identity_components'), 'record_key') }}",
 ) }}
 
 -- Stable profile ids. Each record's profile comes from its connected component; a component
 -- keeps the id most of its records had before (a merge keeps the id holding most records, a
 -- split leaves the id with the part holding most of its records). Components with no earlier id
 -- get one derived from their first record, so a full rebuild on the same data gives the same ids.
+-- Incremental runs assign only the components walked since the last run (a record's profile
+-- id is its old component's, so all records of an old profile are among them).
 
 with
 
 components as (
 
     select * from {{ ref('int_identity_components') }}
+    {%- if is_incremental() %}
+    where computed_at > (
+        select coalesce(max(assigned_at), cast('1900-01-01' as timestamp)) from {{ this }}
+    )
+    {%- endif %}
 
 ),
 

@@ -1,16 +1,27 @@
 -- For every golden-record value: which system and record it came from, when that system saw
 -- it, and the survivorship rule (var `cdp_survivorship`) that chose it over the other candidates.
 
+{{ profile_mart_config() }}
+
 {%- set survivorship = var('cdp_survivorship') %}
 
 with
 
+refreshed_profiles as (
+
+    {{ profiles_to_refresh() }}
+
+),
+
 candidates as (
 
     select
-        *,
-        count(*) over (partition by profile_id, attribute, attribute_value) as value_frequency
-    from {{ ref('int_customer_attribute_values') }}
+        attribute_values.*,
+        count(*) over (
+            partition by attribute_values.profile_id, attribute, attribute_value
+        ) as value_frequency
+    from {{ ref('int_customer_attribute_values') }} as attribute_values
+    inner join refreshed_profiles on attribute_values.profile_id = refreshed_profiles.profile_id
 
 ),
 
@@ -78,7 +89,8 @@ select
     ranked.record_key,
     ranked.observed_at,
     ranked.survivorship_rule,
-    distinct_values.candidate_values
+    distinct_values.candidate_values,
+    ranked.profile_updated_at
 from ranked
 inner join distinct_values
     on ranked.profile_id = distinct_values.profile_id and ranked.attribute = distinct_values.attribute

@@ -1,12 +1,22 @@
+{{ profile_mart_config() }}
+
 -- The golden customer record: one row per profile, each attribute chosen by its survivorship
 -- rule (see customer_attribute_provenance for where every value came from). Browsers never tied
 -- to a person are profiles too, with is_identified false.
 
 with
 
+refreshed_profiles as (
+
+    {{ profiles_to_refresh() }}
+
+),
+
 provenance as (
 
-    select * from {{ ref('customer_attribute_provenance') }}
+    select provenance.*
+    from {{ ref('customer_attribute_provenance') }} as provenance
+    inner join refreshed_profiles on provenance.profile_id = refreshed_profiles.profile_id
 
 ),
 
@@ -18,7 +28,13 @@ records as (
 
 profile_records as (
 
-    select * from {{ ref('customer_profile_records') }}
+    select
+        profile_records.*,
+        records.crm_lead_status,
+        records.crm_owner_name
+    from {{ ref('customer_profile_records') }} as profile_records
+    inner join refreshed_profiles on profile_records.profile_id = refreshed_profiles.profile_id
+    inner join records on profile_records.record_key = records.record_key
 
 ),
 
@@ -45,7 +61,9 @@ emails as (
         profile_id,
         {{ distinct_list('attribute_value') }} as all_emails
     from {{ ref('int_customer_attribute_values') }}
-    where attribute = 'email'
+    where
+        attribute = 'email'
+        and profile_id in (select refreshed_profiles.profile_id from refreshed_profiles)
     group by profile_id
 
 ),
@@ -61,7 +79,8 @@ lifecycle as (
         max(case when source = 'shop' then 1 else 0 end) = 1 as has_shop_account,
         max(case when source = 'loyalty' then 1 else 0 end) = 1 as has_loyalty_card,
         max(case when source = 'email' then 1 else 0 end) = 1 as is_on_email_list,
-        max(case when source = 'crm' then 1 else 0 end) = 1 as is_in_crm
+        max(case when source = 'crm' then 1 else 0 end) = 1 as is_in_crm,
+        max(profile_updated_at) as profile_updated_at
     from profile_records
     group by profile_id
 
@@ -70,13 +89,12 @@ lifecycle as (
 crm_status as (
 
     select
-        profile_records.profile_id,
-        max(contacts.lead_status) as crm_lead_status,
-        max(contacts.owner_name) as crm_owner_name
+        profile_id,
+        max(crm_lead_status) as crm_lead_status,
+        max(crm_owner_name) as crm_owner_name
     from profile_records
-    inner join {{ ref('stg_crm__contacts') }} as contacts
-        on profile_records.source = 'crm' and profile_records.source_record_id = contacts.contact_id
-    group by profile_records.profile_id
+    where source = 'crm'
+    group by profile_id
 
 )
 
@@ -108,7 +126,8 @@ select
     lifecycle.sources,
     lifecycle.record_count,
     lifecycle.first_seen_at,
-    lifecycle.last_seen_at
+    lifecycle.last_seen_at,
+    lifecycle.profile_updated_at
 from lifecycle
 left join attributes on lifecycle.profile_id = attributes.profile_id
 left join emails on lifecycle.profile_id = emails.profile_id

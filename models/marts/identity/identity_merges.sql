@@ -16,6 +16,14 @@ assignments as (
 
 ),
 
+-- records reassigned by the latest assignment run (the others keep their earlier assigned_at)
+reassigned as (
+
+    select * from assignments
+    where assigned_at = (select max(assigned_at) from assignments)
+
+),
+
 moved as (
 
     select
@@ -23,7 +31,7 @@ moved as (
         profile_id,
         count(*) as records_moved,
         max(assigned_at) as happened_at
-    from assignments
+    from reassigned
     where prior_profile_id is not null and prior_profile_id <> profile_id
     group by prior_profile_id, profile_id
 

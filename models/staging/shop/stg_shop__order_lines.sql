@@ -2,7 +2,7 @@
     materialized=incremental_materialization(),
     unique_key='order_line_id',
     incremental_strategy=incremental_strategy_for_target(),
-    post_hook="{{ delete_rows_gone_from_raw(source('shop', 'order_lines'), 'order_line_id') }}",
+    post_hook="{{ delete_rows_gone_from(source('shop', 'order_lines'), 'order_line_id') }}",
 ) }}
 
 with

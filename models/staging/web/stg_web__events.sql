@@ -2,7 +2,7 @@
     materialized=incremental_materialization(),
     unique_key='event_id',
     incremental_strategy=incremental_strategy_for_target(),
-    post_hook="{{ delete_rows_gone_from_raw(source('web', 'events'), 'event_id') }}",
+    post_hook="{{ delete_rows_gone_from(source('web', 'events'), 'event_id') }}",
 ) }}
 
 with
