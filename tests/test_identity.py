@@ -321,9 +321,7 @@ def test_incremental_identity_run_equals_recomputing_every_profile(full_run, lan
         where shop.email like '%@%' and lower(shop.email) <> lower(crm.email)
         order by crm.contact_id, shop.customer_id limit 1"""
     ).fetchone()
-    con.execute(
-        "update raw.crm__contacts set email = ? where contact_id = ?", [giver_email, taker]
-    )
+    con.execute("update raw.crm__contacts set email = ? where contact_id = ?", [giver_email, taker])
     con.execute(
         """delete from raw.shop__customers where customer_id =
         (select max(customer_id) from raw.shop__customers)"""
