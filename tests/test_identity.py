@@ -289,6 +289,7 @@ RESOLVED_TABLES = {
     "marts.customer_attribute_provenance": "profile_updated_at",
     "marts.customers": "profile_updated_at",
     "marts.customer_identifiers": "profile_updated_at",
+    "intermediate.int_web_sessions": "profile_updated_at",
 }
 
 
@@ -306,7 +307,7 @@ def _resolved(warehouse: Path) -> dict[str, set]:
 def test_incremental_identity_run_equals_recomputing_every_profile(full_run, landing, tmp_path):
     """1% new people, a CRM contact taking another person's email, a shop account erased and a
     lead status changed: the incremental run walks only the touched components and refreshes
-    only their profiles, and every identity table ends equal to recomputing all of them."""
+    only their profiles (and sessions), and every table ends equal to recomputing all of them."""
     incremental = tmp_path / "incremental.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], incremental)
     new_landing = tmp_path / "landing"
@@ -337,7 +338,7 @@ def test_incremental_identity_run_equals_recomputing_every_profile(full_run, lan
     recomputed = tmp_path / "recomputed.duckdb"
     shutil.copy(incremental, recomputed)
 
-    _dbt_run(incremental, "+customers", "+customer_identifiers")
+    _dbt_run(incremental, "+customers", "+customer_identifiers", "int_web_sessions")
     # The same inputs, then every component walked and every profile-keyed mart rebuilt.
     _dbt_run(recomputed, "+int_identity_edges")
     _dbt_run(recomputed, "int_identity_components", "--full-refresh")
@@ -349,6 +350,7 @@ def test_incremental_identity_run_equals_recomputing_every_profile(full_run, lan
         "customer_attribute_provenance",
         "customers",
         "customer_identifiers",
+        "int_web_sessions",
         "--full-refresh",
     )
 

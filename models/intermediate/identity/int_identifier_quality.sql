@@ -16,12 +16,6 @@ rules as (
 
 ),
 
-blocklist as (
-
-    select * from {{ ref('identity_blocklist') }}
-
-),
-
 per_source as (
 
     select
@@ -55,19 +49,21 @@ distinct_values as (
 
 ),
 
-blocked as (
+judged as (
 
     select
-        identifiers.identifier_kind,
-        identifiers.identifier_value,
-        min(blocklist.reason) as blocklist_reason
-    -- once per distinct value: DuckDB compiles a pattern read from a column for every row
-    from distinct_values as identifiers
-    inner join blocklist
-        on
-            identifiers.identifier_kind = blocklist.identifier_kind
-            and {{ regex_matches('identifiers.identifier_value', pattern_column='blocklist.pattern') }}
-    group by identifiers.identifier_kind, identifiers.identifier_value
+        identifier_kind,
+        identifier_value,
+        {{ blocklist_reason('identifier_kind', 'identifier_value', ref('identity_blocklist')) }}
+            as blocklist_reason
+    from distinct_values
+
+),
+
+blocked as (
+
+    select * from judged
+    where blocklist_reason is not null
 
 ),
 

@@ -88,15 +88,22 @@ fingerprinted as (
 
 ),
 
-{% if is_incremental() %}
-
+-- as of the last run (none on a full build: every record counts as new)
 stored as (
 
-    select
-        record_key,
-        component_key,
-        graph_fingerprint
-    from {{ this }}
+    {% if is_incremental() %}
+        select
+            record_key,
+            component_key,
+            graph_fingerprint
+        from {{ this }}
+    {% else %}
+        select
+            cast(null as {{ dbt.type_string() }}) as record_key,
+            cast(null as {{ dbt.type_string() }}) as component_key,
+            cast(null as {{ dbt.type_string() }}) as graph_fingerprint
+        where false
+    {% endif %}
 
 ),
 
@@ -132,16 +139,6 @@ walked_records as (
     inner join fingerprinted on stored.record_key = fingerprinted.record_key
 
 ),
-
-{% else %}
-
-walked_records as (
-
-    select record_key from fingerprinted
-
-),
-
-{% endif %}
 
 -- both ends of a link to a walked record are walked (see above)
 walked_edges as (

@@ -1,8 +1,50 @@
+{{ config(
+    materialized=incremental_materialization(unique_key_is_unique=false),
+    unique_key='anonymous_id',
+    incremental_strategy=incremental_strategy_for_target(),
+    post_hook="{{ delete_rows_gone_from(ref('stg_web__events'), 'anonymous_id') }}",
+) }}
+
 -- Web events grouped into visits: a new session after 30 minutes without an event, as web
 -- analytics tools count them. The landing event carries the visit's referrer and campaign;
 -- the browser's profile comes along, so traits, attribution and lead scoring need no join.
+-- Incremental: a run sessionizes again the browsers with events loaded since the last run and
+-- those whose profile was recomputed; every other browser keeps its sessions.
 
 with
+
+web_profiles as (
+
+    select
+        source_record_id as anonymous_id,
+        profile_id,
+        profile_updated_at
+    from {{ ref('customer_profile_records') }}
+    where source = 'web'
+
+),
+
+{% if is_incremental() %}
+
+    refreshed_browsers as (
+
+        select anonymous_id
+        from {{ ref('stg_web__events') }}
+        where loaded_at > (
+            select coalesce(max(events_loaded_at), cast('1900-01-01' as timestamp))
+            from {{ this }}
+        )
+        union
+        select anonymous_id
+        from web_profiles
+        where profile_updated_at > (
+            select coalesce(max(profile_updated_at), cast('1900-01-01' as timestamp))
+            from {{ this }}
+        )
+
+    ),
+
+{% endif %}
 
 events as (
 
@@ -12,6 +54,9 @@ events as (
             partition by anonymous_id order by occurred_at, event_id
         ) as previous_event_at
     from {{ ref('stg_web__events') }}
+    {%- if is_incremental() %}
+    where anonymous_id in (select refreshed_browsers.anonymous_id from refreshed_browsers)
+    {%- endif %}
 
 ),
 
@@ -60,7 +105,8 @@ sessions as (
         max(case when is_session_start = 1 then utm_campaign end) as utm_campaign,
         max(case when is_session_start = 1 then device_type end) as device_type,
         max(case when is_session_start = 1 then geo_country_code end) as geo_country_code,
-        max(case when is_session_start = 1 then geo_city end) as geo_city
+        max(case when is_session_start = 1 then geo_city end) as geo_city,
+        max(loaded_at) as events_loaded_at
     from numbered
     group by anonymous_id, session_number
 
@@ -69,10 +115,10 @@ sessions as (
 select
     sessions.anonymous_id || '-' || cast(sessions.session_number as {{ dbt.type_string() }})
         as session_id,
-    records.profile_id,
+    web_profiles.profile_id,
     sessions.*,
     {{ marketing_channel('sessions.utm_medium', 'sessions.utm_source', 'sessions.referrer') }}
-        as channel
+        as channel,
+    web_profiles.profile_updated_at
 from sessions
-left join {{ ref('customer_profile_records') }} as records
-    on records.source = 'web' and sessions.anonymous_id = records.source_record_id
+left join web_profiles on sessions.anonymous_id = web_profiles.anonymous_id

@@ -18,7 +18,10 @@ candidates as (
     select
         attribute_values.*,
         count(*) over (
-            partition by attribute_values.profile_id, attribute, attribute_value
+            partition by
+                attribute_values.profile_id,
+                attribute_values.attribute,
+                attribute_values.attribute_value
         ) as value_frequency
     from {{ ref('int_customer_attribute_values') }} as attribute_values
     inner join refreshed_profiles on attribute_values.profile_id = refreshed_profiles.profile_id

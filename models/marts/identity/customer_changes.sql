@@ -1,7 +1,40 @@
+{{ config(
+    materialized=incremental_materialization(),
+    unique_key='change_id',
+    incremental_strategy=incremental_strategy_for_target(),
+) }}
+
 -- Every change of a golden-record attribute: old and new value, when, and the source system and
 -- record that caused it. The record of processing a data-protection officer asks for.
+-- Incremental: a run reads the history of the values the snapshot recorded since the newest
+-- change this model holds, and adds their changes.
 
 with
+
+snapshot_versions as (
+
+    select * from {{ ref('customer_attribute_provenance_snapshot') }}
+
+),
+
+{% if is_incremental() %}
+
+    last_run as (
+
+        select coalesce(max(changed_at), cast('1900-01-01' as timestamp)) as changed_at
+        from {{ this }}
+
+    ),
+
+    recorded_since as (
+
+        select distinct snapshot_versions.provenance_id
+        from snapshot_versions
+        inner join last_run on snapshot_versions.dbt_valid_from > last_run.changed_at
+
+    ),
+
+{% endif %}
 
 versions as (
 
@@ -17,7 +50,10 @@ versions as (
             partition by provenance_id order by dbt_valid_from
         ) as old_value,
         row_number() over (partition by provenance_id order by dbt_valid_from) as version_number
-    from {{ ref('customer_attribute_provenance_snapshot') }}
+    from snapshot_versions
+    {%- if is_incremental() %}
+    where provenance_id in (select recorded_since.provenance_id from recorded_since)
+    {%- endif %}
 
 )
 

@@ -16,11 +16,19 @@ assignments as (
 
 ),
 
+latest_assignment_run as (
+
+    select max(assigned_at) as assigned_at from assignments
+
+),
+
 -- records reassigned by the latest assignment run (the others keep their earlier assigned_at)
 reassigned as (
 
-    select * from assignments
-    where assigned_at = (select max(assigned_at) from assignments)
+    select assignments.*
+    from assignments
+    inner join latest_assignment_run
+        on assignments.assigned_at = latest_assignment_run.assigned_at
 
 ),
 
