@@ -175,7 +175,13 @@ def score_pairs(
     rules = _blocking_rules()
     frame = _with_phones(candidates)
     if changed is not None:
-        rules = [f"({rule}) and (l.is_changed or r.is_changed)" for rule in rules]
+        # One side changed, as two rules: a condition on one side is filtered before the join,
+        # so a block is joined for its changed records only (an OR is checked after the join).
+        rules = [
+            f"({rule}) and {side}"
+            for rule in rules
+            for side in ("l.is_changed", "r.is_changed and not l.is_changed")
+        ]
         frame = frame.assign(is_changed=changed.to_numpy())
     con = _connection()
     try:
