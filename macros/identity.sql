@@ -107,11 +107,33 @@ components as (
 
 {#- A hash of the given columns' values, nulls included: tells whether a row changed. -#}
 {% macro fingerprint(columns) -%}
+    {{ return(adapter.dispatch('fingerprint', 'cdp')(columns)) }}
+{%- endmacro %}
+
+{% macro default__fingerprint(columns) -%}
     {%- set parts = [] -%}
     {%- for column in columns -%}
         {%- do parts.append("coalesce(cast(" ~ column ~ " as " ~ dbt.type_string() ~ "), '~')") -%}
     {%- endfor -%}
     {{ dbt.hash(parts | join(" || '|' || ")) }}
+{%- endmacro %}
+
+{#- DuckDB's own 64-bit hash: md5 over concatenated text took 27 of 34 s at 10M records. -#}
+{% macro duckdb__fingerprint(columns) -%}
+    cast(hash({{ columns | join(', ') }}) as {{ dbt.type_string() }})
+{%- endmacro %}
+
+{#- Aggregate: one hash for the set of rows of a group, whatever their order. -#}
+{% macro fingerprint_of_rows(columns) -%}
+    {{ return(adapter.dispatch('fingerprint_of_rows', 'cdp')(columns)) }}
+{%- endmacro %}
+
+{% macro default__fingerprint_of_rows(columns) -%}
+    {{ dbt.listagg(fingerprint(columns), "','", 'order by ' ~ fingerprint(columns)) }}
+{%- endmacro %}
+
+{% macro duckdb__fingerprint_of_rows(columns) -%}
+    cast(sum(hash({{ columns | join(', ') }})) as {{ dbt.type_string() }})
 {%- endmacro %}
 
 {#- The marts keyed by profile are incremental: a run recomputes the profiles whose records were

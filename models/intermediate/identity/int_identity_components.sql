@@ -36,7 +36,7 @@ links_per_record as (
 
     select
         record_key,
-        {{ dbt.listagg('linked_key', "','", 'order by linked_key') }} as linked_keys
+        {{ fingerprint_of_rows(['linked_key']) }} as linked_keys
     from (
         select
             record_key_a as record_key,
@@ -56,14 +56,10 @@ identifiers_per_record as (
 
     select
         identifiers.record_key,
-        {{ dbt.listagg(
-            fingerprint([
-                'identifiers.identifier_kind', 'identifiers.identifier_value',
-                'quality.is_blocklisted', 'quality.is_shared',
-            ]),
-            "','",
-            'order by identifiers.identifier_kind, identifiers.identifier_value',
-        ) }} as identifier_fingerprints
+        {{ fingerprint_of_rows([
+            'identifiers.identifier_kind', 'identifiers.identifier_value',
+            'quality.is_blocklisted', 'quality.is_shared',
+        ]) }} as identifier_fingerprints
     from {{ ref('int_identifiers') }} as identifiers
     inner join {{ ref('int_identifier_quality') }} as quality
         on
