@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
 import requests
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -82,6 +83,12 @@ class HttpTransport:
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.session.headers.update(headers)
+        # Proxies and CA bundle from the environment, read once: requests reads the whole
+        # environment again on every call (a tenth of a sync's time at 20k records/s).
+        environment = self.session.merge_environment_settings(self.base_url, {}, None, None, None)
+        self.session.proxies.update(environment["proxies"])
+        self.session.verify = environment["verify"]
+        self.session.trust_env = False
         self.limiter, self.timeout = limiter, timeout
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self.sleep = sleep
@@ -96,7 +103,12 @@ class HttpTransport:
         self.sleep(delay)
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """`json=` bodies are encoded with orjson (several times faster than the standard
+        library's, and NaN becomes null rather than invalid JSON)."""
         url = f"{self.base_url}{path}"
+        if "json" in kwargs:
+            kwargs["data"] = orjson.dumps(kwargs.pop("json"))
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         last_problem = ""
         for attempt in range(self.max_retries + 1):
             self.limiter.acquire()
@@ -123,3 +135,8 @@ class HttpTransport:
         raise DeliveryError(
             f"{method} {url} failed after {self.max_retries + 1} attempts: {last_problem}"
         )
+
+
+def json_body(response: requests.Response):
+    """A response's JSON, decoded with orjson; None for an empty body."""
+    return orjson.loads(response.content) if response.content else None

@@ -164,10 +164,21 @@ def _records(con, sync: SyncConfig, change: str, limit: int | None = None) -> li
         where d.change = ? order by d.record_key {_limit(limit)}""",
         [sync.name, change],
     ).fetchall()
+    if not rows:
+        return []
+    # Column-wise: only columns of dates or decimals are converted, known by their first value
+    # (a call per value of every column cost a third of the time to read 48k records).
+    keys, identifiers, destination_ids, *fields = map(list, zip(*rows, strict=True))
+    for position, values in enumerate(fields):
+        first = next((v for v in values if v is not None), None)
+        if isinstance(first, _CONVERTED):
+            fields[position] = [_plain(v) for v in values]
     names = list(sync.fields)
     return [
-        Record(r[0], r[1], {n: _plain(v) for n, v in zip(names, r[3:], strict=True)}, r[2])
-        for r in rows
+        Record(key, identifier, dict(zip(names, values, strict=True)), destination_id)
+        for key, identifier, destination_id, *values in zip(
+            keys, identifiers, destination_ids, *fields, strict=True
+        )
     ]
 
 
@@ -183,6 +194,9 @@ def _removed_records(con, sync: SyncConfig, limit: int | None = None) -> list[Re
         [sync.name],
     ).fetchall()
     return [Record(r[0], r[1] or r[0], {}, r[1]) for r in rows]
+
+
+_CONVERTED = (dt.datetime, dt.date, Decimal)
 
 
 def _plain(value):

@@ -3,7 +3,7 @@
 archives (restorable for 90 days); erasure uses the GDPR delete, one contact per call, which
 removes the contact for good."""
 
-from reverse_etl.delivery import RequestRejected
+from reverse_etl.delivery import RequestRejected, json_body
 from reverse_etl.destinations import Destination, Outcome, Record, register
 from reverse_etl.destinations._http import transport_for
 
@@ -37,7 +37,7 @@ class HubSpotContacts(Destination):
             response = self.transport.request("POST", path, json=body)
         except RequestRejected as exc:
             return [Outcome(r.record_key, False, message=exc.message) for r in records]
-        payload = response.json()
+        payload = json_body(response)
         by_identifier = {r.identifier.lower(): r for r in records}
         outcomes: dict[str, Outcome] = {}
         for result in payload.get("results", []):

@@ -5,12 +5,13 @@ connections. Used by the contract tests and by `make demo`."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
 
 
 class Fault:
@@ -173,7 +174,7 @@ class Emulator(ABC):
 
     @staticmethod
     def _send(handler, status: int, payload, headers: dict | None = None) -> None:
-        data = b"" if payload is None else json.dumps(payload).encode()
+        data = b"" if payload is None else orjson.dumps(payload)
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
