@@ -28,6 +28,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from cdp.config import PRODUCTION_DBT_EXCLUDE
 from cdp.generate import Generator
 from cdp.identity_eval import evaluate
 from cdp.load import connect, load_table
@@ -110,7 +111,8 @@ def _dbt(warehouse: Path, *args: str) -> None:
 
 
 def _dbt_build(warehouse: Path) -> None:
-    _dbt(warehouse, "build")
+    """As Dagster runs it in production."""
+    _dbt(warehouse, "build", *PRODUCTION_DBT_EXCLUDE)
 
 
 def _slowest_nodes(warehouse: Path, count: int = 12) -> list[dict]:

@@ -7,6 +7,7 @@ import pytest
 
 from cdp.sources import TABLES
 from orchestration.project import dbt_project
+from tests.conftest import dbt_build
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,20 @@ def test_personal_data_columns_are_tagged(manifest):
     for model in ("stg_crm__contacts", "stg_shop__customers", "stg_loyalty__cards"):
         for column in ("first_name", "last_name", "email", "phone"):
             assert (model, column) in pii
+
+
+def test_unit_tests_pass_though_production_runs_skip_them(manifest, tmp_path):
+    """Dagster runs exclude dbt unit tests (PRODUCTION_DBT_EXCLUDE): the suite runs each one."""
+    unit_tests = set(manifest["unit_tests"])
+    assert len(unit_tests) >= 10
+    dbt_build(
+        "--select",
+        "test_type:unit",
+        "--target-path",
+        str(tmp_path),
+        env={},
+        command="test",
+    )
+    results = json.loads((tmp_path / "run_results.json").read_text())["results"]
+    assert {r["unique_id"] for r in results} == unit_tests
+    assert {r["status"] for r in results} == {"pass"}

@@ -12,6 +12,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from cdp.config import PRODUCTION_DBT_EXCLUDE
 from orchestration.project import dbt_project
 
 
@@ -33,6 +34,11 @@ class CdpDbtTranslator(DagsterDbtTranslator):
         return spec
 
 
+# Python assets sit between dbt models (enrichment, predictions), so a run builds dbt in several
+# steps; "buildable" runs a test only in the step where all its parents exist.
+PRODUCTION_BUILD = ["build", "--indirect-selection", "buildable", *PRODUCTION_DBT_EXCLUDE]
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     dagster_dbt_translator=CdpDbtTranslator(
@@ -43,9 +49,7 @@ class CdpDbtTranslator(DagsterDbtTranslator):
     ),
 )
 def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
-    # Python assets sit between dbt models (enrichment, predictions), so a run builds dbt in
-    # several steps; "buildable" runs a test only in the step where all its parents exist.
-    yield from dbt.cli(["build", "--indirect-selection", "buildable"], context=context).stream()
+    yield from dbt.cli(PRODUCTION_BUILD, context=context).stream()
 
 
 def dbt_model_key(model: str) -> AssetKey:
