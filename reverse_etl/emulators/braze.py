@@ -1,7 +1,7 @@
 """Braze REST emulator: /users/track (<= 75 attribute objects, external_id required, non-fatal
 per-object errors) and /users/delete; 3,000 requests per 3 s."""
 
-import json
+import orjson
 
 from reverse_etl.emulators import Emulator
 
@@ -15,7 +15,7 @@ class BrazeEmulator(Emulator):
     def handle(self, method, path, headers, body):
         if not self.authorized(headers):
             return 401, {"message": "Invalid API key"}, {}
-        payload = json.loads(body or b"{}")
+        payload = orjson.loads(body or b"{}")
         if method == "POST" and path == "/users/track":
             attributes = payload.get("attributes", [])
             if len(attributes) > 75:

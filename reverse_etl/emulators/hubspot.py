@@ -3,9 +3,10 @@ GDPR delete (permanent; an email not found is blocklisted and cannot be created 
 auth, 207 Multi-Status with per-input errors, ten-secondly rolling rate limit (429)."""
 
 import datetime as dt
-import json
 import re
 import uuid
+
+import orjson
 
 from reverse_etl.emulators import Emulator
 
@@ -68,8 +69,8 @@ class HubSpotEmulator(Emulator):
 
     def _inputs(self, body):
         try:
-            payload = json.loads(body or b"{}")
-        except json.JSONDecodeError as exc:
+            payload = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError as exc:
             return None, (400, _error(f"Invalid input JSON on line 1: {exc}"), {})
         inputs = payload.get("inputs")
         if not isinstance(inputs, list):
@@ -148,8 +149,8 @@ class HubSpotEmulator(Emulator):
 
     def _gdpr_delete(self, body):
         try:
-            payload = json.loads(body or b"{}")
-        except json.JSONDecodeError as exc:
+            payload = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError as exc:
             return 400, _error(f"Invalid input JSON on line 1: {exc}"), {}
         object_id = str(payload.get("objectId") or "")
         if not object_id:

@@ -2,9 +2,10 @@
 type, allOrNone false), one result per record in input order, field validation errors; DELETE
 by ids (<= 200), one DeleteResult per id in the order given."""
 
-import json
 import re
 from urllib.parse import parse_qs
+
+import orjson
 
 from reverse_etl.emulators import Emulator
 
@@ -38,7 +39,7 @@ class SalesforceEmulator(Emulator):
                 {},
             )
         sobject, ext_field = route.groups()
-        payload = json.loads(body or b"{}")
+        payload = orjson.loads(body or b"{}")
         records = payload.get("records", [])
         if len(records) > 200:
             return (

@@ -6,8 +6,9 @@ erasure: the receiver forgets the record)."""
 import base64
 import hashlib
 import hmac
-import json
 import time
+
+import orjson
 
 from reverse_etl.emulators import Emulator
 
@@ -50,7 +51,7 @@ class WebhookEmulator(Emulator):
                 if seen_digest != digest:
                     return 422, {"error": "Idempotency-Key reused with another payload"}, {}
                 return (*answer[:2], {"Idempotent-Replayed": "true"})
-            payload = json.loads(body)
+            payload = orjson.loads(body)
             kind = payload.get("object", "")
             for item in payload.get("records", []):
                 stored = f"{kind}/{item['key']}"  # the receiver keeps one list per object
