@@ -28,7 +28,9 @@ from reverse_etl.destinations import Destination, Outcome, Record, get_destinati
 SCHEMA = "reverse_etl"
 CONSENTS = "marts.customer_consents"
 MEMBERSHIPS = "marts.audience_memberships"
-CONFIRM_GROUP = 2_000  # records confirmed per state write
+# Records confirmed per state write: a write costs about 22 ms plus 6 µs a record (48k records:
+# 0.84 s in groups of 2,000, 0.39 s in groups of 10,000).
+CONFIRM_GROUP = 5_000
 
 
 def relation(name: str) -> str:
