@@ -20,9 +20,9 @@ def landing_path() -> str:
     return _from_root(os.environ.get("CDP_LANDING", "data/demo"))
 
 
-# What production runs exclude from `dbt build` (Dagster, the benchmark): unit tests check model
-# logic on fixtures, not data; `make test` runs them (dbt's advice; they were an eighth of a run
-# after new data).
+# What production runs exclude from `dbt build` (the dbt assets, the erasure rebuild, the
+# benchmark): unit tests check model logic on fixtures, not data; `make test` runs them (dbt's
+# advice; they were an eighth of a run after new data).
 PRODUCTION_DBT_EXCLUDE = ["--exclude-resource-type", "unit_test"]
 
 

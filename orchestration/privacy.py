@@ -22,6 +22,7 @@ from dagster import (
 from dagster_dbt import DbtCliResource
 
 from cdp import erasure
+from cdp.config import PRODUCTION_DBT_EXCLUDE
 from cdp.warehouse import connect_warehouse
 from orchestration.project import dbt_project
 from orchestration.resources import WarehouseResource
@@ -52,7 +53,11 @@ def erase_requested_people(context: OpExecutionContext, warehouse: WarehouseReso
 @op(ins={"erased": In(list)}, out=Out(list), description="dbt build over what is left.")
 def rebuild_models(context: OpExecutionContext, dbt: DbtCliResource, erased: list) -> list:
     if erased:
-        dbt.cli(["build"], manifest=dbt_project.manifest_path, raise_on_error=True).wait()
+        dbt.cli(
+            ["build", *PRODUCTION_DBT_EXCLUDE],
+            manifest=dbt_project.manifest_path,
+            raise_on_error=True,
+        ).wait()
     else:
         context.log.info("nothing erased: no rebuild")
     return erased
