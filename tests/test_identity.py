@@ -216,7 +216,7 @@ def test_one_percent_more_people_scores_only_their_pairs(full_run, landing, tmp_
     """After 1% new people the matcher keeps the stored model, scores only pairs that touch new
     or changed records, keeps every other pair as it was, and links what a full rescoring with
     the same model links; var cdp_rescore_matches retrains and rescores everything."""
-    from cdp.matching import candidate_hashes, score_pairs
+    from cdp.matching import candidate_hashes_sql, score_pairs
 
     warehouse = tmp_path / "wh.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], warehouse)
@@ -243,8 +243,9 @@ def test_one_percent_more_people_scores_only_their_pairs(full_run, landing, tmp_
     candidates = con.sql("select * from intermediate.int_match_candidates").df()
     after = con.sql("select * from intermediate.int_identity_matches").df()
     model = json.loads(state["model_json"])
+    relation = "intermediate.int_match_candidates"
+    hashes = dict(con.execute(candidate_hashes_sql(con, relation)).fetchall())
     con.close()
-    hashes = dict(zip(candidates.record_key, candidate_hashes(candidates), strict=True))
     changed = {key for key, value in hashes.items() if scored_before.get(key) != value}
     new_keys = set(hashes) - set(scored_before)
     assert state["last_run_mode"] == "incremental"

@@ -19,7 +19,7 @@ def model(dbt, session):
         session,
         schema=dbt.this.schema,
         this=str(dbt.this),
-        candidates=dbt.ref("int_match_candidates").df(),
+        candidates=dbt.ref("int_match_candidates"),
         floor=float(floor),
         rescore_all=str(rescore_all).lower() == "true",
     )
