@@ -333,13 +333,15 @@ def score_incrementally(
         last_run_at=pd.Timestamp.utcnow().tz_localize(None),
         model_json=json.dumps(model),
     )
-    con.execute(f"create schema if not exists {quote(schema)}")
-    con.execute(f"create or replace table {scored_table} as from cdp_candidate_hashes")
+    _replace_table(con, schema, SCORED_TABLE, con.table("cdp_candidate_hashes"))
     _replace_table(con, schema, MODEL_TABLE, pd.DataFrame([run]))
     return pairs
 
 
-def _replace_table(con, schema: str, table: str, frame: pd.DataFrame) -> None:
+def _replace_table(
+    con, schema: str, table: str, frame: pd.DataFrame | duckdb.DuckDBPyRelation
+) -> None:
+    """`schema.table` as a copy of a frame or of a relation of `con`."""
     con.execute(f"create schema if not exists {quote(schema)}")
     con.register("cdp_state_frame", frame)
     try:
