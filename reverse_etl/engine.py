@@ -292,21 +292,36 @@ def _record_error(con, sync_name, record_key, kind, message, run_id, now) -> Non
 
 def _sent_in_order(send, batches: list[list[Record]], concurrency: int):
     """(batch, outcomes) in batch order, up to `concurrency` batches in flight. Outcomes are
-    recorded by the caller's thread (one warehouse connection); on an error, batches not yet
-    started are cancelled, and those in flight may be delivered unconfirmed (sent again next run:
-    at least once, never lost)."""
+    recorded by the caller's thread (one warehouse connection). On an error, batches not yet
+    started are cancelled, those in flight are waited for and yielded if they succeeded (the
+    destination holds them: confirming them saves re-sending), then the first error is raised.
+    A killed process may leave batches delivered unconfirmed: sent again next run, at least once,
+    never lost."""
     if concurrency <= 1:
         for batch in batches:
             yield batch, send(batch)
         return
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sync") as pool:
         futures = [pool.submit(send, batch) for batch in batches]
+        failure: BaseException | None = None
         try:
             for batch, future in zip(batches, futures, strict=True):
-                yield batch, future.result()
+                if failure is not None and future.cancelled():
+                    continue
+                try:
+                    outcomes = future.result()
+                except Exception as exc:
+                    if failure is None:
+                        failure = exc
+                        for pending in futures:
+                            pending.cancel()
+                    continue
+                yield batch, outcomes
         finally:
             for future in futures:
                 future.cancel()
+        if failure is not None:
+            raise failure
 
 
 def build_destination(sync: SyncConfig, sleep=None) -> Destination:
