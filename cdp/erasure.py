@@ -414,6 +414,7 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
     )
     if failures:
         return result
+    con.prepare_wide_scans()
     _register_hashes(con, subject)
     con.execute("begin transaction")
     try:
@@ -466,6 +467,7 @@ def verify(con, request_id: str) -> dict[str, int]:
     profile_hash = con.execute(
         f"select profile_sha256 from {REQUESTS} where request_id = ?", [request_id]
     ).fetchall()[0][0]
+    con.prepare_wide_scans()
     _register_hashes(con, subject)
     if profile_hash:
         con.execute("insert into erasure_exact values (?)", [profile_hash])
