@@ -91,7 +91,9 @@ def _with_phones(candidates: pd.DataFrame) -> pd.DataFrame:
 
 # m and u are rates: a sample estimates them as well as everything does, while EM's blocked
 # pairs grow with the square of the records (188M pairs on postal code at 10M source records).
-TRAINING_RECORDS = 150_000
+# At 1M source records (110k candidates) 60k instead of 150k took the matcher from 18.3 to 11.3 s
+# with the same F1 (0.9693); 40k gave 0.9696.
+TRAINING_RECORDS = 60_000
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
