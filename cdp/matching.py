@@ -91,9 +91,9 @@ def _with_phones(candidates: pd.DataFrame) -> pd.DataFrame:
 
 # m and u are rates: a sample estimates them as well as everything does, while EM's blocked
 # pairs grow with the square of the records (188M pairs on postal code at 10M source records).
-# At 1M source records (110k candidates) 60k instead of 150k took the matcher from 18.3 to 11.3 s
-# with the same F1 (0.9693); 40k gave 0.9696.
-TRAINING_RECORDS = 60_000
+# Tried smaller: 60k took the matcher at 1M source records from 18.3 to 11.3 s with the same F1,
+# but at 10M (1.1M candidates, sparser name pairs) F1 fell from 0.743 to 0.719.
+TRAINING_RECORDS = 150_000
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
