@@ -167,6 +167,8 @@ def find_subject(con: Warehouse, request_id: str) -> Subject:
 
 
 def _register_hashes(con, subject: Subject) -> None:
+    """Prepare this session for scanning tables by the subject's hashes."""
+    con.prepare_wide_scans()
     for name, values in (
         ("erasure_exact", subject.exact_hashes),
         ("erasure_emails", subject.email_hashes),
@@ -414,7 +416,6 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
     )
     if failures:
         return result
-    con.prepare_wide_scans()
     _register_hashes(con, subject)
     con.execute("begin transaction")
     try:
@@ -467,7 +468,6 @@ def verify(con, request_id: str) -> dict[str, int]:
     profile_hash = con.execute(
         f"select profile_sha256 from {REQUESTS} where request_id = ?", [request_id]
     ).fetchall()[0][0]
-    con.prepare_wide_scans()
     _register_hashes(con, subject)
     if profile_hash:
         con.execute("insert into erasure_exact values (?)", [profile_hash])
