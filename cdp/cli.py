@@ -12,7 +12,7 @@ from rich.table import Table as RichTable
 
 from cdp.config import landing_path, warehouse_path
 from cdp.console import console, progress_bar, rows_table
-from cdp.load import export_raw_parquet
+from cdp.load import export_raw_parquet, retry_file
 from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse, describe
 from reverse_etl.cli import sync_app
 
@@ -36,6 +36,8 @@ audiences_app = typer.Typer(
     help="Audiences declared in audiences/*.yml, compiled to dbt models.", no_args_is_help=True
 )
 app.add_typer(audiences_app, name="audiences")
+load_app = typer.Typer(help="Landing files: rejected files and their retry.", no_args_is_help=True)
+app.add_typer(load_app, name="load")
 
 
 @app.callback()
@@ -123,6 +125,31 @@ def run(
         )
     print_run_summary(console, result, time.perf_counter() - started)
     raise typer.Exit(0 if result.success else 1)
+
+
+@load_app.command("retry")
+def load_retry(
+    files: list[str] = typer.Argument(..., help="Rejected files (path or name) to read again."),
+) -> None:
+    """Read a rejected file again on the next run (after fixing it in place)."""
+    with connect_warehouse() as con:
+        for name in files:
+            forgotten = retry_file(con, name)
+            if forgotten:
+                console.print(f"{name}: will be read again by the next run")
+            else:
+                console.print(f"[red]{name}: no rejected file of that name[/red]")
+                raise typer.Exit(1)
+
+
+@load_app.command("rejected")
+def load_rejected() -> None:
+    """Files the loader rejected, with the reason."""
+    from cdp.load import rejected_files
+
+    with connect_warehouse() as con:
+        rows = rejected_files(con)
+    console.print(rows_table("Rejected landing files", ["table", "file", "reason", "at"], rows))
 
 
 @app.command("export-raw")

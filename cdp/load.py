@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -29,17 +30,42 @@ from cdp.suppression import Suppressions
 from cdp.warehouse import Warehouse, as_warehouse, duckdb_config
 
 RAW_SCHEMA = "raw"
-META_COLUMNS = ("_source_file", "_source_line", "_row_hash", "_batch_id", "_loaded_at")
+META_COLUMNS = (
+    "_source_file",
+    "_source_line",
+    "_row_hash",
+    "_batch_id",
+    "_loaded_at",
+    # JSON per row, null when empty: values that failed their type ({column: {value, reason}},
+    # the typed column holds null), the exported text of values stored reformatted (declared
+    # date formats), and columns the declaration does not name.
+    "_invalid_values",
+    "_source_values",
+    "_extra_values",
+)
 _META_TYPES = {"_source_line": "bigint", "_loaded_at": "timestamp"}
 _INT = re.compile(r"^\s*-?\d+\s*$")
 _DECIMAL = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
 _GERMAN_TS = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2})$")
 _GERMAN_DATE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})$")
 _BOOLS = frozenset(("true", "false", "1", "0", "yes", "no", "ja", "nein", "t", "f"))
+# A row longer than this is quarantined (the rest of its file loads): a field that size is a
+# broken export, not data. CDP_MAX_FIELD_BYTES raises it.
+DEFAULT_MAX_ROW_BYTES = 128 * 1024
+FALLBACK_ENCODING = "cp1252"
 
 
-class SchemaDriftError(Exception):
-    """A landing file's columns differ from what the source declares."""
+def max_row_bytes() -> int:
+    return int(os.environ.get("CDP_MAX_FIELD_BYTES", DEFAULT_MAX_ROW_BYTES))
+
+
+class FileRejected(Exception):
+    """A landing file that cannot be read as a whole; the message is the reason. It is recorded
+    in raw._load_files as rejected and not read again until its content changes."""
+
+
+class SchemaDriftError(FileRejected):
+    """A landing file lacks a column its source declares required."""
 
 
 class RowError(ValueError):
@@ -51,12 +77,17 @@ class LoadResult:
     table: str
     files_loaded: list[str] = field(default_factory=list)
     files_skipped: list[str] = field(default_factory=list)
+    # file name -> reason, for files rejected now or before (until their content changes)
+    files_rejected: dict[str, str] = field(default_factory=dict)
     rows_read: int = 0
     rows_new: int = 0
     rows_already_loaded: int = 0
     rows_quarantined: int = 0
     rows_suppressed: int = 0
+    values_invalid: int = 0
     unexpected_columns: list[str] = field(default_factory=list)
+    missing_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict:
         return {
@@ -65,10 +96,32 @@ class LoadResult:
             "rows_already_loaded": self.rows_already_loaded,
             "rows_quarantined": self.rows_quarantined,
             "rows_suppressed": self.rows_suppressed,
+            "values_invalid": self.values_invalid,
             "files_loaded": len(self.files_loaded),
             "files_skipped": len(self.files_skipped),
+            "files_rejected": len(self.files_rejected),
             "unexpected_columns": ", ".join(self.unexpected_columns) or "none",
+            "missing_optional_columns": ", ".join(self.missing_columns) or "none",
         }
+
+    def problems(self) -> list[str]:
+        """One line per thing an operator should know: rejected files, what to do about them."""
+        lines = [
+            f"{name}: rejected ({reason}); fix the file and run `cdp load retry {name}`, or "
+            "land a corrected copy"
+            for name, reason in self.files_rejected.items()
+        ]
+        if self.missing_columns:
+            lines.append(
+                f"{self.table}: optional column(s) missing in a file, loaded as null: "
+                + ", ".join(self.missing_columns)
+            )
+        if self.unexpected_columns:
+            lines.append(
+                f"{self.table}: column(s) not declared, kept in _extra_values: "
+                + ", ".join(self.unexpected_columns)
+            )
+        return lines + self.notes
 
 
 def quote(identifier: str) -> str:
@@ -79,12 +132,18 @@ def raw_relation(table: Table) -> str:
     return f"{quote(RAW_SCHEMA)}.{quote(table.key)}"
 
 
+LOAD_FILES = f'{quote(RAW_SCHEMA)}."_load_files"'
+
+
 def ensure_schema(con, table: Table | None = None) -> None:
     con.execute(f"create schema if not exists {quote(RAW_SCHEMA)}")
-    con.execute(f"""create table if not exists {quote(RAW_SCHEMA)}."_load_files" (
+    con.execute(f"""create table if not exists {LOAD_FILES} (
         table_key varchar, file_name varchar, file_sha256 varchar, size_bytes bigint,
         batch_id varchar, loaded_at timestamp, rows_read bigint, rows_new bigint,
         rows_quarantined bigint)""")
+    # Added later: warehouses loaded before keep their rows (status null = loaded).
+    for column in ("status", "reason"):
+        con.execute(f"alter table {LOAD_FILES} add column if not exists {column} varchar")
     con.execute(f"""create table if not exists {quote(RAW_SCHEMA)}."quarantine" (
         source varchar, table_name varchar, file_name varchar, line_number bigint,
         raw_text varchar, reason varchar, batch_id varchar, quarantined_at timestamp)""")
@@ -93,6 +152,10 @@ def ensure_schema(con, table: Table | None = None) -> None:
         con.execute(f"""create table if not exists {raw_relation(table)} ({cols},
             "_source_file" varchar, "_source_line" bigint, "_row_hash" varchar,
             "_batch_id" varchar, "_loaded_at" timestamp)""")
+        for column in ("_invalid_values", "_source_values", "_extra_values"):
+            con.execute(
+                f"alter table {raw_relation(table)} add column if not exists {column} varchar"
+            )
 
 
 def utc_now() -> dt.datetime:
@@ -117,8 +180,7 @@ def table_exists(con, schema: str, name: str) -> bool:
 
 
 def landing_files(table: Table, landing: Path) -> list[Path]:
-    folder = landing / table.source / table.name
-    return sorted(folder.glob(f"*.{table.extension}")) if folder.is_dir() else []
+    return sorted(p for p in Path(landing).glob(table.landing_glob) if p.is_file())
 
 
 def _sha256(path: Path) -> str:
@@ -129,40 +191,83 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_value(column: s.Column, value: str) -> None:
+def _parsed_value(column: s.Column, value: str) -> str:
+    """The value as stored: checked against its kind; declared dates and timestamps become
+    ISO-8601 text. Raises ValueError when it does not parse."""
     kind = column.kind
-    try:
-        if kind == s.INT and not _INT.match(value):
-            raise ValueError
-        if kind == s.DECIMAL and not _DECIMAL.match(value):
-            raise ValueError
-        if kind == s.BOOL and value.strip().lower() not in _BOOLS:
-            raise ValueError
-        if kind in (s.TS_LOCAL, s.TS_ISO):
-            dt.datetime.fromisoformat(value.strip())
-        elif kind == s.DATE_ISO:
-            dt.date.fromisoformat(value.strip())
-        elif kind == s.TS_GERMAN:
-            m = _GERMAN_TS.match(value.strip())
-            dt.datetime(int(m[3]), int(m[2]), int(m[1]), int(m[4]), int(m[5]))
-        elif kind == s.DATE_GERMAN:
-            m = _GERMAN_DATE.match(value.strip())
-            dt.date(int(m[3]), int(m[2]), int(m[1]))
-    except (ValueError, TypeError):
-        raise RowError(f"column {column.name!r}: {value!r} is not a valid {kind}") from None
+    text = value.strip()
+    if kind == s.INT and not _INT.match(value):
+        raise ValueError
+    if kind == s.DECIMAL and not _DECIMAL.match(value):
+        raise ValueError
+    if kind == s.BOOL and text.lower() not in _BOOLS:
+        raise ValueError
+    if kind in (s.TS_LOCAL, s.TS_ISO):
+        dt.datetime.fromisoformat(text)
+    elif kind == s.DATE_ISO:
+        dt.date.fromisoformat(text)
+    elif kind == s.TS_GERMAN:
+        m = _GERMAN_TS.match(text)
+        dt.datetime(int(m[3]), int(m[2]), int(m[1]), int(m[4]), int(m[5]))
+    elif kind == s.DATE_GERMAN:
+        m = _GERMAN_DATE.match(text)
+        dt.date(int(m[3]), int(m[2]), int(m[1]))
+    elif kind in (s.DATE, s.TIMESTAMP):
+        return _declared_time(column, text)
+    return value
 
 
-def _validated(table: Table, values: list[str | None]) -> list[str | None]:
-    """Empty strings become NULL; ids must be present; typed columns must parse."""
+def _declared_time(column: s.Column, text: str) -> str:
+    if not column.formats:
+        parsed = dt.datetime.fromisoformat(text)
+        if column.kind == s.DATE:
+            return parsed.date().isoformat()
+        return parsed.isoformat(sep=" ")
+    for fmt in column.formats:
+        try:
+            parsed = dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if column.kind == s.DATE:
+            return parsed.date().isoformat()
+        return parsed.isoformat(sep=" ")
+    raise ValueError
+
+
+def _validated(table: Table, values: list[str | None]) -> tuple[list[str | None], dict, dict]:
+    """Empty strings become NULL; ids must be present. A typed value that does not parse becomes
+    NULL and is returned with its reason; a reformatted value's exported text is returned too.
+    Returns (values, invalid, exported)."""
     values = [None if v == "" else v for v in values]
+    invalid: dict = {}
+    exported: dict = {}
     for i, column in _checked_columns(table):
         value = values[i]
         if value is None:
-            if column.kind == s.ID:
+            if column.kind == s.ID and column.is_required:
                 raise RowError(f"column {column.name!r}: required id is empty")
-        elif column.kind != s.ID:
-            _check_value(column, value)
-    return values
+            continue
+        if column.kind == s.ID:
+            continue
+        try:
+            stored = _parsed_value(column, value)
+        except (ValueError, TypeError, OverflowError):
+            values[i] = None
+            invalid[column.name] = {
+                "value": value,
+                "reason": f"{value!r} is not a valid {_kind_label(column)}",
+            }
+            continue
+        if stored != value:
+            values[i] = stored
+            exported[column.name] = value
+    return values, invalid, exported
+
+
+def _kind_label(column: s.Column) -> str:
+    if column.formats:
+        return f"{column.kind} ({' or '.join(column.formats)})"
+    return column.kind
 
 
 _CHECKED: dict[str, list[tuple[int, s.Column]]] = {}
@@ -184,20 +289,36 @@ def _json_text(value) -> str | None:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
     return str(value)
 
 
-# Each reader yields (line number, raw text, values or RowError) for one file.
-ParsedRow = tuple[int, str, list[str | None] | RowError]
+# Each reader yields (line number, raw text, values or RowError, extra columns) for one file.
+ParsedRow = tuple[int, str, list[str | None] | RowError, dict | None]
 
 
-def _read_csv(table: Table, path: Path, result: LoadResult) -> Iterator[ParsedRow]:
-    with path.open(encoding="utf-8", newline="") as fh:
+def _too_long(text: str, limit: int) -> RowError | None:
+    if len(text) > limit:
+        return RowError(
+            f"row of {len(text):,} characters exceeds the field size limit of {limit:,} "
+            "(CDP_MAX_FIELD_BYTES)"
+        )
+    return None
+
+
+def _read_csv(table: Table, path: Path, result: LoadResult, encoding: str) -> Iterator[ParsedRow]:
+    limit = max_row_bytes()
+    csv.field_size_limit(max(limit, 131_072) + 1)
+    with path.open(encoding=encoding, newline="") as fh:
         header_line = fh.readline()
         header = next(csv.reader([header_line], delimiter=table.delimiter), [])
         header = [h.strip().lstrip("\ufeff") for h in header]
-        _check_columns(table, path, header, result)
-        positions = [header.index(c) for c in table.column_names]
+        if not any(header):
+            raise FileRejected("no header line")
+        _check_columns(table, header, result)
+        positions = [header.index(c) if c in header else None for c in table.column_names]
+        extras = [(i, h) for i, h in enumerate(header) if h not in table.column_names]
         width = len(header)
         line_no = 1
         for line in fh:
@@ -205,45 +326,63 @@ def _read_csv(table: Table, path: Path, result: LoadResult) -> Iterator[ParsedRo
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
-            fields = next(csv.reader(io.StringIO(text), delimiter=table.delimiter))
-            if len(fields) != width:
-                yield line_no, text, RowError(f"expected {width} fields, found {len(fields)}")
+            error = _too_long(text, limit)
+            if error is None:
+                try:
+                    fields = next(csv.reader(io.StringIO(text), delimiter=table.delimiter))
+                except csv.Error as exc:
+                    error = RowError(f"unreadable CSV row: {exc}")
+            if error is not None:
+                yield line_no, text[:limit], error, None
                 continue
-            yield line_no, text, [fields[p] for p in positions]
+            if len(fields) != width:
+                error = RowError(f"expected {width} fields, found {len(fields)}")
+                yield line_no, text, error, None
+                continue
+            extra = {name: fields[i] for i, name in extras if fields[i] != ""} or None
+            yield line_no, text, [None if p is None else fields[p] for p in positions], extra
 
 
 def _read_json_objects(
-    table: Table, path: Path, result: LoadResult, lines: Iterator[tuple[int, str]]
+    table: Table, result: LoadResult, lines: Iterator[tuple[int, str]]
 ) -> Iterator[ParsedRow]:
+    limit = max_row_bytes()
     seen_keys: set[str] = set()
+    declared = set(table.column_names)
     rows = 0
     for line_no, text in lines:
+        error = _too_long(text, limit)
+        if error is not None:
+            yield line_no, text[:limit], error, None
+            continue
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            yield line_no, text, RowError(f"invalid JSON: {exc}")
+            yield line_no, text, RowError(f"invalid JSON: {exc}"), None
             continue
         if not isinstance(obj, dict):
-            yield line_no, text, RowError(f"expected a JSON object, found {type(obj).__name__}")
+            error = RowError(f"expected a JSON object, found {type(obj).__name__}")
+            yield line_no, text, error, None
             continue
         rows += 1
         seen_keys.update(obj)
-        yield line_no, text, [_json_text(obj.get(c)) for c in table.column_names]
+        extra = {k: v for k, v in obj.items() if k not in declared and v is not None} or None
+        yield line_no, text, [_json_text(obj.get(c)) for c in table.column_names], extra
     if rows:
-        _check_columns(table, path, sorted(seen_keys), result)
+        _check_columns(table, sorted(seen_keys), result)
 
 
-def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8") as fh:
+def _jsonl_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    with path.open(encoding=encoding) as fh:
         for line_no, line in enumerate(fh, start=1):
             if line.strip():
                 yield line_no, line.rstrip("\r\n")
 
 
-def _json_array_elements(path: Path) -> Iterator[tuple[int, str]]:
+def _json_array_elements(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     """A JSON array export. When the document is broken, fall back to one element per line so a
     broken element costs only itself (line numbers are then the file's lines)."""
-    data = path.read_bytes()
+    data = path.read_bytes().decode(encoding)
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -252,7 +391,7 @@ def _json_array_elements(path: Path) -> Iterator[tuple[int, str]]:
         for position, element in enumerate(document, start=1):
             yield position, orjson.dumps(element).decode()
         return
-    for line_no, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(data.splitlines(), start=1):
         text = line.strip().rstrip(",")
         if text.startswith("["):
             text = text[1:]
@@ -262,27 +401,70 @@ def _json_array_elements(path: Path) -> Iterator[tuple[int, str]]:
             yield line_no, text
 
 
-def _check_columns(table: Table, path: Path, found: list[str], result: LoadResult) -> None:
-    missing = [c for c in table.column_names if c not in found]
+def _parquet_rows(path: Path) -> Iterator[tuple[int, str]]:
+    """A Parquet file's rows as JSON objects (read by an in-memory DuckDB)."""
+    reader = duckdb.connect()
+    try:
+        cursor = reader.execute("select * from read_parquet(?)", [str(path)])
+    except duckdb.Error as exc:
+        raise FileRejected(f"not a readable Parquet file: {exc}") from None
+    names = [d[0] for d in cursor.description]
+    line_no = 0
+    while batch := cursor.fetchmany(10_000):
+        for row in batch:
+            line_no += 1
+            obj = {n: _json_text(v) for n, v in zip(names, row, strict=True)}
+            yield line_no, orjson.dumps(obj).decode()
+    reader.close()
+
+
+def _check_columns(table: Table, found: list[str], result: LoadResult) -> None:
+    missing = [c.name for c in table.columns if c.name not in found and c.is_required]
     if missing:
         unexpected = [c for c in found if c not in table.column_names]
         raise SchemaDriftError(
-            f"{path}: schema drift in source table {table.key}: missing column(s) "
-            f"{', '.join(missing)}"
+            f"missing required column(s) {', '.join(missing)}"
             + (f"; unexpected column(s) {', '.join(unexpected)}" if unexpected else "")
-            + f". Expected: {', '.join(table.column_names)}. Update cdp/sources.py and the "
-            f"staging model if the export changed on purpose."
+            + f"; expected: {', '.join(table.column_names)}"
         )
+    for column in table.column_names:
+        if column not in found and column not in result.missing_columns:
+            result.missing_columns.append(column)
     for extra in found:
         if extra not in table.column_names and extra not in result.unexpected_columns:
             result.unexpected_columns.append(extra)
 
 
-def _parse(table: Table, path: Path, result: LoadResult) -> Iterator[ParsedRow]:
+def _parse(table: Table, path: Path, result: LoadResult, encoding: str) -> Iterator[ParsedRow]:
     if table.format == "csv":
-        return _read_csv(table, path, result)
-    lines = _jsonl_lines(path) if table.format == "jsonl" else _json_array_elements(path)
-    return _read_json_objects(table, path, result, lines)
+        return _read_csv(table, path, result, encoding)
+    if table.format == "jsonl":
+        lines = _jsonl_lines(path, encoding)
+    elif table.format == "parquet":
+        lines = _parquet_rows(path)
+    else:
+        lines = _json_array_elements(path, encoding)
+    return _read_json_objects(table, result, lines)
+
+
+def _precheck(table: Table, path: Path) -> None:
+    """Reject what cannot be a text export at all, before reading it row by row."""
+    size = path.stat().st_size
+    if size == 0:
+        raise FileRejected("empty file (0 bytes)")
+    if table.format == "parquet" or table.encoding.lower().startswith("utf-16"):
+        return
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    if b"\x00" in head:
+        offset = head.index(b"\x00")
+        raise FileRejected(
+            f"binary content (a NUL byte at offset {offset}), not a {table.format.upper()} export"
+        )
+
+
+def _encodings(table: Table) -> list[str]:
+    return ["utf-8", FALLBACK_ENCODING] if table.encoding == "auto" else [table.encoding]
 
 
 CHUNK_ROWS = 50_000
@@ -297,30 +479,76 @@ def load_file(
 ) -> None:
     """Load one file in one transaction, streaming it in chunks so memory stays flat. Rows of
     people on the suppression list (erased) are dropped: counted, never stored, not even in
-    quarantine."""
+    quarantine. A file that cannot be read is recorded as rejected and raises nothing."""
     sha = _sha256(path)
-    already = con.execute(
-        f'select 1 from {quote(RAW_SCHEMA)}."_load_files" where table_key = ? and file_sha256 = ?',
+    earlier = con.execute(
+        f"select status, reason from {LOAD_FILES} where table_key = ? and file_sha256 = ?",
         [table.key, sha],
     ).fetchall()
-    if already:
-        result.files_skipped.append(path.name)
+    if earlier:
+        status, reason = earlier[0]
+        if status == "rejected":
+            result.files_rejected[str(path)] = f"{reason}; unchanged since"
+        else:
+            result.files_skipped.append(path.name)
         return
+    try:
+        _precheck(table, path)
+        encodings = _encodings(table)
+        for position, encoding in enumerate(encodings):
+            try:
+                counts = _load_rows(con, table, path, sha, result, suppressed, encoding)
+                break
+            except UnicodeDecodeError as exc:
+                if position + 1 < len(encodings):
+                    continue
+                raise FileRejected(
+                    f"not valid {encoding} text ({exc.reason} at byte {exc.start}); declare its "
+                    "encoding in the source"
+                ) from None
+        if encoding != encodings[0]:
+            result.notes.append(f"{path}: not UTF-8, read as {encoding}")
+    except FileRejected as exc:
+        _record_rejected(con, table, path, sha, str(exc))
+        result.files_rejected[str(path)] = str(exc)
+        return
+    read, inserted, bad, dropped, invalid = counts
+    result.files_loaded.append(path.name)
+    result.rows_read += read
+    result.rows_new += inserted
+    result.rows_already_loaded += read - bad - dropped - inserted
+    result.rows_quarantined += bad
+    result.rows_suppressed += dropped
+    result.values_invalid += invalid
+
+
+def _record_rejected(con: Warehouse, table: Table, path: Path, sha: str, reason: str) -> None:
+    con.execute(
+        f"insert into {LOAD_FILES} (table_key, file_name, file_sha256, size_bytes, batch_id, "
+        "loaded_at, rows_read, rows_new, rows_quarantined, status, reason) "
+        "values (?, ?, ?, ?, ?, ?, 0, 0, 0, 'rejected', ?)",
+        [table.key, str(path), sha, path.stat().st_size, uuid.uuid4().hex, utc_now(), reason],
+    )
+
+
+def _load_rows(con, table, path, sha, result, suppressed, encoding) -> tuple[int, ...]:
+    """The rows of one file in one transaction; returns (read, inserted, quarantined, dropped,
+    invalid values). Rolls back and re-raises on anything unexpected."""
     batch_id = uuid.uuid4().hex
     loaded_at = utc_now()
     source_file = str(path)
-    read = inserted = dropped = 0
+    read = inserted = dropped = invalid_values = 0
     bad: list[tuple] = []
     chunk: list[list] = []
     con.execute("begin transaction")
     try:
         # Drift found late (a JSON field absent from every row) rolls the whole file back.
-        for line_no, text, parsed in _parse(table, path, result):
+        for line_no, text, parsed, extra in _parse(table, path, result, encoding):
             read += 1
             try:
                 if isinstance(parsed, RowError):
                     raise parsed
-                values = _validated(table, parsed)
+                values, invalid, exported = _validated(table, parsed)
             except RowError as exc:
                 bad.append(
                     (
@@ -340,10 +568,24 @@ def load_file(
                 if suppressed.reason(table, named):
                     dropped += 1
                     continue
+            invalid_values += len(invalid)
+            # Over the exported values, so a reformatted or invalid value still tells rows apart.
             row_hash = hashlib.md5(
-                "\x1f".join(v if v is not None else "\x00" for v in values).encode()
+                "\x1f".join(v if v else "\x00" for v in parsed).encode()
             ).hexdigest()
-            chunk.append([*values, source_file, line_no, row_hash, batch_id, loaded_at])
+            chunk.append(
+                [
+                    *values,
+                    source_file,
+                    line_no,
+                    row_hash,
+                    batch_id,
+                    loaded_at,
+                    _json_or_null(invalid),
+                    _json_or_null(exported),
+                    _json_or_null(extra),
+                ]
+            )
             if len(chunk) >= CHUNK_ROWS:
                 inserted += _insert_chunk(con, table, chunk, batch_id)
                 chunk = []
@@ -353,7 +595,7 @@ def load_file(
                 f'insert into {quote(RAW_SCHEMA)}."quarantine" values (?, ?, ?, ?, ?, ?, ?, ?)', bad
             )
         con.execute(
-            f'insert into {quote(RAW_SCHEMA)}."_load_files" values (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            f"insert into {LOAD_FILES} values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', null)",
             [
                 table.key,
                 source_file,
@@ -370,12 +612,13 @@ def load_file(
     except BaseException:
         con.execute("rollback")
         raise
-    result.files_loaded.append(path.name)
-    result.rows_read += read
-    result.rows_new += inserted
-    result.rows_already_loaded += read - len(bad) - dropped - inserted
-    result.rows_quarantined += len(bad)
-    result.rows_suppressed += dropped
+    return read, inserted, len(bad), dropped, invalid_values
+
+
+def _json_or_null(values: dict | None) -> str | None:
+    if not values:
+        return None
+    return orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _insert_chunk(con: Warehouse, table: Table, chunk: list[list], batch_id: str) -> int:
@@ -404,7 +647,8 @@ def _insert_chunk(con: Warehouse, table: Table, chunk: list[list], batch_id: str
 
 
 def load_table(con, table: Table, landing: Path) -> LoadResult:
-    """Load every landing file of `table` not loaded before, oldest name first."""
+    """Load every landing file of `table` not loaded before, oldest name first. A file that
+    cannot be read is rejected (recorded, reported in the result) and the others still load."""
     con = as_warehouse(con)
     ensure_schema(con, table)
     result = LoadResult(table.key)
@@ -412,6 +656,28 @@ def load_table(con, table: Table, landing: Path) -> LoadResult:
     for path in landing_files(table, landing):
         load_file(con, table, path, result, suppressed)
     return result
+
+
+def rejected_files(con) -> list[tuple]:
+    """(table, file, reason, when) of every rejected file not loaded since."""
+    con = as_warehouse(con)
+    ensure_schema(con)
+    return con.execute(
+        f"select table_key, file_name, reason, loaded_at from {LOAD_FILES} "
+        "where status = 'rejected' order by loaded_at"
+    ).fetchall()
+
+
+def retry_file(con, file_name: str) -> int:
+    """Forget the rejections of a file (by path or name) so the next load reads it again;
+    returns how many were forgotten."""
+    con = as_warehouse(con)
+    ensure_schema(con)
+    return con.affected(
+        f"delete from {LOAD_FILES} where status = 'rejected' and (file_name = ? or file_name "
+        "like ?)",
+        [file_name, "%/" + Path(file_name).name],
+    )
 
 
 def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:

@@ -18,12 +18,25 @@ TS_ISO = "ts_iso"  # 2025-03-01T12:34:56Z / +01:00 / .123Z
 TS_GERMAN = "ts_german"  # 01.03.2025 12:34
 DATE_ISO = "date_iso"  # 2025-03-01
 DATE_GERMAN = "date_german"  # 01.03.2025
+# Declared sources (sources/*.yml) name their formats; the loader stores these as ISO-8601 text
+# and keeps the exported text beside it when it differs.
+DATE = "date"
+TIMESTAMP = "timestamp"
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
     kind: str = TEXT
+    # A file without a required column is rejected; an optional one may be missing (null).
+    # Ids are required unless said otherwise.
+    required: bool | None = None
+    # strptime formats tried in order for DATE and TIMESTAMP (ISO-8601 when none).
+    formats: tuple[str, ...] = ()
+
+    @property
+    def is_required(self) -> bool:
+        return self.kind == ID if self.required is None else self.required
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,10 @@ class Table:
     person_links: tuple[tuple[str, str], ...] = ()
     email_columns: tuple[str, ...] = ()
     parent: tuple[str, str, str] | None = None
+    # "auto": UTF-8, else Windows-1252 (a superset of Latin-1, what Excel writes in Europe).
+    encoding: str = "auto"
+    # Where its files land, relative to the landing folder (default <source>/<name>/*.<ext>).
+    path_glob: str | None = None
 
     @property
     def key(self) -> str:
@@ -64,7 +81,11 @@ class Table:
 
     @property
     def extension(self) -> str:
-        return {"csv": "csv", "jsonl": "jsonl", "json": "json"}[self.format]
+        return {"csv": "csv", "jsonl": "jsonl", "json": "json", "parquet": "parquet"}[self.format]
+
+    @property
+    def landing_glob(self) -> str:
+        return self.path_glob or f"{self.source}/{self.name}/*.{self.extension}"
 
 
 # Enumerations the exporting systems use; the generator draws from the same tuples.

@@ -1,6 +1,7 @@
 """What a run did, in a few lines: rows per layer, quarantined rows, checks."""
 
 from collections import Counter
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -50,6 +51,7 @@ def print_run_summary(console: Console, result, seconds: float) -> None:
         table.add_row(schema, str(tables), f"{rows:,}")
     console.print(table)
     loaded = Counter()
+    rejected: dict[str, str] = {}
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         if "rows_new" in meta:
@@ -57,10 +59,13 @@ def print_run_summary(console: Console, result, seconds: float) -> None:
                 "rows_new",
                 "rows_quarantined",
                 "rows_suppressed",
+                "values_invalid",
                 "files_loaded",
                 "files_skipped",
             ):
-                loaded[field] += meta[field].value
+                loaded[field] += meta[field].value if field in meta else 0
+            if "files" in meta:
+                rejected.update(meta["files"].value.get("rejected") or {})
     if loaded:
         console.print(
             f"Raw loads: {loaded['rows_new']:,} new rows from {loaded['files_loaded']} new "
@@ -70,7 +75,17 @@ def print_run_summary(console: Console, result, seconds: float) -> None:
                 if loaded["rows_suppressed"]
                 else ""
             )
+            + (
+                f"{loaded['values_invalid']:,} values unparseable (kept in _invalid_values), "
+                if loaded["values_invalid"]
+                else ""
+            )
             + f"{loaded['files_skipped']} file(s) already loaded"
+        )
+    for name, reason in sorted(rejected.items()):
+        console.print(
+            f"  [yellow]rejected[/yellow] {name}: {reason}. Fix it, then `cdp load retry "
+            f"{Path(name).name}` (or land a corrected copy)."
         )
     checks = Counter()
     failed = []

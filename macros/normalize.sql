@@ -23,32 +23,60 @@
 {%- endmacro %}
 
 
+{% macro cdp_countries() -%}
+    {#- Every ISO 3166 country (macro cdp_country_reference, generated) with var `cdp_countries`
+        on top: local spellings added, calling code or trunk prefix overridden. -#}
+    {%- set merged = {} -%}
+    {%- for code, spec in cdp_country_reference().items() -%}
+        {%- do merged.update({code: {'calling_code': spec['calling_code'],
+            'national_prefix': spec['national_prefix'], 'aliases': spec['aliases'] | list}}) -%}
+    {%- endfor -%}
+    {%- for code, spec in (var('cdp_countries', {}) or {}).items() -%}
+        {%- set entry = merged.get(code, {'calling_code': '', 'national_prefix': '0', 'aliases': []}) -%}
+        {%- for key in ['calling_code', 'national_prefix'] if key in spec -%}
+            {%- do entry.update({key: spec[key]}) -%}
+        {%- endfor -%}
+        {%- do entry.update({'aliases': entry['aliases'] + (spec.get('aliases') or [])}) -%}
+        {%- do merged.update({code: entry}) -%}
+    {%- endfor -%}
+    {{ return(merged) }}
+{%- endmacro %}
+
+
 {% macro normalize_country(column) -%}
-    {%- set countries = var('cdp_countries') -%}
-    case lower(trim({{ column }}))
-    {%- for code, spec in countries.items() %}
-        when '{{ code | lower }}' then '{{ code }}'
-        {%- for alias in spec['aliases'] %}
-        when '{{ alias | lower }}' then '{{ code }}'
+    {#- Any spelling of any country to ISO 3166-1 alpha-2; unknown values become null (the
+        staging test on it warns with a count). Codes first: an IN list is hashed. -#}
+    {%- set countries = cdp_countries() -%}
+    {%- set seen = [] -%}
+    case
+        when upper(trim({{ column }})) in ({{ sql_list(countries.keys() | list) }})
+            then upper(trim({{ column }}))
+        else case lower(trim({{ column }}))
+        {%- for code, spec in countries.items() %}
+            {%- for alias in spec['aliases'] if alias | lower not in seen and alias | lower != code | lower %}
+            {%- do seen.append(alias | lower) %}
+            when '{{ alias | lower | replace("'", "''") }}' then '{{ code }}'
+            {%- endfor %}
         {%- endfor %}
-    {%- endfor %}
+        end
     end
 {%- endmacro %}
 
 
 {% macro calling_code(country_code) -%}
+    {%- set countries = cdp_countries() -%}
     case {{ country_code }}
-    {%- for code, spec in var('cdp_countries').items() %}
+    {%- for code, spec in countries.items() if spec['calling_code'] %}
         when '{{ code }}' then '{{ spec["calling_code"] }}'
     {%- endfor %}
-        else '{{ var("cdp_countries")[var("cdp_default_country")]["calling_code"] }}'
+        else '{{ countries[var("cdp_default_country")]["calling_code"] }}'
     end
 {%- endmacro %}
 
 
 {% macro national_number(digits, country_code) -%}
-    {#- Drops the trunk prefix ("0" unless var `cdp_countries` says otherwise). -#}
-    {%- set countries = var('cdp_countries') -%}
+    {#- Drops the trunk prefix (libphonenumber's, or var `cdp_countries`'s override). -#}
+    {%- set countries = cdp_countries() -%}
     {%- set default_country = var('cdp_default_country') -%}
     {%- set ns = namespace(other_prefixes={}) -%}
     {%- for code, spec in countries.items() -%}

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.load import SchemaDriftError, connect, load_table
+from cdp.load import connect, load_table
 from cdp.sources import TABLES, table
 from tests.conftest import generate
 
@@ -94,7 +94,7 @@ def test_nothing_is_lost_every_line_is_loaded_or_quarantined(tmp_path, small_lan
         assert loaded + quarantined == lines, t.key
 
 
-def test_malformed_rows_are_quarantined_with_file_line_and_reason(tmp_path, small_landing):
+def test_unreadable_rows_are_quarantined_and_bad_values_kept_beside_a_null(tmp_path, small_landing):
     folder = small_landing / "crm" / "contacts"
     path = next(folder.iterdir())
     with path.open("a", encoding="utf-8") as fh:
@@ -104,54 +104,108 @@ def test_malformed_rows_are_quarantined_with_file_line_and_reason(tmp_path, smal
         )
         fh.write("C-BADDATE,,Frau,Bad,Date,,,,,,,DE,1990-02-31,,,New,Website,x,y\n")
     con = connect(tmp_path / "wh.duckdb")
-    load_table(con, table("crm__contacts"), small_landing)
+    result = load_table(con, table("crm__contacts"), small_landing)
     rows = con.execute(
         "select line_number, raw_text, reason, file_name from raw.quarantine "
         "where raw_text like 'C-BROKEN%' or raw_text like ',A-1%' or raw_text like 'C-BADDATE%' "
         "order by line_number"
     ).fetchall()
     total_lines = len(path.read_text(encoding="utf-8").splitlines())
-    assert [r[0] for r in rows] == [total_lines - 2, total_lines - 1, total_lines]
+    assert [r[0] for r in rows] == [total_lines - 2, total_lines - 1]
     assert rows[0][2] == "expected 19 fields, found 3"
     assert rows[1][2] == "column 'contact_id': required id is empty"
-    assert rows[2][2] == "column 'birth_date': '1990-02-31' is not a valid date_iso"
     assert all(r[3] == str(path) for r in rows)
-    assert _count(con, "select count(*) from raw.crm__contacts where contact_id like 'C-B%'") == 0
+    # A value that does not parse costs only itself: null, with the exported text and reason.
+    kept = con.execute(
+        "select birth_date, created_at, _invalid_values::json->'birth_date'->>'value', "
+        "_invalid_values::json->'created_at'->>'reason' "
+        "from raw.crm__contacts where contact_id = 'C-BADDATE'"
+    ).fetchall()
+    assert kept == [(None, None, "1990-02-31", "'x' is not a valid ts_local")]
+    assert result.values_invalid >= 3
 
 
-def test_renamed_csv_column_fails_with_a_clear_message_and_writes_nothing(tmp_path):
+def _write_csv(path: Path, header: list[str], rows: list[list[str]], encoding="utf-8") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding=encoding, newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_a_renamed_optional_column_loads_as_null_and_keeps_the_value(tmp_path):
     landing = tmp_path / "landing"
-    folder = landing / "crm" / "contacts"
-    folder.mkdir(parents=True)
     columns = table("crm__contacts").column_names
     renamed = ["e_mail" if c == "email" else c for c in columns]
-    with (folder / "contacts_v2.csv").open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(renamed)
-        writer.writerow([f"v{i}" for i in range(len(renamed))])
+    values = ["v" + str(i) for i in range(len(renamed))]
+    values[renamed.index("e_mail")] = "a@b.de"
+    _write_csv(landing / "crm" / "contacts" / "contacts_v2.csv", renamed, [values])
     con = connect(tmp_path / "wh.duckdb")
-    with pytest.raises(SchemaDriftError) as error:
-        load_table(con, table("crm__contacts"), landing)
-    message = str(error.value)
-    assert "contacts_v2.csv" in message
-    assert "missing column(s) email" in message
-    assert "unexpected column(s) e_mail" in message
-    assert _count(con, "select count(*) from raw.crm__contacts") == 0
-    assert _count(con, "select count(*) from raw._load_files") == 0
-
-
-def test_json_field_missing_from_every_row_is_schema_drift(tmp_path):
-    landing = tmp_path / "landing"
-    folder = landing / "shop" / "orders"
-    folder.mkdir(parents=True)
-    (folder / "orders.jsonl").write_text(
-        '{"order_id": "O-1", "customer_id": 1, "email": "a@b.de", "status": "paid", '
-        '"currency": "EUR", "amount": "1.00", "ordered_at": "2025-01-01T00:00:00Z"}\n',
-        encoding="utf-8",
+    result = load_table(con, table("crm__contacts"), landing)
+    assert (result.rows_new, result.missing_columns, result.unexpected_columns) == (
+        1,
+        ["email"],
+        ["e_mail"],
     )
+    assert con.execute("select email, _extra_values from raw.crm__contacts").fetchall() == [
+        (None, '{"e_mail":"a@b.de"}')
+    ]
+    assert any("e_mail" in line for line in result.problems())
+
+
+def test_bad_files_are_rejected_once_recorded_and_never_stop_the_good_ones(tmp_path):
+    from cdp.load import retry_file
+
+    landing = tmp_path / "landing"
+    folder = landing / "crm" / "contacts"
+    columns = table("crm__contacts").column_names
+    good = ["C-1", "", "Frau", "Jürgen", "Müller", "", "", "", "", "", "", "Australia", "", "",
+            "", "New", "Web", "2025-01-01 10:00:00", "2025-01-01 10:00:00"]  # fmt: skip
+    _write_csv(folder / "a_good.csv", columns, [good])
+    _write_csv(folder / "b_latin1.csv", columns, [["C-2", *good[1:]]], encoding="latin-1")
+    (folder / "c_empty.csv").write_bytes(b"")
+    (folder / "d_binary.csv").write_bytes(b"PK\x03\x04\x00\x00garbage\xff\xfe" * 50)
+    without_id = ["id" if c == "contact_id" else c for c in columns]
+    _write_csv(folder / "e_no_id.csv", without_id, [good])
+    huge = ["C-3", *good[1:]]
+    huge[columns.index("job_title")] = "x" * 200_000
+    _write_csv(folder / "f_oversized.csv", columns, [["C-4", *good[1:]], huge])
     con = connect(tmp_path / "wh.duckdb")
-    with pytest.raises(SchemaDriftError, match=r"missing column.*total_amount"):
-        load_table(con, table("shop__orders"), landing)
+    result = load_table(con, table("crm__contacts"), landing)
+
+    assert sorted(Path(p).name for p in result.files_rejected) == [
+        "c_empty.csv",
+        "d_binary.csv",
+        "e_no_id.csv",
+    ]
+    reasons = {Path(p).name: r for p, r in result.files_rejected.items()}
+    assert reasons["c_empty.csv"] == "empty file (0 bytes)"
+    assert reasons["d_binary.csv"].startswith("binary content")
+    assert reasons["e_no_id.csv"].startswith("missing required column(s) contact_id")
+    loaded = con.execute(
+        "select contact_id, first_name, last_name from raw.crm__contacts order by 1"
+    ).fetchall()
+    # Latin-1 umlauts read right; the oversized row is quarantined, its file's good row loads.
+    assert loaded == [("C-1", "Jürgen", "Müller"), ("C-2", "Jürgen", "Müller"),
+                      ("C-4", "Jürgen", "Müller")]  # fmt: skip
+    assert any("read as cp1252" in n for n in result.notes)
+    assert _count(con, "select count(*) from raw.quarantine where reason like '%field size%'") == 1
+    recorded = con.execute(
+        "select status, count(*) from raw._load_files group by 1 order by 1"
+    ).fetchall()
+    assert recorded == [("loaded", 3), ("rejected", 3)]
+    lines = result.problems()
+    assert any("e_no_id.csv" in line and "cdp load retry" in line for line in lines)
+
+    # Not read again until its content changes or someone says so.
+    again = load_table(con, table("crm__contacts"), landing)
+    assert again.files_loaded == [] and len(again.files_rejected) == 3
+    assert _count(con, "select count(*) from raw._load_files") == 6
+    _write_csv(folder / "e_no_id.csv", columns, [["C-5", *good[1:]]])
+    assert retry_file(con, "c_empty.csv") == 1
+    fixed = load_table(con, table("crm__contacts"), landing)
+    assert fixed.files_loaded == ["e_no_id.csv"]
+    assert sorted(Path(p).name for p in fixed.files_rejected) == ["c_empty.csv", "d_binary.csv"]
 
 
 def test_a_broken_json_array_costs_only_the_broken_element(tmp_path):

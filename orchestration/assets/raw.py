@@ -10,14 +10,13 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
-    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
     asset_check,
 )
 
-from cdp.load import SchemaDriftError, load_table, quote, raw_relation
+from cdp.load import load_table, quote, raw_relation
 from cdp.sources import TABLES, Expectation, Table
 from orchestration.resources import WarehouseResource
 
@@ -38,13 +37,10 @@ def _raw_asset(table: Table) -> AssetsDefinition:
         metadata={"table": f"raw.{table.key}", "format": table.format},
     )
     def _load(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+        # A file that cannot be read is rejected and reported, never raised: the table's last
+        # good data stays and every other source and model still builds.
         with warehouse.connection() as con:
-            try:
-                result = load_table(con, table, Path(warehouse.landing_dir))
-            except SchemaDriftError as exc:
-                raise Failure(
-                    description=str(exc), metadata={"table": table.key, "error": "schema drift"}
-                ) from exc
+            result = load_table(con, table, Path(warehouse.landing_dir))
             total = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[0][0]
         context.log.info(
             f"{table.key}: {len(result.files_loaded)} new file(s), {result.rows_new} new rows, "
@@ -52,12 +48,18 @@ def _raw_asset(table: Table) -> AssetsDefinition:
             f"people), {len(result.files_skipped)} file(s) "
             "already loaded"
         )
+        for problem in result.problems():
+            context.log.warning(problem)
         return MaterializeResult(
             metadata={
                 **result.as_metadata(),
                 "rows_total": total,
                 "files": MetadataValue.json(
-                    {"loaded": result.files_loaded, "skipped": result.files_skipped}
+                    {
+                        "loaded": result.files_loaded,
+                        "skipped": result.files_skipped,
+                        "rejected": result.files_rejected,
+                    }
                 ),
             }
         )

@@ -20,7 +20,7 @@ renamed as (
 
     select
         -- Cashiers type card numbers with and without spaces.
-        {{ regexp_replace_all('card_number', '[^0-9]') }} as card_number,
+        upper({{ regexp_replace_all('card_number', '[^0-9A-Za-z]') }}) as card_number,
         {{ normalize_name('holder_first_name') }} as first_name,
         {{ normalize_name('holder_last_name') }} as last_name,
         {{ normalize_email('email') }} as email,

@@ -10,7 +10,7 @@ renamed as (
 
     select
         purchase_id,
-        {{ regexp_replace_all('card_number', '[^0-9]') }} as card_number,
+        upper({{ regexp_replace_all('card_number', '[^0-9A-Za-z]') }}) as card_number,
         store_id,
         cast(amount as decimal(12, 2)) as amount,
         upper(currency) as currency,

@@ -19,7 +19,7 @@ with_country as (
 renamed as (
 
     select
-        cast(customer_id as bigint) as customer_id,
+        trim(customer_id) as customer_id,
         {{ normalize_email('email') }} as email,
         {{ normalize_name('first_name') }} as first_name,
         {{ normalize_name('last_name') }} as last_name,

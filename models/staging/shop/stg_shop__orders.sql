@@ -10,7 +10,7 @@ renamed as (
 
     select
         order_id,
-        cast(customer_id as bigint) as customer_id,
+        trim(customer_id) as customer_id,
         {{ normalize_email('email') }} as email,
         lower(status) as order_status,
         upper(currency) as currency,

@@ -19,7 +19,7 @@ renamed as (
     select
         event_id,
         anonymous_id,
-        cast(user_id as bigint) as shop_customer_id,
+        nullif(trim(user_id), '') as shop_customer_id,
         type as event_type,
         event as event_name,
         {{ normalize_email(json_field('traits', 'email')) }} as email,
