@@ -218,20 +218,23 @@ def _parsed_value(column: s.Column, value: str) -> str:
 
 
 def _declared_time(column: s.Column, text: str) -> str:
-    if not column.formats:
-        parsed = dt.datetime.fromisoformat(text)
-        if column.kind == s.DATE:
-            return parsed.date().isoformat()
-        return parsed.isoformat(sep=" ")
+    """ISO-8601 text of a declared date or timestamp; a timestamp with an offset in UTC."""
+    parsed = None
     for fmt in column.formats:
         try:
             parsed = dt.datetime.strptime(text, fmt)
+            break
         except ValueError:
             continue
-        if column.kind == s.DATE:
-            return parsed.date().isoformat()
-        return parsed.isoformat(sep=" ")
-    raise ValueError
+    if parsed is None:
+        if column.formats:
+            raise ValueError
+        parsed = dt.datetime.fromisoformat(text)
+    if column.kind == s.DATE:
+        return parsed.date().isoformat()
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed.isoformat(sep=" ")
 
 
 def _validated(table: Table, values: list[str | None]) -> tuple[list[str | None], dict, dict]:

@@ -144,6 +144,14 @@ def latest_activity(con: Warehouse) -> dt.datetime:
     return min(now, latest + dt.timedelta(days=1)) if latest else now
 
 
+MIN_TRAINING_CUSTOMERS = 200
+
+
+class NotEnoughData(ValueError):
+    """The warehouse's data cannot support a model (no purchases, too few customers): the
+    step is skipped, the last predictions stay."""
+
+
 @dataclass
 class TrainingRun:
     run_id: str
@@ -183,12 +191,15 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
     as_of = as_of or latest_activity(con)
     cutoff = as_of - dt.timedelta(days=CLV_DAYS)
     history = features_as_of(con, cutoff)
-    if len(history) < 200:
-        raise ValueError(
-            f"only {len(history)} customers bought before {cutoff:%Y-%m-%d}: too few to train"
+    if len(history) < MIN_TRAINING_CUSTOMERS:
+        raise NotEnoughData(
+            f"only {len(history)} customers bought before {cutoff:%Y-%m-%d}: too few to train "
+            f"(at least {MIN_TRAINING_CUSTOMERS})"
         )
     data = history.merge(labels_after(con, cutoff), on="profile_id", how="left")
     data["churned"] = data["churned"].fillna(True).astype(bool)
+    if data["churned"].value_counts().min() < 10 or data["churned"].nunique() < 2:
+        raise NotEnoughData("fewer than 10 customers churned or stayed: nothing to learn from")
     data["revenue_next_year"] = data["revenue_next_year"].fillna(0).astype(float)
     x = data[list(FEATURES)].astype(float)
     x_train, x_hold, churn_train, churn_hold, clv_train, clv_hold = train_test_split(

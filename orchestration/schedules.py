@@ -18,8 +18,7 @@ from dagster import (
 
 from cdp.config import landing_path
 from cdp.load import landing_files
-from cdp.sources import TABLES
-from orchestration.assets.raw import raw_asset_key
+from orchestration.assets.raw import ALL_TABLES, raw_asset_key
 from orchestration.assets.syncs import SYNCS, sync_asset_key
 
 # Syncs deliver to outside systems: they run in their own job, on their own schedules.
@@ -66,12 +65,20 @@ daily_full_graph = ScheduleDefinition(
 
 def landing_signatures(landing: Path) -> dict[str, str]:
     """File -> size and modification time, for every landing file of every source table."""
-    signatures = {}
-    for table in TABLES:
+    return {file: signature for file, (signature, _) in _landing_files(landing).items()}
+
+
+def _landing_files(landing: Path) -> dict[str, tuple[str, str]]:
+    """File -> (signature, table key), built-in and declared tables alike."""
+    found = {}
+    for table in ALL_TABLES:
         for path in landing_files(table, landing):
             stat = path.stat()
-            signatures[str(path.relative_to(landing))] = f"{stat.st_size}:{stat.st_mtime_ns}"
-    return signatures
+            found[str(path.relative_to(landing))] = (
+                f"{stat.st_size}:{stat.st_mtime_ns}",
+                table.key,
+            )
+    return found
 
 
 @sensor(
@@ -83,14 +90,15 @@ def landing_signatures(landing: Path) -> dict[str, str]:
 def landing_folder_sensor(context: SensorEvaluationContext):
     landing = Path(landing_path())
     seen = json.loads(context.cursor) if context.cursor else {}
-    current = landing_signatures(landing)
+    files = _landing_files(landing)
+    current = {file: signature for file, (signature, _) in files.items()}
     changed = sorted(f for f, sig in current.items() if seen.get(f) != sig)
     if not changed:
         return SkipReason(f"no new files in {landing}")
-    tables = sorted({"/".join(Path(f).parts[:2]) for f in changed})
+    tables = sorted({files[f][1] for f in changed})
     run_key = hashlib.sha256(json.dumps({f: current[f] for f in changed}).encode()).hexdigest()
     context.update_cursor(json.dumps(current))
-    raw_keys = [raw_asset_key(t) for t in TABLES if f"{t.source}/{t.name}" in tables]
+    raw_keys = [raw_asset_key(t) for t in ALL_TABLES if t.key in tables]
     selection = None  # the whole job, when the sensor runs outside its code location
     if context.repository_def is not None:
         selection = list(

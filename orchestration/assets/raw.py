@@ -10,12 +10,15 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     MaterializeResult,
     MetadataValue,
     asset,
     asset_check,
+    multi_asset,
 )
 
+from cdp.declared import DECLARED_RELATIONS, publish, read_sources
 from cdp.load import load_table, quote, raw_relation
 from cdp.sources import TABLES, Expectation, Table
 from orchestration.resources import WarehouseResource
@@ -146,5 +149,48 @@ def _raw_check(table: Table, expectation: Expectation) -> AssetChecksDefinition:
     return _check
 
 
-raw_assets = [_raw_asset(t) for t in TABLES]
+# Systems declared in YAML: a file that cannot be used is left out with a warning at run time,
+# so one bad declaration never stops the others or the built-in systems.
+DECLARED_SOURCES, DECLARED_PROBLEMS = read_sources()
+DECLARED_TABLES = [t for spec in DECLARED_SOURCES for t in spec.as_tables()]
+ALL_TABLES = (*TABLES, *DECLARED_TABLES)
+DECLARED_KEYS = [AssetKey(["declared", name]) for name in DECLARED_RELATIONS]
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            key,
+            group_name="raw",
+            kinds={"python"},
+            description=f"raw.declared__{key.path[-1]}: the declared systems' {key.path[-1]}"
+            " by canonical role (cdp.declared.publish), read by the dbt sources declared.*.",
+            deps=[
+                raw_asset_key(t)
+                for spec in DECLARED_SOURCES
+                for t in spec.as_tables()
+                if any(x.entity == "person" and x.name == t.name for x in spec.tables)
+            ],
+        )
+        for key in DECLARED_KEYS
+    ],
+    name="declared_person_relations",
+)
+def declared_person_relations(context: AssetExecutionContext, warehouse: WarehouseResource):
+    for problem in DECLARED_PROBLEMS:
+        context.log.warning(f"source declaration left out: {problem}")
+    with warehouse.connection() as con:
+        published = publish(con, DECLARED_SOURCES)
+    for key in DECLARED_KEYS:
+        yield MaterializeResult(
+            asset_key=key,
+            metadata={
+                **published,
+                "systems": ", ".join(spec.system for spec in DECLARED_SOURCES) or "none",
+                "declarations_left_out": len(DECLARED_PROBLEMS),
+            },
+        )
+
+
+raw_assets = [*(_raw_asset(t) for t in ALL_TABLES), declared_person_relations]
 raw_asset_checks = [_raw_check(t, e) for t in TABLES for e in t.expectations]

@@ -10,9 +10,40 @@ identifiers as (
 
 ),
 
-rules as (
+builtin_rules as (
 
     select * from {{ ref('identity_identifier_rules') }}
+
+),
+
+rules as (
+
+    select
+        identifier_kind,
+        priority,
+        is_merge_key,
+        max_per_profile,
+        description
+    from builtin_rules
+    union all
+    select
+        identifier_kind,
+        priority,
+        is_merge_key,
+        max_per_profile,
+        description
+    from {{ ref('stg_declared__identifier_kinds') }}
+    where identifier_kind not in (select identifier_kind from builtin_rules)
+
+),
+
+entity_sources as (
+
+    -- Systems that hold one record per person: the configured built-in ones and the declared
+    -- ones that say so.
+    select distinct source
+    from {{ ref('stg_declared__person_records') }}
+    where is_one_record_per_person
 
 ),
 
@@ -24,7 +55,9 @@ per_source as (
         source,
         count(distinct record_key) as record_count
     from identifiers
-    where source in ({{ sql_list(var('cdp_identity_entity_sources')) }})
+    where
+        source in ({{ sql_list(var('cdp_identity_entity_sources')) }})
+        or source in (select source from entity_sources)
     group by identifier_kind, identifier_value, source
 
 ),

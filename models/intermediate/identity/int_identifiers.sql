@@ -37,6 +37,7 @@ own_ids as (
             when 'support' then 'support_ticket_id'
             when 'reviews' then 'review_id'
             when 'web' then 'cookie_id'
+            else source || '_record_id'
         end as identifier_kind,
         source_record_id as identifier_value,
         first_seen_at as observed_at
@@ -95,6 +96,19 @@ shop_logins as (
 
 ),
 
+declared_ids as (
+
+    select
+        record_key,
+        source,
+        source_record_id,
+        identifier_kind,
+        identifier_value,
+        loaded_at as observed_at
+    from {{ ref('stg_declared__person_identifiers') }}
+
+),
+
 unioned as (
 
     select * from own_ids
@@ -104,6 +118,8 @@ unioned as (
     select * from phones
     union all
     select * from shop_logins
+    union all
+    select * from declared_ids
 
 )
 

@@ -179,6 +179,32 @@ web_cookies as (
 
 ),
 
+declared_people as (
+
+    -- Systems declared in YAML: the house number joins the street for the golden record; the
+    -- matcher compares the two apart again.
+    select
+        source,
+        source_record_id,
+        first_name,
+        last_name,
+        email,
+        phone,
+        mobile_phone,
+        nullif(trim(coalesce(street, '') || ' ' || coalesce(house_number, '')), '') as street,
+        postal_code,
+        city,
+        country_code,
+        birth_date,
+        company_name,
+        cast(null as {{ dbt.type_string() }}) as crm_lead_status,
+        cast(null as {{ dbt.type_string() }}) as crm_owner_name,
+        coalesce(created_at, loaded_at) as first_seen_at,
+        coalesce(updated_at, loaded_at) as observed_at
+    from {{ ref('stg_declared__person_records') }}
+
+),
+
 unioned as (
 
     select * from crm_contacts
@@ -194,6 +220,8 @@ unioned as (
     select * from reviews
     union all
     select * from web_cookies
+    union all
+    select * from declared_people
 
 )
 
