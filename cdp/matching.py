@@ -30,51 +30,215 @@ PAIR_COLUMNS = [
 ]
 
 
-def _blocking_rules() -> list[str]:
-    """The pairs worth comparing, as SQL over l and r."""
+# The comparison keys of int_match_candidates; `phones` is the array of phone and mobile.
+COMPARED = (
+    "first_name_key",
+    "last_name_key",
+    "birth_date",
+    "postal_code",
+    "city_key",
+    "street_key",
+    "house_number",
+    "email_local",
+    "phones",
+    "other_id",
+)
+# What is compared: the keys, with the address parts as one comparison.
+COMPARISONS = (
+    "first_name_key",
+    "last_name_key",
+    "birth_date",
+    "address",
+    "email_local",
+    "phones",
+    "other_id",
+)
+# A key filled on fewer candidates than this is not compared or blocked on: a source without
+# postcodes must not stop training, and a nearly empty column teaches EM nothing.
+MIN_FILLED = 0.005
+
+
+ADDRESS_PARTS = ("street_key", "house_number", "postal_code", "city_key")
+
+
+def _address_comparison():
+    """Street, house number, postcode and city as one comparison: they are not independent
+    (the same street implies the same postcode), and counted apart they gave a household
+    living at one address four times the evidence and outweighed different given names."""
+    import splink.comparison_library as cl
+
+    same_place = "(postal_code_l = postal_code_r or city_key_l = city_key_r)"
+    empty = " and ".join(f"{c}_{{side}} is null" for c in ("street_key", "postal_code", "city_key"))
+    return cl.CustomComparison(
+        output_column_name="address",
+        comparison_description="street, house number, postcode and city",
+        comparison_levels=[
+            {
+                "sql_condition": f"({empty.format(side='l')}) or ({empty.format(side='r')})",
+                "label_for_charts": "no address on one side",
+                "is_null_level": True,
+            },
+            {
+                "sql_condition": "street_key_l = street_key_r and house_number_l = house_number_r"
+                f" and {same_place}",
+                "label_for_charts": "same street, house number and postcode or city",
+            },
+            {
+                "sql_condition": "jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9"
+                f" and {same_place}",
+                "label_for_charts": "similar street, same postcode or city",
+            },
+            {
+                "sql_condition": "postal_code_l = postal_code_r",
+                "label_for_charts": "same postcode",
+            },
+            {
+                "sql_condition": "levenshtein(postal_code_l, postal_code_r) <= 1"
+                " or city_key_l = city_key_r",
+                "label_for_charts": "postcode one character off, or same city",
+            },
+            {"sql_condition": "ELSE", "label_for_charts": "different address"},
+        ],
+    )
+
+
+def _comparison(column: str):
+    """How one key is compared: levels from exact to different, so a typo, a transposed date
+    or a nickname still counts for a match and a clear difference counts against it (term
+    frequencies: a common name or postcode is weaker evidence than a rare one)."""
+    import splink.comparison_library as cl
+
+    if column in ("first_name_key", "last_name_key"):
+        return cl.NameComparison(column, jaro_winkler_thresholds=[0.92, 0.8]).configure(
+            term_frequency_adjustments=True
+        )
+    if column == "birth_date":
+        # exact, one character off (typo, swapped digits), within a month, a year, else
+        return cl.DateOfBirthComparison(
+            column,
+            input_is_string=True,
+            datetime_thresholds=[1, 1],
+            datetime_metrics=["month", "year"],
+        )
+    if column == "postal_code":
+        return cl.LevenshteinAtThresholds(column, [1]).configure(term_frequency_adjustments=True)
+    if column == "address":
+        return _address_comparison()
+    if column == "email_local":
+        return cl.ExactMatch(column).configure(term_frequency_adjustments=True)
+    if column == "phones":
+        return cl.ArrayIntersectAtSizes(column, [1])
+    if column == "other_id":
+        return cl.LevenshteinAtThresholds(column, [1, 2])
+    raise ValueError(f"no comparison for {column!r}")
+
+
+# Blocking: the pairs worth comparing, each over keys that must be filled. Typos rarely hit a
+# name's first letters; a pair with both names mistyped still shares a birth date and postcode.
+_BLOCKS: tuple[tuple[str, ...], ...] = (
+    ("last_name_key", "substr(first_name_key, 1, 1)"),
+    ("first_name_key", "substr(last_name_key, 1, 3)"),
+    ("last_name_key", "postal_code"),
+    ("first_name_key", "postal_code"),
+    ("last_name_key", "birth_date"),
+    ("first_name_key", "birth_date"),
+    ("birth_date", "postal_code"),
+    ("email_local",),
+    ("other_id",),
+)
+_PHONE_RULES = (
+    "l.phone = r.phone",
+    "l.phone = r.mobile_phone",
+    "l.mobile_phone = r.phone",
+    "l.mobile_phone = r.mobile_phone",
+)
+_SWAPPED_NAMES = "l.first_name_key = r.last_name_key and l.last_name_key = r.first_name_key"
+# Sessions of EM, in order of preference: each trains every comparison but those it blocks on;
+# the first that finds pairs for the names and the first for the rest are used.
+_EM_BLOCKS = (
+    ("first_name_key", "last_name_key"),
+    ("birth_date",),
+    ("postal_code",),
+    ("email_local",),
+    ("last_name_key",),
+    ("other_id",),
+)
+# Pairs surely the same person, for estimating the share of matching pairs (the prior).
+_DETERMINISTIC = (
+    ("first_name_key", "last_name_key", "birth_date"),
+    ("first_name_key", "last_name_key", "postal_code"),
+    ("last_name_key", "email_local"),
+    ("first_name_key", "other_id"),
+)
+PRIOR_RECALL = 0.7
+
+
+def _keys_of(expressions: tuple[str, ...]) -> set[str]:
+    return {c for c in COMPARED if any(c in e for e in expressions)}
+
+
+def present_columns(candidates: pd.DataFrame | duckdb.DuckDBPyRelation) -> tuple[str, ...]:
+    """The comparison keys the data fills (on at least MIN_FILLED of the candidates)."""
+    if isinstance(candidates, pd.DataFrame):
+        frame = _with_phones(candidates)
+        if frame.empty:
+            return ()
+        filled = {c: frame[c].notna().mean() for c in COMPARED if c in frame}
+    else:
+        names = set(candidates.columns)
+        counts = {
+            c: f"count({'coalesce(phone, mobile_phone)' if c == 'phones' else c})"
+            for c in COMPARED
+            if c in names or (c == "phones" and "phone" in names)
+        }
+        row = candidates.aggregate(", ".join(["count(*)", *counts.values()])).fetchall()[0]
+        total = row[0] or 1
+        filled = {c: n / total for c, n in zip(counts, row[1:], strict=True)}
+    return tuple(c for c in COMPARED if filled.get(c, 0) >= MIN_FILLED)
+
+
+def _blocking_rules(present: tuple[str, ...]) -> list[str]:
+    """Prediction blocking over the filled keys, as SQL over l and r."""
     from splink import block_on
 
-    created = [
-        # Typos rarely hit a name's first letters: one name exact, the other's start.
-        block_on("last_name_key", "substr(first_name_key, 1, 1)"),
-        block_on("first_name_key", "substr(last_name_key, 1, 3)"),
-        block_on("last_name_key", "postal_code"),
-        block_on("first_name_key", "postal_code"),
-        block_on("last_name_key", "birth_date"),
-        block_on("email_local"),
+    rules = [
+        block_on(*block).get_blocking_rule("duckdb").blocking_rule_sql
+        for block in _BLOCKS
+        if _keys_of(block) <= set(present)
     ]
-    return [rule.get_blocking_rule("duckdb").blocking_rule_sql for rule in created] + [
-        "l.phone = r.phone",
-        "l.phone = r.mobile_phone",
-        "l.mobile_phone = r.phone",
-        "l.mobile_phone = r.mobile_phone",
-    ]
+    if {"first_name_key", "last_name_key"} <= set(present):
+        rules.append(_SWAPPED_NAMES)
+    if "phones" in present:
+        rules.extend(_PHONE_RULES)
+    return rules
 
 
-def _settings():
-    import splink.comparison_library as cl
+def _comparison_of(key: str) -> str:
+    return "address" if key in ADDRESS_PARTS else key
+
+
+def _compared_names(present: tuple[str, ...], overrides: dict | None) -> list[str]:
+    """The comparisons for the filled keys, less those var `cdp_matching` excludes."""
+    filled = {_comparison_of(k) for k in present}
+    excluded = (overrides or {}).get("exclude_comparisons", [])
+    return [c for c in COMPARISONS if c in filled and c not in excluded]
+
+
+def _settings(present: tuple[str, ...], overrides: dict | None = None):
     from splink import SettingsCreator
 
+    overrides = overrides or {}
+    compared = _compared_names(present, overrides)
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="record_key",
-        probability_two_random_records_match=1 / 5000,
-        comparisons=[
-            # Exact, one typo (a swapped or dropped letter), or different: similar-sounding
-            # different names (Diane/Daniel) must count against a match, not for it.
-            cl.DamerauLevenshteinAtThresholds("first_name_key", [1, 2]).configure(
-                term_frequency_adjustments=True
-            ),
-            cl.DamerauLevenshteinAtThresholds("last_name_key", [1]).configure(
-                term_frequency_adjustments=True
-            ),
-            cl.ExactMatch("birth_date"),
-            cl.ExactMatch("postal_code"),
-            cl.ExactMatch("street_key"),
-            cl.ExactMatch("email_local").configure(term_frequency_adjustments=True),
-            cl.ArrayIntersectAtSizes("phones", [1]),
-        ],
-        blocking_rules_to_generate_predictions=_blocking_rules(),
+        # estimated from the data (trained_model); this is only where EM starts
+        probability_two_random_records_match=overrides.get(
+            "probability_two_random_records_match", 1 / 5000
+        ),
+        comparisons=[_comparison(c) for c in compared],
+        blocking_rules_to_generate_predictions=overrides.get("blocking_rules")
+        or _blocking_rules(present),
         retain_intermediate_calculation_columns=True,
         retain_matching_columns=False,
     )
@@ -111,33 +275,65 @@ def _linker(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame, settings):
     )
 
 
-def trained_model(candidates: pd.DataFrame) -> dict:
-    """Splink's settings with m and u trained (u by random sampling, m by EM) on the
-    candidates, or on a seeded sample of TRAINING_RECORDS of them."""
+def trained_model(candidates: pd.DataFrame, overrides: dict | None = None) -> dict:
+    """Splink's settings for the keys the candidates fill, with u trained by random sampling,
+    the prior estimated from sure pairs and m by EM, on the candidates or on a seeded sample
+    of TRAINING_RECORDS of them. A session that finds no pairs is skipped, never fatal."""
     from splink import block_on
 
+    present = present_columns(candidates)
     if len(candidates) > TRAINING_RECORDS:
         candidates = candidates.sample(n=TRAINING_RECORDS, random_state=1)
     con = _connection()
     try:
-        linker = _linker(con, _with_phones(candidates), _settings())
+        linker = _linker(con, _with_phones(candidates), _settings(present, overrides))
         training = linker.training
         training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
-        training.estimate_parameters_using_expectation_maximisation(
-            block_on("last_name_key", "first_name_key"), estimate_without_term_frequencies=True
-        )
-        training.estimate_parameters_using_expectation_maximisation(
-            block_on("postal_code"), estimate_without_term_frequencies=True
-        )
+        overrides = overrides or {}
+        if "probability_two_random_records_match" not in overrides:
+            rules = [block_on(*r) for r in _DETERMINISTIC if set(r) <= set(present)]
+            if rules:
+                _try(
+                    lambda: training.estimate_probability_two_random_records_match(
+                        rules, recall=PRIOR_RECALL
+                    )
+                )
+        # A session trains every comparison but those over the keys it blocks on.
+        compared = set(_compared_names(present, overrides))
+        untrained = set(compared)
+        for block in _EM_BLOCKS:
+            blocked = {_comparison_of(k) for k in block}
+            if not set(block) <= set(present) or not (untrained - blocked):
+                continue
+            session = _try(
+                lambda block=block: training.estimate_parameters_using_expectation_maximisation(
+                    block_on(*block), estimate_without_term_frequencies=True
+                )
+            )
+            if session is not None:
+                untrained -= compared - blocked
+            if not untrained:
+                break
         return linker.misc.save_model_to_json()
     finally:
         con.close()
 
 
+def _try(step):
+    """A training step that may find no pairs in this data (Splink raises): skipped."""
+    from splink.internals.exceptions import SplinkException
+
+    try:
+        return step()
+    except (SplinkException, ValueError, ZeroDivisionError) as exc:
+        logging.getLogger(__name__).warning("matcher training step skipped: %s", exc)
+        return None
+
+
 def plain_splink_clusters(candidates: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """A plain Splink dedupe of the same candidates, for comparison: the same model, clustered by
-    Splink itself, without identifier rules, junk/shared detection or the household rule.
-    Returns record_key, profile_id."""
+    Splink itself, without identifier rules or junk/shared detection. Returns record_key,
+    profile_id."""
     model = trained_model(candidates)
     con = _connection()
     try:
@@ -151,10 +347,11 @@ def plain_splink_clusters(candidates: pd.DataFrame, threshold: float) -> pd.Data
     return clusters.rename(columns={"cluster_id": "profile_id"})[["record_key", "profile_id"]]
 
 
-def settings_fingerprint() -> str:
-    """Changes when the comparisons or blocking rules in this module change: a stored model
-    trained under other settings must not score new pairs."""
-    plain = _settings().get_settings("duckdb").as_dict()
+def settings_fingerprint(present: tuple[str, ...], overrides: dict | None = None) -> str:
+    """Changes when the comparisons or blocking rules change (in this module, in the override
+    var, or because the data fills other keys): a stored model trained under other settings
+    must not score new pairs."""
+    plain = _settings(present, overrides).get_settings("duckdb").as_dict()
     for comparison in plain["comparisons"]:
         for level in comparison["comparison_levels"]:
             level.pop("m_probability", None)
@@ -174,7 +371,10 @@ def score_pairs(
     if len(candidates) < 2:
         return pd.DataFrame(columns=PAIR_COLUMNS)
     model = model or trained_model(candidates)
-    rules = _blocking_rules()
+    rules = [
+        rule["blocking_rule"] if isinstance(rule, dict) else rule
+        for rule in model["blocking_rules_to_generate_predictions"]
+    ]
     frame = _with_phones(candidates)
     if changed is not None:
         # One side changed, as two rules: a condition on one side is filtered before the join,
@@ -200,9 +400,10 @@ def score_pairs(
         "last_name": "mw_last_name_key",
         "birth_date": "mw_birth_date",
         "postal_code": "mw_postal_code",
-        "street": "mw_street_key",
+        "address": "mw_address",
         "email_local": "mw_email_local",
         "phone": "mw_phones",
+        "other_id": "mw_other_id",
     }
     # Column-wise string sums: a row-wise apply cost 9 s of 17 s at 1M source records.
     present = {name: weight for name, weight in weight_columns.items() if weight in frame}
@@ -273,6 +474,7 @@ def score_incrementally(
     candidates: duckdb.DuckDBPyRelation,
     floor: float = 0.5,
     rescore_all: bool = False,
+    overrides: dict | None = None,
 ):
     """The matches table for `candidates` (a relation of `con`), as a relation of `con`: the
     previous run's pairs between unchanged records, plus the pairs of new or changed records
@@ -285,11 +487,11 @@ def score_incrementally(
         + candidate_hashes_sql(con, CANDIDATES_VIEW)
     )
     records = con.execute("select count(*) from cdp_candidate_hashes").fetchall()[0][0]
-    fingerprint = settings_fingerprint()
+    fingerprint = settings_fingerprint(present_columns(con.table(CANDIDATES_VIEW)), overrides)
     stored = None if rescore_all else _stored_model(con, schema, this, fingerprint, floor, records)
     if stored is None:
         frame = con.sql(f"select * from {CANDIDATES_VIEW}").df()
-        model = trained_model(frame) if len(frame) >= 2 else None
+        model = trained_model(frame, overrides) if len(frame) >= 2 else None
         run = {"trained_records": records, "last_run_mode": "full"}
         scored_records = records
         con.register("cdp_new_pairs", score_pairs(frame, floor, model=model))

@@ -86,6 +86,24 @@
 {%- endmacro %}
 
 
+{% macro regexp_extract(expression, pattern) -%}
+    {#- The first match of `pattern` in the text, or null. -#}
+    {{ return(adapter.dispatch('regexp_extract', 'cdp')(expression, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regexp_extract(expression, pattern) -%}
+    substring({{ expression }} from '({{ pattern }})')
+{%- endmacro %}
+
+{% macro duckdb__regexp_extract(expression, pattern) -%}
+    nullif(regexp_extract({{ expression }}, '{{ pattern }}'), '')
+{%- endmacro %}
+
+{% macro spark__regexp_extract(expression, pattern) -%}
+    nullif(regexp_extract({{ expression }}, '({{ pattern }})', 1), '')
+{%- endmacro %}
+
+
 {% macro first_words(expression) -%}
     {#- All but the last word ("Anna Maria Müller" -> "Anna Maria"); null for a single word. -#}
     nullif(trim(substr({{ expression }}, 1,

@@ -1,6 +1,8 @@
 -- Links between records, each with its cause: a shared identifier that may merge (star edges
 -- to the value's first record keep this linear in the number of records), or a probabilistic
--- match at or above var `cdp_match_threshold` whose given names do not disagree.
+-- match at or above var `cdp_match_threshold`. Disagreeing given names and birth dates weigh
+-- against a match in the matcher's learned weights (households share surname, address and
+-- landline), instead of vetoing pairs whose names merely carry a typo.
 
 with
 
@@ -70,10 +72,7 @@ probabilistic as (
         agreed_fields as link_value,
         match_probability
     from {{ ref('int_identity_matches') }}
-    where
-        match_probability >= {{ var('cdp_match_threshold') }}
-        -- Households share surname, address and landline: different given names never link.
-        and disagreed_fields not like '%first_name%'
+    where match_probability >= {{ var('cdp_match_threshold') }}
 
 )
 

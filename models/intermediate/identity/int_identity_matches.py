@@ -7,6 +7,8 @@ table (identity_match_model, identity_match_scored), so a run scores only pairs 
 changed records; it retrains and rescores everything when the candidates change by 10%, the
 matcher's settings or the threshold change, or var `cdp_rescore_matches` is true."""
 
+import json
+
 from cdp.matching import score_incrementally
 
 
@@ -15,6 +17,7 @@ def model(dbt, session):
     # Plain calls: dbt finds the config keys a Python model reads by parsing these lines.
     floor = dbt.config.get("review_threshold", 0.5)
     rescore_all = dbt.config.get("rescore_all", False)
+    overrides = dbt.config.get("matching_overrides", "{}")
     return score_incrementally(
         session,
         schema=dbt.this.schema,
@@ -22,4 +25,5 @@ def model(dbt, session):
         candidates=dbt.ref("int_match_candidates"),
         floor=float(floor),
         rescore_all=str(rescore_all).lower() == "true",
+        overrides=json.loads(overrides) if isinstance(overrides, str) else overrides,
     )

@@ -1,6 +1,9 @@
--- Records the probabilistic matcher compares: everyone with a family name or an email, with
--- comparison keys (folded names, nicknames resolved to the given name, email local part without
--- digits and punctuation, phones). Junk emails (blocklist) give no local part to compare.
+-- Records the probabilistic matcher compares: everyone with a name, an email, a birth date or
+-- a custom id, with comparison keys (folded names, nicknames resolved to the given name, street
+-- name and house number apart, email local part without digits and punctuation, phones, the
+-- ids of custom kinds). Junk emails and junk or shared phones (a household's landline) are not
+-- compared: a shared value is no evidence of one person. Which keys the
+-- matcher compares and blocks on follows from which of them the data fills.
 
 with
 
@@ -9,11 +12,46 @@ records as (
     select
         records.*,
         case when not coalesce(quality.is_blocklisted, false) then records.email end
-            as usable_email
+            as usable_email,
+        case
+            when not coalesce(phone_quality.is_blocklisted or phone_quality.is_shared, false)
+                then records.phone
+        end as usable_phone,
+        case
+            when not coalesce(mobile_quality.is_blocklisted or mobile_quality.is_shared, false)
+                then records.mobile_phone
+        end as usable_mobile_phone
     from {{ ref('int_identity_records') }} as records
     left join {{ ref('int_identifier_quality') }} as quality
         on quality.identifier_kind = 'email' and records.email = quality.identifier_value
-    where (records.last_name is not null or records.email is not null) and records.source <> 'web'
+    left join {{ ref('int_identifier_quality') }} as phone_quality
+        on phone_quality.identifier_kind = 'phone' and records.phone = phone_quality.identifier_value
+    left join {{ ref('int_identifier_quality') }} as mobile_quality
+        on
+            mobile_quality.identifier_kind = 'phone'
+            and records.mobile_phone = mobile_quality.identifier_value
+    where
+        records.source <> 'web'
+        and (
+            records.last_name is not null
+            or records.first_name is not null
+            or records.email is not null
+            or records.birth_date is not null
+        )
+
+),
+
+other_ids as (
+
+    -- Ids of kinds a declared source defines (national, customer numbers): evidence, compared
+    -- as text ("kind:value"); the smallest when a record has several.
+    select
+        identifiers.record_key,
+        min(identifiers.identifier_kind || ':' || identifiers.identifier_value) as other_id
+    from {{ ref('int_identifiers') }} as identifiers
+    inner join {{ ref('stg_declared__identifier_kinds') }} as kinds
+        on identifiers.identifier_kind = kinds.identifier_kind
+    group by identifiers.record_key
 
 ),
 
@@ -38,14 +76,18 @@ keyed as (
         records.postal_code,
         {{ name_key('records.city') }} as city_key,
         {{ name_key('records.street') }} as street_key,
+        -- the first number in the street line: "Hauptstr. 12a", "12 Wallaby Place"
+        lower({{ regexp_extract('records.street', '[0-9]+[A-Za-z]?') }}) as house_number,
         -- letters only: anna.mueller, anna_mueller and annamueller77 are one person's habit
         nullif({{ regexp_replace_all("split_part(records.usable_email, '@', 1)", '[^a-z]') }}, '')
             as email_local,
-        records.phone,
-        records.mobile_phone
+        records.usable_phone as phone,
+        records.usable_mobile_phone as mobile_phone,
+        other_ids.other_id
     from records
     left join nicknames
         on lower(split_part(trim(records.first_name), ' ', 1)) = nicknames.nickname
+    left join other_ids on records.record_key = other_ids.record_key
 
 )
 
@@ -58,7 +100,9 @@ select
     postal_code,
     nullif(city_key, '') as city_key,
     nullif(street_key, '') as street_key,
+    nullif(house_number, '') as house_number,
     email_local,
     phone,
-    mobile_phone
+    mobile_phone,
+    other_id
 from keyed

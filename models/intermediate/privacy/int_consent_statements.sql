@@ -16,7 +16,9 @@ subscribers as (
         'email:' || subscriber_id as record_key,
         'email' as source,
         subscriber_id as source_record_id,
-        subscription_status = 'subscribed' and has_marketing_consent as is_granted,
+        -- consent must be explicit: an unreadable consent value grants nothing
+        coalesce(subscription_status = 'subscribed' and has_marketing_consent, false)
+            as is_granted,
         coalesce(consent_at, updated_at) as stated_at,
         'list status ' || subscription_status as statement
     from {{ ref('stg_email__subscribers') }}
