@@ -304,9 +304,10 @@ def main() -> None:
         )
     Console().print(table)
     print(
-        f"identity F1 {score.f1:.4f} (precision {score.precision:.4f}, recall "
-        f"{score.recall:.4f}); plain Splink F1 {plain_score.f1:.4f} (precision "
-        f"{plain_score.precision:.4f}, recall {plain_score.recall:.4f}); "
+        f"identity F1 {score.resolvable_f1:.4f} (precision {score.resolvable_precision:.4f}, "
+        f"recall {score.resolvable_recall:.4f}; all records {score.f1:.4f}); plain Splink F1 "
+        f"{plain_score.resolvable_f1:.4f} (precision {plain_score.resolvable_precision:.4f}, "
+        f"recall {plain_score.resolvable_recall:.4f}); "
         f"first sync {first.added:,} records in {first.calls} calls; "
         f"unchanged re-sync {again.calls} calls; 1M-profile diff: {diff_1m}"
     )

@@ -102,3 +102,37 @@ def environment(out: Path) -> dict[str, str]:
         "CDP_SOURCES_DIR": str(out / "sources"),
         "CDP_WAREHOUSE": str(out / "warehouse.duckdb"),
     }
+
+
+def run_pipeline(out: Path, extra_env: dict[str, str] | None = None) -> int:
+    """`cdp run` on a written data set, in a process of its own (the Dagster definitions read
+    the environment when imported). Returns its exit code; its output goes to out/run.log."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **environment(out), "CDP_REFRESH_MANIFEST": "1", **(extra_env or {})}
+    env.pop("DAGSTER_HOME", None)
+    cdp = Path(sys.executable).parent / "cdp"
+    with (Path(out) / "run.log").open("w", encoding="utf-8") as log:
+        return subprocess.run(
+            [str(cdp), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+        ).returncode
+
+
+def score(out: Path, threshold: float = 0.9) -> dict:
+    """The pipeline's profiles and a plain Splink clustering of the same candidates, scored
+    against the data set's ground truth."""
+    import duckdb
+
+    from cdp.identity_eval import evaluate
+    from cdp.matching import plain_splink_clusters
+
+    env = environment(out)
+    with duckdb.connect(env["CDP_WAREHOUSE"], read_only=True) as con:
+        candidates = con.sql("select * from intermediate.int_match_candidates").df()
+    ours = evaluate(env["CDP_WAREHOUSE"], env["CDP_LANDING"])
+    plain = evaluate(
+        env["CDP_WAREHOUSE"], env["CDP_LANDING"], plain_splink_clusters(candidates, threshold)
+    )
+    return {"cdp": ours.figures(), "plain_splink": plain.figures()}

@@ -36,6 +36,11 @@ audiences_app = typer.Typer(
     help="Audiences declared in audiences/*.yml, compiled to dbt models.", no_args_is_help=True
 )
 app.add_typer(audiences_app, name="audiences")
+benchmark_app = typer.Typer(
+    help="Public labelled data sets (FEBRL1-4, offline) through the whole pipeline, scored.",
+    no_args_is_help=True,
+)
+app.add_typer(benchmark_app, name="benchmark")
 load_app = typer.Typer(help="Landing files: rejected files and their retry.", no_args_is_help=True)
 app.add_typer(load_app, name="load")
 
@@ -127,6 +132,72 @@ def run(
     raise typer.Exit(0 if result.success else 1)
 
 
+@benchmark_app.command("import")
+def benchmark_import(
+    name: str = typer.Argument(..., help="febrl1, febrl2, febrl3 or febrl4."),
+    out: Path = typer.Option(..., "--out", help="Folder for sources/, landing/, warehouse."),
+) -> None:
+    """Write a data set as a new user would bring it: source YAML, files, ground truth."""
+    from cdp.benchmarks import DATASETS, environment, write_dataset
+
+    if name not in DATASETS:
+        console.print(f"[red]unknown data set {name!r}; known: {', '.join(DATASETS)}[/red]")
+        raise typer.Exit(2)
+    counts = write_dataset(name, out)
+    console.print(f"{name}: {counts['records']:,} records of {counts['people']:,} people in {out}")
+    console.print("Run it with: " + " ".join(f"{k}={v}" for k, v in environment(out).items()))
+
+
+@benchmark_app.command("run")
+def benchmark_run(
+    name: str = typer.Argument(..., help="febrl1, febrl2, febrl3 or febrl4."),
+    out: Path = typer.Option(None, "--out", help="Working folder (default: a temporary one)."),
+    json_out: Path = typer.Option(None, "--json", help="Write the scores to this JSON file."),
+) -> None:
+    """Import a data set, run the whole pipeline on it (its own warehouse) and score the
+    profiles beside a plain Splink clustering of the same records."""
+    import json
+    import tempfile
+
+    from cdp.benchmarks import DATASETS, run_pipeline, score, write_dataset
+
+    if name not in DATASETS:
+        console.print(f"[red]unknown data set {name!r}; known: {', '.join(DATASETS)}[/red]")
+        raise typer.Exit(2)
+    out = out or Path(tempfile.mkdtemp(prefix=f"cdp-{name}-"))
+    write_dataset(name, out)
+    started = time.perf_counter()
+    with console.status(f"{name}: cdp run (log: {out / 'run.log'}) ..."):
+        code = run_pipeline(out)
+    seconds = time.perf_counter() - started
+    if code != 0:
+        console.print(f"[red]{name}: the pipeline exited {code}; see {out / 'run.log'}[/red]")
+        raise typer.Exit(1)
+    with console.status(f"{name}: scoring, and a plain Splink clustering beside it ..."):
+        scores = score(out)
+    scores.update(dataset=name, pipeline_seconds=round(seconds, 1))
+    rows = [
+        (
+            who,
+            f"{s['precision']:.4f}",
+            f"{s['recall']:.4f}",
+            f"{s['f1']:.4f}",
+            f"{s['bcubed_f1']:.4f}",
+        )
+        for who, s in (("cdp", scores["cdp"]), ("plain Splink", scores["plain_splink"]))
+    ]
+    console.print(
+        rows_table(
+            f"{name}: {scores['cdp']['records_scored']:,} records, pipeline {seconds:.0f} s",
+            ["resolver", "precision", "recall", "F1", "B-cubed F1"],
+            rows,
+        )
+    )
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(scores, indent=2), encoding="utf-8")
+
+
 @load_app.command("retry")
 def load_retry(
     files: list[str] = typer.Argument(..., help="Rejected files (path or name) to read again."),
@@ -180,25 +251,43 @@ def export_raw(
 @eval_app.command("identity")
 def eval_identity(
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
-    min_f1: float = typer.Option(0.0, help="Exit 1 when pairwise F1 is below this."),
+    min_f1: float = typer.Option(0.0, help="Exit 1 when pairwise F1 (all records) is below."),
 ) -> None:
-    """Pairwise precision, recall and F1 of the profiles against ground_truth.csv."""
+    """Precision, recall and F1 (pairwise and B-cubed) of the profiles against
+    ground_truth*.csv in the landing folder: every record with a known truth, and beside it
+    the records that carry something to resolve them by. Over-merged and split examples."""
     import json
 
-    from cdp.identity_eval import evaluate
+    import duckdb
 
-    score = evaluate(warehouse_path(), landing_path())
+    from cdp.identity_eval import MissingTruth, evaluate
+
+    try:
+        score = evaluate(warehouse_path(), landing_path())
+    except MissingTruth as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except duckdb.Error as exc:
+        console.print(
+            f"[red]{warehouse_path()}: no profiles to score ({str(exc).splitlines()[0]}); "
+            "run `cdp run` first[/red]"
+        )
+        raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(score.as_dict(), indent=2))
     else:
         table = RichTable(title="Identity resolution vs. ground truth")
         table.add_column("measure")
         table.add_column("value", justify="right")
-        for key, value in score.as_dict().items():
+        for key, value in score.figures().items():
             table.add_row(
                 key.replace("_", " "), f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
             )
         Console().print(table)
+        for example in score.over_merged_examples[:3]:
+            console.print(f"over-merged: {example}")
+        for example in score.split_examples[:3]:
+            console.print(f"split: {example}")
     raise typer.Exit(0 if score.f1 >= min_f1 else 1)
 
 

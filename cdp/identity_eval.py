@@ -1,14 +1,17 @@
-"""Scores identity resolution against the generator's ground truth.
+"""Scores identity resolution against a ground truth (the generator's, or a public data set's).
 
-Pairwise precision and recall: every pair of records the resolver put into one profile is a
-predicted pair, every pair that belongs to one person is a true pair. Records that carry nothing
-to resolve them by (a browser that never logged in or filled a form, a review signed "Anna M."
-without email) are anonymous by nature: they are scored separately and reported, not hidden.
+Every record with a known truth is scored by default: a record the warehouse lost (dropped at
+load) counts as a profile of its own, and records that carry nothing to resolve them by (a
+browser that never logged in, a review signed "Anna M.") count too. The view over resolvable
+records only is reported beside it. Pairwise precision and recall: every pair of records put
+into one profile is a predicted pair, every pair that belongs to one person a true pair.
+B-cubed: per record, the share of its profile that is its person (precision) and of its person
+that is in its profile (recall), averaged over records, so big clusters do not dominate.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -27,7 +30,8 @@ OWN_ID_KINDS = (
 @dataclass
 class IdentityScore:
     records_scored: int
-    records_anonymous: int
+    records_lost: int
+    records_unresolvable: int
     people: int
     profiles: int
     true_pairs: int
@@ -36,20 +40,35 @@ class IdentityScore:
     precision: float
     recall: float
     f1: float
+    bcubed_precision: float
+    bcubed_recall: float
+    bcubed_f1: float
+    resolvable_precision: float
+    resolvable_recall: float
+    resolvable_f1: float
     over_merged_profiles: int
     people_in_over_merged_profiles: int
     split_people: int
     merges_through_blocklisted_or_shared: int
-    f1_including_anonymous: float
+    over_merged_examples: list = field(default_factory=list)
+    split_examples: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def figures(self) -> dict:
+        """The numbers, without the examples."""
+        return {k: v for k, v in self.as_dict().items() if not k.endswith("_examples")}
+
+
+class MissingTruth(FileNotFoundError):
+    """No ground truth beside the landing files."""
 
 
 def _truth_files(landing: Path) -> list[str]:
     files = [str(p) for p in sorted(landing.glob("ground_truth*.csv"))]
     if not files:
-        raise FileNotFoundError(f"no ground_truth*.csv in {landing}")
+        raise MissingTruth(f"no ground_truth*.csv in {landing}: nothing to score against")
     return files
 
 
@@ -96,38 +115,66 @@ def evaluate(warehouse: str | Path, landing: str | Path, assignments=None) -> Id
             [_truth_files(Path(landing))],
         )
         own = ", ".join(f"'{k}'" for k in OWN_ID_KINDS)
+        # A record the warehouse does not hold is a profile of its own (its key).
         con.execute(f"""
             create temp table truth_profiles as
             select
                 truth.person_id,
-                profiles.profile_id,
-                truth.source || ':' || truth.source_record_id as record_key,
-                not exists (
-                    select 1 from intermediate.int_identifiers as i
-                    where i.record_key = records.record_key and i.identifier_kind not in ({own})
-                ) and (records.first_name is null or records.last_name is null) as is_anonymous
+                coalesce(profiles.profile_id, 'lost:' || keys.record_key) as profile_id,
+                keys.record_key,
+                profiles.profile_id is null as is_lost,
+                coalesce(
+                    not exists (
+                        select 1 from intermediate.int_identifiers as i
+                        where i.record_key = records.record_key
+                            and i.identifier_kind not in ({own})
+                            and i.identifier_kind not like '%\\_record\\_id' escape '\\'
+                    ) and (records.first_name is null or records.last_name is null),
+                    false
+                ) as is_unresolvable
             from truth
-            inner join intermediate.int_identity_records as records
-                on records.record_key = truth.source || ':' || truth.source_record_id
-            inner join {profiles} as profiles
-                on profiles.record_key = records.record_key
+            cross join lateral (
+                select truth.source || ':' || truth.source_record_id as record_key
+            ) as keys
+            left join intermediate.int_identity_records as records
+                on records.record_key = keys.record_key
+            left join {profiles} as profiles
+                on profiles.record_key = keys.record_key
         """)
-        anonymous = con.execute(
-            "select count(*) from truth_profiles where is_anonymous"
-        ).fetchall()[0][0]
-        true_pairs, predicted, correct = _pairwise(con, "where not is_anonymous")
+        lost, unresolvable = con.execute(
+            "select count(*) filter (where is_lost), count(*) filter (where is_unresolvable) "
+            "from truth_profiles"
+        ).fetchall()[0]
+        true_pairs, predicted, correct = _pairwise(con, "")
         precision, recall, f1 = _f1(true_pairs, predicted, correct)
-        _, _, f1_all = _f1(*_pairwise(con, ""))
+        resolvable = _f1(*_pairwise(con, "where not is_unresolvable"))
+        b_precision, b_recall = con.execute(_BCUBED_SQL).fetchall()[0]
+        b_f1 = 2 * b_precision * b_recall / (b_precision + b_recall) if b_precision else 0.0
         over_merged, people_over = con.execute("""
             select count(*), coalesce(sum(people), 0) from (
                 select profile_id, count(distinct person_id) as people from truth_profiles
-                where not is_anonymous group by 1 having count(distinct person_id) > 1)
+                group by 1 having count(distinct person_id) > 1)
         """).fetchall()[0]
         split = con.execute("""
             select count(*) from (
-                select person_id from truth_profiles where not is_anonymous
+                select person_id from truth_profiles where not is_unresolvable
                 group by 1 having count(distinct profile_id) > 1)
         """).fetchall()[0][0]
+        over_examples = [
+            {"profile_id": row[0], "people": row[1], "records": row[2]}
+            for row in con.execute("""
+                select profile_id, count(distinct person_id), list(record_key order by record_key)
+                from truth_profiles group by 1 having count(distinct person_id) > 1
+                order by 2 desc, 1 limit 5""").fetchall()
+        ]
+        split_examples = [
+            {"person_id": row[0], "profiles": row[1], "records": row[2]}
+            for row in con.execute("""
+                select person_id, count(distinct profile_id), list(record_key order by record_key)
+                from truth_profiles where not is_unresolvable
+                group by 1 having count(distinct profile_id) > 1
+                order by 2 desc, 1 limit 5""").fetchall()
+        ]
         bad_links = con.execute("""
             select count(*) from intermediate.int_identity_edges as edges
             inner join intermediate.int_identifier_quality as quality
@@ -135,26 +182,51 @@ def evaluate(warehouse: str | Path, landing: str | Path, assignments=None) -> Id
                 and edges.link_value = quality.identifier_value
             where quality.is_blocklisted or quality.is_shared
         """).fetchall()[0][0]
-        people, profiles, scored = con.execute("""
+        people, profile_count, scored = con.execute("""
             select count(distinct person_id), count(distinct profile_id), count(*)
-            from truth_profiles where not is_anonymous
+            from truth_profiles
         """).fetchall()[0]
     finally:
         con.close()
     return IdentityScore(
         records_scored=scored,
-        records_anonymous=anonymous,
+        records_lost=lost,
+        records_unresolvable=unresolvable,
         people=people,
-        profiles=profiles,
+        profiles=profile_count,
         true_pairs=true_pairs,
         predicted_pairs=predicted,
         correct_pairs=correct,
         precision=round(precision, 5),
         recall=round(recall, 5),
         f1=round(f1, 5),
+        bcubed_precision=round(b_precision, 5),
+        bcubed_recall=round(b_recall, 5),
+        bcubed_f1=round(b_f1, 5),
+        resolvable_precision=round(resolvable[0], 5),
+        resolvable_recall=round(resolvable[1], 5),
+        resolvable_f1=round(resolvable[2], 5),
         over_merged_profiles=over_merged,
         people_in_over_merged_profiles=int(people_over),
         split_people=split,
         merges_through_blocklisted_or_shared=bad_links,
-        f1_including_anonymous=round(f1_all, 5),
+        over_merged_examples=over_examples,
+        split_examples=split_examples,
     )
+
+
+_BCUBED_SQL = """
+with cells as (
+    select person_id, profile_id, count(*) as n from truth_profiles group by 1, 2
+), people as (
+    select person_id, sum(n) as n from cells group by 1
+), profiles as (
+    select profile_id, sum(n) as n from cells group by 1
+)
+select
+    sum(cells.n * cells.n / profiles.n) / sum(cells.n),
+    sum(cells.n * cells.n / people.n) / sum(cells.n)
+from cells
+join people using (person_id)
+join profiles using (profile_id)
+"""

@@ -32,8 +32,8 @@ rules as (
         is_merge_key,
         max_per_profile,
         description
-    from {{ ref('stg_declared__identifier_kinds') }}
-    where identifier_kind not in (select identifier_kind from builtin_rules)
+    from {{ ref('stg_declared__identifier_kinds') }} as declared
+    where declared.identifier_kind not in (select builtin.identifier_kind from builtin_rules as builtin)
 
 ),
 
@@ -50,15 +50,15 @@ entity_sources as (
 per_source as (
 
     select
-        identifier_kind,
-        identifier_value,
-        source,
-        count(distinct record_key) as record_count
+        identifiers.identifier_kind,
+        identifiers.identifier_value,
+        identifiers.source,
+        count(distinct identifiers.record_key) as record_count
     from identifiers
     where
-        source in ({{ sql_list(var('cdp_identity_entity_sources')) }})
-        or source in (select source from entity_sources)
-    group by identifier_kind, identifier_value, source
+        identifiers.source in ({{ sql_list(var('cdp_identity_entity_sources')) }})
+        or identifiers.source in (select entity_sources.source from entity_sources)
+    group by identifiers.identifier_kind, identifiers.identifier_value, identifiers.source
 
 ),
 
