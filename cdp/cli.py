@@ -36,6 +36,12 @@ audiences_app = typer.Typer(
     help="Audiences declared in audiences/*.yml, compiled to dbt models.", no_args_is_help=True
 )
 app.add_typer(audiences_app, name="audiences")
+identity_app = typer.Typer(
+    help="Identity decisions: review pairs, manual merges and unmerges (kept with who, when "
+    "and why; honoured by every later run).",
+    no_args_is_help=True,
+)
+app.add_typer(identity_app, name="identity")
 benchmark_app = typer.Typer(
     help="Public labelled data sets (FEBRL1-4, offline) through the whole pipeline, scored.",
     no_args_is_help=True,
@@ -130,6 +136,101 @@ def run(
         )
     print_run_summary(console, result, time.perf_counter() - started)
     raise typer.Exit(0 if result.success else 1)
+
+
+REASON = typer.Option(..., "--reason", "-r", help="Why (kept with the decision).")
+BY = typer.Option(None, "--by", help="Who decides (default: CDP_USER or the login name).")
+
+
+def _decide(action: str, a: str, b: str | None, reason: str, by: str | None) -> None:
+    from cdp.identity_decisions import DecisionError, decide
+
+    with connect_warehouse() as con:
+        try:
+            decision_id = decide(con, action, a, b, reason=reason, decided_by=by)
+        except DecisionError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    what = f"{a} and {b}" if b else a
+    console.print(
+        f"decision {decision_id}: {action.replace('_', ' ')} {what}; the next `cdp run` applies it"
+    )
+
+
+@identity_app.command("review")
+def identity_review(
+    action: str = typer.Argument("list", help="list, accept or reject."),
+    pair_id: str = typer.Argument(None, help="The review pair id (for accept or reject)."),
+    reason: str = typer.Option("", "--reason", "-r", help="Why (required to decide)."),
+    by: str = BY,
+    limit: int = typer.Option(20, help="How many pairs to list."),
+) -> None:
+    """List probable matches that were not linked, or accept (merge) / reject (keep apart)
+    one by its id."""
+    from cdp.identity_decisions import DecisionError, review_pair, review_pairs
+
+    if action not in ("list", "accept", "reject"):
+        console.print("[red]action must be list, accept or reject[/red]")
+        raise typer.Exit(2)
+    with connect_warehouse() as con:
+        try:
+            if action == "list":
+                rows = review_pairs(con, limit)
+            else:
+                if not pair_id:
+                    raise DecisionError(f"{action} needs a pair id (see `cdp identity review`)")
+                a, b = review_pair(con, pair_id)
+        except DecisionError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    if action == "list":
+        columns = ["pair", "record", "record", "p", "agreed", "disagreed", "why"]
+        console.print(rows_table("Identity review pairs", columns, rows))
+        return
+    _decide("merge" if action == "accept" else "keep_apart", a, b, reason, by)
+
+
+@identity_app.command("merge")
+def identity_merge(
+    record_a: str = typer.Argument(..., help="A record key, e.g. crm:C-00001."),
+    record_b: str = typer.Argument(..., help="Another record key."),
+    reason: str = REASON,
+    by: str = BY,
+) -> None:
+    """Link two records (and so their profiles) by hand."""
+    _decide("merge", record_a, record_b, reason, by)
+
+
+@identity_app.command("keep-apart")
+def identity_keep_apart(
+    record_a: str = typer.Argument(..., help="A record key."),
+    record_b: str = typer.Argument(..., help="Another record key."),
+    reason: str = REASON,
+    by: str = BY,
+) -> None:
+    """Never link these two records directly (undo a wrong match)."""
+    _decide("keep_apart", record_a, record_b, reason, by)
+
+
+@identity_app.command("unmerge")
+def identity_unmerge(
+    record: str = typer.Argument(..., help="The record to take out of its profile."),
+    reason: str = REASON,
+    by: str = BY,
+) -> None:
+    """Take a record out of its profile: none of its automatic links count any more."""
+    _decide("detach", record, None, reason, by)
+
+
+@identity_app.command("decisions")
+def identity_decisions_list() -> None:
+    """Every identity decision, oldest first."""
+    from cdp.identity_decisions import decisions
+
+    with connect_warehouse() as con:
+        rows = decisions(con)
+    columns = ["id", "action", "record", "record", "by", "at", "reason"]
+    console.print(rows_table("Identity decisions", columns, rows))
 
 
 @benchmark_app.command("import")

@@ -1,3 +1,19 @@
+{% macro is_entity_source(source_column) -%}
+    {#- Whether a record's system holds one record per person (var
+        `cdp_identity_entity_sources`, and declared systems that say one_record_per_person):
+        a value on several of its records is shared, and a device or event of any other system
+        links through one kind of identifier only. -#}
+    (
+        {{ source_column }} in ({{ sql_list(var('cdp_identity_entity_sources')) }})
+        or {{ source_column }} in (
+            select declared_entities.source
+            from {{ ref('stg_declared__person_records') }} as declared_entities
+            where declared_entities.is_one_record_per_person
+        )
+    )
+{%- endmacro %}
+
+
 {#- Connected components of a record graph, as CTEs ending in `components` (record_key,
     component_key, component_size), the component key being the smallest record key linked,
     directly or through others. `records` and `edges` (record_key_a, record_key_b) name relations

@@ -37,16 +37,6 @@ rules as (
 
 ),
 
-entity_sources as (
-
-    -- Systems that hold one record per person: the configured built-in ones and the declared
-    -- ones that say so.
-    select distinct source
-    from {{ ref('stg_declared__person_records') }}
-    where is_one_record_per_person
-
-),
-
 per_source as (
 
     select
@@ -55,9 +45,7 @@ per_source as (
         identifiers.source,
         count(distinct identifiers.record_key) as record_count
     from identifiers
-    where
-        identifiers.source in ({{ sql_list(var('cdp_identity_entity_sources')) }})
-        or identifiers.source in (select entity_sources.source from entity_sources)
+    where {{ is_entity_source('identifiers.source') }}
     group by identifiers.identifier_kind, identifiers.identifier_value, identifiers.source
 
 ),
@@ -120,6 +108,8 @@ select
     values_seen.source_count,
     values_seen.first_observed_at,
     rules.priority,
+    rules.max_per_profile,
+    coalesce(rules.is_merge_key, false) as is_merge_key,
     blocked.blocklist_reason,
     blocked.blocklist_reason is not null as is_blocklisted,
     coalesce(sharing.max_records_in_one_source, 0)

@@ -18,18 +18,91 @@ quality as (
 
 ),
 
-merging as (
+decisions as (
+
+    select * from {{ ref('stg_identity__decisions') }}
+
+),
+
+detached as (
+
+    -- Records a person took out of their profile: none of their links count.
+    select record_key_a as record_key from decisions
+    where action = 'detach'
+
+),
+
+kept_apart as (
+
+    select
+        record_key_a,
+        record_key_b
+    from decisions
+    where action = 'keep_apart'
+
+),
+
+mergeable as (
 
     select
         identifiers.record_key,
         identifiers.identifier_kind,
-        identifiers.identifier_value
+        identifiers.identifier_value,
+        quality.priority,
+        {{ is_entity_source('identifiers.source') }} as is_entity_record
     from identifiers
     inner join quality
         on
             identifiers.identifier_kind = quality.identifier_kind
             and identifiers.identifier_value = quality.identifier_value
-    where quality.can_merge and quality.record_count > 1
+    where
+        quality.can_merge
+        and quality.record_count > 1
+        and identifiers.record_key not in (select detached.record_key from detached)
+
+),
+
+device_best as (
+
+    -- A device or event (not a system of one record per person) may carry identifiers of two
+    -- people (a shared browser: one logs in, another fills a form). It links through its
+    -- strongest kind only (priority), and not at all when it holds two values of that kind.
+    select
+        record_key,
+        min(priority) as best_priority
+    from mergeable
+    where not is_entity_record
+    group by record_key
+
+),
+
+device_shared as (
+
+    select mergeable.record_key
+    from mergeable
+    inner join device_best
+        on
+            mergeable.record_key = device_best.record_key
+            and mergeable.priority = device_best.best_priority
+    group by mergeable.record_key
+    having count(distinct mergeable.identifier_value) > 1
+
+),
+
+merging as (
+
+    select
+        mergeable.record_key,
+        mergeable.identifier_kind,
+        mergeable.identifier_value
+    from mergeable
+    left join device_best on mergeable.record_key = device_best.record_key
+    where
+        mergeable.is_entity_record
+        or (
+            mergeable.priority = device_best.best_priority
+            and mergeable.record_key not in (select device_shared.record_key from device_shared)
+        )
 
 ),
 
@@ -74,8 +147,85 @@ probabilistic as (
     from {{ ref('int_identity_matches') }}
     where match_probability >= {{ var('cdp_match_threshold') }}
 
+),
+
+manual as (
+
+    select
+        record_key_a,
+        record_key_b,
+        'decision' as link_type,
+        'manual_merge' as link_kind,
+        decision_id as link_value,
+        cast(null as {{ dbt.type_float() }}) as match_probability
+    from decisions
+    where action = 'merge'
+
+),
+
+automatic as (
+
+    select * from deterministic
+    union all
+    select * from probabilistic
+
+),
+
+strong_ids as (
+
+    -- Values of merge-key kinds a profile may hold one of (max_per_profile 1, e.g. a CRM
+    -- contact id): two records holding different ones are two people.
+    select
+        identifiers.record_key,
+        identifiers.identifier_kind,
+        identifiers.identifier_value
+    from identifiers
+    inner join quality
+        on
+            identifiers.identifier_kind = quality.identifier_kind
+            and identifiers.identifier_value = quality.identifier_value
+    where quality.is_merge_key and quality.max_per_profile = 1
+
+),
+
+conflicting as (
+
+    -- Links that would give a profile two values of such a kind do not merge; a match among
+    -- them goes to identity_review_pairs for a human.
+    select distinct
+        automatic.record_key_a,
+        automatic.record_key_b
+    from automatic
+    inner join strong_ids as ids_a on automatic.record_key_a = ids_a.record_key
+    inner join strong_ids as ids_b
+        on
+            automatic.record_key_b = ids_b.record_key
+            and ids_a.identifier_kind = ids_b.identifier_kind
+            and ids_a.identifier_value <> ids_b.identifier_value
+
+),
+
+allowed as (
+
+    -- A person said these two are not one, or took a record out: their automatic links go.
+    select automatic.*
+    from automatic
+    left join kept_apart
+        on
+            least(automatic.record_key_a, automatic.record_key_b) = kept_apart.record_key_a
+            and greatest(automatic.record_key_a, automatic.record_key_b) = kept_apart.record_key_b
+    left join conflicting
+        on
+            automatic.record_key_a = conflicting.record_key_a
+            and automatic.record_key_b = conflicting.record_key_b
+    where
+        kept_apart.record_key_a is null
+        and conflicting.record_key_a is null
+        and automatic.record_key_a not in (select detached.record_key from detached)
+        and automatic.record_key_b not in (select detached.record_key from detached)
+
 )
 
-select * from deterministic
+select * from allowed
 union all
-select * from probabilistic
+select * from manual

@@ -98,11 +98,14 @@ linking_edges as (
         case
             when edges.link_type = 'identifier'
                 then edges.link_kind || ' ' || edges.link_value
+            when edges.link_type = 'decision'
+                then 'manual merge (decision ' || edges.link_value || ')'
             else
                 'match p=' || cast(round(cast(edges.match_probability as numeric), 4) as {{ dbt.type_string() }})
                 || ' on ' || edges.link_value
         end as cause,
-        coalesce(rules.priority, 99) as priority
+        case when edges.link_type = 'decision' then 0 else coalesce(rules.priority, 99) end
+            as priority
     from events
     inner join assignments as a on events.profile_id = a.profile_id
     inner join assignments as b on events.profile_id = b.profile_id
