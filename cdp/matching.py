@@ -85,17 +85,27 @@ def _address_comparison():
             },
             {
                 "sql_condition": "jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9"
+                " and house_number_l = house_number_r",
+                "label_for_charts": "similar street, same house number",
+            },
+            {
+                "sql_condition": "jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9"
                 f" and {same_place}",
                 "label_for_charts": "similar street, same postcode or city",
             },
             {
-                "sql_condition": "postal_code_l = postal_code_r",
-                "label_for_charts": "same postcode",
+                "sql_condition": "postal_code_l = postal_code_r and city_key_l = city_key_r",
+                "label_for_charts": "same postcode and city",
             },
             {
-                "sql_condition": "levenshtein(postal_code_l, postal_code_r) <= 1"
-                " or city_key_l = city_key_r",
-                "label_for_charts": "postcode one character off, or same city",
+                "sql_condition": "postal_code_l = postal_code_r or (city_key_l = city_key_r and"
+                " levenshtein(postal_code_l, postal_code_r) <= 1)",
+                "label_for_charts": "same postcode, or same city and postcode one off",
+            },
+            {
+                "sql_condition": "city_key_l = city_key_r"
+                " or levenshtein(postal_code_l, postal_code_r) <= 1",
+                "label_for_charts": "same city, or postcode one off",
             },
             {"sql_condition": "ELSE", "label_for_charts": "different address"},
         ],
