@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from cdp.config import landing_path, warehouse_path
@@ -36,6 +37,11 @@ audiences_app = typer.Typer(
     help="Audiences declared in audiences/*.yml, compiled to dbt models.", no_args_is_help=True
 )
 app.add_typer(audiences_app, name="audiences")
+sources_app = typer.Typer(
+    help="Source systems declared in YAML (sources/*.yml, or CDP_SOURCES_DIR).",
+    no_args_is_help=True,
+)
+app.add_typer(sources_app, name="sources")
 identity_app = typer.Typer(
     help="Identity decisions: review pairs, manual merges and unmerges (kept with who, when "
     "and why; honoured by every later run).",
@@ -136,6 +142,70 @@ def run(
         )
     print_run_summary(console, result, time.perf_counter() - started)
     raise typer.Exit(0 if result.success else 1)
+
+
+@sources_app.command("check")
+def sources_check(
+    file: Path = typer.Argument(..., help="The source YAML to check."),
+    sample: Path = typer.Option(
+        None, "--sample", help="A file to read with it (default: the first its path finds)."
+    ),
+) -> None:
+    """Validate a source declaration and show what a sample file would load: rows, values
+    that do not parse, quarantined rows, missing or undeclared columns, roles."""
+    import json
+
+    from cdp.declared import SourceError, check
+
+    try:
+        report = check(file, sample)
+    except (SourceError, FileNotFoundError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"[b]{report['system']}[/b]: declaration valid")
+    failed = False
+    for name, entry in report["tables"].items():
+        console.print(f"[b]{name}[/b] ({entry['entity']}): {', '.join(entry['files']) or '-'}")
+        if "note" in entry:
+            console.print(f"  {entry['note']}")
+            continue
+        if entry["rejected"]:
+            failed = True
+        for key in ("rows_read", "rows_loaded", "rows_quarantined", "values_invalid"):
+            console.print(f"  {key.replace('_', ' ')}: {entry[key]:,}")
+        for column, count in entry["invalid_by_column"].items():
+            console.print(f"  {column}: {count:,} value(s) do not parse (null, kept in raw)")
+        for line, reason in entry["quarantine_examples"]:
+            console.print(f"  line {line}: {reason}")
+        for problem in entry["problems"]:
+            console.print(f"  [yellow]{problem}[/yellow]")
+        console.print("  roles: " + json.dumps(entry["roles"]))
+        for row in entry["sample_rows"]:
+            console.print("  " + json.dumps(row, default=str, ensure_ascii=False))
+    raise typer.Exit(1 if failed else 0)
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """The declared systems and tables, and declarations that cannot be used."""
+    from cdp.declared import read_sources, sources_dir
+
+    found, problems = read_sources()
+    rows = [
+        (spec.system, table.name, table.entity, table.format, table.path or "(default)")
+        for spec in found
+        for table in spec.tables
+    ]
+    console.print(
+        rows_table(
+            f"Declared sources in {sources_dir()}",
+            ["system", "table", "entity", "format", "path"],
+            rows,
+        )
+    )
+    for problem in problems:
+        console.print(f"[red]left out: {escape(problem)}[/red]")
+    raise typer.Exit(1 if problems else 0)
 
 
 REASON = typer.Option(..., "--reason", "-r", help="Why (kept with the decision).")

@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cdp import sources as s
-from cdp.config import PROJECT_ROOT, load_yaml_model
+from cdp.config import PROJECT_ROOT
 from cdp.load import RAW_SCHEMA, ensure_schema, quote, raw_relation
 from cdp.warehouse import as_warehouse
 
@@ -226,7 +226,47 @@ def sources_dir() -> Path:
 
 
 def read_source(path: Path) -> SourceSpec:
-    return load_yaml_model(path, SourceSpec, SourceError, "source")
+    """A declaration, validated; every problem raised as SourceError naming the file, the line
+    and the field."""
+    import yaml
+    from pydantic import ValidationError
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise SourceError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SourceError(f"{path}: expected a mapping with system: and tables:")
+    try:
+        return SourceSpec.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        problems = [
+            f"{path}:{_line_of(root, error['loc'])}: "
+            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise SourceError("; ".join(problems)) from None
+
+
+def _line_of(node, location: tuple) -> int:
+    """The line of the YAML node at a pydantic error location (its nearest existing parent)."""
+    import yaml
+
+    line = node.start_mark.line + 1
+    for step in location:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == step), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+            child = node.value[step] if step < len(node.value) else None
+        else:
+            child = None
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
 
 
 def read_sources(folder: Path | None = None) -> tuple[list[SourceSpec], list[str]]:
@@ -347,3 +387,60 @@ def publish(con, sources: list[SourceSpec]) -> dict[str, int]:
             ],
         )
     return {"person_tables": len(person), "identifier_kinds": len(kinds)}
+
+
+def check(path: Path, sample: Path | None = None) -> dict:
+    """Validate a declaration and read a sample file of each table (the given one, or the
+    first file its path pattern finds under the landing folder) into a throwaway in-memory
+    warehouse, as the loader would. Returns what would load, per table."""
+    import duckdb
+
+    from cdp.config import landing_path
+    from cdp.load import LoadResult, landing_files, load_file
+    from cdp.warehouse import DuckDBWarehouse
+
+    spec = read_source(path)
+    report: dict = {"system": spec.system, "tables": {}}
+    for table_spec, table in zip(spec.tables, spec.as_tables(), strict=True):
+        files = [Path(sample)] if sample else landing_files(table, Path(landing_path()))[:1]
+        entry: dict = {"entity": table_spec.entity, "files": [str(f) for f in files]}
+        report["tables"][table.name] = entry
+        if not files:
+            entry["note"] = f"no file matches {table.landing_glob} under {landing_path()}"
+            continue
+        con = DuckDBWarehouse(duckdb.connect())
+        ensure_schema(con, table)
+        result = LoadResult(table.key)
+        load_file(con, table, files[0], result)
+        entry.update(
+            rows_read=result.rows_read,
+            rows_loaded=result.rows_new,
+            rows_quarantined=result.rows_quarantined,
+            values_invalid=result.values_invalid,
+            rejected=result.files_rejected,
+            problems=result.problems(),
+            invalid_by_column=dict(
+                con.execute(
+                    f"select key, count(*) from (select unnest(json_keys(_invalid_values)) as key "
+                    f"from {raw_relation(table)} where _invalid_values is not null) group by 1 "
+                    "order by 1"
+                ).fetchall()
+            ),
+            quarantine_examples=con.execute(
+                'select line_number, reason from raw."quarantine" order by line_number limit 5'
+            ).fetchall(),
+            roles={c.name: c.role for c in table_spec.columns if c.role},
+            sample_rows=[
+                dict(zip([d[0] for d in cursor.description], row, strict=True))
+                for cursor in [
+                    con.execute(
+                        "select "
+                        + ", ".join(quote(c) for c in table.column_names)
+                        + f" from {raw_relation(table)} limit 3"
+                    )
+                ]
+                for row in cursor.fetchall()
+            ],
+        )
+        con.close()
+    return report
