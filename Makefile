@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CDP_WAREHOUSE ?= $(CURDIR)/warehouse/cdp.duckdb
 export CDP_LANDING ?= $(CURDIR)/data/demo
 
-.PHONY: install manifest demo run test test-spark lint ui bench clean
+.PHONY: install manifest demo run test test-spark lint ui bench bench-identity clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,14 @@ ui: install
 
 bench: install  # SIZE=100k (default), 1m or 10m source records
 	$(BIN)/python -m bench.run
+
+# Identity on data this project did not write (FEBRL3, FEBRL4) beside plain Splink, and the
+# demo's scores if `make demo` ran; rendered into docs/identity.md.
+bench-identity: install
+	$(BIN)/cdp benchmark run febrl3 --json bench/results/identity_febrl3.json
+	$(BIN)/cdp benchmark run febrl4 --json bench/results/identity_febrl4.json
+	-$(BIN)/cdp eval identity --json > bench/results/identity_demo_10k.json || rm -f bench/results/identity_demo_10k.json
+	$(BIN)/python -m bench.identity_report
 
 clean:
 	rm -rf target logs warehouse data .dagster_home

@@ -423,6 +423,9 @@ def export_raw(
 def eval_identity(
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     min_f1: float = typer.Option(0.0, help="Exit 1 when pairwise F1 (all records) is below."),
+    min_resolvable_f1: float = typer.Option(
+        0.0, help="Exit 1 when pairwise F1 over the resolvable records is below."
+    ),
 ) -> None:
     """Precision, recall and F1 (pairwise and B-cubed) of the profiles against
     ground_truth*.csv in the landing folder: every record with a known truth, and beside it
@@ -459,7 +462,8 @@ def eval_identity(
             console.print(f"over-merged: {example}")
         for example in score.split_examples[:3]:
             console.print(f"split: {example}")
-    raise typer.Exit(0 if score.f1 >= min_f1 else 1)
+    passed = score.f1 >= min_f1 and score.resolvable_f1 >= min_resolvable_f1
+    raise typer.Exit(0 if passed else 1)
 
 
 @profile_app.command("show")

@@ -1,5 +1,7 @@
 -- Every purchase a profile made, online (shop orders) and in store (loyalty card), in EUR.
 -- Cancelled and refunded orders stay, flagged, so traits can count them apart from revenue.
+-- A purchase whose amount or time did not parse (kept in raw, null in staging) is no
+-- transaction to count or value.
 
 with
 
@@ -68,3 +70,4 @@ select
     round(transactions.amount * rates.eur_per_unit, 2) as amount_eur
 from transactions
 left join rates on transactions.currency = rates.currency
+where transactions.amount is not null and transactions.transacted_at is not null

@@ -4,7 +4,7 @@ var `cdp_match_review_threshold`; int_identity_edges links those at or above
 
 Incremental in effect: the trained model and each candidate's fingerprint are kept beside this
 table (identity_match_model, identity_match_scored), so a run scores only pairs that touch new or
-changed records; it retrains and rescores everything when the candidates change by 10%, the
+changed records; it retrains and rescores everything when the candidates change by 25%, the
 matcher's settings or the threshold change, or var `cdp_rescore_matches` is true."""
 
 import json

@@ -37,7 +37,7 @@ email_clicks as (
     from {{ ref('stg_email__activity') }} as activity
     inner join records
         on records.source = 'email' and activity.subscriber_id = records.source_record_id
-    where activity.activity_type = 'click'
+    where activity.activity_type = 'click' and activity.occurred_at is not null
 
 ),
 
@@ -56,7 +56,7 @@ order_campaigns as (
         on
             records.source = 'shop'
             and records.source_record_id = cast(orders.customer_id as {{ dbt.type_string() }})
-    where orders.utm_medium is not null
+    where orders.utm_medium is not null and orders.ordered_at is not null
 
 )
 

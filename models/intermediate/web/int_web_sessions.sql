@@ -54,9 +54,12 @@ events as (
             partition by anonymous_id order by occurred_at, event_id
         ) as previous_event_at
     from {{ ref('stg_web__events') }}
-    {%- if is_incremental() %}
-    where anonymous_id in (select refreshed_browsers.anonymous_id from refreshed_browsers)
-    {%- endif %}
+    -- an event whose time did not parse (kept in raw) belongs to no visit
+    where
+        occurred_at is not null
+        {%- if is_incremental() %}
+        and anonymous_id in (select refreshed_browsers.anonymous_id from refreshed_browsers)
+        {%- endif %}
 
 ),
 
