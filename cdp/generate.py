@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from faker import Faker
 
+from cdp.generate_vocabulary import GENERATOR_NICKNAMES
 from cdp.sources import (
     FUNNEL_STATUSES,
     LEAD_STATUSES,
@@ -32,7 +33,6 @@ from cdp.sources import (
     Table,
 )
 
-NICKNAMES_SEED = Path(__file__).resolve().parent.parent / "seeds" / "nicknames.csv"
 BERLIN = ZoneInfo("Europe/Berlin")
 DEFAULT_AS_OF = dt.datetime(2026, 11, 1, 6, 0, 0)
 HISTORY_DAYS = 3 * 365
@@ -405,10 +405,7 @@ class Generator:
         self.country_codes = [c[0] for c in COUNTRIES]
         self.country_weights = [c[4] for c in COUNTRIES]
         self.country_spec = {c[0]: c for c in COUNTRIES}
-        by_name: dict[str, list[str]] = {}
-        with NICKNAMES_SEED.open(encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                by_name.setdefault(row["given_name"], []).append(row["nickname"])
+        by_name = {name: list(variants) for name, variants in GENERATOR_NICKNAMES.items()}
         self.nicknames = by_name
         self.nickname_givens = sorted(by_name)
         # Products and accounts depend on the seed only, so every batch shares them.
