@@ -290,6 +290,11 @@ class Stats:
         return sum(self.rows.values())
 
 
+# Exports not in UTF-8, as their systems write them: the support desk's CSV comes from German
+# Excel (Windows-1252; characters it lacks become "?"). The loader detects it.
+EXPORT_ENCODINGS = {"support__tickets": "cp1252"}
+
+
 class _Writer:
     """One landing file; knows its table's format and injects exact duplicates and broken rows."""
 
@@ -297,7 +302,10 @@ class _Writer:
         self.table, self.gen, self.count = table, gen, 0
         self.names = table.column_names
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = stack.enter_context(path.open("w", encoding="utf-8", newline=""))
+        encoding = EXPORT_ENCODINGS.get(table.key, "utf-8")
+        self.fh = stack.enter_context(
+            path.open("w", encoding=encoding, errors="replace", newline="")
+        )
         self.first_json = True
         if table.format == "csv":
             self.csv = csv.writer(self.fh, delimiter=table.delimiter, lineterminator="\n")
@@ -1062,6 +1070,8 @@ class Generator:
                     "reviewer_email": self.email_variant(p.private_email, 0.2),
                     "verified_purchase": rng.random() < 0.7,
                     "submitted_at": _iso(self._ts(p.first_seen)),
+                    # a field the declaration does not name (kept in _extra_values)
+                    "helpful_votes": int(review_id[2:]) % 23,
                 }
             )
             yield review_id

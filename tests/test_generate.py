@@ -8,6 +8,7 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
+from cdp.generate import EXPORT_ENCODINGS
 from cdp.sources import TABLES
 from tests.conftest import TEST_PEOPLE, generate
 
@@ -35,7 +36,7 @@ def test_every_table_is_written_in_its_systems_format(landing):
     for table in TABLES:
         files = list((landing / table.source / table.name).glob(f"*.{table.extension}"))
         assert len(files) == 1, table.key
-        text = files[0].read_text(encoding="utf-8")
+        text = files[0].read_text(encoding=EXPORT_ENCODINGS.get(table.key, "utf-8"))
         if table.format == "csv":
             header = next(csv.reader([text.splitlines()[0]], delimiter=table.delimiter))
             assert header == table.column_names
@@ -65,7 +66,8 @@ def test_ground_truth_sits_outside_the_landing_tables(landing):
 
 def _lines(landing: Path, source: str, name: str) -> list[str]:
     folder = landing / source / name
-    return next(folder.iterdir()).read_text(encoding="utf-8").splitlines()
+    encoding = EXPORT_ENCODINGS.get(f"{source}__{name}", "utf-8")
+    return next(folder.iterdir()).read_text(encoding=encoding).splitlines()
 
 
 def test_data_is_messy_like_real_life(landing):

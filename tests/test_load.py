@@ -79,11 +79,11 @@ def test_nothing_is_lost_every_line_is_loaded_or_quarantined(tmp_path, small_lan
     for t in TABLES:
         path = next((small_landing / t.source / t.name).iterdir())
         if t.format == "csv":
-            lines = len(path.read_text(encoding="utf-8").splitlines()) - 1
+            lines = len(path.read_bytes().splitlines()) - 1
         elif t.format == "jsonl":
-            lines = len(path.read_text(encoding="utf-8").splitlines())
+            lines = len(path.read_bytes().splitlines())
         else:  # json array: one element per line between the brackets
-            lines = len(path.read_text(encoding="utf-8").splitlines()) - 2
+            lines = len(path.read_bytes().splitlines()) - 2
         loaded = _count(con, f"select count(*) from raw.{t.key}")
         quarantined = _count(
             con,
