@@ -40,12 +40,14 @@ def valid_name(value: str) -> str:
 
 def load_yaml_model(path: Path, model, error: type[Exception], what: str):
     """A YAML mapping validated into a pydantic model (with its `path`); every problem is raised
-    as `error` naming the file and the field."""
+    as `error` naming the file, the line and the field."""
     import yaml
     from pydantic import ValidationError
 
+    text = Path(path).read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -54,10 +56,30 @@ def load_yaml_model(path: Path, model, error: type[Exception], what: str):
         return model.model_validate({**raw, "path": path})
     except ValidationError as exc:
         problems = "; ".join(
+            f"{path}:{_line_of(root, e['loc'])}: "
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
             for e in exc.errors()
         )
-        raise error(f"{path}: {problems}") from exc
+        raise error(problems) from exc
+
+
+def _line_of(node, location: tuple) -> int:
+    """The line of the YAML node at a pydantic error location (its nearest existing parent)."""
+    import yaml
+
+    line = node.start_mark.line + 1
+    for step in location:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == step), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+            child = node.value[step] if step < len(node.value) else None
+        else:
+            child = None
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
 
 
 def load_named_yaml_models(folder: Path, load_one, error: type[Exception]) -> dict:

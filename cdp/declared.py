@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cdp import sources as s
-from cdp.config import PROJECT_ROOT
+from cdp.config import PROJECT_ROOT, load_yaml_model
 from cdp.load import RAW_SCHEMA, ensure_schema, quote, raw_relation
 from cdp.warehouse import as_warehouse
 
@@ -228,45 +228,7 @@ def sources_dir() -> Path:
 def read_source(path: Path) -> SourceSpec:
     """A declaration, validated; every problem raised as SourceError naming the file, the line
     and the field."""
-    import yaml
-    from pydantic import ValidationError
-
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        raise SourceError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SourceError(f"{path}: expected a mapping with system: and tables:")
-    try:
-        return SourceSpec.model_validate({**raw, "path": path})
-    except ValidationError as exc:
-        problems = [
-            f"{path}:{_line_of(root, error['loc'])}: "
-            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors()
-        ]
-        raise SourceError("; ".join(problems)) from None
-
-
-def _line_of(node, location: tuple) -> int:
-    """The line of the YAML node at a pydantic error location (its nearest existing parent)."""
-    import yaml
-
-    line = node.start_mark.line + 1
-    for step in location:
-        if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if k.value == step), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-            child = node.value[step] if step < len(node.value) else None
-        else:
-            child = None
-        if child is None:
-            break
-        node = child
-        line = node.start_mark.line + 1
-    return line
+    return load_yaml_model(Path(path), SourceSpec, SourceError, "source")
 
 
 def read_sources(folder: Path | None = None) -> tuple[list[SourceSpec], list[str]]:

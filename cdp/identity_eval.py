@@ -72,7 +72,8 @@ def _truth_files(landing: Path) -> list[str]:
     return files
 
 
-_PAIRS_SQL = """
+# Records per (person, profile), per person and per profile, of the view `scored`.
+_CELLS = """
 with cells as (
     select person_id, profile_id, count(*) as n from scored group by 1, 2
 ), people as (
@@ -80,11 +81,15 @@ with cells as (
 ), profiles as (
     select profile_id, sum(n) as n from cells group by 1
 )
-select
+"""
+_PAIRS_SQL = (
+    _CELLS
+    + """select
     (select coalesce(sum(n * (n - 1) / 2), 0) from people),
     (select coalesce(sum(n * (n - 1) / 2), 0) from profiles),
     (select coalesce(sum(n * (n - 1) / 2), 0) from cells)
 """
+)
 
 
 def _pairwise(con, where: str) -> tuple[int, int, int]:
@@ -147,8 +152,8 @@ def evaluate(warehouse: str | Path, landing: str | Path, assignments=None) -> Id
         ).fetchall()[0]
         true_pairs, predicted, correct = _pairwise(con, "")
         precision, recall, f1 = _f1(true_pairs, predicted, correct)
+        b_precision, b_recall = con.execute(_BCUBED_SQL).fetchall()[0]  # over `scored`: all
         resolvable = _f1(*_pairwise(con, "where not is_unresolvable"))
-        b_precision, b_recall = con.execute(_BCUBED_SQL).fetchall()[0]
         b_f1 = 2 * b_precision * b_recall / (b_precision + b_recall) if b_precision else 0.0
         over_merged, people_over = con.execute("""
             select count(*), coalesce(sum(people), 0) from (
@@ -215,18 +220,13 @@ def evaluate(warehouse: str | Path, landing: str | Path, assignments=None) -> Id
     )
 
 
-_BCUBED_SQL = """
-with cells as (
-    select person_id, profile_id, count(*) as n from truth_profiles group by 1, 2
-), people as (
-    select person_id, sum(n) as n from cells group by 1
-), profiles as (
-    select profile_id, sum(n) as n from cells group by 1
-)
-select
+_BCUBED_SQL = (
+    _CELLS
+    + """select
     sum(cells.n * cells.n / profiles.n) / sum(cells.n),
     sum(cells.n * cells.n / people.n) / sum(cells.n)
 from cells
 join people using (person_id)
 join profiles using (profile_id)
 """
+)
