@@ -111,8 +111,13 @@ class TableSpec(BaseModel):
 
     name: str = Field(pattern=_NAME)
     entity: Literal["person", "other"] = "other"
-    format: Literal["csv", "jsonl", "json", "parquet"] = "csv"
+    format: Literal["csv", "jsonl", "json", "parquet", "postgres"] = "csv"
     path: str | None = Field(None, description="glob under the landing folder")
+    # format postgres: the environment variable with the DSN (never the DSN itself), the query,
+    # and the column whose growing values load only what is new
+    connection: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    query: str | None = None
+    cursor: str | None = None
     delimiter: str = ","
     encoding: str = "auto"
     default_country: str | None = None
@@ -121,6 +126,17 @@ class TableSpec(BaseModel):
     one_record_per_person: bool = False
     description: str = ""
     columns: list[ColumnSpec]
+
+    @model_validator(mode="after")
+    def _postgres(self) -> TableSpec:
+        if self.format == "postgres" and not (self.connection and self.query):
+            raise ValueError(
+                f"table {self.name!r}: format postgres needs connection (an environment "
+                "variable holding the DSN) and query"
+            )
+        if self.cursor and self.cursor not in {c.name for c in self.columns}:
+            raise ValueError(f"table {self.name!r}: cursor {self.cursor!r} is not a column")
+        return self
 
     @model_validator(mode="after")
     def _roles(self) -> TableSpec:
@@ -210,6 +226,9 @@ def _as_table(source: SourceSpec, spec: TableSpec) -> s.Table:
         delimiter=spec.delimiter,
         encoding=spec.encoding,
         path_glob=spec.path,
+        connection_env=spec.connection,
+        query=spec.query,
+        cursor=spec.cursor,
         person_links=(
             ((spec.column_for("record_id").name, source.system),) if spec.entity == "person" else ()
         ),

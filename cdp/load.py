@@ -142,7 +142,7 @@ def ensure_schema(con, table: Table | None = None) -> None:
         batch_id varchar, loaded_at timestamp, rows_read bigint, rows_new bigint,
         rows_quarantined bigint)""")
     # Added later: warehouses loaded before keep their rows (status null = loaded).
-    for column in ("status", "reason"):
+    for column in ("status", "reason", "cursor_value"):
         con.execute(f"alter table {LOAD_FILES} add column if not exists {column} varchar")
     con.execute(f"""create table if not exists {quote(RAW_SCHEMA)}."quarantine" (
         source varchar, table_name varchar, file_name varchar, line_number bigint,
@@ -500,7 +500,10 @@ def load_file(
         encodings = _encodings(table)
         for position, encoding in enumerate(encodings):
             try:
-                counts = _load_rows(con, table, path, sha, result, suppressed, encoding)
+                rows = _parse(table, path, result, encoding)
+                counts = _load_rows(
+                    con, table, str(path), sha, path.stat().st_size, rows, suppressed
+                )
                 break
             except UnicodeDecodeError as exc:
                 if position + 1 < len(encodings):
@@ -534,19 +537,20 @@ def _record_rejected(con: Warehouse, table: Table, path: Path, sha: str, reason:
     )
 
 
-def _load_rows(con, table, path, sha, result, suppressed, encoding) -> tuple[int, ...]:
-    """The rows of one file in one transaction; returns (read, inserted, quarantined, dropped,
-    invalid values). Rolls back and re-raises on anything unexpected."""
+def _load_rows(
+    con, table, source_file, sha, size, rows: Iterator[ParsedRow], suppressed, cursor=None
+) -> tuple[int, ...]:
+    """The rows of one file (or query) in one transaction; returns (read, inserted,
+    quarantined, dropped, invalid values). Rolls back and re-raises on anything unexpected."""
     batch_id = uuid.uuid4().hex
     loaded_at = utc_now()
-    source_file = str(path)
     read = inserted = dropped = invalid_values = 0
     bad: list[tuple] = []
     chunk: list[list] = []
     con.execute("begin transaction")
     try:
         # Drift found late (a JSON field absent from every row) rolls the whole file back.
-        for line_no, text, parsed, extra in _parse(table, path, result, encoding):
+        for line_no, text, parsed, extra in rows:
             read += 1
             try:
                 if isinstance(parsed, RowError):
@@ -598,17 +602,20 @@ def _load_rows(con, table, path, sha, result, suppressed, encoding) -> tuple[int
                 f'insert into {quote(RAW_SCHEMA)}."quarantine" values (?, ?, ?, ?, ?, ?, ?, ?)', bad
             )
         con.execute(
-            f"insert into {LOAD_FILES} values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', null)",
+            f"insert into {LOAD_FILES} (table_key, file_name, file_sha256, size_bytes, "
+            "batch_id, loaded_at, rows_read, rows_new, rows_quarantined, status, reason, "
+            "cursor_value) values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'loaded', null, ?)",
             [
                 table.key,
                 source_file,
                 sha,
-                path.stat().st_size,
+                size,
                 batch_id,
                 loaded_at,
                 read,
                 inserted,
                 len(bad),
+                cursor,
             ],
         )
         con.execute("commit")
@@ -656,9 +663,84 @@ def load_table(con, table: Table, landing: Path) -> LoadResult:
     ensure_schema(con, table)
     result = LoadResult(table.key)
     suppressed = Suppressions.read(con)
+    if table.format == "postgres":
+        load_query(con, table, result, suppressed)
+        return result
     for path in landing_files(table, landing):
         load_file(con, table, path, result, suppressed)
     return result
+
+
+def load_query(con: Warehouse, table: Table, result: LoadResult, suppressed=None) -> None:
+    """Rows of a query on a PostgreSQL database (its DSN in the environment variable the
+    declaration names), incrementally: only rows whose cursor column is past the largest value
+    loaded before. A database that cannot be reached costs this table's refresh only."""
+    import psycopg2
+
+    dsn = os.environ.get(table.connection_env or "")
+    label = f"postgres:{table.connection_env}:{table.key}"
+    if not dsn:
+        result.notes.append(f"{table.key}: set {table.connection_env} to its database's DSN")
+        return
+    last = None
+    if table.cursor:
+        last = con.execute(
+            f"select max(cursor_value) from {LOAD_FILES} where table_key = ? and status = 'loaded'",
+            [table.key],
+        ).fetchall()[0][0]
+    sql = f"select * from ({table.query}) as source_rows"
+    params: list = []
+    if table.cursor:
+        column = f"source_rows.{quote(table.cursor)}"
+        if last is not None:
+            sql += f" where {column} > %s"  # the text literal takes the column's type
+            params.append(last)
+        sql += f" order by {column}"
+    try:
+        remote = psycopg2.connect(dsn, connect_timeout=10)
+    except psycopg2.Error as exc:
+        result.notes.append(f"{label}: cannot connect ({str(exc).strip()}); kept what was loaded")
+        return
+    try:
+        with remote, remote.cursor(name="cdp_source_rows") as cursor:
+            cursor.itersize = CHUNK_ROWS
+            cursor.execute(sql, params)
+            rows = list(_query_rows(table, cursor, result))
+    except (psycopg2.Error, FileRejected) as exc:
+        result.notes.append(f"{label}: the query failed ({str(exc).strip()}); kept what was loaded")
+        return
+    finally:
+        remote.close()
+    if not rows:
+        result.files_skipped.append(label)
+        return
+    newest = None
+    if table.cursor:  # ordered by it: the last row holds the largest value
+        newest = rows[-1][2][table.column_names.index(table.cursor)]
+    sha = hashlib.sha256(f"{label}|{last}|{newest}|{len(rows)}".encode()).hexdigest()
+    counts = _load_rows(con, table, label, sha, 0, iter(rows), suppressed, cursor=newest)
+    read, inserted, bad, dropped, invalid = counts
+    result.files_loaded.append(label)
+    result.rows_read += read
+    result.rows_new += inserted
+    result.rows_already_loaded += read - bad - dropped - inserted
+    result.rows_quarantined += bad
+    result.rows_suppressed += dropped
+    result.values_invalid += invalid
+
+
+def _query_rows(table: Table, cursor, result: LoadResult) -> Iterator[ParsedRow]:
+    """A query's rows as the readers give a file's: values as text, undeclared columns apart."""
+    declared = set(table.column_names)
+    names: list[str] = []
+    for row_no, row in enumerate(cursor, start=1):
+        if not names:
+            names = [d[0] for d in cursor.description]
+            _check_columns(table, names, result)
+        record = dict(zip(names, row, strict=True))
+        values = [_json_text(record.get(c)) for c in table.column_names]
+        extra = {k: _json_text(v) for k, v in record.items() if k not in declared and v is not None}
+        yield row_no, orjson.dumps(record, default=str).decode(), values, extra or None
 
 
 def rejected_files(con) -> list[tuple]:

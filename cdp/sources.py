@@ -70,6 +70,11 @@ class Table:
     encoding: str = "auto"
     # Where its files land, relative to the landing folder (default <source>/<name>/*.<ext>).
     path_glob: str | None = None
+    # format "postgres": the environment variable holding the database's DSN, the query, and
+    # the column whose growing values make the load incremental.
+    connection_env: str | None = None
+    query: str | None = None
+    cursor: str | None = None
 
     @property
     def key(self) -> str:
@@ -81,7 +86,9 @@ class Table:
 
     @property
     def extension(self) -> str:
-        return {"csv": "csv", "jsonl": "jsonl", "json": "json", "parquet": "parquet"}[self.format]
+        return {"csv": "csv", "jsonl": "jsonl", "json": "json", "parquet": "parquet"}.get(
+            self.format, self.format
+        )
 
     @property
     def landing_glob(self) -> str:

@@ -55,11 +55,10 @@ events as (
         ) as previous_event_at
     from {{ ref('stg_web__events') }}
     -- an event whose time did not parse (kept in raw) belongs to no visit
-    where
-        occurred_at is not null
-        {%- if is_incremental() %}
+    where occurred_at is not null
+    {%- if is_incremental() %}
         and anonymous_id in (select refreshed_browsers.anonymous_id from refreshed_browsers)
-        {%- endif %}
+    {%- endif %}
 
 ),
 
