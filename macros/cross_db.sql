@@ -72,7 +72,10 @@
 
 
 {% macro latest_per_key(relation, key, order_by) -%}
-    {#- One row per key: the first by `order_by` (newest version, then newest load). -#}
+    {#- One row per key: the first by `order_by` (newest version, then newest load). Callers
+        order their typed columns `desc nulls last` after that: a version whose value did not
+        parse (null, kept in raw) loses to its twin on every warehouse. -#}
+    {%- set order_by = order_by if order_by is string else order_by | join(', ') -%}
     {{ return(adapter.dispatch('latest_per_key', 'cdp')(relation, key, order_by)) }}
 {%- endmacro %}
 

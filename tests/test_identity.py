@@ -268,8 +268,9 @@ def test_one_percent_more_people_scores_only_their_pairs(full_run, landing, tmp_
         return set(zip(strong.record_key_l, strong.record_key_r, strict=True))
 
     rescored = links(score_pairs(candidates, 0.5, model=model))
-    # Term frequencies now count the new records too: a handful of borderline pairs may move.
-    assert len(links(after) ^ rescored) <= 0.001 * len(rescored)
+    # Term frequencies now count the new records too (names, email local parts, postcodes and
+    # cities): a handful of borderline pairs may move.
+    assert len(links(after) ^ rescored) <= 0.002 * len(rescored)
 
     _run_matcher(warehouse, "--vars", "{cdp_rescore_matches: true}")
     con = duckdb.connect(str(warehouse), read_only=True)

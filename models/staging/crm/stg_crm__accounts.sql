@@ -25,7 +25,10 @@ renamed as (
 
 latest as (
 
-    {{ latest_per_key('renamed', 'account_id', 'updated_at desc, loaded_at desc') }}
+    {{ latest_per_key('renamed', 'account_id', [
+        'updated_at desc nulls last', 'loaded_at desc', 'created_at desc nulls last',
+        'employee_count desc nulls last'
+    ]) }}
 
 )
 

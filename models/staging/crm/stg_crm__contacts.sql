@@ -45,7 +45,10 @@ renamed as (
 
 latest as (
 
-    {{ latest_per_key('renamed', 'contact_id', 'updated_at desc, loaded_at desc') }}
+    {{ latest_per_key('renamed', 'contact_id', [
+        'updated_at desc nulls last', 'loaded_at desc', 'created_at desc nulls last',
+        'birth_date desc nulls last'
+    ]) }}
 
 )
 

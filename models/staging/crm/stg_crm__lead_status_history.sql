@@ -21,7 +21,7 @@ renamed as (
 
 latest as (
 
-    {{ latest_per_key('renamed', 'change_id', 'loaded_at desc') }}
+    {{ latest_per_key('renamed', 'change_id', 'loaded_at desc, changed_at desc nulls last') }}
 
 )
 

@@ -32,7 +32,7 @@ renamed as (
 
 deduplicated as (
 
-    {{ latest_per_key('renamed', 'activity_id', 'loaded_at desc') }}
+    {{ latest_per_key('renamed', 'activity_id', 'loaded_at desc, occurred_at desc nulls last') }}
 
 )
 

@@ -27,7 +27,10 @@ renamed as (
 
 latest as (
 
-    {{ latest_per_key('renamed', 'subscriber_id', 'updated_at desc, loaded_at desc') }}
+    {{ latest_per_key('renamed', 'subscriber_id', [
+        'updated_at desc nulls last', 'loaded_at desc', 'created_at desc nulls last',
+        'consent_at desc nulls last', 'has_marketing_consent desc nulls last'
+    ]) }}
 
 )
 

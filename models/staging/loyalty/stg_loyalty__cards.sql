@@ -39,7 +39,9 @@ renamed as (
 
 latest as (
 
-    {{ latest_per_key('renamed', 'card_number', 'issued_at desc, loaded_at desc') }}
+    {{ latest_per_key('renamed', 'card_number', [
+        'issued_at desc nulls last', 'loaded_at desc', 'birth_date desc nulls last'
+    ]) }}
 
 )
 

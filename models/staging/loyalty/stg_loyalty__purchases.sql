@@ -23,7 +23,10 @@ renamed as (
 
 deduplicated as (
 
-    {{ latest_per_key('renamed', 'purchase_id', 'loaded_at desc') }}
+    {{ latest_per_key('renamed', 'purchase_id', [
+        'loaded_at desc', 'purchased_at desc nulls last', 'amount desc nulls last',
+        'item_count desc nulls last'
+    ]) }}
 
 )
 

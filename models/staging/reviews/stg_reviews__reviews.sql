@@ -24,7 +24,10 @@ renamed as (
 
 deduplicated as (
 
-    {{ latest_per_key('renamed', 'review_id', 'loaded_at desc') }}
+    {{ latest_per_key('renamed', 'review_id', [
+        'loaded_at desc', 'submitted_at desc nulls last', 'rating desc nulls last',
+        'is_verified_purchase desc nulls last'
+    ]) }}
 
 )
 

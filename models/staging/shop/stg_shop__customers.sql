@@ -39,7 +39,10 @@ renamed as (
 
 latest as (
 
-    {{ latest_per_key('renamed', 'customer_id', 'updated_at desc, loaded_at desc') }}
+    {{ latest_per_key('renamed', 'customer_id', [
+        'updated_at desc nulls last', 'loaded_at desc', 'created_at desc nulls last',
+        'birth_date desc nulls last', 'accepts_marketing desc nulls last'
+    ]) }}
 
 )
 

@@ -32,7 +32,9 @@ renamed as (
 
 deduplicated as (
 
-    {{ latest_per_key('renamed', 'order_line_id', 'loaded_at desc') }}
+    {{ latest_per_key('renamed', 'order_line_id', [
+        'loaded_at desc', 'quantity desc nulls last', 'unit_price desc nulls last'
+    ]) }}
 
 )
 

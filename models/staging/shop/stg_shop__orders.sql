@@ -26,7 +26,9 @@ renamed as (
 
 deduplicated as (
 
-    {{ latest_per_key('renamed', 'order_id', 'loaded_at desc') }}
+    {{ latest_per_key('renamed', 'order_id', [
+        'loaded_at desc', 'ordered_at desc nulls last', 'total_amount desc nulls last'
+    ]) }}
 
 )
 

@@ -52,7 +52,9 @@ renamed as (
 
 latest as (
 
-    {{ latest_per_key('renamed', 'ticket_id', 'updated_at desc, loaded_at desc') }}
+    {{ latest_per_key('renamed', 'ticket_id', [
+        'updated_at desc nulls last', 'loaded_at desc', 'created_at desc nulls last'
+    ]) }}
 
 )
 

@@ -43,7 +43,7 @@ renamed as (
 
 deduplicated as (
 
-    {{ latest_per_key('renamed', 'event_id', 'loaded_at desc') }}
+    {{ latest_per_key('renamed', 'event_id', 'loaded_at desc, occurred_at desc nulls last') }}
 
 )
 
