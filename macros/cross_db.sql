@@ -24,10 +24,15 @@
 {%- endmacro %}
 
 {% macro duckdb__title_case(expression) -%}
-    {#- DuckDB has no initcap: capitalise each space- and hyphen-separated part. -#}
-    array_to_string(list_transform(string_split(lower({{ expression }}), ' '),
-        lambda word: array_to_string(list_transform(string_split(word, '-'),
-            lambda part: upper(left(part, 1)) || substr(part, 2)), '-')), ' ')
+    {#- PostgreSQL's initcap, which DuckDB lacks: upper case after anything that is not a letter
+        or digit (O'Brien, Jean-Luc, Müller), so both warehouses spell a name alike. -#}
+    {%- set lowered = "lower(" ~ expression ~ ")" -%}
+    array_to_string(list_transform(generate_series(1, length({{ lowered }})),
+        lambda i: case
+            when i = 1 or not regexp_matches(substr({{ lowered }}, i - 1, 1), '[\pL\pN]')
+                then upper(substr({{ lowered }}, i, 1))
+            else substr({{ lowered }}, i, 1)
+        end), '')
 {%- endmacro %}
 
 

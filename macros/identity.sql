@@ -1,8 +1,7 @@
 {% macro is_entity_source(source_column) -%}
     {#- Whether a record's system holds one record per person (var
         `cdp_identity_entity_sources`, and declared systems that say one_record_per_person):
-        a value on several of its records is shared, and a device or event of any other system
-        links through one kind of identifier only. -#}
+        a value on several of its records is shared. -#}
     (
         {{ source_column }} in ({{ sql_list(var('cdp_identity_entity_sources')) }})
         or {{ source_column }} in (

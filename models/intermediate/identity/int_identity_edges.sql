@@ -42,14 +42,12 @@ kept_apart as (
 
 ),
 
-mergeable as (
+merging as (
 
     select
         identifiers.record_key,
         identifiers.identifier_kind,
-        identifiers.identifier_value,
-        quality.priority,
-        {{ is_entity_source('identifiers.source') }} as is_entity_record
+        identifiers.identifier_value
     from identifiers
     inner join quality
         on
@@ -59,50 +57,6 @@ mergeable as (
         quality.can_merge
         and quality.record_count > 1
         and identifiers.record_key not in (select detached.record_key from detached)
-
-),
-
-device_best as (
-
-    -- A device or event (not a system of one record per person) may carry identifiers of two
-    -- people (a shared browser: one logs in, another fills a form). It links through its
-    -- strongest kind only (priority), and not at all when it holds two values of that kind.
-    select
-        record_key,
-        min(priority) as best_priority
-    from mergeable
-    where not is_entity_record
-    group by record_key
-
-),
-
-device_shared as (
-
-    select mergeable.record_key
-    from mergeable
-    inner join device_best
-        on
-            mergeable.record_key = device_best.record_key
-            and mergeable.priority = device_best.best_priority
-    group by mergeable.record_key
-    having count(distinct mergeable.identifier_value) > 1
-
-),
-
-merging as (
-
-    select
-        mergeable.record_key,
-        mergeable.identifier_kind,
-        mergeable.identifier_value
-    from mergeable
-    left join device_best on mergeable.record_key = device_best.record_key
-    where
-        mergeable.is_entity_record
-        or (
-            mergeable.priority = device_best.best_priority
-            and mergeable.record_key not in (select device_shared.record_key from device_shared)
-        )
 
 ),
 
