@@ -104,6 +104,17 @@ class LoadResult:
             "missing_optional_columns": ", ".join(self.missing_columns) or "none",
         }
 
+    def add(self, name: str, counts: tuple[int, ...]) -> None:
+        """Count one loaded file or query: (read, inserted, quarantined, dropped, invalid)."""
+        read, inserted, bad, dropped, invalid = counts
+        self.files_loaded.append(name)
+        self.rows_read += read
+        self.rows_new += inserted
+        self.rows_already_loaded += read - bad - dropped - inserted
+        self.rows_quarantined += bad
+        self.rows_suppressed += dropped
+        self.values_invalid += invalid
+
     def problems(self) -> list[str]:
         """One line per thing an operator should know: rejected files, what to do about them."""
         lines = [
@@ -518,14 +529,7 @@ def load_file(
         _record_rejected(con, table, path, sha, str(exc))
         result.files_rejected[str(path)] = str(exc)
         return
-    read, inserted, bad, dropped, invalid = counts
-    result.files_loaded.append(path.name)
-    result.rows_read += read
-    result.rows_new += inserted
-    result.rows_already_loaded += read - bad - dropped - inserted
-    result.rows_quarantined += bad
-    result.rows_suppressed += dropped
-    result.values_invalid += invalid
+    result.add(path.name, counts)
 
 
 def _record_rejected(con: Warehouse, table: Table, path: Path, sha: str, reason: str) -> None:
@@ -719,14 +723,7 @@ def load_query(con: Warehouse, table: Table, result: LoadResult, suppressed=None
         newest = rows[-1][2][table.column_names.index(table.cursor)]
     sha = hashlib.sha256(f"{label}|{last}|{newest}|{len(rows)}".encode()).hexdigest()
     counts = _load_rows(con, table, label, sha, 0, iter(rows), suppressed, cursor=newest)
-    read, inserted, bad, dropped, invalid = counts
-    result.files_loaded.append(label)
-    result.rows_read += read
-    result.rows_new += inserted
-    result.rows_already_loaded += read - bad - dropped - inserted
-    result.rows_quarantined += bad
-    result.rows_suppressed += dropped
-    result.values_invalid += invalid
+    result.add(label, counts)
 
 
 def _query_rows(table: Table, cursor, result: LoadResult) -> Iterator[ParsedRow]:
