@@ -282,16 +282,21 @@ def _text(expression: str) -> str:
     return f"cast({expression} as varchar)"
 
 
+def _record_id_sql(source: SourceSpec, spec: TableSpec) -> str:
+    """The record's id as text; prefixed by its table when the system has several person
+    tables, whose ids need not be unique across them."""
+    record_id = quote(spec.column_for("record_id").name)
+    if sum(t.entity == "person" for t in source.tables) > 1:
+        record_id = f"'{spec.name}:' || {record_id}"
+    return _text(record_id)
+
+
 def _person_select(source: SourceSpec, spec: TableSpec) -> str:
     table = _as_table(source, spec)
-    multi = sum(t.entity == "person" for t in source.tables) > 1
-    record_id = quote(spec.column_for("record_id").name)
-    # Several person tables in one system: their ids need not be unique across tables.
-    record_key = f"'{spec.name}:' || {record_id}" if multi else record_id
     columns = [
         f"'{source.system}' as source",
         f"'{spec.name}' as source_table",
-        f"{_text(record_key)} as source_record_id",
+        f"{_record_id_sql(source, spec)} as source_record_id",
     ]
     for role in PERSON_ROLES:
         column = spec.column_for(role)
@@ -307,11 +312,9 @@ def _person_select(source: SourceSpec, spec: TableSpec) -> str:
 
 def _identifier_selects(source: SourceSpec, spec: TableSpec) -> list[str]:
     table = _as_table(source, spec)
-    multi = sum(t.entity == "person" for t in source.tables) > 1
-    record_id = quote(spec.column_for("record_id").name)
-    record_key = f"'{spec.name}:' || {record_id}" if multi else record_id
     return [
-        f"select '{source.system}' as source, {_text(record_key)} as source_record_id, "
+        f"select '{source.system}' as source, {_record_id_sql(source, spec)} "
+        "as source_record_id, "
         f"'{column.identifier_kind}' as identifier_kind, {_text(quote(column.name))} "
         f'as identifier_value, "_loaded_at" as loaded_at from {raw_relation(table)} '
         f"where {quote(column.name)} is not null"

@@ -285,13 +285,17 @@ def _linker(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame, settings):
     )
 
 
-def trained_model(candidates: pd.DataFrame, overrides: dict | None = None) -> dict:
+def trained_model(
+    candidates: pd.DataFrame,
+    overrides: dict | None = None,
+    present: tuple[str, ...] | None = None,
+) -> dict:
     """Splink's settings for the keys the candidates fill, with u trained by random sampling,
     the prior estimated from sure pairs and m by EM, on the candidates or on a seeded sample
     of TRAINING_RECORDS of them. A session that finds no pairs is skipped, never fatal."""
     from splink import block_on
 
-    present = present_columns(candidates)
+    present = present_columns(candidates) if present is None else present
     if len(candidates) > TRAINING_RECORDS:
         candidates = candidates.sample(n=TRAINING_RECORDS, random_state=1)
     con = _connection()
@@ -501,11 +505,13 @@ def score_incrementally(
         + candidate_hashes_sql(con, CANDIDATES_VIEW)
     )
     records = con.execute("select count(*) from cdp_candidate_hashes").fetchall()[0][0]
-    fingerprint = settings_fingerprint(present_columns(con.table(CANDIDATES_VIEW)), overrides)
+    # One reading of which keys the data fills: the fingerprint and the training agree on it.
+    present = present_columns(con.table(CANDIDATES_VIEW))
+    fingerprint = settings_fingerprint(present, overrides)
     stored = None if rescore_all else _stored_model(con, schema, this, fingerprint, floor, records)
     if stored is None:
         frame = con.sql(f"select * from {CANDIDATES_VIEW}").df()
-        model = trained_model(frame, overrides) if len(frame) >= 2 else None
+        model = trained_model(frame, overrides, present) if len(frame) >= 2 else None
         run = {"trained_records": records, "last_run_mode": "full"}
         scored_records = records
         con.register("cdp_new_pairs", score_pairs(frame, floor, model=model))
