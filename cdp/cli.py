@@ -38,7 +38,7 @@ audiences_app = typer.Typer(
 )
 app.add_typer(audiences_app, name="audiences")
 sources_app = typer.Typer(
-    help="Source systems declared in YAML (sources/*.yml, or CDP_SOURCES_DIR).",
+    help="Source systems declared in YAML (sources/*.yml, and CDP_SOURCES_DIR).",
     no_args_is_help=True,
 )
 app.add_typer(sources_app, name="sources")
@@ -155,7 +155,8 @@ def sources_check(
     that do not parse, quarantined rows, missing or undeclared columns, roles."""
     import json
 
-    from cdp.declared import SourceError, check
+    from cdp.declared import check
+    from cdp.sources import SourceError
 
     try:
         report = check(file, sample)
@@ -188,18 +189,26 @@ def sources_check(
 @sources_app.command("list")
 def sources_list() -> None:
     """The declared systems and tables, and declarations that cannot be used."""
-    from cdp.declared import read_sources, sources_dir
+    from cdp.sources import read_sources, source_folders
 
     found, problems = read_sources()
     rows = [
-        (spec.system, table.name, table.entity, table.format, table.path or "(default)")
+        (
+            spec.system,
+            table.name,
+            spec.staging,
+            table.entity,
+            table.format,
+            table.path or "(default)",
+            spec.path.name,
+        )
         for spec in found
         for table in spec.tables
     ]
     console.print(
         rows_table(
-            f"Declared sources in {sources_dir()}",
-            ["system", "table", "entity", "format", "path"],
+            "Sources declared in " + ", ".join(str(f) for f in source_folders()),
+            ["system", "table", "staging", "entity", "format", "path", "file"],
             rows,
         )
     )

@@ -46,8 +46,6 @@ META_COLUMNS = (
 _META_TYPES = {"_source_line": "bigint", "_loaded_at": "timestamp"}
 _INT = re.compile(r"^\s*-?\d+\s*$")
 _DECIMAL = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
-_GERMAN_TS = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2})$")
-_GERMAN_DATE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})$")
 _BOOLS = frozenset(("true", "false", "1", "0", "yes", "no", "ja", "nein", "t", "f"))
 # A row longer than this is quarantined (the rest of its file loads): a field that size is a
 # broken export, not data. CDP_MAX_FIELD_BYTES raises it.
@@ -203,8 +201,8 @@ def _sha256(path: Path) -> str:
 
 
 def _parsed_value(column: s.Column, value: str) -> str:
-    """The value as stored: checked against its kind; declared dates and timestamps become
-    ISO-8601 text. Raises ValueError when it does not parse."""
+    """The value as stored: checked against its kind; dates and timestamps become ISO-8601 text
+    unless kept as exported. Raises ValueError when it does not parse."""
     kind = column.kind
     text = value.strip()
     if kind == s.INT and not _INT.match(value):
@@ -213,18 +211,9 @@ def _parsed_value(column: s.Column, value: str) -> str:
         raise ValueError
     if kind == s.BOOL and text.lower() not in _BOOLS:
         raise ValueError
-    if kind in (s.TS_LOCAL, s.TS_ISO):
-        dt.datetime.fromisoformat(text)
-    elif kind == s.DATE_ISO:
-        dt.date.fromisoformat(text)
-    elif kind == s.TS_GERMAN:
-        m = _GERMAN_TS.match(text)
-        dt.datetime(int(m[3]), int(m[2]), int(m[1]), int(m[4]), int(m[5]))
-    elif kind == s.DATE_GERMAN:
-        m = _GERMAN_DATE.match(text)
-        dt.date(int(m[3]), int(m[2]), int(m[1]))
-    elif kind in (s.DATE, s.TIMESTAMP):
-        return _declared_time(column, text)
+    if kind in (s.DATE, s.TIMESTAMP):
+        iso = _declared_time(column, text)
+        return value if column.as_exported else iso
     return value
 
 

@@ -1,9 +1,25 @@
-"""The source systems and their tables: one declaration used by the generator, the raw loader and
-the raw data-quality checks, so a column is named in exactly one place."""
+"""The source systems and their tables, declared in YAML: `sources/*.yml` in the project (the
+seven demo systems and any system a team adds there) and, when set, the folder
+`CDP_SOURCES_DIR` names. One declaration is used by the raw loader, the raw data-quality checks,
+erasure and suppression, and (for systems with `staging: declared`) by the macro-driven staging
+of person records, so a column is named in exactly one place.
+
+A declaration names where the files land and their format, each column's type and parse
+formats, whose person record a column identifies, data-quality checks, and the canonical role
+of person columns (names, emails, phones, address parts, birth date, ids). See docs/sources.md.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cdp.config import PROJECT_ROOT, load_yaml_model
 
 # Column kinds the loader validates before a row may enter the raw schema.
 ID = "id"  # required, non-empty
@@ -12,16 +28,13 @@ INT = "int"
 DECIMAL = "decimal"
 BOOL = "bool"
 JSON = "json"  # nested object, stored as JSON text
-# Timestamp/date kinds name the format the exporting system uses.
-TS_LOCAL = "ts_local"  # 2025-03-01 12:34:56 (Europe/Berlin wall clock)
-TS_ISO = "ts_iso"  # 2025-03-01T12:34:56Z / +01:00 / .123Z
-TS_GERMAN = "ts_german"  # 01.03.2025 12:34
-DATE_ISO = "date_iso"  # 2025-03-01
-DATE_GERMAN = "date_german"  # 01.03.2025
-# Declared sources (sources/*.yml) name their formats; the loader stores these as ISO-8601 text
-# and keeps the exported text beside it when it differs.
 DATE = "date"
 TIMESTAMP = "timestamp"
+
+EMAIL_REGEX = r"^\s*[^@\s]+@[^@\s]+\.[A-Za-z]{2,}\s*$"
+# An email address inside any text (a field, a JSON document, a raw line): the characters a
+# normalized address may hold (the staging macro normalize_email), case-folded first.
+EMAIL_TOKEN = r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,9 @@ class Column:
     required: bool | None = None
     # strptime formats tried in order for DATE and TIMESTAMP (ISO-8601 when none).
     formats: tuple[str, ...] = ()
+    # DATE and TIMESTAMP: checked against the formats but stored as exported (a hand-written
+    # staging model parses them), instead of rewritten as ISO-8601.
+    as_exported: bool = False
 
     @property
     def is_required(self) -> bool:
@@ -54,7 +70,7 @@ class Expectation:
 class Table:
     source: str
     name: str
-    format: str  # csv | jsonl | json
+    format: str  # csv | jsonl | json | parquet | postgres
     columns: tuple[Column, ...]
     description: str
     delimiter: str = ","
@@ -86,348 +102,372 @@ class Table:
 
     @property
     def extension(self) -> str:
-        return {"csv": "csv", "jsonl": "jsonl", "json": "json", "parquet": "parquet"}.get(
-            self.format, self.format
-        )
+        return self.format
 
     @property
     def landing_glob(self) -> str:
         return self.path_glob or f"{self.source}/{self.name}/*.{self.extension}"
 
-
-# Enumerations the exporting systems use; the generator draws from the same tuples.
-LEAD_STATUSES = (
-    "New", "Open", "In Progress", "MQL", "SAL", "SQL", "Opportunity", "Customer", "Unqualified",
-)  # fmt: skip
-# The order a lead moves through; Open and In Progress are working states before MQL.
-FUNNEL_STATUSES = ("New", "MQL", "SAL", "SQL", "Opportunity", "Customer")
-TICKET_PRIORITIES = ("Niedrig", "Normal", "Hoch", "Kritisch")
-TICKET_STATUSES = ("offen", "wartend", "gelöst", "geschlossen")
-SUBSCRIPTION_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending")
-ORDER_STATUSES = ("paid", "shipped", "cancelled", "refunded")
-LOYALTY_TIERS = ("Bronze", "Silber", "Gold", "Platin")
-
-EMAIL_REGEX = r"^\s*[^@\s]+@[^@\s]+\.[A-Za-z]{2,}\s*$"
+    def accepted_values(self, column: str) -> tuple[str, ...]:
+        """The values a check accepts for the column (empty when it has none)."""
+        return next(
+            (e.value_set for e in self.expectations if e.column == column and e.kind == "in_set"),
+            (),
+        )
 
 
-def _cols(*spec: str | tuple[str, str]) -> tuple[Column, ...]:
-    return tuple(Column(s) if isinstance(s, str) else Column(*s) for s in spec)
+# ---------------------------------------------------------------------------------------------
+# The YAML format
 
-
-TABLES: tuple[Table, ...] = (
-    Table(
-        "crm",
-        "accounts",
-        "csv",
-        _cols(
-            ("account_id", ID),
-            "name",
-            "domain",
-            "industry",
-            ("employees", INT),
-            "country",
-            "owner",
-            ("created_at", TS_LOCAL),
-            ("updated_at", TS_LOCAL),
-        ),
-        "Companies from the CRM export, one row per account version.",
-        expectations=(Expectation("not_null", "account_id"),),
-    ),
-    Table(
-        "crm",
-        "contacts",
-        "csv",
-        _cols(
-            ("contact_id", ID),
-            "account_id",
-            "salutation",
-            "first_name",
-            "last_name",
-            "email",
-            "phone",
-            "mobile",
-            "street",
-            "postal_code",
-            "city",
-            "country",
-            ("birth_date", DATE_ISO),
-            "job_title",
-            "owner",
-            "lead_status",
-            "lead_source",
-            ("created_at", TS_LOCAL),
-            ("updated_at", TS_LOCAL),
-        ),
-        "People from the CRM export; a contact appears again when it was updated.",
-        person_links=(("contact_id", "crm"),),
-        email_columns=("email",),
-        expectations=(
-            Expectation("not_null", "contact_id"),
-            Expectation("match_regex", "email", regex=EMAIL_REGEX, mostly=0.85),
-            Expectation(
-                "in_set",
-                "lead_status",
-                value_set=LEAD_STATUSES,
-            ),
-        ),
-    ),
-    Table(
-        "crm",
-        "lead_status_history",
-        "csv",
-        _cols(
-            ("change_id", ID),
-            ("contact_id", ID),
-            "lead_status",
-            "changed_by",
-            ("changed_at", TS_LOCAL),
-        ),
-        "Field history of the contacts' lead status (one row per change), as CRMs audit it.",
-        person_links=(("contact_id", "crm"),),
-        expectations=(
-            Expectation("not_null", "contact_id"),
-            Expectation("in_set", "lead_status", value_set=LEAD_STATUSES),
-        ),
-    ),
-    Table(
-        "shop",
-        "customers",
-        "jsonl",
-        _cols(
-            ("customer_id", ID),
-            "email",
-            "first_name",
-            "last_name",
-            "phone",
-            ("billing_address", JSON),
-            ("birthday", DATE_ISO),
-            ("accepts_marketing", BOOL),
-            ("created_at", TS_ISO),
-            ("updated_at", TS_ISO),
-        ),
-        "Web-shop customer accounts (JSON lines); updated accounts are exported again.",
-        person_links=(("customer_id", "shop"),),
-        email_columns=("email",),
-        expectations=(
-            Expectation("not_null", "customer_id"),
-            Expectation("match_regex", "email", regex=EMAIL_REGEX, mostly=0.9),
-        ),
-    ),
-    Table(
-        "shop",
-        "orders",
-        "jsonl",
-        _cols(
-            ("order_id", ID),
-            "customer_id",
-            "email",
-            "status",
-            "currency",
-            ("total_amount", DECIMAL),
-            "utm_source",
-            "utm_medium",
-            "utm_campaign",
-            ("ordered_at", TS_ISO),
-        ),
-        "Web-shop orders (JSON lines).",
-        person_links=(("customer_id", "shop"),),
-        email_columns=("email",),
-        expectations=(
-            Expectation("not_null", "order_id"),
-            Expectation("in_set", "status", value_set=ORDER_STATUSES),
-            Expectation("in_set", "currency", value_set=("EUR", "CHF", "GBP", "USD", "PLN")),
-        ),
-    ),
-    Table(
-        "shop",
-        "order_lines",
-        "jsonl",
-        _cols(
-            ("order_line_id", ID),
-            ("order_id", ID),
-            "sku",
-            "product_name",
-            "category",
-            ("quantity", INT),
-            ("unit_price", DECIMAL),
-        ),
-        "Web-shop order lines (JSON lines).",
-        parent=("order_id", "shop__orders", "order_id"),
-        expectations=(Expectation("not_null", "order_id"),),
-    ),
-    Table(
-        "web",
-        "events",
-        "jsonl",
-        _cols(
-            ("event_id", ID),
-            ("anonymous_id", ID),
-            "user_id",
-            "type",
-            "event",
-            ("timestamp", TS_ISO),
-            ("traits", JSON),
-            ("context", JSON),
-        ),
-        "Web-analytics events (NDJSON, Segment-like): page views, logins, form submits.",
-        person_links=(("anonymous_id", "web"), ("user_id", "shop")),
-        email_columns=("traits",),
-        expectations=(
-            Expectation("not_null", "anonymous_id"),
-            Expectation("in_set", "type", value_set=("page", "identify", "track")),
-        ),
-    ),
-    Table(
-        "support",
-        "tickets",
-        "csv",
-        _cols(
-            ("ticket_id", ID),
-            "requester_email",
-            "requester_name",
-            "requester_phone",
-            "subject",
-            "priority",
-            "status",
-            "channel",
-            ("created_at", TS_GERMAN),
-            ("updated_at", TS_GERMAN),
-        ),
-        "Support-desk tickets (semicolon CSV as German Excel exports it, German priorities).",
-        person_links=(("ticket_id", "support"),),
-        email_columns=("requester_email",),
-        delimiter=";",
-        expectations=(
-            Expectation("not_null", "ticket_id"),
-            Expectation("in_set", "priority", value_set=TICKET_PRIORITIES),
-            Expectation("in_set", "status", value_set=TICKET_STATUSES),
-        ),
-    ),
-    Table(
-        "email",
-        "subscribers",
-        "csv",
-        _cols(
-            ("subscriber_id", ID),
-            "email",
-            "first_name",
-            "last_name",
-            "language",
-            "status",
-            ("consent_marketing", BOOL),
-            "consent_source",
-            ("consent_at", TS_ISO),
-            ("created_at", TS_ISO),
-            ("updated_at", TS_ISO),
-        ),
-        "Email-marketing list members with consent.",
-        person_links=(("subscriber_id", "email"),),
-        email_columns=("email",),
-        expectations=(
-            Expectation("not_null", "subscriber_id"),
-            Expectation("match_regex", "email", regex=EMAIL_REGEX, mostly=0.95),
-            Expectation("in_set", "status", value_set=SUBSCRIPTION_STATUSES),
-        ),
-    ),
-    Table(
-        "email",
-        "activity",
-        "csv",
-        _cols(
-            ("activity_id", ID),
-            ("subscriber_id", ID),
-            "email",
-            "campaign_id",
-            "campaign_name",
-            "activity_type",
-            "url",
-            ("occurred_at", TS_ISO),
-        ),
-        "Email sends, opens, clicks, bounces and unsubscribes.",
-        person_links=(("subscriber_id", "email"),),
-        email_columns=("email",),
-        expectations=(
-            Expectation("not_null", "activity_id"),
-            Expectation(
-                "in_set",
-                "activity_type",
-                value_set=("send", "open", "click", "bounce", "unsubscribe"),
-            ),
-        ),
-    ),
-    Table(
-        "loyalty",
-        "cards",
-        "csv",
-        _cols(
-            ("card_number", ID),
-            "holder_first_name",
-            "holder_last_name",
-            "email",
-            "phone",
-            ("birth_date", DATE_GERMAN),
-            "postal_code",
-            "city",
-            "country",
-            "home_store_id",
-            "tier",
-            ("issued_at", TS_LOCAL),
-        ),
-        "Loyalty/POS card holders.",
-        person_links=(("card_number", "loyalty"),),
-        email_columns=("email",),
-        expectations=(
-            Expectation("not_null", "card_number"),
-            Expectation("in_set", "tier", value_set=LOYALTY_TIERS),
-        ),
-    ),
-    Table(
-        "loyalty",
-        "purchases",
-        "csv",
-        _cols(
-            ("purchase_id", ID),
-            ("card_number", ID),
-            "store_id",
-            ("amount", DECIMAL),
-            "currency",
-            ("items", INT),
-            ("purchased_at", TS_LOCAL),
-        ),
-        "In-store purchases scanned with a loyalty card.",
-        person_links=(("card_number", "loyalty"),),
-        expectations=(Expectation("not_null", "purchase_id"),),
-    ),
-    Table(
-        "reviews",
-        "reviews",
-        "json",
-        _cols(
-            ("review_id", ID),
-            "product_sku",
-            ("rating", INT),
-            "title",
-            "reviewer_name",
-            "reviewer_email",
-            ("verified_purchase", BOOL),
-            ("submitted_at", TS_ISO),
-        ),
-        "Product reviews (one JSON document per export, an array of reviews).",
-        person_links=(("review_id", "reviews"),),
-        email_columns=("reviewer_email",),
-        expectations=(
-            Expectation("not_null", "review_id"),
-            Expectation("in_set", "rating", value_set=("1", "2", "3", "4", "5")),
-        ),
-    ),
+# Canonical person roles, in the column order of declared__person_records. Each may be mapped
+# by at most one column of a table; `identifier` may be mapped by many (each with its kind).
+PERSON_ROLES = (
+    "given_name",
+    "middle_name",
+    "family_name",
+    "full_name",
+    "email",
+    "phone",
+    "mobile_phone",
+    "street",
+    "house_number",
+    "address_line_2",
+    "postal_code",
+    "city",
+    "region",
+    "country",
+    "birth_date",
+    "gender",
+    "company",
+    "created_at",
+    "updated_at",
 )
+Role = Literal[(*PERSON_ROLES, "record_id", "identifier")]
+ColumnType = Literal["id", "text", "int", "decimal", "bool", "json", "date", "timestamp"]
+BUILTIN_KINDS = frozenset({"email", "phone"})
+_NAME = r"^[a-z][a-z0-9_]*$"
+# Named patterns a `matches` check may use instead of a regular expression.
+NAMED_PATTERNS = {"email": EMAIL_REGEX}
 
+
+class SourceError(ValueError):
+    """A source declaration that cannot be used; the message names the file and field."""
+
+
+class CheckSpec(BaseModel):
+    """A data-quality check on a raw column (a Great Expectations asset check in Dagster)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    not_null: bool = False
+    accepted_values: list[str] | None = None
+    matches: str | None = Field(None, description="a regular expression, or the name email")
+    # The share of rows that must pass; below 1 the check warns instead of failing.
+    mostly: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> CheckSpec:
+        if sum((self.not_null, self.accepted_values is not None, self.matches is not None)) != 1:
+            raise ValueError("a check is one of not_null, accepted_values or matches")
+        if self.matches is not None and self.matches not in NAMED_PATTERNS:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches: not a regular expression: {exc}") from None
+        return self
+
+    def expectation(self, column: str) -> Expectation:
+        if self.not_null:
+            return Expectation("not_null", column, mostly=self.mostly)
+        if self.accepted_values is not None:
+            return Expectation(
+                "in_set", column, value_set=tuple(self.accepted_values), mostly=self.mostly
+            )
+        regex = NAMED_PATTERNS.get(self.matches, self.matches)
+        return Expectation("match_regex", column, regex=regex, mostly=self.mostly)
+
+
+class ColumnSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    type: ColumnType = "text"
+    format: str | list[str] | None = Field(
+        None, description="strptime format(s) for date and timestamp columns"
+    )
+    # iso: dates and timestamps are stored as ISO-8601 text; as_exported: checked, stored as
+    # the file has them (for a hand-written staging model that parses them).
+    store: Literal["iso", "as_exported"] = "iso"
+    required: bool | None = None
+    role: Role | None = None
+    identifier_kind: str | None = None
+    # The value is the id of a person record of this system (for erasure and suppression); a
+    # record_id column is one of its own system.
+    person_of: str | None = Field(None, pattern=_NAME)
+    # Text or JSON that may hold email addresses (found and erased by pattern).
+    contains_email: bool = False
+    checks: list[CheckSpec] = []
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.format and self.type not in ("date", "timestamp"):
+            raise ValueError(f"column {self.name!r}: format is for date and timestamp columns")
+        if self.store == "as_exported" and self.type not in ("date", "timestamp"):
+            raise ValueError(f"column {self.name!r}: store is for date and timestamp columns")
+        if self.role == "identifier" and not self.identifier_kind:
+            raise ValueError(f"column {self.name!r}: role identifier needs identifier_kind")
+        if self.identifier_kind and self.role != "identifier":
+            raise ValueError(f"column {self.name!r}: identifier_kind needs role: identifier")
+        return self
+
+    @property
+    def is_key(self) -> bool:
+        """Ids and the record id are required unless said otherwise."""
+        return self.type == "id" or self.role == "record_id"
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        if self.format is None:
+            return ()
+        return (self.format,) if isinstance(self.format, str) else tuple(self.format)
+
+
+class ParentSpec(BaseModel):
+    """A child table's rows belong to a parent table's rows (order lines to orders)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: str = Field(pattern=_NAME)
+    column: str
+    parent_column: str | None = None
+
+
+class TableSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME)
+    entity: Literal["person", "other"] = "other"
+    format: Literal["csv", "jsonl", "json", "parquet", "postgres"] = "csv"
+    path: str | None = Field(None, description="glob under the landing folder")
+    # format postgres: the environment variable with the DSN (never the DSN itself), the query,
+    # and the column whose growing values load only what is new
+    connection: str | None = Field(None, pattern=r"^[A-Z][A-Z0-9_]*$")
+    query: str | None = None
+    cursor: str | None = None
+    delimiter: str = ","
+    encoding: str = "auto"
+    default_country: str | None = None
+    # True when the system holds one record per person (a CRM, a shop's accounts): a value
+    # seen on several of its records is then a shared identifier (household, group mailbox).
+    one_record_per_person: bool = False
+    belongs_to: ParentSpec | None = None
+    description: str = ""
+    columns: list[ColumnSpec]
+
+    @model_validator(mode="after")
+    def _postgres(self) -> TableSpec:
+        if self.format == "postgres" and not (self.connection and self.query):
+            raise ValueError(
+                f"table {self.name!r}: format postgres needs connection (an environment "
+                "variable holding the DSN) and query"
+            )
+        if self.cursor and self.cursor not in {c.name for c in self.columns}:
+            raise ValueError(f"table {self.name!r}: cursor {self.cursor!r} is not a column")
+        if self.belongs_to and self.belongs_to.column not in {c.name for c in self.columns}:
+            raise ValueError(
+                f"table {self.name!r}: belongs_to.column {self.belongs_to.column!r} is not a column"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _roles(self) -> TableSpec:
+        names = [c.name for c in self.columns]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"table {self.name!r}: column(s) declared twice: {', '.join(twice)}")
+        roles = [c.role for c in self.columns if c.role and c.role != "identifier"]
+        doubled = sorted({r for r in roles if roles.count(r) > 1})
+        if doubled:
+            raise ValueError(f"table {self.name!r}: role(s) mapped twice: {', '.join(doubled)}")
+        if self.entity == "person" and "record_id" not in roles:
+            raise ValueError(f"table {self.name!r}: a person table maps one column to record_id")
+        return self
+
+    def column_for(self, role: str) -> ColumnSpec | None:
+        return next((c for c in self.columns if c.role == role), None)
+
+
+class IdentifierKindSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(pattern=_NAME)
+    # How values are compared: as given (trimmed), lower case, digits only, or letters and
+    # digits only (upper case).
+    normalize: Literal["trim", "lower", "digits", "alnum"] = "alnum"
+    # A merge key links every record holding the value (after junk/shared checks); otherwise
+    # the value is evidence for the probabilistic matcher only.
+    merge: bool = False
+    max_per_profile: int | None = Field(None, ge=1)
+    priority: int = Field(50, ge=1)
+    description: str = ""
+
+
+class SourceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    system: str = Field(pattern=_NAME)
+    description: str = ""
+    # declared: person tables are staged by the macro-driven models/staging/declared/ by role;
+    # models: the system has hand-written staging models (models/staging/<system>/), as the
+    # demo systems have for logic beyond roles (lead statuses, order lines, sessions).
+    staging: Literal["declared", "models"] = "declared"
+    default_country: str | None = None
+    tables: list[TableSpec]
+    identifier_kinds: list[IdentifierKindSpec] = []
+
+    @field_validator("default_country")
+    @classmethod
+    def _iso(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Z]{2}$", value):
+            raise ValueError("an ISO 3166-1 alpha-2 code such as DE or AU")
+        return value
+
+    @model_validator(mode="after")
+    def _kinds_declared(self) -> SourceSpec:
+        declared = {k.kind for k in self.identifier_kinds} | BUILTIN_KINDS
+        names = {t.name for t in self.tables}
+        for table in self.tables:
+            for column in table.columns:
+                if column.identifier_kind and column.identifier_kind not in declared:
+                    raise ValueError(
+                        f"table {table.name!r} column {column.name!r}: identifier_kind "
+                        f"{column.identifier_kind!r} is not declared under identifier_kinds"
+                    )
+            if table.belongs_to and table.belongs_to.table not in names:
+                raise ValueError(
+                    f"table {table.name!r}: belongs_to.table {table.belongs_to.table!r} is not "
+                    "a table of this system"
+                )
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.system
+
+    def as_tables(self) -> list[Table]:
+        return [as_table(self, t) for t in self.tables]
+
+
+_KIND = {
+    "id": ID,
+    "text": TEXT,
+    "int": INT,
+    "decimal": DECIMAL,
+    "bool": BOOL,
+    "json": JSON,
+    "date": DATE,
+    "timestamp": TIMESTAMP,
+}
+
+
+def as_table(source: SourceSpec, spec: TableSpec) -> Table:
+    links = [
+        (c.name, c.person_of or source.system)
+        for c in spec.columns
+        if c.person_of or c.role == "record_id"
+    ]
+    parent = None
+    if spec.belongs_to:
+        parent = (
+            spec.belongs_to.column,
+            f"{source.system}__{spec.belongs_to.table}",
+            spec.belongs_to.parent_column or spec.belongs_to.column,
+        )
+    return Table(
+        source=source.system,
+        name=spec.name,
+        format=spec.format,
+        columns=tuple(
+            Column(
+                c.name,
+                _KIND[c.type],
+                required=(
+                    c.required
+                    if c.required is not None
+                    else c.type == "id" or c.role == "record_id"
+                ),
+                formats=c.formats,
+                as_exported=c.store == "as_exported",
+            )
+            for c in spec.columns
+        ),
+        description=spec.description or f"{source.system}.{spec.name}, declared in YAML.",
+        delimiter=spec.delimiter,
+        expectations=tuple(check.expectation(c.name) for c in spec.columns for check in c.checks),
+        person_links=tuple(links),
+        email_columns=tuple(c.name for c in spec.columns if c.role == "email" or c.contains_email),
+        parent=parent,
+        encoding=spec.encoding,
+        path_glob=spec.path,
+        connection_env=spec.connection,
+        query=spec.query,
+        cursor=spec.cursor,
+    )
+
+
+PROJECT_SOURCES = PROJECT_ROOT / "sources"
+
+
+def sources_dir() -> Path | None:
+    """The extra folder of declarations `CDP_SOURCES_DIR` names (read after the project's)."""
+    value = os.environ.get("CDP_SOURCES_DIR")
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def source_folders() -> list[Path]:
+    extra = sources_dir()
+    folders = [PROJECT_SOURCES]
+    if extra is not None and extra.resolve() != PROJECT_SOURCES.resolve():
+        folders.append(extra)
+    return folders
+
+
+def read_source(path: Path) -> SourceSpec:
+    """A declaration, validated; every problem raised as SourceError naming the file, the line
+    and the field."""
+    return load_yaml_model(Path(path), SourceSpec, SourceError, "source")
+
+
+def read_sources(folders: list[Path] | None = None) -> tuple[list[SourceSpec], list[str]]:
+    """Every declaration of the folders, and one line per file that cannot be used (it is left
+    out; the others still load)."""
+    found: list[SourceSpec] = []
+    problems: list[str] = []
+    for folder in folders if folders is not None else source_folders():
+        for path in sorted(Path(folder).glob("*.yml")) if Path(folder).is_dir() else []:
+            try:
+                spec = read_source(path)
+            except SourceError as exc:
+                problems.append(str(exc))
+                continue
+            if spec.system in {f.system for f in found}:
+                problems.append(f"{path}: system: {spec.system!r} is already declared")
+                continue
+            found.append(spec)
+    return found, problems
+
+
+# Read once per process: the Dagster code location and the CLI see one set of tables.
+SOURCE_SPECS, SOURCE_PROBLEMS = read_sources()
+TABLES: tuple[Table, ...] = tuple(t for spec in SOURCE_SPECS for t in spec.as_tables())
 TABLES_BY_KEY = {t.key: t for t in TABLES}
-
-# An email address inside any text (a field, a JSON document, a raw line): the characters a
-# normalized address may hold (the staging macro normalize_email), case-folded first.
-EMAIL_TOKEN = r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}"
-SOURCES = tuple(dict.fromkeys(t.source for t in TABLES))
+SOURCES = tuple(spec.system for spec in SOURCE_SPECS)
+DECLARED_SPECS = [spec for spec in SOURCE_SPECS if spec.staging == "declared"]
 
 
 def table(key: str) -> Table:

@@ -18,7 +18,8 @@ from dagster import (
 
 from cdp.config import landing_path
 from cdp.load import landing_files
-from orchestration.assets.raw import ALL_TABLES, raw_asset_key
+from cdp.sources import TABLES
+from orchestration.assets.raw import raw_asset_key
 from orchestration.assets.syncs import SYNCS, sync_asset_key
 
 # Syncs deliver to outside systems: they run in their own job, on their own schedules.
@@ -71,7 +72,7 @@ def landing_signatures(landing: Path) -> dict[str, str]:
 def _landing_files(landing: Path) -> dict[str, tuple[str, str]]:
     """File -> (signature, table key), built-in and declared tables alike."""
     found = {}
-    for table in ALL_TABLES:
+    for table in TABLES:
         for path in landing_files(table, landing):
             stat = path.stat()
             found[str(path.relative_to(landing))] = (
@@ -98,7 +99,7 @@ def landing_folder_sensor(context: SensorEvaluationContext):
     tables = sorted({files[f][1] for f in changed})
     run_key = hashlib.sha256(json.dumps({f: current[f] for f in changed}).encode()).hexdigest()
     context.update_cursor(json.dumps(current))
-    raw_keys = [raw_asset_key(t) for t in ALL_TABLES if t.key in tables]
+    raw_keys = [raw_asset_key(t) for t in TABLES if t.key in tables]
     selection = None  # the whole job, when the sensor runs outside its code location
     if context.repository_def is not None:
         selection = list(

@@ -11,9 +11,9 @@ import duckdb
 import pytest
 
 from cdp.benchmarks import environment, run_pipeline, write_dataset
-from cdp.declared import SourceError, read_source
 from cdp.identity_decisions import decide
 from cdp.identity_eval import evaluate
+from cdp.sources import SourceError, read_source
 from cdp.warehouse import DuckDBWarehouse
 from tests.conftest import dbt_build
 

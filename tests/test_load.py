@@ -121,7 +121,7 @@ def test_unreadable_rows_are_quarantined_and_bad_values_kept_beside_a_null(tmp_p
         "_invalid_values::json->'created_at'->>'reason' "
         "from raw.crm__contacts where contact_id = 'C-BADDATE'"
     ).fetchall()
-    assert kept == [(None, None, "1990-02-31", "'x' is not a valid ts_local")]
+    assert kept == [(None, None, "1990-02-31", "'x' is not a valid timestamp")]
     assert result.values_invalid >= 3
 
 

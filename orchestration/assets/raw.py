@@ -18,9 +18,9 @@ from dagster import (
     multi_asset,
 )
 
-from cdp.declared import DECLARED_RELATIONS, publish, read_sources
+from cdp.declared import DECLARED_RELATIONS, publish
 from cdp.load import load_table, quote, raw_relation
-from cdp.sources import TABLES, Expectation, Table
+from cdp.sources import DECLARED_SPECS, SOURCE_PROBLEMS, TABLES, Expectation, Table
 from orchestration.resources import WarehouseResource
 
 
@@ -35,8 +35,8 @@ def _raw_asset(table: Table) -> AssetsDefinition:
         group_name="raw",
         kinds={"duckdb", "python"},
         description=f"{table.description} Loaded from "
-        f"`<landing>/{table.source}/{table.name}/*.{table.extension}` into "
-        f"`raw.{table.key}`.",
+        + ("a PostgreSQL query" if table.format == "postgres" else f"`{table.landing_glob}`")
+        + f" under the landing folder into `raw.{table.key}`.",
         metadata={"table": f"raw.{table.key}", "format": table.format},
     )
     def _load(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -149,11 +149,6 @@ def _raw_check(table: Table, expectation: Expectation) -> AssetChecksDefinition:
     return _check
 
 
-# Systems declared in YAML: a file that cannot be used is left out with a warning at run time,
-# so one bad declaration never stops the others or the built-in systems.
-DECLARED_SOURCES, DECLARED_PROBLEMS = read_sources()
-DECLARED_TABLES = [t for spec in DECLARED_SOURCES for t in spec.as_tables()]
-ALL_TABLES = (*TABLES, *DECLARED_TABLES)
 DECLARED_KEYS = [AssetKey(["declared", name]) for name in DECLARED_RELATIONS]
 
 
@@ -167,9 +162,9 @@ DECLARED_KEYS = [AssetKey(["declared", name]) for name in DECLARED_RELATIONS]
             " by canonical role (cdp.declared.publish), read by the dbt sources declared.*.",
             deps=[
                 raw_asset_key(t)
-                for spec in DECLARED_SOURCES
-                for t in spec.as_tables()
-                if any(x.entity == "person" and x.name == t.name for x in spec.tables)
+                for spec in DECLARED_SPECS
+                for t, x in zip(spec.as_tables(), spec.tables, strict=True)
+                if x.entity == "person"
             ],
         )
         for key in DECLARED_KEYS
@@ -177,20 +172,22 @@ DECLARED_KEYS = [AssetKey(["declared", name]) for name in DECLARED_RELATIONS]
     name="declared_person_relations",
 )
 def declared_person_relations(context: AssetExecutionContext, warehouse: WarehouseResource):
-    for problem in DECLARED_PROBLEMS:
+    # A declaration that cannot be used is left out with a warning, so one bad file never stops
+    # the other systems.
+    for problem in SOURCE_PROBLEMS:
         context.log.warning(f"source declaration left out: {problem}")
     with warehouse.connection() as con:
-        published = publish(con, DECLARED_SOURCES)
+        published = publish(con, DECLARED_SPECS)
     for key in DECLARED_KEYS:
         yield MaterializeResult(
             asset_key=key,
             metadata={
                 **published,
-                "systems": ", ".join(spec.system for spec in DECLARED_SOURCES) or "none",
-                "declarations_left_out": len(DECLARED_PROBLEMS),
+                "systems": ", ".join(spec.system for spec in DECLARED_SPECS) or "none",
+                "declarations_left_out": len(SOURCE_PROBLEMS),
             },
         )
 
 
-raw_assets = [*(_raw_asset(t) for t in ALL_TABLES), declared_person_relations]
+raw_assets = [*(_raw_asset(t) for t in TABLES), declared_person_relations]
 raw_asset_checks = [_raw_check(t, e) for t in TABLES for e in t.expectations]
