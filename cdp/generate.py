@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import random
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -21,17 +22,23 @@ import orjson
 from faker import Faker
 
 from cdp.generate_vocabulary import GENERATOR_NICKNAMES
-from cdp.sources import (
-    FUNNEL_STATUSES,
-    LEAD_STATUSES,
-    LOYALTY_TIERS,
-    ORDER_STATUSES,
-    SUBSCRIPTION_STATUSES,
-    TABLES,
-    TICKET_PRIORITIES,
-    TICKET_STATUSES,
-    Table,
-)
+from cdp.sources import SOURCE_SPECS, Table
+
+# The demo systems the generator plays (their declarations are sources/<system>.yml).
+DEMO_SYSTEMS = ("crm", "shop", "web", "support", "email", "loyalty", "reviews")
+TABLES = tuple(t for spec in SOURCE_SPECS if spec.system in DEMO_SYSTEMS for t in spec.as_tables())
+# What the simulated systems write; their declarations' checks hold what the pipeline accepts
+# (a test compares the two).
+LEAD_STATUSES = (
+    "New", "Open", "In Progress", "MQL", "SAL", "SQL", "Opportunity", "Customer", "Unqualified",
+)  # fmt: skip
+# The order a lead moves through; Open and In Progress are working states before MQL.
+FUNNEL_STATUSES = ("New", "MQL", "SAL", "SQL", "Opportunity", "Customer")
+TICKET_PRIORITIES = ("Niedrig", "Normal", "Hoch", "Kritisch")
+TICKET_STATUSES = ("offen", "wartend", "gelöst", "geschlossen")
+SUBSCRIPTION_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending")
+ORDER_STATUSES = ("paid", "shipped", "cancelled", "refunded")
+LOYALTY_TIERS = ("Bronze", "Silber", "Gold", "Platin")
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DEFAULT_AS_OF = dt.datetime(2026, 11, 1, 6, 0, 0)
@@ -57,6 +64,10 @@ COUNTRIES = (
     ("PL", "pl_PL", "48", "PLN", 3, ("22", "12", "61"), ("50", "60", "69")),
     ("IT", "it_IT", "39", "EUR", 2, ("02", "06", "011"), ("33", "34")),
     ("ES", "es_ES", "34", "EUR", 2, ("91", "93", "96"), ("6",)),
+    # A few customers from countries the shop does not serve by name; they pay in EUR.
+    ("SE", "sv_SE", "46", "EUR", 1, ("8", "31", "40"), ("70", "72", "73")),
+    ("AU", "en_AU", "61", "EUR", 1, ("2", "3", "7"), ("4",)),
+    ("TR", "tr_TR", "90", "EUR", 1, ("212", "216", "312"), ("530", "532", "542")),
 )
 # Trunk prefix dialled before national numbers, and national number lengths (landline, mobile).
 # Italy keeps the 0 of its area codes in international form; Poland and Spain have no prefix.
@@ -71,6 +82,9 @@ PHONE_PLAN = {
     "PL": ("", 9, 9),
     "IT": ("", 10, 10),
     "ES": ("", 9, 9),
+    "SE": ("0", 9, 9),
+    "AU": ("0", 9, 9),
+    "TR": ("0", 10, 10),
 }
 # How each system writes a country: the mess staging must normalize.
 COUNTRY_SPELLINGS = {
@@ -84,6 +98,9 @@ COUNTRY_SPELLINGS = {
     "PL": ("PL", "Polen", "Poland", "Polska"),
     "IT": ("IT", "Italien", "Italy", "Italia"),
     "ES": ("ES", "Spanien", "Spain", "España"),
+    "SE": ("SE", "Schweden", "Sweden", "Sverige"),
+    "AU": ("AU", "Australien", "Australia", "AUS"),
+    "TR": ("TR", "Türkei", "Turkey", "Türkiye"),
 }
 FREEMAIL = {
     "DE": ("gmx.de", "web.de", "t-online.de", "gmail.com", "outlook.de", "posteo.de", "freenet.de"),
@@ -96,6 +113,9 @@ FREEMAIL = {
     "PL": ("wp.pl", "onet.pl", "gmail.com"),
     "IT": ("libero.it", "gmail.com", "virgilio.it"),
     "ES": ("gmail.com", "telefonica.net", "hotmail.es"),
+    "SE": ("gmail.com", "telia.com", "hotmail.se"),
+    "AU": ("gmail.com", "bigpond.com", "outlook.com.au"),
+    "TR": ("gmail.com", "hotmail.com", "yandex.com.tr"),
 }
 UMLAUT_SURNAMES = (
     "Müller",
@@ -275,7 +295,7 @@ class Person:
     account: tuple | None = None
     work_email: str | None = None
     cookies: list[str] = field(default_factory=list)
-    shop_customer_id: int | None = None
+    shop_customer_id: str | None = None
 
 
 @dataclass
@@ -293,6 +313,8 @@ class Stats:
 # Exports not in UTF-8, as their systems write them: the support desk's CSV comes from German
 # Excel (Windows-1252; characters it lacks become "?"). The loader detects it.
 EXPORT_ENCODINGS = {"support__tickets": "cp1252"}
+# Optional columns an export leaves out: the POS exports its cards without the home store.
+OMITTED_COLUMNS = {"loyalty__cards": ("home_store_id",)}
 
 
 class _Writer:
@@ -300,7 +322,7 @@ class _Writer:
 
     def __init__(self, table: Table, path: Path, stack: ExitStack, gen: Generator):
         self.table, self.gen, self.count = table, gen, 0
-        self.names = table.column_names
+        self.names = [c for c in table.column_names if c not in OMITTED_COLUMNS.get(table.key, ())]
         path.parent.mkdir(parents=True, exist_ok=True)
         encoding = EXPORT_ENCODINGS.get(table.key, "utf-8")
         self.fh = stack.enter_context(
@@ -309,7 +331,7 @@ class _Writer:
         self.first_json = True
         if table.format == "csv":
             self.csv = csv.writer(self.fh, delimiter=table.delimiter, lineterminator="\n")
-            self.csv.writerow(table.column_names)
+            self.csv.writerow(self.names)
         elif table.format == "json":
             self.fh.write("[\n")
             stack.callback(lambda: self.fh.write("\n]\n"))
@@ -318,7 +340,10 @@ class _Writer:
         if self.table.format == "csv":
             self.csv.writerow([row.get(c) for c in self.names])
         else:
-            self._write_json(orjson.dumps(row).decode())
+            omitted = OMITTED_COLUMNS.get(self.table.key, ())
+            self._write_json(
+                orjson.dumps({k: v for k, v in row.items() if k not in omitted}).decode()
+            )
         self.count += 1
 
     def _write_json(self, text: str) -> None:
@@ -600,6 +625,17 @@ class Generator:
             )
         )
 
+    def birth_date_text(self, p: Person, fmt: str) -> str:
+        """The birth date as a system writes it; about 1 in 100 is impossible (a 30 February, a
+        placeholder of zeros), as hand-typed dates are."""
+        if self.rng.random() >= 0.01:
+            return p.birth_date.strftime(fmt)
+        impossible = self.rng.choice((f"{p.birth_date.year}-02-30", "0000-00-00"))
+        if fmt == "%Y-%m-%d":
+            return impossible
+        year, month, day = impossible.split("-")
+        return f"{day}.{month}.{year}"
+
     def country_variant(self, country: str) -> str:
         return self.rng.choice(COUNTRY_SPELLINGS[country])
 
@@ -721,7 +757,7 @@ class Generator:
             "postal_code": addr.postal_code,
             "city": addr.city,
             "country": self.country_variant(p.country),
-            "birth_date": p.birth_date.isoformat() if rng.random() < 0.35 else None,
+            "birth_date": self.birth_date_text(p, "%Y-%m-%d") if rng.random() < 0.35 else None,
             "job_title": rng.choice(("Einkauf", "Geschäftsführer", "IT-Leiter", "Marketing", None))
             if p.account
             else None,
@@ -774,7 +810,8 @@ class Generator:
 
     def _shop(self, p: Person, w: dict[str, _Writer]) -> str:
         rng = self.rng
-        customer_id = 100000 + int(p.person_id[1:])
+        # Shopware-style ids: 32 hex characters, stable per person across exports.
+        customer_id = hashlib.md5(f"{self.seed}:{p.person_id}".encode()).hexdigest()
         p.shop_customer_id = customer_id
         created = self._ts(p.first_seen)
         first, last = self.name_variant(p)
@@ -810,9 +847,9 @@ class Generator:
             w["shop__customers"].write(row)
         for _ in range(min(12, int(rng.expovariate(1 / 2.2)))):
             self._order(p, customer_id, created, w)
-        return str(customer_id)
+        return customer_id
 
-    def _order(self, p: Person, customer_id: int, after: dt.datetime, w: dict) -> None:
+    def _order(self, p: Person, customer_id: str, after: dt.datetime, w: dict) -> None:
         rng = self.rng
         ordered = self._ts(after)
         order_id = f"O-{rng.getrandbits(40):012d}"
@@ -997,7 +1034,7 @@ class Generator:
                 "holder_last_name": last,
                 "email": self.email_variant(p.private_email, 0.4),
                 "phone": self.phone_variant(p, p.landline, 0.3),
-                "birth_date": p.birth_date.strftime("%d.%m.%Y") if rng.random() < 0.7 else None,
+                "birth_date": self.birth_date_text(p, "%d.%m.%Y") if rng.random() < 0.7 else None,
                 "postal_code": addr.postal_code,
                 "city": addr.city,
                 "country": self.country_variant(p.country),
