@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from cdp.load import quote
+from cdp.load import quote, table_exists
 from cdp.warehouse import duckdb_config
 
 PAIR_COLUMNS = [
@@ -510,7 +510,9 @@ def score_incrementally(
     fingerprint = settings_fingerprint(present, overrides)
     stored = None if rescore_all else _stored_model(con, schema, this, fingerprint, floor, records)
     if stored is None:
-        frame = con.sql(f"select * from {CANDIDATES_VIEW}").df()
+        # In one order on every engine: sampling and training are seeded, so equal candidates
+        # give an equal model.
+        frame = con.sql(f"select * from {CANDIDATES_VIEW} order by record_key").df()
         model = trained_model(frame, overrides, present) if len(frame) >= 2 else None
         run = {"trained_records": records, "last_run_mode": "full"}
         scored_records = records
@@ -541,7 +543,8 @@ def score_incrementally(
             frame = con.sql(
                 f"""select candidates.*, changed.record_key is not null as is_changed
                 from {CANDIDATES_VIEW} as candidates
-                left join cdp_changed_candidates as changed using (record_key)"""
+                left join cdp_changed_candidates as changed using (record_key)
+                order by record_key"""
             ).df()
             changed = frame.pop("is_changed")
             con.register("cdp_new_pairs", score_pairs(frame, floor, model=model, changed=changed))
@@ -573,3 +576,78 @@ def _replace_table(
         con.execute(f"create or replace table {relation} as from cdp_state_frame")
     finally:
         con.unregister("cdp_state_frame")
+
+
+# Warehouses without dbt Python models (PostgreSQL): a Dagster step between the dbt steps runs
+# the same incremental scoring on a local DuckDB, with the warehouse's candidates and the state
+# of the last run copied in, and writes the pairs and the state back in one transaction.
+PAIRS_TABLE = "identity_match_pairs"
+
+
+def score_in_warehouse(
+    warehouse,
+    schema: str,
+    candidates_relation: str,
+    floor: float = 0.5,
+    rescore_all: bool = False,
+    overrides: dict | None = None,
+) -> dict:
+    """Score the candidates of `candidates_relation` (a relation of `warehouse`, a
+    cdp.warehouse.Warehouse) into `schema.identity_match_pairs`; returns the run's bookkeeping
+    (mode, pairs, records scored)."""
+    local = _connection()
+    try:
+        local.execute(f"create schema {quote(schema)}")
+        candidates = warehouse.execute(f"select * from {candidates_relation}").df()
+        local.register("cdp_frame", candidates)
+        local.execute("create table cdp_candidates as from cdp_frame")
+        local.unregister("cdp_frame")
+        for table in (MODEL_TABLE, SCORED_TABLE, PAIRS_TABLE):
+            if not table_exists(warehouse, schema, table):
+                continue
+            local.register("cdp_frame", warehouse.execute(f"select * from {schema}.{table}").df())
+            # Hashes travel as text: PostgreSQL has no unsigned 64-bit integer.
+            select = (
+                "select * replace (cast(candidate_hash as ubigint) as candidate_hash)"
+                if table == SCORED_TABLE
+                else "select *"
+            )
+            local.execute(f"create table {quote(schema)}.{quote(table)} as {select} from cdp_frame")
+            local.unregister("cdp_frame")
+        pairs = score_incrementally(
+            local,
+            schema=schema,
+            this=f"{quote(schema)}.{quote(PAIRS_TABLE)}",
+            candidates=local.table("cdp_candidates"),
+            floor=floor,
+            rescore_all=rescore_all,
+            overrides=overrides,
+        ).df()
+        scored = local.sql(
+            "select record_key, cast(candidate_hash as varchar) as candidate_hash "
+            f"from {quote(schema)}.{quote(SCORED_TABLE)}"
+        ).df()
+        run = local.sql(f"select * from {quote(schema)}.{quote(MODEL_TABLE)}").df()
+    finally:
+        local.close()
+    warehouse.execute("begin transaction")
+    try:
+        warehouse.execute(f"create schema if not exists {quote(schema)}")
+        for table, frame in ((PAIRS_TABLE, pairs), (SCORED_TABLE, scored), (MODEL_TABLE, run)):
+            warehouse.register("cdp_frame", frame)
+            warehouse.execute(f"drop table if exists {quote(schema)}.{quote(table)}")
+            warehouse.execute(
+                f"create table {quote(schema)}.{quote(table)} as select * from cdp_frame"
+            )
+            warehouse.unregister("cdp_frame")
+        warehouse.execute("commit")
+    except Exception:
+        warehouse.execute("rollback")
+        raise
+    row = run.iloc[0]
+    return {
+        "mode": row["last_run_mode"],
+        "pairs": int(row["pairs"]),
+        "records": int(row["trained_records"]),
+        "scored_records": int(row["last_run_scored_records"]),
+    }

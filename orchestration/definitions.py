@@ -4,6 +4,7 @@ from dagster import Definitions, in_process_executor
 
 from orchestration.assets.dbt import cdp_dbt_models
 from orchestration.assets.enrichment import company_firmographics, lookups_mostly_answered
+from orchestration.assets.identity import matcher_assets
 from orchestration.assets.ml import customer_predictions, models_beat_naive_baselines
 from orchestration.assets.raw import raw_asset_checks, raw_assets
 from orchestration.assets.syncs import sync_assets, sync_checks
@@ -19,7 +20,14 @@ from orchestration.schedules import (
 )
 
 defs = Definitions(
-    assets=[*raw_assets, company_firmographics, cdp_dbt_models, customer_predictions, *sync_assets],
+    assets=[
+        *raw_assets,
+        company_firmographics,
+        cdp_dbt_models,
+        *matcher_assets,
+        customer_predictions,
+        *sync_assets,
+    ],
     asset_checks=[
         *raw_asset_checks,
         lookups_mostly_answered,

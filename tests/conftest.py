@@ -119,15 +119,14 @@ GOLDEN_COLUMNS = (
 )
 
 
-@pytest.fixture(scope="session")
-def duck_deterministic(full_run, tmp_path_factory):
-    """The same raw data built on DuckDB with the rules PostgreSQL and Spark run (no Splink
-    pairs)."""
+def _rebuilt_duckdb(tmp_path_factory, name: str, *dbt_args: str):
+    """The session's raw tables alone, built again on DuckDB, as PostgreSQL and Spark build
+    them from empty schemas."""
     from cdp.load import quote
 
-    path = tmp_path_factory.mktemp("deterministic") / "warehouse.duckdb"
+    path = tmp_path_factory.mktemp(name) / "warehouse.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], path)
-    with duckdb.connect(str(path)) as con:  # from the raw tables alone, as PostgreSQL builds
+    with duckdb.connect(str(path)) as con:
         schemas = con.execute(
             """select distinct schema_name from information_schema.schemata
                where catalog_name = current_database()
@@ -135,8 +134,24 @@ def duck_deterministic(full_run, tmp_path_factory):
         ).fetchall()
         for (schema,) in schemas:
             con.execute(f"drop schema {quote(schema)} cascade")
-    dbt_build("--vars", "{cdp_probabilistic_matching: false}", env={"CDP_WAREHOUSE": str(path)})
-    con = duckdb.connect(str(path), read_only=True)
+    dbt_build(*dbt_args, env={"CDP_WAREHOUSE": str(path)})
+    return duckdb.connect(str(path), read_only=True)
+
+
+@pytest.fixture(scope="session")
+def duck_rebuilt(full_run, tmp_path_factory):
+    """The same raw data built on DuckDB from empty schemas, with the Splink matcher."""
+    con = _rebuilt_duckdb(tmp_path_factory, "rebuilt")
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="session")
+def duck_deterministic(full_run, tmp_path_factory):
+    """The same raw data built on DuckDB with the rules Spark runs (no Splink pairs)."""
+    con = _rebuilt_duckdb(
+        tmp_path_factory, "deterministic", "--vars", "{cdp_probabilistic_matching: false}"
+    )
     yield con
     con.close()
 

@@ -134,45 +134,45 @@ def test_normalized_values_are_identical_on_both_warehouses(postgres_build, duck
     assert same / len(pg_names) > 0.99
 
 
-def test_identity_resolution_runs_on_postgres_with_the_same_deterministic_rules(
-    postgres_build, duck
-):
-    """PostgreSQL has no dbt Python models: it resolves deterministically (no Splink pairs), so
-    it finds at least as many profiles as DuckDB and links nothing through junk identifiers."""
+def test_postgres_matches_probabilistically_like_duckdb(postgres_build, duck_rebuilt):
+    """PostgreSQL has no dbt Python models: the Splink matcher runs as a Dagster step between
+    the dbt steps. It must score the very pairs DuckDB's dbt Python model scores, link through
+    them, and treat junk and shared identifiers alike."""
     _, pg = postgres_build
-    with pg.cursor() as cur:
-        cur.execute("select count(*), count(*) filter (where is_identified) from marts.customers")
-        profiles, identified = cur.fetchone()
-        cur.execute(
-            "select count(*) from intermediate.int_identity_edges where link_type = 'match'"
-        )
-        assert cur.fetchone() == (0,)
-        cur.execute(
-            "select identifier_kind, count(*) from intermediate.int_identifier_quality"
-            " where is_blocklisted or is_shared group by 1 order by 1"
-        )
-        on_pg = cur.fetchall()
-    on_duck = duck.execute(
-        "select identifier_kind, count(*) from"
-        " intermediate.int_identifier_quality"
+    pairs = (
+        "select record_key_l, record_key_r, round(cast(match_probability as numeric), 6)"
+        " from intermediate.int_identity_matches order by 1, 2"
+    )
+    quality = (
+        "select identifier_kind, count(*) from intermediate.int_identifier_quality"
         " where is_blocklisted or is_shared group by 1 order by 1"
-    ).fetchall()
-    assert on_pg == on_duck
-    duck_profiles = duck.execute("select count(*) from marts.customers").fetchall()[0][0]
-    assert profiles >= duck_profiles
-    assert identified > 0
+    )
+    links = "select count(*) from intermediate.int_identity_edges where link_type = 'match'"
+    on_pg = {sql: _pg_rows(pg, sql) for sql in (pairs, quality, links)}
+    on_duck = {sql: duck_rebuilt.execute(sql).fetchall() for sql in (pairs, quality, links)}
+    assert len(on_pg[pairs]) > 1000
+    assert on_pg[links][0][0] > 0
+    assert [r[:2] for r in on_pg[pairs]] == [r[:2] for r in on_duck[pairs]]
+    # Training sums floats in parallel threads, so probabilities agree to rounding, not bits;
+    # which pairs link is what the golden records depend on, and that must be equal.
+    gaps = [
+        abs(float(p[2]) - float(d[2])) for p, d in zip(on_pg[pairs], on_duck[pairs], strict=True)
+    ]
+    assert max(gaps) < 0.01, sorted(gaps)[-5:]
+    assert on_pg[quality] == on_duck[quality]
+    assert on_pg[links] == on_duck[links]
 
 
-def test_the_same_golden_records_on_both_warehouses(postgres_build, duck_deterministic):
-    """Every golden record, value for value, is the same on DuckDB and PostgreSQL."""
+def test_the_same_golden_records_on_both_warehouses(postgres_build, duck_rebuilt):
+    """Every golden record, value for value, is the same on DuckDB and PostgreSQL, matcher on."""
     _, pg = postgres_build
     with pg.cursor() as cur:
         cur.execute(f"select {GOLDEN_COLUMNS} from marts.customers order by profile_id")
         on_pg = cur.fetchall()
-    on_duck = duck_deterministic.execute(
+    on_duck = duck_rebuilt.execute(
         f"select {GOLDEN_COLUMNS} from marts.customers order by profile_id"
     ).fetchall()
-    assert len(on_duck) > 10_000
+    assert len(on_duck) > 5_000
     assert len(on_pg) == len(on_duck)
     different = [(d, p) for d, p in zip(on_duck, on_pg, strict=True) if d != p]
     assert different == [], different[:3]

@@ -1,5 +1,27 @@
--- Warehouses without dbt Python models (PostgreSQL) run identity resolution deterministically:
--- no probabilistic pairs. The Splink matcher (int_identity_matches.py) runs on DuckDB.
+-- Warehouses without dbt Python models: on PostgreSQL the Dagster asset
+-- matcher/identity_match_pairs runs the same Splink scoring between the dbt steps; elsewhere
+-- (Spark), or with var cdp_probabilistic_matching false, identity resolution is deterministic.
+{% if target.type == 'postgres' and var('cdp_probabilistic_matching', true) %}
+
+with
+
+pairs as (
+
+    select * from {{ ref('stg_matcher__identity_match_pairs') }}
+
+)
+
+select
+    record_key_l,
+    record_key_r,
+    match_probability,
+    match_weight,
+    agreed_fields,
+    disagreed_fields
+from pairs
+
+{% else %}
+
 select
     cast(null as {{ dbt.type_string() }}) as record_key_l,
     cast(null as {{ dbt.type_string() }}) as record_key_r,
@@ -8,3 +30,5 @@ select
     cast(null as {{ dbt.type_string() }}) as agreed_fields,
     cast(null as {{ dbt.type_string() }}) as disagreed_fields
 where false
+
+{% endif %}
