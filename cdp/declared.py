@@ -1,11 +1,12 @@
 """The person tables of systems with `staging: declared` (see cdp.sources for the format):
 adding such a system is one YAML file, no SQL and no Python. The loader reads their files like
-every other table; then `publish()` writes three relations into schema `raw` that the dbt
+every other table; then `publish()` writes four relations into schema `raw` that the dbt
 sources `declared.*` read:
 
 - `declared__person_records`: one row per record of every person table, columns by role;
 - `declared__person_identifiers`: the values of columns mapped to identifier kinds;
-- `declared__identifier_kinds`: the custom kinds with their normalization and merge rules.
+- `declared__identifier_kinds`: the custom kinds with their normalization and merge rules;
+- `declared__consent_statements`: what the consent columns grant or withdraw, per record.
 
 See docs/sources.md for the format.
 """
@@ -21,8 +22,14 @@ from cdp.warehouse import as_warehouse
 PERSON_RECORDS = "declared__person_records"
 PERSON_IDENTIFIERS = "declared__person_identifiers"
 IDENTIFIER_KINDS = "declared__identifier_kinds"
+CONSENT_STATEMENTS = "declared__consent_statements"
 # The names the dbt sources `declared.*` give them.
-DECLARED_RELATIONS = ("person_records", "person_identifiers", "identifier_kinds")
+DECLARED_RELATIONS = (
+    "person_records",
+    "person_identifiers",
+    "identifier_kinds",
+    "consent_statements",
+)
 
 # ---------------------------------------------------------------------------------------------
 # The relations dbt reads
@@ -73,6 +80,30 @@ def _identifier_selects(source: SourceSpec, spec: TableSpec) -> list[str]:
     ]
 
 
+def _consent_selects(source: SourceSpec, spec: TableSpec) -> list[str]:
+    """One statement per record and consent column: granted when true, withdrawn when false,
+    dated by the table's consent_at, updated_at or created_at column."""
+    table = as_table(source, spec)
+    dated_by = next(
+        (
+            spec.column_for(r)
+            for r in ("consent_at", "updated_at", "created_at")
+            if spec.column_for(r)
+        ),
+        None,
+    )
+    stated_at = _text(quote(dated_by.name)) if dated_by else "cast(null as varchar)"
+    return [
+        f"select '{source.system}' as source, {_record_id_sql(source, spec)} as source_record_id, "
+        f"'{column.consent.purpose}' as purpose, '{column.consent.channel}' as channel, "
+        f"{_text(quote(column.name))} as consent_value, {stated_at} as stated_at, "
+        f"'{spec.name}.{column.name}' as statement, \"_loaded_at\" as loaded_at "
+        f"from {raw_relation(table)} where {quote(column.name)} is not null"
+        for column in spec.columns
+        if column.role == "consent"
+    ]
+
+
 _EMPTY_RECORDS = (
     "select "
     + ", ".join(
@@ -86,10 +117,21 @@ _EMPTY_IDENTIFIERS = (
     "cast(null as varchar) as identifier_kind, cast(null as varchar) as identifier_value, "
     "cast(null as timestamp) as loaded_at where false"
 )
+_EMPTY_CONSENTS = (
+    "select "
+    + ", ".join(
+        f"cast(null as varchar) as {c}"
+        for c in (
+            "source", "source_record_id", "purpose", "channel", "consent_value", "stated_at",
+            "statement",
+        )
+    )
+    + ", cast(null as timestamp) as loaded_at where false"
+)  # fmt: skip
 
 
 def publish(con, sources: list[SourceSpec]) -> dict[str, int]:
-    """(Re)write the three relations dbt reads from the declarations and the loaded raw
+    """(Re)write the four relations dbt reads from the declarations and the loaded raw
     tables; returns the person tables and identifier kinds published."""
     con = as_warehouse(con)
     ensure_schema(con)
@@ -101,11 +143,16 @@ def publish(con, sources: list[SourceSpec]) -> dict[str, int]:
     identifiers = " union all ".join(
         q for src, t in person for q in _identifier_selects(src, t)
     ) or (_EMPTY_IDENTIFIERS)
+    consents = " union all ".join(q for src, t in person for q in _consent_selects(src, t)) or (
+        _EMPTY_CONSENTS
+    )
     raw = quote(RAW_SCHEMA)
     con.execute(f"drop view if exists {raw}.{quote(PERSON_RECORDS)}")
     con.execute(f"create view {raw}.{quote(PERSON_RECORDS)} as {records}")
     con.execute(f"drop view if exists {raw}.{quote(PERSON_IDENTIFIERS)}")
     con.execute(f"create view {raw}.{quote(PERSON_IDENTIFIERS)} as {identifiers}")
+    con.execute(f"drop view if exists {raw}.{quote(CONSENT_STATEMENTS)}")
+    con.execute(f"create view {raw}.{quote(CONSENT_STATEMENTS)} as {consents}")
     kinds = [(src.system, k) for src in sources for k in src.identifier_kinds]
     con.execute(f"drop table if exists {raw}.{quote(IDENTIFIER_KINDS)}")
     con.execute(

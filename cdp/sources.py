@@ -142,7 +142,12 @@ PERSON_ROLES = (
     "created_at",
     "updated_at",
 )
-Role = Literal[(*PERSON_ROLES, "record_id", "identifier")]
+# `identifier` and `consent` may be mapped by many columns of a table (each with its kind or
+# purpose); `consent_at` dates the table's consent columns (else updated_at or created_at).
+Role = Literal[(*PERSON_ROLES, "record_id", "identifier", "consent", "consent_at")]
+MULTI_ROLES = ("identifier", "consent")
+# The purposes customer_consents knows; syncs declare which they need.
+CONSENT_PURPOSES = ("email_marketing", "personalization", "analytics", "sales_contact")
 ColumnType = Literal["id", "text", "int", "decimal", "bool", "json", "date", "timestamp"]
 BUILTIN_KINDS = frozenset({"email", "phone"})
 _NAME = r"^[a-z][a-z0-9_]*$"
@@ -187,6 +192,15 @@ class CheckSpec(BaseModel):
         return Expectation("match_regex", column, regex=regex, mostly=self.mostly)
 
 
+class ConsentSpec(BaseModel):
+    """What a consent column grants when true and withdraws when false."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: Literal[CONSENT_PURPOSES]
+    channel: Literal["email", "sms", "phone", "post", "web", "any"] = "email"
+
+
 class ColumnSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -201,6 +215,7 @@ class ColumnSpec(BaseModel):
     required: bool | None = None
     role: Role | None = None
     identifier_kind: str | None = None
+    consent: ConsentSpec | None = None
     # The value is the id of a person record of this system (for erasure and suppression); a
     # record_id column is one of its own system.
     person_of: str | None = Field(None, pattern=_NAME)
@@ -219,6 +234,10 @@ class ColumnSpec(BaseModel):
             raise ValueError(f"column {self.name!r}: role identifier needs identifier_kind")
         if self.identifier_kind and self.role != "identifier":
             raise ValueError(f"column {self.name!r}: identifier_kind needs role: identifier")
+        if (self.role == "consent") != (self.consent is not None):
+            raise ValueError(
+                f"column {self.name!r}: role consent and consent (purpose) go together"
+            )
         return self
 
     @property
@@ -286,7 +305,7 @@ class TableSpec(BaseModel):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"table {self.name!r}: column(s) declared twice: {', '.join(twice)}")
-        roles = [c.role for c in self.columns if c.role and c.role != "identifier"]
+        roles = [c.role for c in self.columns if c.role and c.role not in MULTI_ROLES]
         doubled = sorted({r for r in roles if roles.count(r) > 1})
         if doubled:
             raise ValueError(f"table {self.name!r}: role(s) mapped twice: {', '.join(doubled)}")

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from cdp.declared import DECLARED_RELATIONS
 from cdp.sources import TABLES
 from orchestration.project import dbt_project
 from tests.conftest import dbt_build
@@ -22,12 +23,7 @@ def test_source_yml_columns_match_the_loader_declaration(manifest):
         if n["package_name"] == "cdp" and n["schema"] == "raw"
     }
     # Besides the loaded tables, raw holds what the loader and the identity commands publish.
-    published = {
-        ("declared", "person_records"),
-        ("declared", "person_identifiers"),
-        ("declared", "identifier_kinds"),
-        ("identity", "decisions"),
-    }
+    published = {("declared", name) for name in DECLARED_RELATIONS} | {("identity", "decisions")}
     assert set(sources) == {(t.source, t.name) for t in TABLES} | published
     for t in TABLES:
         node = sources[(t.source, t.name)]

@@ -31,6 +31,26 @@ def febrl3(tmp_path_factory):
         "      - {name: id}\n",
         encoding="utf-8",
     )
+    # a second system: consent columns of two channels, one value that reads as neither
+    (out / "sources" / "newsletter.yml").write_text(
+        "system: newsletter\ntables:\n  - name: members\n    entity: person\n    columns:\n"
+        "      - {name: member_id, type: id, role: record_id}\n"
+        "      - {name: name, role: full_name}\n"
+        "      - {name: mail, role: email}\n"
+        "      - {name: newsletter, role: consent, consent: {purpose: email_marketing}}\n"
+        "      - {name: sms_ok, role: consent, consent: {purpose: email_marketing, channel: sms}}\n"
+        "      - {name: signed_up, type: timestamp, role: consent_at}\n",
+        encoding="utf-8",
+    )
+    members = out / "landing" / "newsletter" / "members"
+    members.mkdir(parents=True)
+    (members / "members.csv").write_text(
+        "member_id,name,mail,newsletter,sms_ok,signed_up\n"
+        "n1,Anna Berg,anna@example.org,ja,no,2025-05-01 10:00:00\n"
+        "n2,Bo Lind,bo@example.org,nein,,2025-05-02 10:00:00\n"
+        "n3,Cy Moe,cy@example.org,vielleicht,yes,2025-05-03 10:00:00\n",
+        encoding="utf-8",
+    )
     code = run_pipeline(out)
     return out, code
 
@@ -44,7 +64,13 @@ def test_febrl3_builds_every_record_with_bad_dates_null_and_flagged(febrl3):
     log = (out / "run.log").read_text(encoding="utf-8")
     assert code == 0, log[-4000:]
     with duckdb.connect(environment(out)["CDP_WAREHOUSE"], read_only=True) as con:
-        assert _one(con, "select count(*) from staging.stg_declared__person_records") == 5000
+        assert (
+            _one(
+                con,
+                "select count(*) from staging.stg_declared__person_records where source = 'febrl3'",
+            )
+            == 5000
+        )
         # FEBRL3 has 35 impossible birth dates (19160017): null in staging, kept in raw
         flagged = con.execute(
             "select count(*), count(*) filter (where s.birth_date is null), "
@@ -72,6 +98,24 @@ def test_febrl3_builds_every_record_with_bad_dates_null_and_flagged(febrl3):
     score = evaluate(environment(out)["CDP_WAREHOUSE"], environment(out)["CDP_LANDING"])
     assert score.records_scored == 5000 and score.records_lost == 0
     assert score.f1 >= 0.98, score.figures()
+
+
+def test_declared_consent_columns_become_consent_statements(febrl3):
+    out, code = febrl3
+    assert code == 0
+    with duckdb.connect(environment(out)["CDP_WAREHOUSE"], read_only=True) as con:
+        consents = con.execute(
+            "select r.source_record_id, c.purpose, c.channel, c.is_granted, c.statement, "
+            "cast(c.stated_at as varchar) from marts.customer_consents as c "
+            "join marts.customer_profile_records as r using (profile_id) "
+            "where r.source = 'newsletter' order by 1, 3"
+        ).fetchall()
+    assert consents == [
+        ("n1", "email_marketing", "email", True, "members.newsletter", "2025-05-01 10:00:00"),
+        ("n1", "email_marketing", "sms", False, "members.sms_ok", "2025-05-01 10:00:00"),
+        ("n2", "email_marketing", "email", False, "members.newsletter", "2025-05-02 10:00:00"),
+        ("n3", "email_marketing", "sms", True, "members.sms_ok", "2025-05-03 10:00:00"),
+    ]
 
 
 def test_a_declaration_error_names_file_line_and_field(tmp_path):

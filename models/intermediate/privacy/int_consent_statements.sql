@@ -1,6 +1,7 @@
 -- Every consent statement any system holds about a person, for a purpose and a channel: opt-ins
 -- and opt-outs from the email tool, unsubscribe clicks, the shop's marketing checkbox and
--- newsletter forms. customer_consents keeps the latest per profile, purpose and channel.
+-- newsletter forms, and the consent columns of systems declared in YAML. customer_consents keeps
+-- the latest per profile, purpose and channel.
 
 with
 
@@ -16,6 +17,8 @@ subscribers as (
         'email:' || subscriber_id as record_key,
         'email' as source,
         subscriber_id as source_record_id,
+        'email_marketing' as purpose,
+        'email' as channel,
         -- consent must be explicit: an unreadable consent value grants nothing
         coalesce(subscription_status = 'subscribed' and has_marketing_consent, false)
             as is_granted,
@@ -31,6 +34,8 @@ unsubscribes as (
         'email:' || subscriber_id as record_key,
         'email' as source,
         activity_id as source_record_id,
+        'email_marketing' as purpose,
+        'email' as channel,
         false as is_granted,
         occurred_at as stated_at,
         'unsubscribe link' as statement
@@ -45,6 +50,8 @@ shop_checkbox as (
         'shop:' || cast(customer_id as {{ dbt.type_string() }}) as record_key,
         'shop' as source,
         cast(customer_id as {{ dbt.type_string() }}) as source_record_id,
+        'email_marketing' as purpose,
+        'email' as channel,
         accepts_marketing as is_granted,
         updated_at as stated_at,
         'checkout marketing checkbox' as statement
@@ -59,11 +66,29 @@ newsletter_forms as (
         'web:' || anonymous_id as record_key,
         'web' as source,
         event_id as source_record_id,
+        'email_marketing' as purpose,
+        'email' as channel,
         true as is_granted,
         occurred_at as stated_at,
         'newsletter form' as statement
     from {{ ref('stg_web__events') }}
     where event_name = 'form_submit' and form_name = 'newsletter'
+
+),
+
+declared as (
+
+    select
+        record_key,
+        source,
+        source_record_id,
+        purpose,
+        channel,
+        is_granted,
+        stated_at,
+        statement
+    from {{ ref('stg_declared__consent_statements') }}
+    where is_granted is not null
 
 ),
 
@@ -76,6 +101,8 @@ statements as (
     select * from shop_checkbox
     union all
     select * from newsletter_forms
+    union all
+    select * from declared
 
 )
 
@@ -83,8 +110,8 @@ select
     {{ dbt.hash("statements.source || ':' || statements.source_record_id || ':' || statements.statement") }}
         as statement_id,
     assignments.profile_id,
-    'email_marketing' as purpose,
-    'email' as channel,
+    statements.purpose,
+    statements.channel,
     statements.is_granted,
     statements.statement,
     statements.source,
