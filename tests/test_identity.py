@@ -55,6 +55,29 @@ def test_junk_and_shared_identifiers_link_nothing(warehouse):
     assert links == 0
 
 
+def test_no_profile_holds_more_ids_of_a_kind_than_it_may(warehouse):
+    """The guard decides: components that linked two CRM contacts or shop accounts (and any
+    kind over its max_per_profile) are split, and the matches between the parts wait for a
+    human in identity_review_pairs."""
+    over = warehouse.execute(
+        """select count(*) from (
+            select identifiers.profile_id, identifiers.identifier_kind
+            from marts.customer_identifiers as identifiers
+            join reference.identity_identifier_rules as rules using (identifier_kind)
+            where rules.is_merge_key
+            group by 1, 2 having count(*) > max(rules.max_per_profile))"""
+    ).fetchall()[0][0]
+    assert over == 0
+    split, held_apart = warehouse.execute(
+        """select
+            (select count(distinct linked_component_key) from intermediate.int_identity_components
+             where component_key <> linked_component_key),
+            (select count(*) from marts.identity_review_pairs
+             where review_reason like 'held apart%')"""
+    ).fetchall()[0]
+    assert split > 0 and held_apart > 0
+
+
 def test_every_golden_value_has_provenance_from_a_record_of_the_profile(warehouse):
     mismatches = warehouse.execute("""
         select count(*) from marts.customers c

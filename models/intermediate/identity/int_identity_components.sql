@@ -11,6 +11,8 @@
 -- Incremental runs walk only the components holding a record that is new, gone, or whose
 -- fingerprint (attributes, identifiers and their quality, links) changed: a new link changes
 -- the fingerprints of both its records, so every other component is unchanged and kept.
+-- Guards that decide: a component holding more values of a merge-key kind than a profile may
+-- (identifier rules' max_per_profile, e.g. two CRM contact ids) is split, see `guarded`.
 
 {{ with_recursive() }}
 
@@ -23,12 +25,31 @@ records as (
 
 ),
 
+kind_priorities as (
+
+    select distinct
+        identifier_kind,
+        priority
+    from {{ ref('int_identifier_quality') }}
+
+),
+
 edges as (
 
     select
-        record_key_a,
-        record_key_b
-    from {{ ref('int_identity_edges') }}
+        edges.record_key_a,
+        edges.record_key_b,
+        edges.link_type,
+        -- how strongly the link binds, for the guard: a person's decision, then identifier
+        -- links by their kind's priority, then matches by probability
+        case edges.link_type
+            when 'decision' then 3.0
+            when 'identifier' then 2.0 - 0.001 * coalesce(kinds.priority, 999)
+            else edges.match_probability
+        end as strength
+    from {{ ref('int_identity_edges') }} as edges
+    left join kind_priorities as kinds
+        on edges.link_type = 'identifier' and edges.link_kind = kinds.identifier_kind
 
 ),
 
@@ -90,7 +111,7 @@ stored as (
     {% if is_incremental() %}
         select
             record_key,
-            component_key,
+            linked_component_key as component_key,
             graph_fingerprint
         from {{ this }}
     {% else %}
@@ -145,13 +166,160 @@ walked_edges as (
 
 ),
 
-{{ connected_components('walked_records', 'walked_edges') }}
+{{ connected_components('walked_records', 'walked_edges') }},
+
+limited_values as (
+
+    -- values of merge-key kinds a profile may hold a limited number of
+    select
+        identifiers.record_key,
+        identifiers.identifier_kind,
+        identifiers.identifier_value,
+        quality.max_per_profile,
+        quality.priority
+    from {{ ref('int_identifiers') }} as identifiers
+    inner join {{ ref('int_identifier_quality') }} as quality
+        on
+            identifiers.identifier_kind = quality.identifier_kind
+            and identifiers.identifier_value = quality.identifier_value
+    where quality.can_merge and quality.max_per_profile is not null
+
+),
+
+decided_components as (
+
+    -- a person merged these by hand: their decision stands over the limits
+    select distinct components.component_key
+    from components
+    inner join walked_edges on components.record_key = walked_edges.record_key_a
+    where walked_edges.link_type = 'decision'
+
+),
+
+over_limit as (
+
+    select
+        components.component_key,
+        limited.identifier_kind,
+        row_number() over (
+            partition by components.component_key
+            order by min(limited.priority), limited.identifier_kind
+        ) as kind_rank
+    from components
+    inner join limited_values as limited on components.record_key = limited.record_key
+    where components.component_key not in (select d.component_key from decided_components as d)
+    group by components.component_key, limited.identifier_kind
+    having count(distinct limited.identifier_value) > max(limited.max_per_profile)
+
+),
+
+split_records as (
+
+    select
+        components.record_key,
+        components.component_key,
+        over_limit.identifier_kind as split_kind
+    from components
+    inner join over_limit on components.component_key = over_limit.component_key
+    where over_limit.kind_rank = 1
+
+),
+
+seeds as (
+
+    -- each value of the highest-priority kind over its limit seeds one part
+    select distinct
+        split_records.record_key,
+        limited.identifier_value as seed
+    from split_records
+    inner join limited_values as limited
+        on
+            split_records.record_key = limited.record_key
+            and split_records.split_kind = limited.identifier_kind
+
+),
+
+steps as (
+
+    -- links inside split components, never into a seed's record (it holds its own seed), and
+    -- each record to itself, so one join per round keeps what was reached
+    select
+        walked_edges.record_key_a as from_key,
+        walked_edges.record_key_b as to_key,
+        walked_edges.strength
+    from walked_edges
+    inner join split_records on walked_edges.record_key_a = split_records.record_key
+    where walked_edges.record_key_b not in (select seeds.record_key from seeds)
+    union all
+    select
+        walked_edges.record_key_b as from_key,
+        walked_edges.record_key_a as to_key,
+        walked_edges.strength
+    from walked_edges
+    inner join split_records on walked_edges.record_key_b = split_records.record_key
+    where walked_edges.record_key_a not in (select seeds.record_key from seeds)
+    union all
+    select
+        record_key as from_key,
+        record_key as to_key,
+        10.0 as strength
+    from split_records
+
+),
+
+{{ strongest_chains('seeds', 'steps') }},
+
+nearest_seed as (
+
+    select
+        record_key,
+        seed
+    from (
+        select
+            record_key,
+            seed,
+            row_number() over (
+                partition by record_key order by strength desc, seed asc
+            ) as seed_rank
+        from chains
+    ) as ranked
+    where seed_rank = 1
+
+),
+
+parts as (
+
+    -- a record no seed reaches stands alone
+    select
+        split_records.record_key,
+        min(split_records.record_key) over (
+            partition by
+                split_records.component_key,
+                nearest_seed.seed is null,
+                coalesce(nearest_seed.seed, split_records.record_key)
+        ) as part_key
+    from split_records
+    left join nearest_seed on split_records.record_key = nearest_seed.record_key
+
+),
+
+guarded as (
+
+    select
+        components.record_key,
+        components.component_key as linked_component_key,
+        coalesce(parts.part_key, components.component_key) as component_key
+    from components
+    left join parts on components.record_key = parts.record_key
+
+)
 
 select
-    components.record_key,
-    components.component_key,
-    components.component_size,
+    guarded.record_key,
+    guarded.component_key,
+    count(*) over (partition by guarded.component_key) as component_size,
+    guarded.linked_component_key,
     fingerprinted.graph_fingerprint,
     {{ dbt.current_timestamp() }} as computed_at
-from components
-inner join fingerprinted on components.record_key = fingerprinted.record_key
+from guarded
+inner join fingerprinted on guarded.record_key = fingerprinted.record_key

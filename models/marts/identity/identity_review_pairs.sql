@@ -37,7 +37,7 @@ select
     matches.disagreed_fields,
     case
         when matches.match_probability < {{ var('cdp_match_threshold') }} then 'below threshold'
-        else 'held apart: each holds a different id of a kind a profile has one of'
+        else 'held apart: together they would hold more ids of a kind than a profile may'
     end as review_reason
 from matches
 inner join assignments as left_profile on matches.record_key_l = left_profile.record_key
