@@ -29,11 +29,12 @@ from rich.console import Console
 from rich.table import Table
 
 from cdp.config import PRODUCTION_DBT_EXCLUDE
+from cdp.declared import publish
 from cdp.generate import Generator
 from cdp.identity_eval import evaluate
 from cdp.load import connect, load_table
 from cdp.matching import plain_splink_clusters
-from cdp.sources import TABLES
+from cdp.sources import DECLARED_SPECS, TABLES
 from cdp.warehouse import MEMORY_LIMIT_ENV
 from reverse_etl.config import load_syncs
 from reverse_etl.emulators.hubspot import HubSpotEmulator
@@ -211,7 +212,9 @@ def main() -> None:
     def load_all():
         con = connect(warehouse)
         try:
-            return sum(load_table(con, t, landing).rows_new for t in TABLES)
+            loaded = sum(load_table(con, t, landing).rows_new for t in TABLES)
+            publish(con, DECLARED_SPECS)  # what the declared staging models read, as Dagster does
+            return loaded
         finally:
             con.close()
 
