@@ -76,17 +76,12 @@ links_per_record as (
 identifiers_per_record as (
 
     select
-        identifiers.record_key,
+        record_key,
         {{ fingerprint_of_rows([
-            'identifiers.identifier_kind', 'identifiers.identifier_value',
-            'quality.is_blocklisted', 'quality.is_shared',
+            'identifier_kind', 'identifier_value', 'is_blocklisted', 'is_shared',
         ]) }} as identifier_fingerprints
-    from {{ ref('int_identifiers') }} as identifiers
-    inner join {{ ref('int_identifier_quality') }} as quality
-        on
-            identifiers.identifier_kind = quality.identifier_kind
-            and identifiers.identifier_value = quality.identifier_value
-    group by identifiers.record_key
+    from {{ ref('int_identifiers_judged') }}
+    group by record_key
 
 ),
 
@@ -172,17 +167,13 @@ limited_values as (
 
     -- values of merge-key kinds a profile may hold a limited number of
     select
-        identifiers.record_key,
-        identifiers.identifier_kind,
-        identifiers.identifier_value,
-        quality.max_per_profile,
-        quality.priority
-    from {{ ref('int_identifiers') }} as identifiers
-    inner join {{ ref('int_identifier_quality') }} as quality
-        on
-            identifiers.identifier_kind = quality.identifier_kind
-            and identifiers.identifier_value = quality.identifier_value
-    where quality.can_merge and quality.max_per_profile is not null
+        record_key,
+        identifier_kind,
+        identifier_value,
+        max_per_profile,
+        priority
+    from {{ ref('int_identifiers_judged') }}
+    where can_merge and max_per_profile is not null
 
 ),
 

@@ -8,13 +8,7 @@ with
 
 identifiers as (
 
-    select * from {{ ref('int_identifiers') }}
-
-),
-
-quality as (
-
-    select * from {{ ref('int_identifier_quality') }}
+    select * from {{ ref('int_identifiers_judged') }}
 
 ),
 
@@ -45,18 +39,14 @@ kept_apart as (
 merging as (
 
     select
-        identifiers.record_key,
-        identifiers.identifier_kind,
-        identifiers.identifier_value
+        record_key,
+        identifier_kind,
+        identifier_value
     from identifiers
-    inner join quality
-        on
-            identifiers.identifier_kind = quality.identifier_kind
-            and identifiers.identifier_value = quality.identifier_value
     where
-        quality.can_merge
-        and quality.record_count > 1
-        and identifiers.record_key not in (select detached.record_key from detached)
+        can_merge
+        and record_count > 1
+        and record_key not in (select detached.record_key from detached)
 
 ),
 
@@ -130,15 +120,11 @@ strong_ids as (
     -- Values of merge-key kinds a profile may hold one of (max_per_profile 1, e.g. a CRM
     -- contact id): two records holding different ones are two people.
     select
-        identifiers.record_key,
-        identifiers.identifier_kind,
-        identifiers.identifier_value
+        record_key,
+        identifier_kind,
+        identifier_value
     from identifiers
-    inner join quality
-        on
-            identifiers.identifier_kind = quality.identifier_kind
-            and identifiers.identifier_value = quality.identifier_value
-    where quality.is_merge_key and quality.max_per_profile = 1
+    where is_merge_key and max_per_profile = 1
 
 ),
 
