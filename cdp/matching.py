@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import tempfile
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from cdp.load import quote, table_exists
@@ -328,9 +330,44 @@ def trained_model(
                 untrained -= compared - blocked
             if not untrained:
                 break
-        return linker.misc.save_model_to_json()
+        model = linker.misc.save_model_to_json()
+        if "probability_two_random_records_match" not in overrides:
+            prior = _try(lambda: _prior_at_fixed_point(con, linker, len(candidates), model))
+            if prior is not None:
+                model["probability_two_random_records_match"] = prior
+        return model
     finally:
         con.close()
+
+
+# Pairs this far below even odds count for nothing in the prior (2^-20 of a match each).
+_PRIOR_FLOOR_WEIGHT = -20
+
+
+def _prior_at_fixed_point(con, linker, records: int, model: dict) -> float | None:
+    """The share of matching pairs as EM updates it: the expected matches among the blocked
+    pairs (the sum of their match probabilities) over all pairs, repeated to its fixed point
+    with m and u held. The sure-pair estimate only starts it: it assumes its rules find a fixed
+    share of the true pairs (PRIOR_RECALL), and on the demo data they found a third, which made
+    every probability too low."""
+    start = model["probability_two_random_records_match"]
+    predictions = linker.inference.predict(threshold_match_weight=_PRIOR_FLOOR_WEIGHT)
+    try:
+        weights = con.sql(f"select match_weight from {predictions.physical_name}").fetchnumpy()
+    finally:
+        predictions.drop_table_from_database_and_remove_from_cache()
+    evidence = weights["match_weight"] - math.log2(start / (1 - start))
+    pairs = records * (records - 1) / 2
+    if not len(evidence) or pairs <= 0:
+        return None
+    prior = start
+    for _ in range(100):
+        odds = prior / (1 - prior) * np.exp2(evidence)
+        updated = float((odds / (1 + odds)).sum() / pairs)
+        if abs(updated - prior) <= 1e-4 * prior:
+            return updated
+        prior = updated
+    return prior
 
 
 def _try(step):
@@ -584,29 +621,45 @@ def _replace_table(
 PAIRS_TABLE = "identity_match_pairs"
 
 
-def score_in_warehouse(
-    warehouse,
+def matcher_config(manifest_path) -> dict:
+    """The settings dbt rendered into model int_identity_matches (the vars), from a manifest;
+    the defaults when there is none."""
+    config, schema = {}, "intermediate"
+    if manifest_path is not None and Path(manifest_path).exists():
+        node = json.loads(Path(manifest_path).read_text())["nodes"].get(
+            "model.cdp.int_identity_matches"
+        )
+        if node is not None:
+            config, schema = node["config"], node["schema"]
+    overrides = config.get("matching_overrides") or "{}"
+    return {
+        "schema": schema,
+        "floor": float(config.get("review_threshold") or 0.5),
+        "rescore_all": str(config.get("rescore_all", False)).lower() == "true",
+        "overrides": json.loads(overrides) if isinstance(overrides, str) else overrides,
+    }
+
+
+def score_frames(
+    candidates: pd.DataFrame,
+    state: dict[str, pd.DataFrame],
     schema: str,
-    candidates_relation: str,
     floor: float = 0.5,
     rescore_all: bool = False,
     overrides: dict | None = None,
-) -> dict:
-    """Score the candidates of `candidates_relation` (a relation of `warehouse`, a
-    cdp.warehouse.Warehouse) into `schema.identity_match_pairs`; returns the run's bookkeeping
-    (mode, pairs, records scored)."""
+) -> dict[str, pd.DataFrame]:
+    """The incremental scoring on a local DuckDB, for a warehouse that cannot run it itself:
+    `candidates` and the last run's `state` (its PAIRS_TABLE, SCORED_TABLE and MODEL_TABLE, those
+    that exist) in, the three tables to write back out. Hashes travel as text: PostgreSQL and
+    Spark have no unsigned 64-bit integer."""
     local = _connection()
     try:
         local.execute(f"create schema {quote(schema)}")
-        candidates = warehouse.execute(f"select * from {candidates_relation}").df()
         local.register("cdp_frame", candidates)
         local.execute("create table cdp_candidates as from cdp_frame")
         local.unregister("cdp_frame")
-        for table in (MODEL_TABLE, SCORED_TABLE, PAIRS_TABLE):
-            if not table_exists(warehouse, schema, table):
-                continue
-            local.register("cdp_frame", warehouse.execute(f"select * from {schema}.{table}").df())
-            # Hashes travel as text: PostgreSQL has no unsigned 64-bit integer.
+        for table, frame in state.items():
+            local.register("cdp_frame", frame)
             select = (
                 "select * replace (cast(candidate_hash as ubigint) as candidate_hash)"
                 if table == SCORED_TABLE
@@ -630,10 +683,48 @@ def score_in_warehouse(
         run = local.sql(f"select * from {quote(schema)}.{quote(MODEL_TABLE)}").df()
     finally:
         local.close()
+    return {PAIRS_TABLE: pairs, SCORED_TABLE: scored, MODEL_TABLE: run}
+
+
+def run_summary(tables: dict[str, pd.DataFrame]) -> dict:
+    """A scoring run's bookkeeping (mode, pairs, records scored), from its MODEL_TABLE."""
+    row = tables[MODEL_TABLE].iloc[0]
+    return {
+        "mode": row["last_run_mode"],
+        "pairs": int(row["pairs"]),
+        "records": int(row["trained_records"]),
+        "scored_records": int(row["last_run_scored_records"]),
+    }
+
+
+def score_in_warehouse(
+    warehouse,
+    schema: str,
+    candidates_relation: str,
+    floor: float = 0.5,
+    rescore_all: bool = False,
+    overrides: dict | None = None,
+) -> dict:
+    """Score the candidates of `candidates_relation` (a relation of `warehouse`, a
+    cdp.warehouse.Warehouse) into `schema.identity_match_pairs`, the state beside it, all in
+    one transaction; returns the run's bookkeeping."""
+    state = {
+        table: warehouse.execute(f"select * from {schema}.{table}").df()
+        for table in (MODEL_TABLE, SCORED_TABLE, PAIRS_TABLE)
+        if table_exists(warehouse, schema, table)
+    }
+    tables = score_frames(
+        warehouse.execute(f"select * from {candidates_relation}").df(),
+        state,
+        schema,
+        floor=floor,
+        rescore_all=rescore_all,
+        overrides=overrides,
+    )
     warehouse.execute("begin transaction")
     try:
         warehouse.execute(f"create schema if not exists {quote(schema)}")
-        for table, frame in ((PAIRS_TABLE, pairs), (SCORED_TABLE, scored), (MODEL_TABLE, run)):
+        for table, frame in tables.items():
             warehouse.register("cdp_frame", frame)
             warehouse.execute(f"drop table if exists {quote(schema)}.{quote(table)}")
             warehouse.execute(
@@ -644,10 +735,4 @@ def score_in_warehouse(
     except Exception:
         warehouse.execute("rollback")
         raise
-    row = run.iloc[0]
-    return {
-        "mode": row["last_run_mode"],
-        "pairs": int(row["pairs"]),
-        "records": int(row["trained_records"]),
-        "scored_records": int(row["last_run_scored_records"]),
-    }
+    return run_summary(tables)

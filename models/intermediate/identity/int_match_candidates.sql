@@ -78,9 +78,14 @@ keyed as (
         {{ name_key('records.street') }} as street_key,
         -- the first number in the street line: "Hauptstr. 12a", "12 Wallaby Place"
         lower({{ regexp_extract('records.street', '[0-9]+[A-Za-z]?') }}) as house_number,
-        -- letters only: anna.mueller, anna_mueller and annamueller77 are one person's habit
-        nullif({{ regexp_replace_all("split_part(records.usable_email, '@', 1)", '[^a-z]') }}, '')
-            as email_local,
+        -- letters and digits: anna.mueller and anna_mueller are one habit, annamueller77 and
+        -- annamueller12 two people
+        nullif(
+            {{ regexp_replace_all("lower(split_part(records.usable_email, '@', 1))", '[^a-z0-9]') }},
+            ''
+        ) as email_local,
+        {{ name_key("split_part(records.usable_email, '@', 1)") }} as email_local_letters,
+        {{ name_key('records.first_name') }} as written_first_name_key,
         records.usable_phone as phone,
         records.usable_mobile_phone as mobile_phone,
         other_ids.other_id
@@ -88,6 +93,30 @@ keyed as (
     left join nicknames
         on lower(split_part(trim(records.first_name), ' ', 1)) = nicknames.nickname
     left join other_ids on records.record_key = other_ids.record_key
+
+),
+
+email_judged as (
+
+    -- A local part that only spells the record's own name (anna.mueller, amueller, muellera)
+    -- says nothing the names do not: namesakes share it as often as one person does, so counted
+    -- as its own evidence it merged namesakes. Digits or anything else in it stay evidence.
+    select
+        *,
+        {{ regex_matches('email_local', '[a-z]+') }}
+        and email_local_letters in (
+            first_name_key || last_name_key,
+            last_name_key || first_name_key,
+            written_first_name_key || last_name_key,
+            last_name_key || written_first_name_key,
+            substr(first_name_key, 1, 1) || last_name_key,
+            substr(written_first_name_key, 1, 1) || last_name_key,
+            first_name_key || substr(last_name_key, 1, 1),
+            last_name_key || substr(first_name_key, 1, 1),
+            first_name_key,
+            last_name_key
+        ) as email_local_spells_name
+    from keyed
 
 )
 
@@ -101,8 +130,8 @@ select
     nullif(city_key, '') as city_key,
     nullif(street_key, '') as street_key,
     nullif(house_number, '') as house_number,
-    email_local,
+    case when not email_local_spells_name then email_local end as email_local,
     phone,
     mobile_phone,
     other_id
-from keyed
+from email_judged
