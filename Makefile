@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CDP_WAREHOUSE ?= $(CURDIR)/warehouse/cdp.duckdb
 export CDP_LANDING ?= $(CURDIR)/data/demo
 
-.PHONY: install manifest demo run test test-spark lint ui bench bench-identity clean
+.PHONY: install manifest demo run test test-spark lint ui bench bench-identity bench-collector clean
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,10 @@ bench-identity: install
 	$(BIN)/cdp benchmark run febrl4 --json bench/results/identity_febrl4.json
 	-$(BIN)/cdp eval identity --json > bench/results/identity_demo_10k.json || rm -f bench/results/identity_demo_10k.json
 	$(BIN)/python -m bench.identity_report
+
+# The event collector under load through /v1/batch (CLIENTS, BATCH, SECONDS); bench/results.
+bench-collector: install
+	$(BIN)/python -m bench.collector
 
 clean:
 	rm -rf target logs warehouse data .dagster_home

@@ -55,6 +55,8 @@ benchmark_app = typer.Typer(
 app.add_typer(benchmark_app, name="benchmark")
 load_app = typer.Typer(help="Landing files: rejected files and their retry.", no_args_is_help=True)
 app.add_typer(load_app, name="load")
+serve_app = typer.Typer(help="Servers: the event collector.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
 
 
 @app.callback()
@@ -767,3 +769,45 @@ def insights(
             f"CLV model: MAE {metrics['clv_mae_eur']:,.0f} EUR "
             f"(everyone the average: {metrics['clv_mae_mean_baseline_eur']:,.0f} EUR)"
         )
+
+
+@serve_app.command("collect")
+def serve_collect(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8787, help="Port to listen on."),
+    spool: Path = typer.Option(
+        None, help="Folder of the open segments (default: <landing>/.collector)."
+    ),
+    segment_seconds: float = typer.Option(
+        5.0, help="Close and land a segment at this age (seconds)."
+    ),
+) -> None:
+    """Collect events over Segment's HTTP Tracking API (POST /v1/track, /v1/identify, /v1/page,
+    /v1/screen, /v1/group, /v1/alias, /v1/batch) into the web events landing folder. Write keys
+    come from CDP_COLLECTOR_WRITE_KEYS (comma-separated); an event is answered 200 only once it
+    is fsynced."""
+    import uvicorn
+
+    from cdp.collector.app import (
+        WRITE_KEYS_ENV,
+        CollectorSettings,
+        create_app,
+        web_events_landing,
+        write_keys_from_env,
+    )
+
+    keys = write_keys_from_env()
+    if not keys:
+        console.print(f"[red]set {WRITE_KEYS_ENV} to the write key(s) the collector accepts[/]")
+        raise typer.Exit(2)
+    landing = Path(landing_path())
+    settings = CollectorSettings(
+        spool=spool or landing / ".collector",
+        landing=web_events_landing(landing),
+        write_keys=keys,
+        segment_seconds=segment_seconds,
+    )
+    console.print(
+        f"collecting on http://{host}:{port}/v1/ into {settings.landing} ({len(keys)} write key(s))"
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

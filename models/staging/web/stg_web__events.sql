@@ -18,13 +18,24 @@ renamed as (
 
     select
         event_id,
-        anonymous_id,
+        -- Segment's API takes a user id without a browser (server-side calls): those events
+        -- count as one browser per user
+        coalesce(
+            nullif(trim(anonymous_id), ''), 'user:' || nullif(trim(user_id), '')
+        ) as anonymous_id,
         nullif(trim(user_id), '') as shop_customer_id,
         type as event_type,
         event as event_name,
         {{ normalize_email(json_field('traits', 'email')) }} as email,
-        {{ normalize_name(json_field('traits', 'first_name')) }} as first_name,
-        {{ normalize_name(json_field('traits', 'last_name')) }} as last_name,
+        -- Segment's reserved traits are firstName and lastName
+        {{ normalize_name(
+            'coalesce(' ~ json_field('traits', 'first_name') ~ ', '
+            ~ json_field('traits', 'firstName') ~ ')'
+        ) }} as first_name,
+        {{ normalize_name(
+            'coalesce(' ~ json_field('traits', 'last_name') ~ ', '
+            ~ json_field('traits', 'lastName') ~ ')'
+        ) }} as last_name,
         {{ json_field('traits', 'form') }} as form_name,
         {{ json_field('context', 'page.path') }} as page_path,
         nullif({{ json_field('context', 'page.referrer') }}, '') as referrer,
