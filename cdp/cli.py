@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -55,7 +56,7 @@ benchmark_app = typer.Typer(
 app.add_typer(benchmark_app, name="benchmark")
 load_app = typer.Typer(help="Landing files: rejected files and their retry.", no_args_is_help=True)
 app.add_typer(load_app, name="load")
-serve_app = typer.Typer(help="Servers: the event collector.", no_args_is_help=True)
+serve_app = typer.Typer(help="Servers: the event collector, the profile API.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 
 
@@ -409,8 +410,8 @@ def load_rejected() -> None:
 def export_raw(
     out: Path = typer.Option(..., "--out", help="Folder for <table>/data.parquet."),
 ) -> None:
-    """Write the loaded raw tables of the DuckDB warehouse as Parquet, for Spark or Trino (then
-    `dbt run-operation register_raw_parquet --args '{folder: OUT}' --target spark`)."""
+    """Write the raw layer of the DuckDB warehouse as Parquet, for Spark or Trino; prints the
+    `dbt run-operation register_raw_parquet` command that registers it on Spark."""
     import duckdb
 
     try:
@@ -428,6 +429,12 @@ def export_raw(
         raise typer.Exit(1)
     rows = [(table, f"{count:,}") for table, count in written.items()]
     console.print(rows_table(f"Raw tables in {out}", ["table", "rows"], rows))
+    arguments = json.dumps({"folder": str(out.resolve()), "tables": sorted(written)})
+    console.print("register them on Spark with:", style="bold")
+    console.print(
+        escape(f"dbt run-operation register_raw_parquet --target spark --args '{arguments}'"),
+        soft_wrap=True,
+    )
 
 
 @eval_app.command("identity")
@@ -811,3 +818,24 @@ def serve_collect(
         f"collecting on http://{host}:{port}/v1/ into {settings.landing} ({len(keys)} write key(s))"
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+@serve_app.command("api")
+def serve_api(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8788, help="Port to listen on."),
+) -> None:
+    """Serve profiles by any identifier (GET /v1/profiles/{kind}:{value}, /traits, /audiences)
+    from the profile store the `profile_api` sync fills: Redis when CDP_PROFILE_STORE is a
+    redis:// URL, else the embedded file. Bearer tokens and scopes come from CDP_API_TOKENS
+    (`token=profiles:read profiles:pii;...`). OpenAPI docs at /docs."""
+    import uvicorn
+
+    from cdp.serving.api import TOKENS_ENV, create_app, tokens_from_env
+    from cdp.serving.store import describe_store
+
+    if not tokens_from_env():
+        console.print(f"[red]set {TOKENS_ENV} to the API's bearer tokens and their scopes[/]")
+        raise typer.Exit(2)
+    console.print(f"serving profiles from {describe_store()} on http://{host}:{port}/v1/profiles")
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")

@@ -758,20 +758,27 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
 
 
 def export_raw_parquet(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
-    """Each loaded raw table as Parquet in `<folder>/<table>/data.parquet` (a data lake layout
-    Spark and Trino read; `register_raw_parquet` makes them dbt sources there). Returns rows
-    per table."""
+    """Every relation of the raw layer (loaded tables, relations published from declared
+    sources, identity decisions), but the loader's own bookkeeping, as Parquet in
+    `<folder>/<table>/data.parquet` (a data lake layout Spark and Trino read;
+    `register_raw_parquet` makes them dbt sources there). Returns rows per table."""
+    names = [
+        name
+        for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = ?"
+            " order by table_name",
+            [RAW_SCHEMA],
+        ).fetchall()
+        if name not in ("_load_files", "quarantine")
+    ]
     written = {}
-    for table in s.TABLES:
-        if not table_exists(con, RAW_SCHEMA, table.key):
-            continue
-        target = Path(folder) / table.key
+    for name in names:
+        relation = f"{quote(RAW_SCHEMA)}.{quote(name)}"
+        target = Path(folder) / name
         target.mkdir(parents=True, exist_ok=True)
         con.execute(
-            f"copy (select * from {raw_relation(table)}) to "
+            f"copy (select * from {relation}) to "
             f"'{(target / 'data.parquet').as_posix()}' (format parquet)"
         )
-        written[table.key] = con.execute(f"select count(*) from {raw_relation(table)}").fetchall()[
-            0
-        ][0]
+        written[name] = con.execute(f"select count(*) from {relation}").fetchall()[0][0]
     return written

@@ -146,15 +146,5 @@ def duck_rebuilt(full_run, tmp_path_factory):
     con.close()
 
 
-@pytest.fixture(scope="session")
-def duck_deterministic(full_run, tmp_path_factory):
-    """The same raw data built on DuckDB with the rules Spark runs (no Splink pairs)."""
-    con = _rebuilt_duckdb(
-        tmp_path_factory, "deterministic", "--vars", "{cdp_probabilistic_matching: false}"
-    )
-    yield con
-    con.close()
-
-
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SESSION_DIR, ignore_errors=True)

@@ -1,13 +1,15 @@
 """The dbt project on Apache Spark (dbt-spark with a local in-process session, Java 17): the raw
 tables the DuckDB run loaded are exported as Parquet (`cdp export-raw`) and registered as Spark
-tables; `dbt build --target spark` must pass every model, unit test and data test but the
-snapshots (they need a table format with MERGE, such as Delta, on a cluster) and give the same
-golden records as DuckDB resolving with the same rules.
+tables; dbt builds the match candidates, `cdp.spark` scores them with Splink, and `dbt build
+--target spark` must pass every model, unit test and data test but the snapshots (they need a
+table format with MERGE, such as Delta, on a cluster) and give the same golden records as DuckDB
+with its matcher.
 
 Slow (about 6 minutes) and needs the `spark` extra: `make test-spark`, not part of `make test`.
 """
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ import duckdb
 import pytest
 
 from cdp.config import PROJECT_ROOT
+from cdp.declared import DECLARED_RELATIONS
 from cdp.load import export_raw_parquet
 from cdp.sources import TABLES
 from tests.conftest import GOLDEN_COLUMNS
@@ -40,12 +43,31 @@ WITHOUT_SNAPSHOTS = [
 ]
 
 
+def _env(folder: Path) -> dict:
+    return {
+        **os.environ,
+        "CDP_SPARK_WAREHOUSE": str(folder / "spark"),
+        "DBT_TARGET_PATH": str(folder / "target"),
+    }
+
+
 def _dbt(folder: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [DBT, "--no-use-colors", *args, "--target", "spark", "--profiles-dir", str(PROJECT_ROOT)]
-        + ["--target-path", str(folder / "target")],
+        [DBT, "--no-use-colors", *args, "--target", "spark", "--profiles-dir", str(PROJECT_ROOT)],
         cwd=PROJECT_ROOT,
-        env={**os.environ, "CDP_SPARK_WAREHOUSE": str(folder / "spark")},
+        env=_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+
+
+def _matcher(folder: Path) -> subprocess.CompletedProcess:
+    """The documented step between the dbt steps, in its own process as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cdp.spark"],
+        cwd=PROJECT_ROOT,
+        env=_env(folder),
         capture_output=True,
         text=True,
         timeout=1800,
@@ -58,30 +80,44 @@ def spark_build(full_run, tmp_path_factory):
     with duckdb.connect(os.environ["CDP_WAREHOUSE"], read_only=True) as con:
         exported = export_raw_parquet(con, folder / "raw")
     registered = _dbt(
-        folder, "run-operation", "register_raw_parquet", "--args", f"{{folder: {folder / 'raw'}}}"
+        folder,
+        "run-operation",
+        "register_raw_parquet",
+        "--args",
+        json.dumps({"folder": str(folder / "raw"), "tables": sorted(exported)}),
     )
     assert registered.returncode == 0, registered.stdout[-3000:]
+    # tests that also read models after the matcher wait for the second build
+    candidates = _dbt(
+        folder,
+        "build",
+        "--select",
+        "+int_match_candidates",
+        "--indirect-selection",
+        "cautious",
+        *WITHOUT_SNAPSHOTS,
+    )
+    assert candidates.returncode == 0, candidates.stdout[-3000:]
+    matched = _matcher(folder)
+    assert matched.returncode == 0, matched.stderr[-3000:]
+    assert "pairs kept" in matched.stdout
     return _dbt(folder, "build", *WITHOUT_SNAPSHOTS), folder, exported
 
 
 @pytest.fixture(scope="module")
 def spark(spark_build):
     """A Spark session on the metastore and tables dbt built (dbt's session has ended)."""
-    from pyspark.sql import SparkSession
+    from cdp.spark import session as spark_session
 
-    warehouse = spark_build[1] / "spark"
-    session = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.warehouse.dir", f"{warehouse}/tables")
-        .config(
-            "spark.hadoop.javax.jdo.option.ConnectionURL",
-            f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true",
-        )
-        .enableHiveSupport()
-        .getOrCreate()
-    )
+    before = os.environ.get("CDP_SPARK_WAREHOUSE")
+    os.environ["CDP_SPARK_WAREHOUSE"] = str(spark_build[1] / "spark")
+    try:
+        session = spark_session()
+    finally:
+        if before is None:
+            del os.environ["CDP_SPARK_WAREHOUSE"]
+        else:
+            os.environ["CDP_SPARK_WAREHOUSE"] = before
     yield session
     session.stop()
 
@@ -90,7 +126,9 @@ def test_every_model_and_test_passes_on_spark(spark_build):
     build, _, exported = spark_build
     assert build.returncode == 0, build.stdout[-5000:]
     assert "ERROR=0" in build.stdout and "PASS=" in build.stdout
-    assert set(exported) == {t.key for t in TABLES}
+    assert set(exported) >= {t.key for t in TABLES} | {
+        f"declared__{name}" for name in DECLARED_RELATIONS
+    }
 
 
 def test_spark_stages_the_same_rows_as_duckdb(spark, warehouse):
@@ -100,10 +138,22 @@ def test_spark_stages_the_same_rows_as_duckdb(spark, warehouse):
         assert on_spark == warehouse.execute(f"select count(*) from {model}").fetchall()[0][0]
 
 
-def test_the_same_golden_records_on_spark_and_duckdb(spark, duck_deterministic):
+def test_spark_scores_the_same_pairs_as_duckdb(spark, duck_rebuilt):
+    query = (
+        "select record_key_l, record_key_r, match_probability"
+        " from intermediate.int_identity_matches order by 1, 2"
+    )
+    on_spark = [tuple(row) for row in spark.sql(query).collect()]
+    on_duck = duck_rebuilt.execute(query).fetchall()
+    assert len(on_duck) > 1000
+    assert [r[:2] for r in on_spark] == [r[:2] for r in on_duck]
+    assert max(abs(s[2] - d[2]) for s, d in zip(on_spark, on_duck, strict=True)) < 0.01
+
+
+def test_the_same_golden_records_on_spark_and_duckdb(spark, duck_rebuilt):
     query = f"select {GOLDEN_COLUMNS} from marts.customers order by profile_id"
     on_spark = [tuple(row) for row in spark.sql(query).collect()]
-    on_duck = duck_deterministic.execute(query).fetchall()
+    on_duck = duck_rebuilt.execute(query).fetchall()
     assert len(on_duck) > 10_000
     assert len(on_spark) == len(on_duck)
     different = [(d, s) for d, s in zip(on_duck, on_spark, strict=True) if d != s]

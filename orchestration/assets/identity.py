@@ -3,31 +3,15 @@
 dbt source matcher.identity_match_pairs reads. On DuckDB the matcher is the dbt Python model
 int_identity_matches, so this asset is not defined there."""
 
-import json
-
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
-from cdp.matching import PAIRS_TABLE, score_in_warehouse
+from cdp.matching import PAIRS_TABLE, matcher_config, score_in_warehouse
 from cdp.warehouse import target
 from orchestration.assets.dbt import cdp_dbt_models, dbt_model_key
 from orchestration.project import dbt_project
 from orchestration.resources import WarehouseResource
 
 MATCH_PAIRS_KEY = AssetKey(["matcher", PAIRS_TABLE])  # the dbt source's key
-
-
-def _matcher_config() -> dict:
-    """The settings the dbt model int_identity_matches carries (vars rendered by dbt)."""
-    manifest = json.loads(dbt_project.manifest_path.read_text())
-    node = manifest["nodes"]["model.cdp.int_identity_matches"]
-    config = node["config"]
-    overrides = config.get("matching_overrides") or "{}"
-    return {
-        "schema": node["schema"],
-        "floor": float(config.get("review_threshold") or 0.5),
-        "rescore_all": str(config.get("rescore_all", False)).lower() == "true",
-        "overrides": json.loads(overrides) if isinstance(overrides, str) else overrides,
-    }
 
 
 @asset(
@@ -41,7 +25,7 @@ def _matcher_config() -> dict:
 def identity_match_pairs(
     context: AssetExecutionContext, warehouse: WarehouseResource
 ) -> MaterializeResult:
-    config = _matcher_config()
+    config = matcher_config(dbt_project.manifest_path)
     candidates = dbt_model_key("int_match_candidates").path[-1]
     with warehouse.connection() as con:
         run = score_in_warehouse(

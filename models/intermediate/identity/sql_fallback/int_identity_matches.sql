@@ -1,7 +1,7 @@
--- Warehouses without dbt Python models: on PostgreSQL the Dagster asset
--- matcher/identity_match_pairs runs the same Splink scoring between the dbt steps; elsewhere
--- (Spark), or with var cdp_probabilistic_matching false, identity resolution is deterministic.
-{% if target.type == 'postgres' and var('cdp_probabilistic_matching', true) %}
+-- Warehouses without dbt Python models: the same Splink scoring runs between the dbt steps, on
+-- PostgreSQL as the Dagster asset matcher/identity_match_pairs, on Spark as `python -m
+-- cdp.spark`. With var cdp_probabilistic_matching false, identity resolution is deterministic.
+{% if target.type in ('postgres', 'spark') and var('cdp_probabilistic_matching', true) %}
 
 with
 
