@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CDP_WAREHOUSE ?= $(CURDIR)/warehouse/cdp.duckdb
 export CDP_LANDING ?= $(CURDIR)/data/demo
 
-.PHONY: install manifest demo run test test-spark lint ui bench bench-identity bench-collector clean
+.PHONY: install manifest demo run test test-spark lint ui bench bench-identity bench-collector bench-api clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,7 @@ demo: install
 	$(BIN)/cdp insights
 	$(BIN)/cdp eval identity
 	$(BIN)/cdp sync demo
+	$(BIN)/python -m cdp.serving.demo
 
 test: install lint
 	$(BIN)/pytest
@@ -67,6 +68,10 @@ bench-identity: install
 # The event collector under load through /v1/batch (CLIENTS, BATCH, SECONDS); bench/results.
 bench-collector: install
 	$(BIN)/python -m bench.collector
+
+# The profile API under concurrent reads (embedded store; CDP_BENCH_REDIS_URL for Redis).
+bench-api: install
+	$(BIN)/python -m bench.profile_api
 
 clean:
 	rm -rf target logs warehouse data .dagster_home

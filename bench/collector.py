@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 from cdp.collector.app import web_events_landing
+from cdp.serving.local import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = int(os.environ.get("CLIENTS", "4"))
@@ -28,14 +29,6 @@ KEY = "bench-key"
 CDP = str(Path(sys.executable).parent / "cdp")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -43,19 +36,14 @@ def _percentile(values: list[float], share: float) -> float:
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cdp-bench-collector-"))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [CDP, "serve", "collect", "--port", str(port), "--segment-seconds", "2"],
         env={**os.environ, "CDP_LANDING": str(work), "CDP_COLLECTOR_WRITE_KEYS": KEY},
     )
     try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        wait_until_up(f"{url}/health", server)
         latencies: list[float] = []
         sent_at: dict[str, float] = {}
         lock = threading.Lock()

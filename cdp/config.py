@@ -7,17 +7,17 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _from_root(value: str) -> str:
+def from_root(value: str) -> str:
     path = Path(value)
     return str(path if path.is_absolute() else PROJECT_ROOT / path)
 
 
 def warehouse_path() -> str:
-    return _from_root(os.environ.get("CDP_WAREHOUSE", "warehouse/cdp.duckdb"))
+    return from_root(os.environ.get("CDP_WAREHOUSE", "warehouse/cdp.duckdb"))
 
 
 def landing_path() -> str:
-    return _from_root(os.environ.get("CDP_LANDING", "data/demo"))
+    return from_root(os.environ.get("CDP_LANDING", "data/demo"))
 
 
 # What production runs exclude from `dbt build` (the dbt assets, the erasure rebuild, the

@@ -9,6 +9,10 @@
     {%- if not execute or target.name in var('cdp_production_targets') -%}
         {{ return('') }}
     {%- endif -%}
+    {#- a view shows the masked values of the tables it reads -#}
+    {%- if model.config.materialized == 'view' -%}
+        {{ return('') }}
+    {%- endif -%}
     {%- set tagged = [] -%}
     {%- for name, column in model.columns.items() -%}
         {%- if (column.meta or {}).get('pii') or (column.config or {}).get('meta', {}).get('pii') -%}

@@ -8,7 +8,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import requests
 
 from cdp.collector.app import web_events_landing
 from cdp.load import connect, load_table
+from cdp.serving.local import free_port, wait_until_up
 from cdp.sources import TABLES_BY_KEY
 from tests.conftest import dbt_build
 
@@ -30,17 +30,11 @@ WRITE_KEY = "test-write-key"
 CDP = str(Path(sys.executable).parent / "cdp")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """`cdp serve collect` in its own process, on a landing folder of its own."""
 
     def __init__(self, folder: Path, segment_seconds: float = 0.3):
-        self.folder, self.port = folder, _free_port()
+        self.folder, self.port = folder, free_port()
         self.landing = folder / "landing"
         self.url = f"http://127.0.0.1:{self.port}"
         self.segment_seconds = segment_seconds
@@ -59,15 +53,8 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).ok:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.process.kill()
-        raise AssertionError(f"collector did not start: {self.process.stdout.read()}")
+        wait_until_up(f"{self.url}/health", self.process)
+        return self
 
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.process and self.process.poll() is None:

@@ -101,4 +101,11 @@ def destination_names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from reverse_etl.destinations import braze, files, hubspot, salesforce, webhook  # noqa: F401
+    from reverse_etl.destinations import (  # noqa: F401
+        braze,
+        files,
+        hubspot,
+        profile_store,
+        salesforce,
+        webhook,
+    )

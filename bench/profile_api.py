@@ -1,0 +1,142 @@
+"""Profile API benchmark (not part of `make test`): `cdp serve api` over a store of PROFILES
+synthetic documents (Redis at CDP_BENCH_REDIS_URL, else the embedded file), read by concurrent
+clients in separate processes for SECONDS; requests per second and latency percentiles. Writes
+bench/results/profile_api_<store>.json.
+
+    make bench-api                  # embedded store
+    CDP_BENCH_REDIS_URL=redis://127.0.0.1:6379/14 make bench-api
+"""
+
+import json
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from cdp.serving.local import free_port, wait_until_up
+from cdp.serving.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = int(os.environ.get("PROFILES", "100000"))
+PROCESSES = int(os.environ.get("PROCESSES", "2"))
+THREADS = int(os.environ.get("THREADS", "8"))
+SECONDS = float(os.environ.get("SECONDS", "15"))
+TOKEN = "bench-token"
+CDP = str(Path(sys.executable).parent / "cdp")
+
+
+def _documents(count: int):
+    for n in range(count):
+        yield {
+            "profile_id": f"p_{n:08d}",
+            "identifiers": [f"email:person{n}@example.com", f"cookie_id:c{n:08d}"],
+            "audiences": ["engaged_non_buyers"] if n % 7 == 0 else [],
+            "consents": ["email_marketing:email:granted"],
+            "profile": {"city": "Berlin", "country_code": "DE", "record_count": 3},
+            "pii": {"email": f"person{n}@example.com", "first_name": "Anna"},
+            "traits": {"revenue_eur": n % 500 * 1.5, "lifecycle_stage": "customer"},
+        }
+
+
+def _client(url: str, seconds: float, results) -> None:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def run() -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {TOKEN}"
+        rng = random.Random()
+        mine = []
+        while time.monotonic() < deadline:
+            n = rng.randrange(PROFILES)
+            started = time.perf_counter()
+            answer = session.get(f"{url}/v1/profiles/email:person{n}@example.com")
+            mine.append(time.perf_counter() - started)
+            if answer.status_code != 200:
+                raise SystemExit(f"{answer.status_code}: {answer.text}")
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(latencies)
+
+
+def main() -> None:
+    redis_url = os.environ.get("CDP_BENCH_REDIS_URL", "")
+    work = Path(tempfile.mkdtemp(prefix="cdp-bench-api-"))
+    location = redis_url or str(work / "profiles.sqlite")
+    store = open_store(location)
+    if redis_url:
+        store.client.flushdb()
+    batch = []
+    for document in _documents(PROFILES):
+        batch.append(document)
+        if len(batch) == 5_000:
+            store.put(batch)
+            batch = []
+    store.put(batch)
+    store.close()
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [CDP, "serve", "api", "--port", str(port)],
+        env={
+            **os.environ,
+            "CDP_PROFILE_STORE": location,
+            "CDP_API_TOKENS": f"{TOKEN}=profiles:read profiles:pii",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_up(f"{url}/health", server)
+        results = multiprocessing.Queue()
+        started = time.perf_counter()
+        clients = [
+            multiprocessing.Process(target=_client, args=(url, SECONDS, results))
+            for _ in range(PROCESSES)
+        ]
+        for client in clients:
+            client.start()
+        latencies = [value for _ in clients for value in results.get()]
+        for client in clients:
+            client.join()
+        wall = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    latencies.sort()
+    kind = "redis" if redis_url else "embedded"
+    result = {
+        "store": kind,
+        "profiles": PROFILES,
+        "clients": PROCESSES * THREADS,
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / wall),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+        "cores": os.cpu_count(),
+        "note": "clients and server share the machine's cores",
+    }
+    out = ROOT / "bench" / "results" / f"profile_api_{kind}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

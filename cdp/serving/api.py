@@ -1,0 +1,142 @@
+"""The profile API (`cdp serve api`): a profile by any identifier, from the profile store.
+Handlers run on the event loop: a store read is a key lookup (Redis or SQLite), shorter than a
+hand-off to a thread.
+
+    GET /v1/profiles/{kind}:{value}                   the whole document
+    GET /v1/profiles/{kind}:{value}/traits?include=a,b
+    GET /v1/profiles/{kind}:{value}/audiences
+
+`kind` is any identifier kind the identity graph knows (`email`, `user_id`, `anonymous_id`,
+`shop_customer_id`, ...) or `profile_id`. Bearer tokens come from CDP_API_TOKENS as
+`token=scope scope;token=scope`; scope `profiles:read` reads profiles, `profiles:pii` adds the
+personal data (the document's `pii` section and identifier values), masked otherwise. OpenAPI at
+/openapi.json, interactive docs at /docs.
+"""
+
+import os
+import secrets
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cdp.serving.store import ProfileStore, open_store
+
+TOKENS_ENV = "CDP_API_TOKENS"
+READ, PII = "profiles:read", "profiles:pii"
+# identifier kinds whose values are not personal data on their own
+OPAQUE_KINDS = ("profile_id",)
+# Segment's names for the kinds the web events' ids become (sources/web.yml: the anonymousId is
+# the browser's cookie, the userId the shop account's id)
+KIND_ALIASES = {"anonymous_id": "cookie_id", "user_id": "shop_customer_id"}
+
+
+def tokens_from_env() -> dict[str, frozenset[str]]:
+    """`token=scope scope;token=scope` -> scopes per token."""
+    tokens = {}
+    for entry in os.environ.get(TOKENS_ENV, "").split(";"):
+        token, _, scopes = entry.strip().partition("=")
+        if token:
+            tokens[token] = frozenset(scopes.split())
+    return tokens
+
+
+def _mask_identifier(identifier: str) -> str:
+    kind = identifier.partition(":")[0]
+    return identifier if kind in OPAQUE_KINDS else f"{kind}:***"
+
+
+def shown(document: dict, scopes: frozenset[str]) -> dict:
+    """The document as a token with these scopes may see it."""
+    if PII in scopes:
+        return document
+    masked = {k: v for k, v in document.items() if k != "pii"}
+    masked["identifiers"] = [_mask_identifier(i) for i in document.get("identifiers", [])]
+    masked["pii"] = {k: None for k in document.get("pii", {})}
+    return masked
+
+
+def create_app(store: ProfileStore | None = None, tokens: dict | None = None) -> FastAPI:
+    """The API over `store` (default: the configured one) with `tokens` (default: from env)."""
+    tokens = tokens_from_env() if tokens is None else tokens
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.store = store or open_store()
+        try:
+            yield
+        finally:
+            if store is None:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="CDP profile API",
+        version="1",
+        description="Golden records, traits, audiences, consents, predictions and next best "
+        "action of a customer, by any identifier.",
+        lifespan=lifespan,
+    )
+    bearer = HTTPBearer(auto_error=False)
+
+    def scopes_of(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> frozenset[str]:
+        if credentials is None:
+            raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+        for token, scopes in tokens.items():
+            if secrets.compare_digest(token.encode(), credentials.credentials.encode()):
+                if READ not in scopes:
+                    raise HTTPException(403, f"the token lacks scope {READ}")
+                return scopes
+        raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
+
+    def profile(request: Request, reference: str) -> dict:
+        kind, _, value = reference.partition(":")
+        if not kind or not value:
+            raise HTTPException(400, "refer to a profile as kind:value, e.g. email:a@example.com")
+        store: ProfileStore = request.app.state.store
+        kind = KIND_ALIASES.get(kind, kind)
+        document = store.find(f"{kind}:{_normalized(kind, value)}")
+        if document is None:
+            raise HTTPException(404, f"no profile holds {reference}")
+        return document
+
+    Scopes = Annotated[frozenset[str], Depends(scopes_of)]
+
+    @app.get("/v1/profiles/{reference}", summary="A profile by kind:value")
+    async def get_profile(request: Request, reference: str, scopes: Scopes) -> dict:
+        return shown(profile(request, reference), scopes)
+
+    @app.get("/v1/profiles/{reference}/traits", summary="A profile's traits")
+    async def get_traits(
+        request: Request,
+        reference: str,
+        scopes: Scopes,
+        include: Annotated[str | None, Query(description="Comma-separated trait names")] = None,
+    ) -> dict:
+        document = profile(request, reference)
+        traits = document.get("traits", {})
+        if include:
+            wanted = [name.strip() for name in include.split(",") if name.strip()]
+            unknown = [name for name in wanted if name not in traits]
+            if unknown:
+                raise HTTPException(400, f"unknown trait(s): {', '.join(unknown)}")
+            traits = {name: traits[name] for name in wanted}
+        return {"profile_id": document["profile_id"], "traits": traits}
+
+    @app.get("/v1/profiles/{reference}/audiences", summary="A profile's audiences")
+    async def get_audiences(request: Request, reference: str, scopes: Scopes) -> dict:
+        document = profile(request, reference)
+        return {"profile_id": document["profile_id"], "audiences": document.get("audiences", [])}
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict:
+        return {"ok": True}
+
+    return app
+
+
+def _normalized(kind: str, value: str) -> str:
+    """Identifiers are stored normalized; an email is looked up as the warehouse keeps it."""
+    return value.strip().lower() if kind == "email" else value.strip()

@@ -1,0 +1,201 @@
+"""The profile store (the real Redis server and the embedded SQLite file), the `profile_api` sync
+that fills it from the warehouse through the reverse-ETL engine, and the profile API served by
+uvicorn over HTTP: lookups by any identifier, scopes and masking, errors, OpenAPI."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from cdp.serving.local import free_port, wait_until_up
+from cdp.serving.store import EmbeddedStore, RedisStore
+
+CDP = str(Path(sys.executable).parent / "cdp")
+REDIS_URL = os.environ.get("CDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_answers() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def store(request, tmp_path):
+    if request.param == "embedded":
+        opened = EmbeddedStore(tmp_path / "profiles.sqlite")
+    else:
+        if not _redis_answers():
+            pytest.skip(f"no Redis server at {REDIS_URL}")
+        opened = RedisStore(REDIS_URL)
+        opened.client.flushdb()
+    yield opened
+    if request.param == "redis":
+        opened.client.flushdb()
+    opened.close()
+
+
+def test_the_store_finds_a_profile_by_each_identifier_and_forgets_stale_ones(store):
+    anna = {"profile_id": "p1", "identifiers": ["email:anna@example.com", "user_id:u1"]}
+    bert = {"profile_id": "p2", "identifiers": ["email:bert@example.com"]}
+    store.put([anna, bert])
+    assert store.find("email:anna@example.com") == anna
+    assert store.find("user_id:u1") == anna
+    assert store.find("profile_id:p2") == bert
+    assert store.find("email:nobody@example.com") is None
+
+    # Anna changed her email: the old one no longer finds her.
+    store.put([{**anna, "identifiers": ["email:anna@new.example.com", "user_id:u1"]}])
+    assert store.lookup("email:anna@example.com") is None
+    assert store.lookup("email:anna@new.example.com") == "p1"
+
+    # p2 was merged into p1: p1 now holds Bert's email, and deleting p2 keeps it there.
+    store.put([{"profile_id": "p1", "identifiers": ["email:bert@example.com", "user_id:u1"]}])
+    store.delete(["p2"])
+    assert store.lookup("email:bert@example.com") == "p1"
+    assert store.get("p2") is None
+    store.delete(["p1"])
+    assert (store.lookup("user_id:u1"), store.get("p1")) == (None, None)
+
+
+READER, ANALYST, OUTSIDER = "reader-token", "analyst-token", "no-scope-token"
+TOKENS = f"{READER}=profiles:read;{ANALYST}=profiles:read profiles:pii;{OUTSIDER}=other:scope"
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def served(request, full_run, tmp_path, monkeypatch):
+    """The profile_api sync run by the reverse-ETL engine from a copy of the session's
+    warehouse into a store, and `cdp serve api` over it."""
+    from cdp.load import connect
+    from reverse_etl.config import load_syncs
+    from reverse_etl.engine import run_sync
+
+    location = str(tmp_path / "profiles.sqlite")
+    if request.param == "redis":
+        if not _redis_answers():
+            pytest.skip(f"no Redis server at {REDIS_URL}")
+        location = REDIS_URL
+        RedisStore(REDIS_URL).client.flushdb()
+    monkeypatch.setenv("CDP_PROFILE_STORE", location)
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], copy)
+    con = connect(copy)
+    sync = load_syncs()["profile_api"]
+    first = run_sync(con, sync)
+    assert first.status == "succeeded" and first.added > 5000, first
+    port = free_port()
+    server = subprocess.Popen(
+        [CDP, "serve", "api", "--port", str(port)],
+        env={**os.environ, "CDP_API_TOKENS": TOKENS},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/health", server)
+    yield url, con, sync
+    server.terminate()
+    server.wait(timeout=30)
+    con.close()
+    if request.param == "redis":
+        RedisStore(REDIS_URL).client.flushdb()
+
+
+def _get(url: str, path: str, token: str | None = ANALYST, **params):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(f"{url}{path}", headers=headers, params=params, timeout=10)
+
+
+def test_the_api_serves_a_profile_by_any_identifier_as_the_warehouse_holds_it(served):
+    url, con, _ = served
+    profile_id, email, revenue, stage = con.execute(
+        """select c.profile_id, c.email, t.revenue_eur, t.lifecycle_stage
+        from marts.customers c join marts.customer_traits t using (profile_id)
+        join marts.audience_memberships m using (profile_id)
+        where c.email is not null and t.revenue_eur > 0
+        order by c.profile_id limit 1"""
+    ).fetchone()
+    other_kind, other_value = con.execute(
+        """select identifier_kind, identifier_value from marts.customer_identifiers
+        where profile_id = ? and identifier_kind not in ('email', 'profile_id')
+            and not is_blocklisted and not is_shared
+        order by 1, 2 limit 1""",
+        [profile_id],
+    ).fetchone()
+    audiences = sorted(
+        r[0]
+        for r in con.execute(
+            "select audience from marts.audience_memberships where profile_id = ?", [profile_id]
+        ).fetchall()
+    )
+
+    by_email = _get(url, f"/v1/profiles/email:{email.upper()}").json()
+    assert by_email["profile_id"] == profile_id
+    assert by_email["pii"]["email"] == email
+    assert by_email["traits"]["lifecycle_stage"] == stage
+    assert by_email["traits"]["revenue_eur"] == pytest.approx(float(revenue))
+    assert sorted(by_email["audiences"]) == audiences
+    assert f"email:{email}" in by_email["identifiers"]
+    assert {"next_best_action", "predictions", "consents"} <= set(by_email)
+    assert _get(url, f"/v1/profiles/{other_kind}:{other_value}").json() == by_email
+    assert _get(url, f"/v1/profiles/profile_id:{profile_id}").json() == by_email
+    # Segment's anonymousId is the web events' cookie id
+    cookie_owner, cookie = con.execute(
+        """select profile_id, identifier_value from marts.customer_identifiers
+        where identifier_kind = 'cookie_id' and not is_shared order by 1, 2 limit 1"""
+    ).fetchone()
+    assert _get(url, f"/v1/profiles/anonymous_id:{cookie}").json()["profile_id"] == cookie_owner
+
+    traits = _get(url, f"/v1/profiles/email:{email}/traits", include="revenue_eur,lifecycle_stage")
+    assert traits.json()["traits"] == {
+        "revenue_eur": pytest.approx(float(revenue)),
+        "lifecycle_stage": stage,
+    }
+    assert (
+        _get(url, f"/v1/profiles/email:{email}/audiences").json()["audiences"]
+        == (by_email["audiences"])
+    )
+
+    # Personal data only for a token allowed it.
+    masked = _get(url, f"/v1/profiles/email:{email}", token=READER).json()
+    assert masked["pii"]["email"] is None and masked["traits"] == by_email["traits"]
+    assert f"email:{email}" not in masked["identifiers"] and "email:***" in masked["identifiers"]
+
+
+def test_the_api_refuses_clearly_and_documents_itself(served):
+    url, _, _ = served
+    assert _get(url, "/v1/profiles/email:a@b.c", token=None).status_code == 401
+    assert _get(url, "/v1/profiles/email:a@b.c", token="made-up").status_code == 401
+    assert _get(url, "/v1/profiles/email:a@b.c", token=OUTSIDER).status_code == 403
+    missing = _get(url, "/v1/profiles/email:nobody@nowhere.example")
+    assert (missing.status_code, missing.json()["detail"]) == (
+        404,
+        "no profile holds email:nobody@nowhere.example",
+    )
+    assert _get(url, "/v1/profiles/no-kind").status_code == 400
+    paths = requests.get(f"{url}/openapi.json", timeout=10).json()["paths"]
+    assert {"/v1/profiles/{reference}", "/v1/profiles/{reference}/traits"} <= set(paths)
+
+
+def test_a_profile_gone_from_the_warehouse_leaves_the_store(served):
+    from reverse_etl.engine import run_sync
+
+    url, con, sync = served
+    profile_id, email = con.execute(
+        "select profile_id, email from marts.customer_profile_documents"
+        " where email is not null order by profile_id limit 1"
+    ).fetchone()
+    assert _get(url, f"/v1/profiles/email:{email}").status_code == 200
+    # as a merge into another profile or an erasure takes it out of the marts
+    con.execute("delete from marts.customer_profile_documents where profile_id = ?", [profile_id])
+    second = run_sync(con, sync)
+    assert (second.removed, second.added, second.changed) == (1, 0, 0)
+    assert _get(url, f"/v1/profiles/email:{email}").status_code == 404
+    assert _get(url, f"/v1/profiles/profile_id:{profile_id}").status_code == 404
