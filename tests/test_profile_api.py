@@ -69,22 +69,25 @@ READER, ANALYST, OUTSIDER = "reader-token", "analyst-token", "no-scope-token"
 TOKENS = f"{READER}=profiles:read;{ANALYST}=profiles:read profiles:pii;{OUTSIDER}=other:scope"
 
 
-@pytest.fixture(params=["embedded", "redis"])
-def served(request, full_run, tmp_path, monkeypatch):
+@pytest.fixture(scope="module", params=["embedded", "redis"])
+def served(request, full_run, tmp_path_factory):
     """The profile_api sync run by the reverse-ETL engine from a copy of the session's
-    warehouse into a store, and `cdp serve api` over it."""
+    warehouse into a store, and `cdp serve api` over it (one per store for the module; the
+    last test changes it)."""
     from cdp.load import connect
     from reverse_etl.config import load_syncs
     from reverse_etl.engine import run_sync
 
-    location = str(tmp_path / "profiles.sqlite")
+    folder = tmp_path_factory.mktemp(f"profile_api_{request.param}")
+    location = str(folder / "profiles.sqlite")
     if request.param == "redis":
         if not _redis_answers():
             pytest.skip(f"no Redis server at {REDIS_URL}")
         location = REDIS_URL
         RedisStore(REDIS_URL).client.flushdb()
-    monkeypatch.setenv("CDP_PROFILE_STORE", location)
-    copy = tmp_path / "warehouse.duckdb"
+    saved = os.environ.get("CDP_PROFILE_STORE")
+    os.environ["CDP_PROFILE_STORE"] = location
+    copy = folder / "warehouse.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], copy)
     con = connect(copy)
     sync = load_syncs()["profile_api"]
@@ -104,6 +107,10 @@ def served(request, full_run, tmp_path, monkeypatch):
     server.terminate()
     server.wait(timeout=30)
     con.close()
+    if saved is None:
+        os.environ.pop("CDP_PROFILE_STORE", None)
+    else:
+        os.environ["CDP_PROFILE_STORE"] = saved
     if request.param == "redis":
         RedisStore(REDIS_URL).client.flushdb()
 

@@ -131,6 +131,10 @@ class EmbeddedStore(ProfileStore):
         self.con.execute(
             "create table if not exists identifiers (identifier text primary key, profile_id text)"
         )
+        # a profile's entries are replaced on every write: without it, a scan per profile
+        self.con.execute(
+            "create index if not exists identifiers_of_profile on identifiers (profile_id)"
+        )
         self.con.commit()
 
     def put(self, documents: list[dict]) -> None:

@@ -55,10 +55,20 @@ class ProfileStoreDestination(Destination):
 
         return DestinationSettings(base_url=os.environ.get(STORE_ENV, ""), options=options)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._writes = 0
+
+    @property
+    def calls(self) -> int:
+        """Writes to the store (one pipeline or transaction per batch)."""
+        return self._writes
+
     def upsert(self, records: list[Record]) -> list[Outcome]:
         store = open_store(self.settings.base_url)
         try:
             store.put([document(r) for r in records])
+            self._writes += 1
         finally:
             store.close()
         return [Outcome(r.record_key, True, r.identifier) for r in records]
@@ -67,6 +77,7 @@ class ProfileStoreDestination(Destination):
         store = open_store(self.settings.base_url)
         try:
             store.delete([r.destination_id or r.identifier or r.record_key for r in records])
+            self._writes += 1
         finally:
             store.close()
         return [Outcome(r.record_key, True, r.destination_id) for r in records]
