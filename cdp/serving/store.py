@@ -96,14 +96,21 @@ class RedisStore(ProfileStore):
         if not profile_ids:
             return
         before = self.client.mget([self._profile(p) for p in profile_ids])
+        entries = [
+            (profile_id, self._index(key))
+            for profile_id, document in zip(profile_ids, before, strict=True)
+            if document is not None
+            for key in index_keys(orjson.loads(document))
+        ]
+        owners = self.client.mget([key for _, key in entries]) if entries else []
+        # an identifier that moved to another profile keeps pointing there
+        moved_away = {
+            key
+            for (profile_id, key), owner in zip(entries, owners, strict=True)
+            if owner != profile_id.encode()
+        }
         keys = [self._profile(p) for p in profile_ids]
-        for profile_id, document in zip(profile_ids, before, strict=True):
-            if document is None:
-                continue
-            for key in index_keys(orjson.loads(document)):
-                # an identifier that moved to another profile keeps pointing there
-                if self.client.get(self._index(key)) == profile_id.encode():
-                    keys.append(self._index(key))
+        keys += [key for _, key in entries if key not in moved_away]
         self.client.delete(*keys)
 
     def get(self, profile_id: str) -> dict | None:

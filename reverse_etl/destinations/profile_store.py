@@ -11,6 +11,7 @@ only to tokens allowed personal data. Mirror mode deletes the profiles the model
 from __future__ import annotations
 
 import datetime as dt
+import os
 from decimal import Decimal
 
 from cdp.serving.store import STORE_ENV, open_store
@@ -51,8 +52,6 @@ class ProfileStoreDestination(Destination):
 
     @classmethod
     def settings_from_env(cls, options: dict) -> DestinationSettings:
-        import os
-
         return DestinationSettings(base_url=os.environ.get(STORE_ENV, ""), options=options)
 
     def __init__(self, *args, **kwargs):
