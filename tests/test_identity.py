@@ -310,6 +310,7 @@ def _dbt_run(warehouse: Path, *args: str) -> None:
 # Identity tables compared between an incremental run and a recomputation of every component;
 # the run timestamps differ by design.
 RESOLVED_TABLES = {
+    "intermediate.int_linked_components": "computed_at",
     "intermediate.int_identity_components": "computed_at",
     "intermediate.int_profile_assignments": "assigned_at, prior_profile_id",
     "marts.customer_profile_records": "assigned_at, profile_updated_at",
@@ -369,7 +370,8 @@ def test_incremental_identity_run_equals_recomputing_every_profile(full_run, lan
     # The oracle: the same run after every stored fingerprint is spoilt, so that every component
     # is walked and every profile recomputed.
     con = duckdb.connect(str(recomputed))
-    con.execute("update intermediate.int_identity_components set graph_fingerprint = 'spoilt'")
+    for table in ("int_linked_components", "int_identity_components"):
+        con.execute(f"update intermediate.{table} set graph_fingerprint = 'spoilt'")
     con.close()
     for warehouse in (incremental, recomputed):
         _dbt_run(warehouse, "+customers", "+customer_identifiers", "int_web_sessions")

@@ -1,6 +1,5 @@
--- Both records of every identity edge belong to the same linked component, before the identifier
--- limits split it (on Spark, where components come from a bounded number of propagation rounds,
--- this fails if a component needed more).
+-- Both records of every identity edge belong to the same linked component (on Spark, where
+-- components come from a bounded number of propagation rounds, this fails if one needed more).
 
 with
 
@@ -12,16 +11,16 @@ edges as (
 
 components as (
 
-    select * from {{ ref('int_identity_components') }}
+    select * from {{ ref('int_linked_components') }}
 
 )
 
 select
     edges.record_key_a,
     edges.record_key_b,
-    a.linked_component_key as component_a,
-    b.linked_component_key as component_b
+    a.component_key as component_a,
+    b.component_key as component_b
 from edges
 inner join components as a on edges.record_key_a = a.record_key
 inner join components as b on edges.record_key_b = b.record_key
-where a.linked_component_key <> b.linked_component_key
+where a.component_key <> b.component_key

@@ -2,26 +2,26 @@
     materialized=incremental_materialization(),
     unique_key='record_key',
     incremental_strategy=incremental_strategy_for_target(),
-    post_hook="{{ delete_rows_gone_from(ref('int_identity_records'), 'record_key') }}",
+    post_hook="{{ delete_rows_gone_from(ref('int_linked_components'), 'record_key') }}",
 ) }}
 
--- Connected components of the record graph: every record gets the smallest record key it is
--- linked to, directly or through others (macros/identity.sql); components stay small because
--- junk and shared identifiers do not link.
--- Incremental runs walk only the components holding a record that is new, gone, or whose
--- fingerprint (attributes, identifiers and their quality, links) changed: a new link changes
--- the fingerprints of both its records, so every other component is unchanged and kept.
--- Guards that decide: a component holding more values of a merge-key kind than a profile may
--- (identifier rules' max_per_profile, e.g. two CRM contact ids) is split, see `guarded`.
+-- Guards that decide: a linked component (int_linked_components) holding more values of a
+-- merge-key kind than a profile may (identifier rules' max_per_profile, e.g. two CRM contact
+-- ids) is split, see `guarded`. Components within the limits pass unchanged.
+-- Incremental runs guard only the linked components holding a record that is new, or whose
+-- fingerprint or linked component changed (a changed membership changes the fingerprint of a
+-- record at the changed link). A model of its own so that Spark plans the chains of the split
+-- over a table, not over the rounds that found the components.
 
-{{ with_recursive() }}
+with
 
-records as (
+linked as (
 
     select
         record_key,
-        record_fingerprint
-    from {{ ref('int_identity_records') }}
+        component_key,
+        graph_fingerprint
+    from {{ ref('int_linked_components') }}
 
 ),
 
@@ -40,8 +40,8 @@ edges as (
         edges.record_key_a,
         edges.record_key_b,
         edges.link_type,
-        -- how strongly the link binds, for the guard: a person's decision, then identifier
-        -- links by their kind's priority, then matches by probability
+        -- how strongly the link binds: a person's decision, then identifier links by their
+        -- kind's priority, then matches by probability
         case edges.link_type
             when 'decision' then 3.0
             when 'identifier' then 2.0 - 0.001 * coalesce(kinds.priority, 999)
@@ -53,115 +53,56 @@ edges as (
 
 ),
 
-links_per_record as (
-
-    select
-        record_key,
-        {{ fingerprint_of_rows(['linked_key']) }} as linked_keys
-    from (
-        select
-            record_key_a as record_key,
-            record_key_b as linked_key
-        from edges
-        union
-        select
-            record_key_b as record_key,
-            record_key_a as linked_key
-        from edges
-    ) as links
-    group by record_key
-
-),
-
-identifiers_per_record as (
-
-    select
-        record_key,
-        {{ fingerprint_of_rows([
-            'identifier_kind', 'identifier_value', 'is_blocklisted', 'is_shared',
-        ]) }} as identifier_fingerprints
-    from {{ ref('int_identifiers_judged') }}
-    group by record_key
-
-),
-
-fingerprinted as (
-
-    select
-        records.record_key,
-        {{ fingerprint([
-            'records.record_fingerprint',
-            'identifiers_per_record.identifier_fingerprints',
-            'links_per_record.linked_keys',
-        ]) }} as graph_fingerprint
-    from records
-    left join identifiers_per_record on records.record_key = identifiers_per_record.record_key
-    left join links_per_record on records.record_key = links_per_record.record_key
-
-),
-
--- as of the last run (none on a full build: every record counts as new)
+-- as of the last run (none on a full build: every component is guarded)
 stored as (
 
     {% if is_incremental() %}
         select
             record_key,
-            linked_component_key as component_key,
+            linked_component_key,
             graph_fingerprint
         from {{ this }}
     {% else %}
         select
             cast(null as {{ dbt.type_string() }}) as record_key,
-            cast(null as {{ dbt.type_string() }}) as component_key,
+            cast(null as {{ dbt.type_string() }}) as linked_component_key,
             cast(null as {{ dbt.type_string() }}) as graph_fingerprint
         where false
     {% endif %}
 
 ),
 
-changed as (
+walked_components as (
 
-    select coalesce(fingerprinted.record_key, stored.record_key) as record_key
-    from fingerprinted
-    full outer join stored on fingerprinted.record_key = stored.record_key
+    select distinct linked.component_key
+    from linked
+    left join stored on linked.record_key = stored.record_key
     where
-        fingerprinted.record_key is null
-        or stored.record_key is null
-        or fingerprinted.graph_fingerprint <> stored.graph_fingerprint
+        stored.record_key is null
+        or linked.component_key <> stored.linked_component_key
+        or linked.graph_fingerprint <> stored.graph_fingerprint
 
 ),
 
-changed_components as (
+components as (
 
-    select distinct stored.component_key
-    from stored
-    inner join changed on stored.record_key = changed.record_key
-
-),
-
-walked_records as (
-
-    select changed.record_key
-    from changed
-    inner join fingerprinted on changed.record_key = fingerprinted.record_key
-    union
-    select stored.record_key
-    from stored
-    inner join changed_components on stored.component_key = changed_components.component_key
-    inner join fingerprinted on stored.record_key = fingerprinted.record_key
+    select
+        linked.record_key,
+        linked.component_key,
+        linked.graph_fingerprint
+    from linked
+    inner join walked_components on linked.component_key = walked_components.component_key
 
 ),
 
--- both ends of a link to a walked record are walked (see above)
+-- a link's records are in one linked component, so its first record decides
 walked_edges as (
 
     select edges.*
     from edges
-    inner join walked_records on edges.record_key_a = walked_records.record_key
+    inner join components on edges.record_key_a = components.record_key
 
 ),
-
-{{ connected_components('walked_records', 'walked_edges') }},
 
 limited_values as (
 
@@ -299,7 +240,8 @@ guarded as (
     select
         components.record_key,
         components.component_key as linked_component_key,
-        coalesce(parts.part_key, components.component_key) as component_key
+        coalesce(parts.part_key, components.component_key) as component_key,
+        components.graph_fingerprint
     from components
     left join parts on components.record_key = parts.record_key
 
@@ -310,7 +252,6 @@ select
     guarded.component_key,
     count(*) over (partition by guarded.component_key) as component_size,
     guarded.linked_component_key,
-    fingerprinted.graph_fingerprint,
+    guarded.graph_fingerprint,
     {{ dbt.current_timestamp() }} as computed_at
 from guarded
-inner join fingerprinted on guarded.record_key = fingerprinted.record_key
