@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
 
@@ -788,6 +789,11 @@ def serve_collect(
     segment_seconds: float = typer.Option(
         5.0, help="Close and land a segment at this age (seconds)."
     ),
+    live: bool = typer.Option(
+        True,
+        help="Fold accepted events into the profile store (CDP_PROFILE_STORE) at once, so the "
+        "profile API shows them before the batch build.",
+    ),
 ) -> None:
     """Collect events over Segment's HTTP Tracking API (POST /v1/track, /v1/identify, /v1/page,
     /v1/screen, /v1/group, /v1/alias, /v1/batch) into the web events landing folder. Write keys
@@ -802,6 +808,7 @@ def serve_collect(
         web_events_landing,
         write_keys_from_env,
     )
+    from cdp.serving.store import STORE_ENV, describe_store
 
     keys = write_keys_from_env()
     if not keys:
@@ -813,9 +820,11 @@ def serve_collect(
         landing=web_events_landing(landing),
         write_keys=keys,
         segment_seconds=segment_seconds,
+        profile_store=os.environ.get(STORE_ENV, "") if live else None,
     )
     console.print(
         f"collecting on http://{host}:{port}/v1/ into {settings.landing} ({len(keys)} write key(s))"
+        + (f"; live into {describe_store()}" if live else "")
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 

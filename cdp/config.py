@@ -20,6 +20,15 @@ def landing_path() -> str:
     return from_root(os.environ.get("CDP_LANDING", "data/demo"))
 
 
+def project_var(name: str, default=None):
+    """A var as dbt_project.yml sets it, for Python that must agree with the models (a run's
+    `--vars` are not seen here)."""
+    import yaml
+
+    project = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text(encoding="utf-8"))
+    return (project.get("vars") or {}).get(name, default)
+
+
 # What production runs exclude from `dbt build` (the dbt assets, the erasure rebuild, the
 # benchmark): unit tests check model logic on fixtures, not data; `make test` runs them (dbt's
 # advice; they were an eighth of a run after new data).

@@ -20,12 +20,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import orjson
 import pandas as pd
 
 from cdp.load import quote, table_exists, utc_now
 from cdp.sources import EMAIL_TOKEN, TABLES, TABLES_BY_KEY, Table
-from cdp.suppression import PRIVACY_SCHEMA, digest, ensure_privacy_schema
+from cdp.suppression import PRIVACY_SCHEMA, Suppressions, digest, ensure_privacy_schema
 from cdp.warehouse import Warehouse, as_warehouse
 
 REQUESTS = f"{PRIVACY_SCHEMA}.erasure_requests"
@@ -271,6 +273,7 @@ class ErasureResult:
     rows_deleted: int = 0
     rows_pseudonymized: int = 0
     destination_deletes: int = 0
+    collected_events_deleted: int = 0
     message: str = ""
 
 
@@ -439,7 +442,32 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
     result.status = "erased"
     # Write the deletions out so freed blocks are reused rather than kept as history.
     con.checkpoint()
+    result.collected_events_deleted = _erase_in_collector_log(con, request_id)
     return result
+
+
+def _erase_in_collector_log(con, request_id: str) -> int:
+    """The person's events the collector landed and the loader has not (or has) read: the
+    segments are the CDP's own copy, so they are rewritten without them."""
+    from cdp.collector.app import web_events_landing
+    from cdp.collector.log import scrub_landed
+    from cdp.config import landing_path
+
+    suppressions = Suppressions.read(con)
+    table = TABLES_BY_KEY["web__events"]
+
+    def belongs(row: dict) -> bool:
+        as_exported = {
+            k: v if v is None or isinstance(v, str) else orjson.dumps(v).decode()
+            for k, v in row.items()
+        }
+        return suppressions.reason(table, as_exported) is not None
+
+    landed = web_events_landing(Path(landing_path()))
+    removed = scrub_landed(landed, belongs, same_person=("anonymous_id", "user_id"))
+    if removed:
+        _log(con, request_id, "collector", "web events segments", "deleted", removed)
+    return removed
 
 
 def open_requests(con) -> list[str]:

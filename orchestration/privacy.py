@@ -38,7 +38,8 @@ def erase_requested_people(context: OpExecutionContext, warehouse: WarehouseReso
             context.log.info(
                 f"{request_id}: {result.status}, {result.rows_deleted} rows deleted, "
                 f"{result.rows_pseudonymized} pseudonymized, {result.destination_deletes} "
-                f"destination deletes {result.message}"
+                f"destination deletes, {result.collected_events_deleted} collected events "
+                f"deleted {result.message}"
             )
             (erased if result.status == "erased" else failed).append(result)
     if failed:

@@ -33,8 +33,9 @@ CDP = str(Path(sys.executable).parent / "cdp")
 class Server:
     """`cdp serve collect` in its own process, on a landing folder of its own."""
 
-    def __init__(self, folder: Path, segment_seconds: float = 0.3):
+    def __init__(self, folder: Path, segment_seconds: float = 0.3, store: str | None = None):
         self.folder, self.port = folder, free_port()
+        self.store = store or str(folder / "profiles.sqlite")  # the hot path's
         self.landing = folder / "landing"
         self.url = f"http://127.0.0.1:{self.port}"
         self.segment_seconds = segment_seconds
@@ -48,6 +49,7 @@ class Server:
                 **os.environ,
                 "CDP_LANDING": str(self.landing),
                 "CDP_COLLECTOR_WRITE_KEYS": f"other-key,{WRITE_KEY}",
+                "CDP_PROFILE_STORE": self.store,
             },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -70,6 +70,8 @@ def world(full_run, tmp_path_factory):
         saved = dict(os.environ)
         stack.callback(lambda: (os.environ.clear(), os.environ.update(saved)))
         os.environ["CDP_EXPORT_DIR"] = str(folder / "exports")
+        os.environ["CDP_PROFILE_STORE"] = str(folder / "profiles.sqlite")
+        os.environ["CDP_LANDING"] = str(folder / "landing")
         emulators = start_emulators(stack)
         con = connect(copy)
         for sync in load_syncs().values():
@@ -185,9 +187,46 @@ def test_a_refusing_destination_leaves_the_warehouse_untouched(world):
     assert email not in json.dumps(status + message)
 
 
-def test_retry_erases_everywhere_and_nothing_is_left(world):
+def _collected_after_the_build(world) -> tuple[Path, str]:
+    """Events of the person the collector took after the build: in the profile store (the hot
+    path) and in a landed segment the loader has not read, next to someone else's."""
+    from datetime import UTC, datetime
+
+    from cdp.collector.app import web_events_landing
+    from cdp.collector.messages import accept
+    from cdp.serving.live import LiveUpdater
+    from cdp.serving.store import open_store
+
     person = world["person"]
     email = sorted(person["emails"])[0]
+    now = datetime.now(UTC)
+    rows = [
+        accept(message, now, call=message["type"]).row
+        for message in (
+            {"type": "identify", "anonymousId": "their-phone", "traits": {"email": email}},
+            {"type": "page", "anonymousId": "their-phone", "name": "Home"},
+            {"type": "page", "anonymousId": "someone-else", "name": "Home"},
+        )
+    ]
+    store = open_store()
+    try:
+        LiveUpdater(store).apply(rows)
+        assert store.live_lookup("cookie_id:their-phone") == f"profile_id:{person['profile_id']}"
+    finally:
+        store.close()
+    landed = web_events_landing(world["folder"] / "landing")
+    landed.mkdir(parents=True, exist_ok=True)
+    segment = landed / "collector-20261203T000000-1-000001.jsonl"
+    segment.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    return segment, email
+
+
+def test_retry_erases_everywhere_and_nothing_is_left(world):
+    from cdp.serving.live import overlay_for
+    from cdp.serving.store import open_store
+
+    person = world["person"]
+    segment, email = _collected_after_the_build(world)
     done = _cli(world, "erase", "--email", email, "--requested-by", "dpo@test")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "verified" in done.stdout + done.stderr
@@ -216,6 +255,17 @@ def test_retry_erases_everywhere_and_nothing_is_left(world):
     assert destinations == person["held_by"]  # every sync that had delivered them
     assert pseudonymized >= person["held_by"]  # the record of processing keeps the counts
     assert other_customers > 9000  # nobody else went with them
+    # The collector's own copy keeps only someone else's event; the API serves nothing of them.
+    assert [json.loads(line)["anonymous_id"] for line in segment.read_text().splitlines()] == [
+        "someone-else"
+    ]
+    store = open_store()
+    try:
+        assert overlay_for(store, "cookie_id:their-phone") == (None, None)
+        assert overlay_for(store, f"profile_id:{person['profile_id']}") == (None, None)
+        assert overlay_for(store, "cookie_id:someone-else")[1] is not None
+    finally:
+        store.close()
 
 
 def test_the_next_export_does_not_bring_them_back(world):

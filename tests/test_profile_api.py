@@ -206,3 +206,194 @@ def test_a_profile_gone_from_the_warehouse_leaves_the_store(served):
     assert (second.removed, second.added, second.changed) == (1, 0, 0)
     assert _get(url, f"/v1/profiles/email:{email}").status_code == 404
     assert _get(url, f"/v1/profiles/profile_id:{profile_id}").status_code == 404
+
+
+def _collected(call: str, when: str, **fields) -> dict:
+    """A Segment message as the collector accepts it (its row of the web events export)."""
+    from datetime import UTC, datetime
+
+    from cdp.collector.messages import accept
+
+    message = {"timestamp": when, "messageId": f"m-{call}-{when}-{len(fields)}", **fields}
+    return accept(message, datetime.now(UTC), call=call).row
+
+
+def test_the_hot_path_ties_events_to_profiles_and_gives_way_to_the_batch(store):
+    from cdp.serving.live import (
+        CONSENT_EVENT,
+        LiveUpdater,
+        adopt,
+        overlay_for,
+        view,
+        with_live_consents,
+    )
+
+    anna = {
+        "profile_id": "p1",
+        "identifiers": ["shop_customer_id:u1", "email:anna@example.com"],
+        "traits": {"last_web_visit_at": "2026-11-01 10:00:00"},
+        "consents": ["email_marketing:email:granted"],
+    }
+    bert = {"profile_id": "p2", "identifiers": ["cookie_id:shared-tablet"]}
+    store.put([anna, bert])
+    live = LiveUpdater(store)
+
+    # An unknown visitor: found by the browser id alone.
+    live.apply([_collected("page", "2026-12-01T09:00:00Z", anonymousId="a1", name="Home")])
+    document, overlay = overlay_for(store, "cookie_id:a1")
+    assert document is None and view(overlay, None)["event_counts"] == {"page": 1}
+
+    # She logs in: the browser joins her profile with what it did before.
+    live.apply(
+        [
+            _collected(
+                "identify",
+                "2026-12-01T09:01:00Z",
+                userId="u1",
+                anonymousId="a1",
+                traits={"plan": "gold"},
+            ),
+            _collected("track", "2026-12-01T09:02:00Z", userId="u1", event="Order Completed"),
+            # the batch already holds this one (before her last web visit in the warehouse)
+            _collected("page", "2026-10-01T09:00:00Z", userId="u1", name="Old"),
+        ]
+    )
+    document, overlay = overlay_for(store, "cookie_id:a1")
+    shown_live = view(overlay, document)
+    assert document["profile_id"] == "p1"
+    assert shown_live["event_counts"] == {"page": 1, "identify": 1, "track:Order Completed": 1}
+    assert shown_live["traits"] == {"plan": "gold"}
+    assert shown_live["last_seen_at"] == "2026-12-01T09:02:00.000Z"
+
+    # A shared device the batch placed with Bert does not pull Anna's events over, nor merge.
+    live.apply(
+        [_collected("page", "2026-12-01T09:03:00Z", userId="u1", anonymousId="shared-tablet")]
+    )
+    assert overlay_for(store, "cookie_id:shared-tablet")[0]["profile_id"] == "p2"
+    assert (
+        view(*reversed(overlay_for(store, "email:anna@example.com")))["event_counts"]["page"] == 2
+    )
+
+    # Consent withdrawn through Segment's consent event: in force at once.
+    live.apply(
+        [
+            _collected(
+                "track",
+                "2026-12-01T09:04:00Z",
+                userId="u1",
+                event=CONSENT_EVENT,
+                context={"consent": {"categoryPreferences": {"Marketing": False}}},
+            )
+        ]
+    )
+    consents = view(*reversed(overlay_for(store, "shop_customer_id:u1")))["consents"]
+    assert [(c["category"], c["granted"]) for c in consents] == [("Marketing", False)]
+    assert with_live_consents(anna["consents"], consents) == ["email_marketing:email:withdrawn"]
+
+    # The batch now knows an anonymous visitor: what it saw since moves into the profile.
+    live.apply([_collected("page", "2026-12-01T09:05:00Z", anonymousId="a3", name="Pricing")])
+    carla = {"profile_id": "p3", "identifiers": ["cookie_id:a3"]}
+    store.put([carla])
+    adopt(store, [carla])
+    document, overlay = overlay_for(store, "cookie_id:a3")
+    assert document == carla and view(overlay, document)["event_counts"] == {"page": 1}
+
+    # Erasure: the profile, its overlay and the browser tied to it live are gone.
+    store.delete(["p1"])
+    assert overlay_for(store, "cookie_id:a1") == (None, None)
+    assert overlay_for(store, "shop_customer_id:u1") == (None, None)
+
+
+def _until(check, timeout: float = 10.0):
+    """Polls `check` until it returns something true; (its value, seconds it took)."""
+    import time
+
+    started = time.monotonic()
+    while True:
+        value = check()
+        if value or time.monotonic() - started > timeout:
+            return value, time.monotonic() - started
+        time.sleep(0.05)
+
+
+def test_events_sent_with_the_sdk_show_in_the_api_within_seconds(served, tmp_path):
+    """The hot path end to end: Segment's SDK -> `cdp serve collect` -> the store -> the API."""
+    from segment.analytics.client import Client
+
+    from cdp.serving.live import CONSENT_EVENT
+    from tests.test_collector import WRITE_KEY, Server
+
+    url, con, _ = served
+    profile_id, user_id = con.execute(
+        """select profile_id, identifier_value from marts.customer_identifiers
+        where identifier_kind = 'shop_customer_id' and not is_shared
+            and profile_id in (select profile_id from marts.customer_consents
+                where purpose = 'email_marketing' and channel = 'email' and is_granted)
+        order by 1 limit 1"""
+    ).fetchone()
+    collector = Server(tmp_path, store=os.environ["CDP_PROFILE_STORE"]).start()
+    try:
+        errors = []
+        client = Client(
+            WRITE_KEY,
+            host=collector.url,
+            on_error=lambda error, batch: errors.append(error),
+            upload_interval=0.05,
+        )
+        browser, stranger = f"browser-{tmp_path.name}", f"stranger-{tmp_path.name}"
+        client.identify(user_id, {"plan": "gold"}, anonymous_id=browser)
+        client.track(user_id, "Order Completed", {"revenue": 42.0}, anonymous_id=browser)
+        client.page(anonymous_id=browser, name="Thanks")
+        client.page(anonymous_id=stranger, name="Home")
+        client.flush()
+
+        def live_counts():
+            answer = _get(url, f"/v1/profiles/anonymous_id:{browser}")
+            return answer.status_code == 200 and answer.json()["live"]["event_counts"].get("page")
+
+        seen, seconds = _until(live_counts)
+        assert seen, "the events did not reach the API"
+        assert seconds < 5
+        profile = _get(url, f"/v1/profiles/anonymous_id:{browser}").json()
+        assert profile["profile_id"] == profile_id
+        assert profile["live"]["event_counts"] == {
+            "identify": 1,
+            "track:Order Completed": 1,
+            "page": 1,
+        }
+        assert profile["live"]["traits"] == {"plan": "gold"}
+        masked = _get(url, f"/v1/profiles/user_id:{user_id}", token=READER).json()
+        assert masked["live"]["traits"] == {"plan": None}
+        unknown = _get(url, f"/v1/profiles/anonymous_id:{stranger}").json()
+        assert (unknown["known"], unknown["live"]["event_counts"]) == (False, {"page": 1})
+
+        # Recent events, newest first, a page at a time.
+        first = _get(url, f"/v1/profiles/user_id:{user_id}/events", limit=2).json()
+        rest = _get(
+            url, f"/v1/profiles/user_id:{user_id}/events", limit=2, before=first["next_before"]
+        ).json()
+        events = first["events"] + rest["events"]
+        assert sorted(e["type"] for e in events) == ["identify", "page", "track"]
+        assert len({e["message_id"] for e in events}) == 3 and rest["next_before"] is None
+        moments = [(e["timestamp"], e["message_id"]) for e in events]
+        assert moments == sorted(moments, reverse=True)
+
+        # Consent withdrawn in the browser is in force in the API at once.
+        client.track(
+            user_id,
+            CONSENT_EVENT,
+            anonymous_id=browser,
+            context={"consent": {"categoryPreferences": {"Marketing": False}}},
+        )
+        client.flush()
+        withdrawn, _ = _until(
+            lambda: (
+                "email_marketing:email:withdrawn"
+                in _get(url, f"/v1/profiles/user_id:{user_id}").json()["consents"]
+            )
+        )
+        assert withdrawn
+        client.join()
+        assert errors == []
+    finally:
+        collector.stop()

@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import gzip
+import logging
 import os
 import zlib
 from collections import OrderedDict
@@ -35,9 +36,12 @@ from cdp.collector.messages import (
     accept,
     check_size,
 )
+from cdp.serving.live import LiveUpdater
+from cdp.serving.store import open_store
 
 WRITE_KEYS_ENV = "CDP_COLLECTOR_WRITE_KEYS"
 RECENT_IDS = 500_000  # messageIds remembered for de-duplication of retries
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,6 +52,8 @@ class CollectorSettings:
     segment_seconds: float = 5.0
     segment_bytes: int = 16 * 1024 * 1024
     recent_ids: int = RECENT_IDS
+    # the hot path: the profile store accepted events are folded into (None: no hot path)
+    profile_store: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -111,19 +117,44 @@ class Collector:
         self.rejected_path = settings.spool / "rejected.jsonl"
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._rotation: asyncio.Task | None = None
+        self._live_task: asyncio.Task | None = None
+        self._live_rows: list[dict] = []
+        self._live_ready = asyncio.Event()
+        self.live: LiveUpdater | None = None
         self.accepted = 0
         self.duplicates = 0
 
     async def startup(self) -> None:
         self.log.recover()
         self._rotation = asyncio.create_task(self._rotate_forever())
+        if self.settings.profile_store is not None:
+            self.live = LiveUpdater(open_store(self.settings.profile_store))
+            self._live_task = asyncio.create_task(self._apply_live_forever())
 
     async def shutdown(self) -> None:
-        if self._rotation is not None:
-            self._rotation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rotation
+        for task in (self._rotation, self._live_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.live is not None:
+            if self._live_rows:  # what was accepted before the stop still reaches the store
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.live.apply, self._live_rows)
+            self.live.store.close()
         await self.log.close()
+
+    async def _apply_live_forever(self) -> None:
+        """Hands accepted events to the profile store, a batch at a time, off the request path.
+        A store that fails costs the hot path only: the events are in the log already."""
+        while True:
+            await self._live_ready.wait()
+            self._live_ready.clear()
+            rows, self._live_rows = self._live_rows, []
+            try:
+                await asyncio.to_thread(self.live.apply, rows)
+            except Exception as exc:  # any store error: the events are in the log already
+                log.warning("hot path: %d event(s) not in the profile store: %s", len(rows), exc)
 
     async def _rotate_forever(self) -> None:
         interval = max(0.1, min(1.0, self.settings.segment_seconds / 2))
@@ -178,7 +209,7 @@ class Collector:
             messages, sent_at, shared = [payload], None, None
 
         single = None if call == "batch" else call
-        lines, rejected, ids = [], [], []
+        lines, rejected, ids, rows = [], [], [], []
         for index, message in enumerate(messages):
             try:
                 check_size(message)
@@ -187,13 +218,15 @@ class Collector:
                 rejected.append({"index": index, "code": exc.code, "error": str(exc)})
                 continue
             ids.append(accepted.message_id)
+            rows.append(accepted.row)
             lines.append(orjson.dumps(accepted.row) + b"\n")
         if rejected and not lines:
             first = rejected[0]
             if single:
                 return _error(400, first["code"], first["error"])
             return _error(400, first["code"], "no message in the batch is valid", rejected=rejected)
-        fresh = [(i, line) for i, line in zip(ids, lines, strict=True) if not self._seen(i)]
+        seen = [self._seen(i) for i in ids]
+        fresh = [(i, line) for i, line, old in zip(ids, lines, seen, strict=True) if not old]
         self.duplicates += len(lines) - len(fresh)
         try:
             if fresh:
@@ -209,6 +242,9 @@ class Collector:
                 self._recent.pop(message_id, None)
             return _error(503, "unavailable", f"events could not be stored: {exc.strerror}")
         self.accepted += len(fresh)
+        if self.live is not None and fresh:
+            self._live_rows += [row for row, old in zip(rows, seen, strict=True) if not old]
+            self._live_ready.set()
         answer = {"success": True}
         if rejected:
             answer["rejected"] = rejected
@@ -219,7 +255,8 @@ def create_app(settings: CollectorSettings) -> Starlette:
     collector = Collector(settings)
 
     async def health(_: Request) -> JSONResponse:
-        return JSONResponse({"ok": True, "accepted": collector.accepted})
+        live = collector.live.applied if collector.live else None
+        return JSONResponse({"ok": True, "accepted": collector.accepted, "live_applied": live})
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

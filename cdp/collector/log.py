@@ -19,9 +19,11 @@ import fcntl
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 OPEN_SUFFIX = ".jsonl.open"
+SEGMENT_PREFIX = "collector-"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -124,7 +126,7 @@ class DurableLog:
     def _open_segment(self) -> None:
         self._sequence += 1
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        name = f"collector-{stamp}-{os.getpid()}-{self._sequence:06d}{OPEN_SUFFIX}"
+        name = f"{SEGMENT_PREFIX}{stamp}-{os.getpid()}-{self._sequence:06d}{OPEN_SUFFIX}"
         self._path = self.spool / name
         self._file = self._path.open("ab")
         fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -192,3 +194,52 @@ class DurableLog:
         """Land the open segment (on shutdown)."""
         async with self._lock:
             await asyncio.to_thread(self._close_segment)
+
+
+def scrub_landed(
+    landing: Path, belongs: Callable[[dict], bool], same_person: tuple[str, ...] = ()
+) -> int:
+    """Rewrite the collector's landed segments without the events `belongs` picks (erasure),
+    and without every event sharing one of the `same_person` fields' values with those (the
+    browser an identify tied to the person); each file replaced atomically. The number of events
+    removed. The raw loader skips rows it holds already, so a rewritten segment adds nothing
+    when read again; open segments land within seconds, and the suppression list drops what
+    they hold at load."""
+    import orjson
+
+    segments = sorted(Path(landing).glob(f"{SEGMENT_PREFIX}*.jsonl"))
+    parsed = {
+        segment: [
+            (line, orjson.loads(line))
+            for line in segment.read_bytes().splitlines(keepends=True)
+            if line.strip()
+        ]
+        for segment in segments
+    }
+    picked = {id(row) for rows in parsed.values() for _, row in rows if belongs(row)}
+    marked = {
+        (name, row[name])
+        for rows in parsed.values()
+        for _, row in rows
+        if id(row) in picked
+        for name in same_person
+        if row.get(name)
+    }
+    removed = 0
+    for segment, rows in parsed.items():
+        kept = [
+            line
+            for line, row in rows
+            if id(row) not in picked and not any((n, row.get(n)) in marked for n in same_person)
+        ]
+        if len(kept) == len(rows):
+            continue
+        removed += len(rows) - len(kept)
+        scrubbed = segment.with_name(f".{segment.name}.scrubbed")
+        with scrubbed.open("wb") as fh:
+            fh.write(b"".join(kept))
+            fh.flush()
+            os.fsync(fh.fileno())
+        scrubbed.replace(segment)
+        _fsync_dir(segment.parent)
+    return removed

@@ -5,6 +5,11 @@ hand-off to a thread.
     GET /v1/profiles/{kind}:{value}                   the whole document
     GET /v1/profiles/{kind}:{value}/traits?include=a,b
     GET /v1/profiles/{kind}:{value}/audiences
+    GET /v1/profiles/{kind}:{value}/events?limit=50&before=<timestamp>
+
+Every answer carries what the collector saw since the batch build (`live`, cdp/serving/live.py):
+events, identify traits, consent changes (which override the batch's consents at once). Someone
+the batch does not know yet is found by the ids their events carried (`known: false`).
 
 `kind` is any identifier kind the identity graph knows (`email`, `user_id`, `anonymous_id`,
 `shop_customer_id`, ...) or `profile_id`. Bearer tokens come from CDP_API_TOKENS as
@@ -21,6 +26,13 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from cdp.serving.live import (
+    cursor_of,
+    overlay_for,
+    recent_events,
+    view,
+    with_live_consents,
+)
 from cdp.serving.store import ProfileStore, open_store
 
 TOKENS_ENV = "CDP_API_TOKENS"
@@ -48,12 +60,14 @@ def _mask_identifier(identifier: str) -> str:
 
 
 def shown(document: dict, scopes: frozenset[str]) -> dict:
-    """The document as a token with these scopes may see it."""
+    """The document as a token with these scopes may see it (identify traits are personal)."""
     if PII in scopes:
         return document
     masked = {k: v for k, v in document.items() if k != "pii"}
     masked["identifiers"] = [_mask_identifier(i) for i in document.get("identifiers", [])]
     masked["pii"] = {k: None for k in document.get("pii", {})}
+    if "live" in document:
+        masked["live"] = {**document["live"], "traits": dict.fromkeys(document["live"]["traits"])}
     return masked
 
 
@@ -91,15 +105,25 @@ def create_app(store: ProfileStore | None = None, tokens: dict | None = None) ->
                 return scopes
         raise HTTPException(401, "unknown token", {"WWW-Authenticate": "Bearer"})
 
-    def profile(request: Request, reference: str) -> dict:
+    def found(request: Request, reference: str) -> tuple[dict, dict | None]:
+        """(the batch's document, or a stub for someone only the collector saw; the overlay)."""
         kind, _, value = reference.partition(":")
         if not kind or not value:
             raise HTTPException(400, "refer to a profile as kind:value, e.g. email:a@example.com")
         store: ProfileStore = request.app.state.store
         kind = KIND_ALIASES.get(kind, kind)
-        document = store.find(f"{kind}:{_normalized(kind, value)}")
-        if document is None:
+        document, overlay = overlay_for(store, f"{kind}:{_normalized(kind, value)}")
+        if document is None and overlay is None:
             raise HTTPException(404, f"no profile holds {reference}")
+        return document or {"profile_id": None, "known": False}, overlay
+
+    def profile(request: Request, reference: str) -> dict:
+        document, overlay = found(request, reference)
+        live = view(overlay, document)
+        document = {**document, "live": live}
+        if live["consents"]:
+            batch = document.get("consents", [])
+            document["consents"] = with_live_consents(batch, live["consents"])
         return document
 
     Scopes = Annotated[frozenset[str], Depends(scopes_of)]
@@ -129,6 +153,27 @@ def create_app(store: ProfileStore | None = None, tokens: dict | None = None) ->
     async def get_audiences(request: Request, reference: str, scopes: Scopes) -> dict:
         document = profile(request, reference)
         return {"profile_id": document["profile_id"], "audiences": document.get("audiences", [])}
+
+    @app.get("/v1/profiles/{reference}/events", summary="A profile's recent events, newest first")
+    async def get_events(
+        request: Request,
+        reference: str,
+        scopes: Scopes,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        before: Annotated[
+            str | None, Query(description="The previous page's next_before: older events only")
+        ] = None,
+    ) -> dict:
+        document, overlay = found(request, reference)
+        events = recent_events(overlay, limit, before)
+        if PII not in scopes:  # properties may carry personal data
+            events = [{**e, "properties": dict.fromkeys(e["properties"])} for e in events]
+        more = len(recent_events(overlay, limit + 1, before)) > limit
+        return {
+            "profile_id": document["profile_id"],
+            "events": events,
+            "next_before": cursor_of(events[-1]) if more and events else None,
+        }
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict:

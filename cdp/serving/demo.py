@@ -1,6 +1,7 @@
 """The live part of `make demo`: the collector and the profile API started for a moment on the
 demo's landing folder and warehouse. Segment's Python SDK sends a few events for a demo customer
-(they land in web/events for the next run), then the API is asked for that customer by email.
+(they land in web/events for the next run), and the API is asked for that customer by email
+until it shows them (the hot path).
 
     python -m cdp.serving.demo
 """
@@ -45,74 +46,78 @@ def _a_customer() -> tuple[str, str]:
         ).fetchone()
 
 
-def send_events(email: str, profile_id: str) -> int:
-    """Identify and track through the collector with the official SDK; events landed."""
+def send_events(collector_url: str, key: str, email: str, profile_id: str) -> None:
+    """Identify and track through the collector with the official SDK."""
     from segment.analytics.client import Client
 
-    key, port = secrets.token_hex(16), free_port()
-    collector = _start(
-        ["collect", "--port", str(port), "--segment-seconds", "0.5"],
-        {"CDP_COLLECTOR_WRITE_KEYS": key},
-    )
+    errors = []
+    client = Client(key, host=collector_url, on_error=lambda e, _: errors.append(e))
+    user = f"demo-{profile_id[:8]}"
+    client.identify(user, {"email": email}, anonymous_id=f"demo-browser-{profile_id[:8]}")
+    client.page(user, "Shop", "Product", {"path": "/p/demo"})
+    client.track(user, "Product Added", {"sku": "DEMO-1", "price": 49.9})
+    client.flush()
+    client.join()
+    if errors:
+        raise RuntimeError(f"the SDK reported: {errors[0]}")
+
+
+def _get(url: str, token: str) -> dict:
+    answer = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def live_round_trip(email: str, profile_id: str) -> tuple[dict, float, int]:
+    """The collector and the API side by side: events sent with the SDK, then the API asked
+    until it shows them. (the profile, seconds from send to visible, segments landed)."""
+    key, token = secrets.token_hex(16), secrets.token_hex(16)
+    collector_port, api_port = free_port(), free_port()
     landing = web_events_landing(Path(landing_path()))
     before = len(list(landing.glob("collector-*.jsonl")))
+    collector = _start(
+        ["collect", "--port", str(collector_port), "--segment-seconds", "0.5"],
+        {"CDP_COLLECTOR_WRITE_KEYS": key},
+    )
+    api = _start(
+        ["api", "--port", str(api_port)], {"CDP_API_TOKENS": f"{token}=profiles:read profiles:pii"}
+    )
+    profile_url = f"http://127.0.0.1:{api_port}/v1/profiles/email:{email}"
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/health", collector)
-        errors = []
-        client = Client(
-            key, host=f"http://127.0.0.1:{port}", on_error=lambda e, _: errors.append(e)
-        )
-        user = f"demo-{profile_id[:8]}"
-        client.identify(user, {"email": email}, anonymous_id=f"demo-browser-{profile_id[:8]}")
-        client.page(user, "Shop", "Product", {"path": "/p/demo"})
-        client.track(user, "Product Added", {"sku": "DEMO-1", "price": 49.9})
-        client.flush()
-        client.join()
-        if errors:
-            raise RuntimeError(f"the SDK reported: {errors[0]}")
+        wait_until_up(f"http://127.0.0.1:{collector_port}/health", collector)
+        wait_until_up(f"http://127.0.0.1:{api_port}/health", api)
+        sent = time.monotonic()
+        send_events(f"http://127.0.0.1:{collector_port}", key, email, profile_id)
+        profile = _get(profile_url, token)
+        while profile["live"]["events_since_batch"] < 3 and time.monotonic() - sent < 10:
+            time.sleep(0.05)
+            profile = _get(profile_url, token)
+        visible_after = time.monotonic() - sent
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if len(list(landing.glob("collector-*.jsonl"))) > before:
                 break
             time.sleep(0.1)
     finally:
-        collector.terminate()
-        collector.wait(timeout=30)
-    return len(list(landing.glob("collector-*.jsonl"))) - before
-
-
-def look_up(email: str) -> dict:
-    token, port = secrets.token_hex(16), free_port()
-    api = _start(
-        ["api", "--port", str(port)], {"CDP_API_TOKENS": f"{token}=profiles:read profiles:pii"}
-    )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/health", api)
-        answer = requests.get(
-            f"http://127.0.0.1:{port}/v1/profiles/email:{email}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-        )
-        answer.raise_for_status()
-        return answer.json()
-    finally:
-        api.terminate()
-        api.wait(timeout=30)
+        for process in (collector, api):
+            process.terminate()
+            process.wait(timeout=30)
+    return profile, visible_after, len(list(landing.glob("collector-*.jsonl"))) - before
 
 
 def main() -> int:
     try:
         profile_id, email = _a_customer()
-        segments = send_events(email, profile_id)
-        console.print(
-            f"collector: 3 events for {email} sent with Segment's SDK, {segments} segment(s) "
-            "landed in web/events (the next `cdp run` loads them)"
-        )
-        profile = look_up(email)
+        profile, seconds, segments = live_round_trip(email, profile_id)
     except (RuntimeError, OSError, requests.RequestException, duckdb.Error) as exc:
         console.print(f"[red]live demo failed: {exc}[/red]")
         return 1
     traits, action = profile.get("traits", {}), profile.get("next_best_action", {})
+    live = profile["live"]
+    console.print(
+        f"collector: 3 events for {email} sent with Segment's SDK; {segments} segment(s) "
+        "landed in web/events (the next `cdp run` loads them)"
+    )
     console.print(
         f"profile API: GET /v1/profiles/email:{email} -> {profile['profile_id']}, "
         f"{len(profile.get('identifiers', []))} identifiers, lifecycle "
@@ -120,7 +125,12 @@ def main() -> int:
         f"audiences {profile.get('audiences') or 'none'}, next best action "
         f"{action.get('action')}"
     )
-    return 0
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(live["event_counts"].items()))
+    console.print(
+        f"hot path: the API showed the {live['events_since_batch']} new events ({counts}) "
+        f"{seconds:.2f} s after they were sent, before any batch run"
+    )
+    return 0 if live["events_since_batch"] >= 3 else 1
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from cdp.config import from_root, warehouse_path
 
 STORE_ENV = "CDP_PROFILE_STORE"
 EMBEDDED_FILE = "profiles.sqlite"
+LIVE_SECONDS = 30 * 24 * 3600  # an overlay nobody added to for a month is the batch's by then
 
 
 def embedded_path(location: str = "") -> str:
@@ -54,6 +55,33 @@ class ProfileStore(ABC):
         profile_id = self.lookup(identifier)
         return self.get(profile_id) if profile_id else None
 
+    def lookup_many(self, identifiers: list[str]) -> dict[str, str | None]:
+        return {identifier: self.lookup(identifier) for identifier in identifiers}
+
+    # The hot path's overlays (cdp/serving/live.py): per subject (`profile_id:<id>`, or an
+    # identifier the batch does not know yet) what the collector saw since; links tie further
+    # identifiers to a subject until the batch's index holds them.
+    @abstractmethod
+    def live_get(self, subjects: list[str]) -> dict[str, dict | None]: ...
+
+    @abstractmethod
+    def live_put(self, overlays: dict[str, dict | None], links: dict[str, str]) -> None:
+        """Write overlays (None deletes one) and links, in one transaction."""
+
+    @abstractmethod
+    def live_lookup_many(self, identifiers: list[str]) -> dict[str, str | None]: ...
+
+    def live_lookup(self, identifier: str) -> str | None:
+        return self.live_lookup_many([identifier])[identifier]
+
+    def _live_of(self, documents: list[dict]) -> list[str]:
+        """The overlays of deleted profiles: their own and their identifiers' (erasure)."""
+        return [
+            subject
+            for document in documents
+            for subject in (f"profile_id:{document['profile_id']}", *index_keys(document)[1:])
+        ]
+
 
 class RedisStore(ProfileStore):
     PREFIX = "cdp"
@@ -68,6 +96,16 @@ class RedisStore(ProfileStore):
 
     def _index(self, identifier: str) -> str:
         return f"{self.PREFIX}:index:{identifier}"
+
+    def _live(self, subject: str) -> str:
+        return f"{self.PREFIX}:live:{subject}"
+
+    def _link(self, identifier: str) -> str:
+        return f"{self.PREFIX}:live-link:{identifier}"
+
+    def _linked(self, subject: str) -> str:
+        """The identifiers linked to a subject, so that erasure finds them."""
+        return f"{self.PREFIX}:live-linked:{subject}"
 
     def _stale_keys(self, documents_before: list[bytes | None], documents: list[dict]) -> list:
         stale = []
@@ -111,6 +149,14 @@ class RedisStore(ProfileStore):
         }
         keys = [self._profile(p) for p in profile_ids]
         keys += [key for _, key in entries if key not in moved_away]
+        gone = [orjson.loads(d) for d in before if d is not None]
+        subjects = self._live_of(gone)
+        with self.client.pipeline(transaction=False) as pipe:
+            for subject in subjects:
+                pipe.smembers(self._linked(subject))
+            linked = [i.decode() for members in pipe.execute() for i in members]
+        keys += [self._live(s) for s in subjects] + [self._linked(s) for s in subjects]
+        keys += [self._link(i) for i in (*subjects, *linked)]
         self.client.delete(*keys)
 
     def get(self, profile_id: str) -> dict | None:
@@ -120,6 +166,37 @@ class RedisStore(ProfileStore):
     def lookup(self, identifier: str) -> str | None:
         value = self.client.get(self._index(identifier))
         return value.decode() if value else None
+
+    def lookup_many(self, identifiers: list[str]) -> dict[str, str | None]:
+        if not identifiers:
+            return {}
+        values = self.client.mget([self._index(i) for i in identifiers])
+        return {i: v.decode() if v else None for i, v in zip(identifiers, values, strict=True)}
+
+    def live_get(self, subjects: list[str]) -> dict[str, dict | None]:
+        if not subjects:
+            return {}
+        values = self.client.mget([self._live(s) for s in subjects])
+        return {s: orjson.loads(v) if v else None for s, v in zip(subjects, values, strict=True)}
+
+    def live_put(self, overlays: dict[str, dict | None], links: dict[str, str]) -> None:
+        with self.client.pipeline(transaction=True) as pipe:
+            for subject, overlay in overlays.items():
+                if overlay is None:
+                    pipe.delete(self._live(subject))
+                else:
+                    pipe.set(self._live(subject), orjson.dumps(overlay), ex=LIVE_SECONDS)
+            for identifier, subject in links.items():
+                pipe.set(self._link(identifier), subject, ex=LIVE_SECONDS)
+                pipe.sadd(self._linked(subject), identifier)
+                pipe.expire(self._linked(subject), LIVE_SECONDS)
+            pipe.execute()
+
+    def live_lookup_many(self, identifiers: list[str]) -> dict[str, str | None]:
+        if not identifiers:
+            return {}
+        values = self.client.mget([self._link(i) for i in identifiers])
+        return {i: v.decode() if v else None for i, v in zip(identifiers, values, strict=True)}
 
     def close(self) -> None:
         self.client.close()
@@ -142,6 +219,10 @@ class EmbeddedStore(ProfileStore):
         self.con.execute(
             "create index if not exists identifiers_of_profile on identifiers (profile_id)"
         )
+        self.con.execute("create table if not exists live (subject text primary key, overlay blob)")
+        self.con.execute(
+            "create table if not exists live_links (identifier text primary key, subject text)"
+        )
         self.con.commit()
 
     def put(self, documents: list[dict]) -> None:
@@ -159,10 +240,15 @@ class EmbeddedStore(ProfileStore):
                 )
 
     def delete(self, profile_ids: list[str]) -> None:
+        gone = [d for d in map(self.get, profile_ids) if d is not None]
+        subjects = [(s,) for s in self._live_of(gone)]
         with self.con:
             for profile_id in profile_ids:
                 self.con.execute("delete from profiles where profile_id = ?", (profile_id,))
                 self.con.execute("delete from identifiers where profile_id = ?", (profile_id,))
+            self.con.executemany("delete from live where subject = ?", subjects)
+            self.con.executemany("delete from live_links where identifier = ?", subjects)
+            self.con.executemany("delete from live_links where subject = ?", subjects)
 
     def get(self, profile_id: str) -> dict | None:
         row = self.con.execute(
@@ -176,8 +262,58 @@ class EmbeddedStore(ProfileStore):
         ).fetchone()
         return row[0] if row else None
 
+    def live_get(self, subjects: list[str]) -> dict[str, dict | None]:
+        found = dict.fromkeys(subjects)
+        for chunk in _chunks(subjects):
+            rows = self.con.execute(
+                f"select subject, overlay from live where subject in ({_marks(chunk)})", chunk
+            )
+            found.update({subject: orjson.loads(overlay) for subject, overlay in rows})
+        return found
+
+    def live_put(self, overlays: dict[str, dict | None], links: dict[str, str]) -> None:
+        with self.con:
+            self.con.executemany(
+                "delete from live where subject = ?",
+                [(s,) for s, overlay in overlays.items() if overlay is None],
+            )
+            self.con.executemany(
+                "insert or replace into live values (?, ?)",
+                [(s, orjson.dumps(o)) for s, o in overlays.items() if o is not None],
+            )
+            self.con.executemany("insert or replace into live_links values (?, ?)", links.items())
+
+    def live_lookup_many(self, identifiers: list[str]) -> dict[str, str | None]:
+        found = dict.fromkeys(identifiers)
+        for chunk in _chunks(identifiers):
+            rows = self.con.execute(
+                f"select identifier, subject from live_links where identifier in ({_marks(chunk)})",
+                chunk,
+            )
+            found.update(dict(rows))
+        return found
+
+    def lookup_many(self, identifiers: list[str]) -> dict[str, str | None]:
+        found = dict.fromkeys(identifiers)
+        for chunk in _chunks(identifiers):
+            rows = self.con.execute(
+                f"select identifier, profile_id from identifiers where identifier in "
+                f"({_marks(chunk)})",
+                chunk,
+            )
+            found.update(dict(rows))
+        return found
+
     def close(self) -> None:
         self.con.close()
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _marks(values: list) -> str:
+    return ", ".join("?" * len(values))
 
 
 def describe_store() -> str:

@@ -14,6 +14,7 @@ import datetime as dt
 import os
 from decimal import Decimal
 
+from cdp.serving.live import adopt
 from cdp.serving.store import STORE_ENV, open_store
 from reverse_etl.destinations import Destination, DestinationSettings, Outcome, Record, register
 
@@ -66,7 +67,9 @@ class ProfileStoreDestination(Destination):
     def upsert(self, records: list[Record]) -> list[Outcome]:
         store = open_store(self.settings.base_url)
         try:
-            store.put([document(r) for r in records])
+            documents = [document(r) for r in records]
+            store.put(documents)
+            adopt(store, documents)
             self._writes += 1
         finally:
             store.close()

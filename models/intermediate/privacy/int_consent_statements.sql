@@ -1,7 +1,7 @@
 -- Every consent statement any system holds about a person, for a purpose and a channel: opt-ins
 -- and opt-outs from the email tool, unsubscribe clicks, the shop's marketing checkbox and
--- newsletter forms, and the consent columns of systems declared in YAML. customer_consents keeps
--- the latest per profile, purpose and channel.
+-- newsletter forms, the website's consent events, and the consent columns of systems declared
+-- in YAML. customer_consents keeps the latest per profile, purpose and channel.
 
 with
 
@@ -76,6 +76,39 @@ newsletter_forms as (
 
 ),
 
+consent_events as (
+
+    -- Segment's consent event: one statement per category the var maps to a purpose
+    {%- for category, target in var('cdp_consent_categories', {}).items() %}
+    {%- if not loop.first %}
+    union all
+    {%- endif %}
+    select
+        'web:' || anonymous_id as record_key,
+        'web' as source,
+        event_id as source_record_id,
+        '{{ target.purpose }}' as purpose,
+        '{{ target.channel }}' as channel,
+        {{ json_field('consent_preferences', category) }} = 'true' as is_granted,
+        occurred_at as stated_at,
+        'consent preference {{ category }}' as statement
+    from {{ ref('stg_web__events') }}
+    where {{ json_field('consent_preferences', category) }} in ('true', 'false')
+    {%- else %}
+    select
+        cast(null as {{ dbt.type_string() }}) as record_key,
+        cast(null as {{ dbt.type_string() }}) as source,
+        cast(null as {{ dbt.type_string() }}) as source_record_id,
+        cast(null as {{ dbt.type_string() }}) as purpose,
+        cast(null as {{ dbt.type_string() }}) as channel,
+        cast(null as boolean) as is_granted,
+        cast(null as timestamp) as stated_at,
+        cast(null as {{ dbt.type_string() }}) as statement
+    where false
+    {%- endfor %}
+
+),
+
 declared as (
 
     select
@@ -101,6 +134,8 @@ statements as (
     select * from shop_checkbox
     union all
     select * from newsletter_forms
+    union all
+    select * from consent_events
     union all
     select * from declared
 

@@ -37,6 +37,11 @@ renamed as (
             ~ json_field('traits', 'lastName') ~ ')'
         ) }} as last_name,
         {{ json_field('traits', 'form') }} as form_name,
+        -- the visitor's consent choice, on the consent event only (others carry a copy)
+        case
+            when type = 'track' and event = '{{ var("cdp_consent_event") }}'
+                then {{ json_field('context', 'consent.categoryPreferences') }}
+        end as consent_preferences,
         {{ json_field('context', 'page.path') }} as page_path,
         nullif({{ json_field('context', 'page.referrer') }}, '') as referrer,
         lower({{ json_field('context', 'campaign.source') }}) as utm_source,
