@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CDP_WAREHOUSE ?= $(CURDIR)/warehouse/cdp.duckdb
 export CDP_LANDING ?= $(CURDIR)/data/demo
 
-.PHONY: install manifest demo run test test-spark lint ui bench bench-identity bench-collector bench-api clean
+.PHONY: install manifest demo run test test-spark lint browser ui bench bench-identity bench-collector bench-api clean
 
 install: $(VENV)/.installed
 
@@ -35,8 +35,15 @@ demo: install
 	$(BIN)/cdp sync demo
 	$(BIN)/python -m cdp.serving.demo
 
-test: install lint
+test: install lint browser
 	$(BIN)/pytest
+
+# The page tests drive Debian's chromium; without root or a package mirror they skip, saying so.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+		|| ((apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq \
+			chromium)) >/dev/null 2>&1 && echo "installed chromium") \
+		|| echo "no chromium and it could not be installed: the customer page tests will skip"
 
 # The project on Apache Spark (dbt-spark, local session; needs Java 17): slow, not in `make test`.
 test-spark: install

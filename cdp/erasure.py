@@ -443,7 +443,39 @@ def process_request(con, request_id: str, destination_for: Callable | None = Non
     # Write the deletions out so freed blocks are reused rather than kept as history.
     con.checkpoint()
     result.collected_events_deleted = _erase_in_collector_log(con, request_id)
+    _erase_in_profile_store(con, subject)
     return result
+
+
+def _erase_in_profile_store(con, subject: Subject) -> None:
+    """The profile and what the collector put in the store about them, whatever the syncs'
+    state says (a visitor the batch never knew has no sync state)."""
+    from cdp.serving.live import RECORD_SOURCES, forget
+    from cdp.serving.store import describe_store, open_store
+
+    def belongs(identifier: str) -> bool:
+        kind, _, value = identifier.partition(":")
+        if kind == "profile_id":
+            return value == subject.profile_id
+        if kind == "email":
+            return digest(value) in subject.email_hashes
+        source = RECORD_SOURCES.get(kind)
+        return source is not None and digest(f"{source}:{value}") in subject.record_hashes
+
+    store = None
+    try:
+        store = open_store()
+        if subject.profile_id:
+            store.delete([subject.profile_id])
+        overlays = forget(store, belongs)
+    except Exception as exc:  # the store is a copy the next sync rewrites: say so, go on
+        _log(con, subject.request_id, "profile store", describe_store(), "deleted", 0, False,
+             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)  # fmt: skip
+        return
+    finally:
+        if store is not None:
+            store.close()
+    _log(con, subject.request_id, "profile store", describe_store(), "deleted", overlays)
 
 
 def _erase_in_collector_log(con, request_id: str) -> int:

@@ -108,6 +108,46 @@ def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> d
                 order by happened_at""",
                 params,
             ),
+            "traits": (
+                dict_rows(
+                    con, "select * from marts.customer_traits where profile_id = $pid", params
+                )
+                or [{}]
+            )[0],
+            "actions": (
+                dict_rows(
+                    con,
+                    "select * from marts.customer_next_best_actions where profile_id = $pid",
+                    params,
+                )
+                or [{}]
+            )[0],
+            "audiences": [
+                row["audience"]
+                for row in dict_rows(
+                    con,
+                    "select audience from marts.audience_memberships where profile_id = $pid"
+                    " order by audience",
+                    params,
+                )
+            ],
+            "consents": dict_rows(
+                con,
+                """
+                select purpose, channel, is_granted, statement, source_system, stated_at
+                from marts.customer_consents where profile_id = $pid order by purpose, channel""",
+                params,
+            ),
+            "destinations": _destinations(con, pid),
+            "review_pairs": dict_rows(
+                con,
+                """
+                select review_pair_id, record_key_l, record_key_r, profile_id_l, profile_id_r,
+                    match_probability, agreed_fields, disagreed_fields, review_reason
+                from marts.identity_review_pairs where profile_id_l = $pid or profile_id_r = $pid
+                order by match_probability desc""",
+                params,
+            ),
             "changes": dict_rows(
                 con,
                 """
@@ -118,5 +158,53 @@ def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> d
                 params,
             ),
         }
+    finally:
+        con.close()
+
+
+def _destinations(con, profile_id: str) -> list[dict]:
+    """What each sync delivered of the profile (its lead notifications included)."""
+    from cdp.load import table_exists
+
+    if not table_exists(con, "reverse_etl", "sync_state"):
+        return []
+    return dict_rows(
+        con,
+        """
+        select sync_name, destination_id, synced_at from reverse_etl.sync_state
+        where record_key = $pid or record_key in (
+            select notification_id from marts.lead_notifications where profile_id = $pid)
+        order by sync_name, destination_id""",
+        {"pid": profile_id},
+    )
+
+
+def search_profiles(warehouse: str, query: str, limit: int = 20) -> list[dict]:
+    """Profiles by an identifier (`kind:value`, an email, a profile id) or by name."""
+    query = query.strip()
+    con = connect_warehouse(read_only=True, path=warehouse)
+    try:
+        columns = "c.profile_id, c.full_name, c.email, c.city, c.sources, c.last_seen_at"
+        kind, _, value = query.partition(":")
+        if "@" in query and not value:
+            kind, value = "email", query
+        if value and kind not in ("http", "https"):
+            value = value.lower() if kind == "email" else value
+            return dict_rows(
+                con,
+                f"""select distinct {columns} from marts.customer_identifiers i
+                join marts.customers c using (profile_id)
+                where (i.identifier_kind = $kind and i.identifier_value = $value)
+                    or ($kind = 'profile_id' and c.profile_id = $value)
+                order by c.profile_id limit $limit""",
+                {"kind": kind, "value": value, "limit": limit},
+            )
+        return dict_rows(
+            con,
+            f"""select {columns} from marts.customers c
+            where c.profile_id = $q or lower(c.full_name) like $pattern
+            order by c.full_name, c.profile_id limit $limit""",
+            {"q": query, "pattern": f"%{query.lower()}%", "limit": limit},
+        )
     finally:
         con.close()

@@ -33,6 +33,7 @@ from cdp.serving.live import (
     view,
     with_live_consents,
 )
+from cdp.serving.pages import create_router
 from cdp.serving.store import ProfileStore, open_store
 
 TOKENS_ENV = "CDP_API_TOKENS"
@@ -174,6 +175,8 @@ def create_app(store: ProfileStore | None = None, tokens: dict | None = None) ->
             "events": events,
             "next_before": cursor_of(events[-1]) if more and events else None,
         }
+
+    app.include_router(create_router(tokens))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict:

@@ -13,6 +13,7 @@ values win.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cdp.config import project_var
@@ -25,6 +26,8 @@ CONSENT_EVENT = project_var("cdp_consent_event", "Segment Consent Preference Upd
 # the identifier kinds the web events' ids become (sources/web.yml), in the order they decide
 # which profile an event belongs to
 EVENT_KINDS = ("shop_customer_id", "email", "cookie_id")
+# the source whose records those ids key (sources/web.yml: person_of), for erasure's hashes
+RECORD_SOURCES = {"shop_customer_id": "shop", "cookie_id": "web"}
 log = logging.getLogger(__name__)
 
 
@@ -256,3 +259,15 @@ def adopt(store: ProfileStore, documents: list[dict]) -> None:
                 changed[other] = None
     if changed:
         store.live_put(changed, {})
+
+
+def forget(store: ProfileStore, belongs: Callable[[str], bool]) -> int:
+    """Erasure: delete every overlay whose subject, or an identifier linked to it, `belongs`
+    (takes `kind:value`) to the person, and those links; the number of overlays deleted."""
+    subjects, links = store.live_scan()
+    gone = {s for s in subjects if belongs(s)}
+    gone |= {subject for identifier, subject in links.items() if belongs(identifier)}
+    stale = {i for i, subject in links.items() if subject in gone or belongs(i)}
+    store.live_put(dict.fromkeys(gone), {})
+    store.live_unlink(sorted(stale))
+    return len(gone & set(subjects))

@@ -74,6 +74,13 @@ class ProfileStore(ABC):
     def live_lookup(self, identifier: str) -> str | None:
         return self.live_lookup_many([identifier])[identifier]
 
+    @abstractmethod
+    def live_unlink(self, identifiers: list[str]) -> None: ...
+
+    @abstractmethod
+    def live_scan(self) -> tuple[list[str], dict[str, str]]:
+        """Every overlay's subject and every link (erasure looks through them all)."""
+
     def _live_of(self, documents: list[dict]) -> list[str]:
         """The overlays of deleted profiles: their own and their identifiers' (erasure)."""
         return [
@@ -192,6 +199,16 @@ class RedisStore(ProfileStore):
                 pipe.expire(self._linked(subject), LIVE_SECONDS)
             pipe.execute()
 
+    def live_unlink(self, identifiers: list[str]) -> None:
+        if identifiers:
+            self.client.delete(*[self._link(i) for i in identifiers])
+
+    def live_scan(self) -> tuple[list[str], dict[str, str]]:
+        live, link = self._live(""), self._link("")
+        subjects = [k.decode()[len(live) :] for k in self.client.scan_iter(f"{live}*", 1000)]
+        linked = [k.decode()[len(link) :] for k in self.client.scan_iter(f"{link}*", 1000)]
+        return subjects, {i: s for i, s in self.live_lookup_many(linked).items() if s}
+
     def live_lookup_many(self, identifiers: list[str]) -> dict[str, str | None]:
         if not identifiers:
             return {}
@@ -282,6 +299,16 @@ class EmbeddedStore(ProfileStore):
                 [(s, orjson.dumps(o)) for s, o in overlays.items() if o is not None],
             )
             self.con.executemany("insert or replace into live_links values (?, ?)", links.items())
+
+    def live_unlink(self, identifiers: list[str]) -> None:
+        with self.con:
+            self.con.executemany(
+                "delete from live_links where identifier = ?", [(i,) for i in identifiers]
+            )
+
+    def live_scan(self) -> tuple[list[str], dict[str, str]]:
+        subjects = [row[0] for row in self.con.execute("select subject from live")]
+        return subjects, dict(self.con.execute("select identifier, subject from live_links"))
 
     def live_lookup_many(self, identifiers: list[str]) -> dict[str, str | None]:
         found = dict.fromkeys(identifiers)
