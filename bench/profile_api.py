@@ -3,7 +3,7 @@ synthetic documents (Redis at CDP_BENCH_REDIS_URL, else the embedded file), read
 clients in separate processes for SECONDS; requests per second and latency percentiles. Writes
 bench/results/profile_api_<store>.json.
 
-    make bench-api                  # embedded store
+    make bench-api                  # embedded store (WORKERS=2: two server processes)
     CDP_BENCH_REDIS_URL=redis://127.0.0.1:6379/14 make bench-api
 """
 
@@ -28,6 +28,7 @@ PROFILES = int(os.environ.get("PROFILES", "100000"))
 PROCESSES = int(os.environ.get("PROCESSES", "2"))
 THREADS = int(os.environ.get("THREADS", "8"))
 SECONDS = float(os.environ.get("SECONDS", "15"))
+WORKERS = int(os.environ.get("WORKERS", "1"))  # server processes
 TOKEN = "bench-token"
 CDP = str(Path(sys.executable).parent / "cdp")
 
@@ -92,7 +93,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [CDP, "serve", "api", "--port", str(port)],
+        [CDP, "serve", "api", "--port", str(port), "--workers", str(WORKERS)],
         env={
             **os.environ,
             "CDP_PROFILE_STORE": location,
@@ -130,6 +131,7 @@ def main() -> None:
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
         "cores": os.cpu_count(),
+        "server_workers": WORKERS,
         "note": "clients and server share the machine's cores",
     }
     out = ROOT / "bench" / "results" / f"profile_api_{kind}.json"

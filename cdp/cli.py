@@ -833,11 +833,13 @@ def serve_collect(
 def serve_api(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8788, help="Port to listen on."),
+    workers: int = typer.Option(1, help="Server processes (one per core serves the most)."),
 ) -> None:
     """Serve profiles by any identifier (GET /v1/profiles/{kind}:{value}, /traits, /audiences)
     from the profile store the `profile_api` sync fills: Redis when CDP_PROFILE_STORE is a
     redis:// URL, else the embedded file. Bearer tokens and scopes come from CDP_API_TOKENS
-    (`token=profiles:read profiles:pii;...`). OpenAPI docs at /docs."""
+    (`token=profiles:read profiles:pii;...`). OpenAPI docs at /docs; the 360° customer page at
+    /customers (sign in with a token)."""
     import uvicorn
 
     from cdp.serving.api import TOKENS_ENV, create_app, tokens_from_env
@@ -846,5 +848,18 @@ def serve_api(
     if not tokens_from_env():
         console.print(f"[red]set {TOKENS_ENV} to the API's bearer tokens and their scopes[/]")
         raise typer.Exit(2)
-    console.print(f"serving profiles from {describe_store()} on http://{host}:{port}/v1/profiles")
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    console.print(
+        f"serving profiles from {describe_store()} on http://{host}:{port}/v1/profiles "
+        f"and the customer page on http://{host}:{port}/customers"
+    )
+    if workers > 1:  # each process builds its own app from the environment
+        uvicorn.run(
+            "cdp.serving.api:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+    else:
+        uvicorn.run(create_app(), host=host, port=port, log_level="warning")

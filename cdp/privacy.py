@@ -61,12 +61,33 @@ def access_export(warehouse: str, email_or_profile_id: str) -> dict:
         "events": view["recent_events"],
         "consents": consents,
         "consent_history": consent_history,
+        "traits": view["traits"],
+        "predictions_and_next_best_action": view["actions"],
+        "audiences": view["audiences"],
         "merges": view["merges"],
         "changes": view["changes"],
+        "profile_api": served_by_profile_api(view["profile_id"]),
         "deliveries": deliveries,
         "held_by_destinations": synced_now,
         "processing_record": processing,
     }
+
+
+def served_by_profile_api(profile_id: str) -> dict:
+    """What the profile API serves about the person: the store's document and what the
+    collector added since the last build."""
+    from cdp.serving.live import overlay_for
+    from cdp.serving.store import describe_store, open_store
+
+    try:
+        store = open_store()
+        try:
+            document, overlay = overlay_for(store, f"profile_id:{profile_id}")
+        finally:
+            store.close()
+    except Exception as exc:  # the export goes on without it, and says why
+        return {"store": describe_store(), "error": str(exc).splitlines()[0] if str(exc) else ""}
+    return {"store": describe_store(), "document": document, "live": overlay}
 
 
 def processing_record(con, profile_id: str) -> list[dict]:

@@ -224,9 +224,14 @@
 {%- endmacro %}
 
 {% macro spark__title_case(expression) -%}
-    array_join(transform(split(lower({{ expression }}), ' '),
-        word -> array_join(transform(split(word, '-'),
-            part -> upper(left(part, 1)) || substr(part, 2)), '-')), ' ')
+    {#- As duckdb__title_case: upper case after anything that is not a letter or digit. -#}
+    {%- set lowered = "lower(" ~ expression ~ ")" -%}
+    array_join(transform(sequence(1, length({{ lowered }})),
+        i -> case
+            when i = 1 or not substr({{ lowered }}, i - 1, 1) rlike '[\pL\pN]'
+                then upper(substr({{ lowered }}, i, 1))
+            else substr({{ lowered }}, i, 1)
+        end), '')
 {%- endmacro %}
 
 

@@ -86,6 +86,13 @@ def test_access_export_shows_everything_held_and_where_it_was_sent(full_run, war
     assert document["identifiers"] and document["attributes_with_provenance"]
     assert all(a["source_system"] for a in document["attributes_with_provenance"])
     assert document["events"] and document["consents"]
+    # the profiling outputs, and what the profile API serves (the syncs job filled its store)
+    assert (
+        document["traits"]["lifecycle_stage"]
+        and "churn_probability" in (document["predictions_and_next_best_action"])
+    )
+    assert isinstance(document["audiences"], list)
+    assert document["profile_api"]["document"]["profile_id"] == profile_id
     syncs = {d["sync_name"] for d in document["deliveries"]}
     assert "hubspot_contacts" in syncs
     hubspot = next(d for d in document["deliveries"] if d["sync_name"] == "hubspot_contacts")

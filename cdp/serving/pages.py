@@ -3,7 +3,8 @@ identifier or name, one page per customer with every field's source, identifiers
 traits, audiences, consents, predictions, next best action, what each destination holds,
 merges and the review pairs to decide. Server-rendered Jinja templates; no JavaScript.
 
-Sign-in takes an access token of CDP_API_TOKENS; a signed cookie keeps the session. Without
+Sign-in takes an access token of CDP_API_TOKENS; a signed cookie keeps the session (signed with
+CDP_PAGE_SECRET, else a key derived from all the tokens). Without
 scope `profiles:pii` personal values are masked; deciding a review pair needs `identity:decide`.
 The page reads the warehouse (read-only), so it shows what the last build holds; the live
 section comes from the profile store, as in the API.
@@ -64,7 +65,10 @@ class Sessions:
 
     def __init__(self, tokens: dict[str, frozenset[str]]):
         self.tokens = tokens
-        self.secret = (os.environ.get(SECRET_ENV) or secrets.token_hex(32)).encode()
+        # by default derived from every token: the same in every server process and after a
+        # restart, and out of reach of anyone who holds only some of them
+        derived = hashlib.sha256(("cdp-page:" + ";".join(sorted(tokens))).encode()).hexdigest()
+        self.secret = (os.environ.get(SECRET_ENV) or derived).encode()
 
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self.secret, payload, hashlib.sha256).hexdigest()

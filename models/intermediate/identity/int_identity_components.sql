@@ -25,34 +25,6 @@ linked as (
 
 ),
 
-kind_priorities as (
-
-    select distinct
-        identifier_kind,
-        priority
-    from {{ ref('int_identifier_quality') }}
-
-),
-
-edges as (
-
-    select
-        edges.record_key_a,
-        edges.record_key_b,
-        edges.link_type,
-        -- how strongly the link binds: a person's decision, then identifier links by their
-        -- kind's priority, then matches by probability
-        case edges.link_type
-            when 'decision' then 3.0
-            when 'identifier' then 2.0 - 0.001 * coalesce(kinds.priority, 999)
-            else edges.match_probability
-        end as strength
-    from {{ ref('int_identity_edges') }} as edges
-    left join kind_priorities as kinds
-        on edges.link_type = 'identifier' and edges.link_kind = kinds.identifier_kind
-
-),
-
 -- as of the last run (none on a full build: every component is guarded)
 stored as (
 
@@ -95,107 +67,42 @@ components as (
 
 ),
 
--- a link's records are in one linked component, so its first record decides
-walked_edges as (
+split as (
 
-    select edges.*
-    from edges
-    inner join components on edges.record_key_a = components.record_key
-
-),
-
-limited_values as (
-
-    -- values of merge-key kinds a profile may hold a limited number of
-    select
-        record_key,
-        identifier_kind,
-        identifier_value,
-        max_per_profile,
-        priority
-    from {{ ref('int_identifiers_judged') }}
-    where can_merge and max_per_profile is not null
-
-),
-
-decided_components as (
-
-    -- a person merged these by hand: their decision stands over the limits
-    select distinct components.component_key
-    from components
-    inner join walked_edges on components.record_key = walked_edges.record_key_a
-    where walked_edges.link_type = 'decision'
-
-),
-
-over_limit as (
-
-    select
-        components.component_key,
-        limited.identifier_kind,
-        row_number() over (
-            partition by components.component_key
-            order by min(limited.priority), limited.identifier_kind
-        ) as kind_rank
-    from components
-    inner join limited_values as limited on components.record_key = limited.record_key
-    where components.component_key not in (select d.component_key from decided_components as d)
-    group by components.component_key, limited.identifier_kind
-    having count(distinct limited.identifier_value) > max(limited.max_per_profile)
+    select steps.*
+    from {{ ref('int_identity_split_steps') }} as steps
+    inner join walked_components on steps.component_key = walked_components.component_key
 
 ),
 
 split_records as (
 
     select
-        components.record_key,
-        components.component_key,
-        over_limit.identifier_kind as split_kind
-    from components
-    inner join over_limit on components.component_key = over_limit.component_key
-    where over_limit.kind_rank = 1
+        from_key as record_key,
+        component_key
+    from split
+    where step_type = 'record'
 
 ),
 
 seeds as (
 
-    -- each value of the highest-priority kind over its limit seeds one part
-    select distinct
-        split_records.record_key,
-        limited.identifier_value as seed
-    from split_records
-    inner join limited_values as limited
-        on
-            split_records.record_key = limited.record_key
-            and split_records.split_kind = limited.identifier_kind
+    select
+        from_key as record_key,
+        seed
+    from split
+    where step_type = 'seed'
 
 ),
 
 steps as (
 
-    -- links inside split components, never into a seed's record (it holds its own seed), and
-    -- each record to itself, so one join per round keeps what was reached
     select
-        walked_edges.record_key_a as from_key,
-        walked_edges.record_key_b as to_key,
-        walked_edges.strength
-    from walked_edges
-    inner join split_records on walked_edges.record_key_a = split_records.record_key
-    where walked_edges.record_key_b not in (select seeds.record_key from seeds)
-    union all
-    select
-        walked_edges.record_key_b as from_key,
-        walked_edges.record_key_a as to_key,
-        walked_edges.strength
-    from walked_edges
-    inner join split_records on walked_edges.record_key_b = split_records.record_key
-    where walked_edges.record_key_a not in (select seeds.record_key from seeds)
-    union all
-    select
-        record_key as from_key,
-        record_key as to_key,
-        10.0 as strength
-    from split_records
+        from_key,
+        to_key,
+        strength
+    from split
+    where step_type = 'step'
 
 ),
 
