@@ -5,7 +5,8 @@ tables; dbt builds the match candidates, `cdp.spark` scores them with Splink, an
 table format with MERGE, such as Delta, on a cluster) and give the same golden records as DuckDB
 with its matcher.
 
-Slow (18 minutes on 2 cores shared with a test run) and needs the `spark` extra: `make test-spark`, not part of `make test`.
+Slow (18 minutes on 2 cores shared with a test run) and needs the `spark` extra: `make
+test-spark`, not part of `make test`.
 """
 
 import importlib.util
