@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import gzip
 import logging
+import multiprocessing
 import os
 import zlib
 from collections import OrderedDict
@@ -118,9 +119,10 @@ class Collector:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._rotation: asyncio.Task | None = None
         self._live_task: asyncio.Task | None = None
-        self._live_rows: list[dict] = []
+        self._live_chunks: list[bytes] = []
         self._live_ready = asyncio.Event()
-        self.live: LiveUpdater | None = None
+        self._live_pipe = None
+        self._live_process = None
         self.accepted = 0
         self.duplicates = 0
 
@@ -128,8 +130,16 @@ class Collector:
         self.log.recover()
         self._rotation = asyncio.create_task(self._rotate_forever())
         if self.settings.profile_store is not None:
-            self.live = LiveUpdater(open_store(self.settings.profile_store))
-            self._live_task = asyncio.create_task(self._apply_live_forever())
+            # the hot path in a process of its own: folding events into the store costs CPU
+            # the request path would otherwise wait for
+            context = multiprocessing.get_context("spawn")
+            reader, self._live_pipe = context.Pipe(duplex=False)
+            self._live_process = context.Process(
+                target=_apply_live, args=(reader, self.settings.profile_store), daemon=True
+            )
+            self._live_process.start()
+            reader.close()
+            self._live_task = asyncio.create_task(self._send_live_forever())
 
     async def shutdown(self) -> None:
         for task in (self._rotation, self._live_task):
@@ -137,24 +147,13 @@ class Collector:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self.live is not None:
-            if self._live_rows:  # what was accepted before the stop still reaches the store
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.live.apply, self._live_rows)
-            self.live.store.close()
+        if self._live_pipe is not None:
+            with contextlib.suppress(OSError):  # what was accepted still reaches the store
+                if self._live_chunks:
+                    self._live_pipe.send_bytes(b"".join(self._live_chunks))
+                self._live_pipe.close()
+            await asyncio.to_thread(self._live_process.join, 10)
         await self.log.close()
-
-    async def _apply_live_forever(self) -> None:
-        """Hands accepted events to the profile store, a batch at a time, off the request path.
-        A store that fails costs the hot path only: the events are in the log already."""
-        while True:
-            await self._live_ready.wait()
-            self._live_ready.clear()
-            rows, self._live_rows = self._live_rows, []
-            try:
-                await asyncio.to_thread(self.live.apply, rows)
-            except Exception as exc:  # any store error: the events are in the log already
-                log.warning("hot path: %d event(s) not in the profile store: %s", len(rows), exc)
 
     async def _rotate_forever(self) -> None:
         interval = max(0.1, min(1.0, self.settings.segment_seconds / 2))
@@ -162,6 +161,18 @@ class Collector:
             await asyncio.sleep(interval)
             with contextlib.suppress(OSError):
                 await self.log.rotate_if_old()
+
+    async def _send_live_forever(self) -> None:
+        """Hands accepted events to the hot path's process, off the request path. If that
+        process is gone, the hot path stops; the events are in the log already."""
+        while True:
+            await self._live_ready.wait()
+            self._live_ready.clear()
+            chunks, self._live_chunks = self._live_chunks, []
+            try:
+                await asyncio.to_thread(self._live_pipe.send_bytes, b"".join(chunks))
+            except OSError as exc:
+                log.warning("hot path: %d bytes of events not handed over: %s", len(chunks), exc)
 
     def _seen(self, message_id: str) -> bool:
         if message_id in self._recent:
@@ -209,7 +220,7 @@ class Collector:
             messages, sent_at, shared = [payload], None, None
 
         single = None if call == "batch" else call
-        lines, rejected, ids, rows = [], [], [], []
+        lines, rejected, ids = [], [], []
         for index, message in enumerate(messages):
             try:
                 check_size(message)
@@ -218,15 +229,13 @@ class Collector:
                 rejected.append({"index": index, "code": exc.code, "error": str(exc)})
                 continue
             ids.append(accepted.message_id)
-            rows.append(accepted.row)
             lines.append(orjson.dumps(accepted.row) + b"\n")
         if rejected and not lines:
             first = rejected[0]
             if single:
                 return _error(400, first["code"], first["error"])
             return _error(400, first["code"], "no message in the batch is valid", rejected=rejected)
-        seen = [self._seen(i) for i in ids]
-        fresh = [(i, line) for i, line, old in zip(ids, lines, seen, strict=True) if not old]
+        fresh = [(i, line) for i, line in zip(ids, lines, strict=True) if not self._seen(i)]
         self.duplicates += len(lines) - len(fresh)
         try:
             if fresh:
@@ -242,8 +251,8 @@ class Collector:
                 self._recent.pop(message_id, None)
             return _error(503, "unavailable", f"events could not be stored: {exc.strerror}")
         self.accepted += len(fresh)
-        if self.live is not None and fresh:
-            self._live_rows += [row for row, old in zip(rows, seen, strict=True) if not old]
+        if self._live_pipe is not None and fresh:
+            self._live_chunks.append(b"".join(line for _, line in fresh))
             self._live_ready.set()
         answer = {"success": True}
         if rejected:
@@ -251,12 +260,32 @@ class Collector:
         return JSONResponse(answer)
 
 
+def _apply_live(connection, store_location: str) -> None:
+    """The hot path's process: events (JSON lines) from the collector into the profile store,
+    whatever arrived while the last batch was applied at once."""
+    updater = LiveUpdater(open_store(store_location))
+    try:
+        while True:
+            try:
+                data = [connection.recv_bytes()]
+                while connection.poll(0):
+                    data.append(connection.recv_bytes())
+            except EOFError:  # the collector stopped (or was killed)
+                return
+            rows = [orjson.loads(line) for chunk in data for line in chunk.splitlines() if line]
+            try:
+                updater.apply(rows)
+            except Exception as exc:  # any store error: the events are in the log already
+                log.warning("hot path: %d event(s) not in the profile store: %s", len(rows), exc)
+    finally:
+        updater.store.close()
+
+
 def create_app(settings: CollectorSettings) -> Starlette:
     collector = Collector(settings)
 
     async def health(_: Request) -> JSONResponse:
-        live = collector.live.applied if collector.live else None
-        return JSONResponse({"ok": True, "accepted": collector.accepted, "live_applied": live})
+        return JSONResponse({"ok": True, "accepted": collector.accepted})
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

@@ -216,8 +216,11 @@ class LiveUpdater:
                     links[identifier] = new_links[identifier] = subject
         wanted = {s for s, _ in routed} | {old for old, _ in moves} | {new for _, new in moves}
         overlays = self.store.live_get(sorted(wanted))
+        by_subject: dict[str, list[dict]] = {}
         for subject, row in routed:
-            overlays[subject] = fold(overlays.get(subject), [row])
+            by_subject.setdefault(subject, []).append(row)
+        for subject, subject_rows in by_subject.items():  # one fold (and sort) per subject
+            overlays[subject] = fold(overlays.get(subject), subject_rows)
         for old, new in moves:
             if old != new and overlays.get(old) is not None:
                 overlays[new] = merge(overlays.get(new), overlays[old])
