@@ -1,6 +1,7 @@
 """Where things are: the project root and the paths set by environment variables. Relative paths
 are relative to the project root, as dbt (run from there) sees them."""
 
+import functools
 import os
 from pathlib import Path
 
@@ -23,10 +24,16 @@ def landing_path() -> str:
 def project_var(name: str, default=None):
     """A var as dbt_project.yml sets it, for Python that must agree with the models (a run's
     `--vars` are not seen here)."""
+    return _project_vars().get(name, default)
+
+
+@functools.cache
+def _project_vars() -> dict:
+    """Read once per process: servers ask on every request."""
     import yaml
 
     project = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text(encoding="utf-8"))
-    return (project.get("vars") or {}).get(name, default)
+    return project.get("vars") or {}
 
 
 # What production runs exclude from `dbt build` (the dbt assets, the erasure rebuild, the
