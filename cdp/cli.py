@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,40 @@ from cdp.load import export_raw_parquet, retry_file
 from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse, describe
 from reverse_etl.cli import sync_app
 
-app = typer.Typer(
+
+class _Cli(typer.Typer):
+    """The `cdp` command: whatever a command does not handle itself ends in one line naming
+    the command and the cause, exit code 1, never a traceback (CDP_DEBUG=1 shows it)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/red]")
+            raise SystemExit(130) from None
+        except Exception as exc:
+            if os.environ.get("CDP_DEBUG"):
+                raise
+            message = f"cdp {_command_of(sys.argv)}: {_cause(exc)}"
+            console.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
+            raise SystemExit(1) from None
+
+
+def _command_of(argv: list[str]) -> str:
+    words = [a for a in argv[1:] if not a.startswith("-")]
+    return " ".join(words[:2]) or "(no command)"
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of the error, with a hint where one is known."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = text.lower()
+    if "lock" in lowered and ("conflicting" in lowered or "could not set" in lowered):
+        text += " (another cdp run or the Dagster UI is writing the warehouse: wait for it)"
+    return text
+
+
+app = _Cli(
     help="Warehouse-native customer data platform.", no_args_is_help=True, add_completion=False
 )
 

@@ -1,6 +1,7 @@
 """The Dagster code location and a real run of its full graph on DuckDB: raw -> dbt staging."""
 
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,26 @@ def test_cli_commands_have_help(command):
     )
     assert done.returncode == 0
     assert "Usage" in done.stdout
+
+
+def test_a_failing_command_says_why_in_one_line_not_a_traceback(tmp_path):
+    """A warehouse that cannot be opened: each command names itself and the cause, exit 1."""
+    cdp = str(Path(sys.executable).parent / "cdp")
+    unreachable = str(tmp_path / "not-a-folder" / "x.duckdb")
+    (tmp_path / "not-a-folder").write_text("a file where a folder should be")
+    for command in (
+        ["sync", "status"],
+        ["profile", "show", "a@b.c"],
+        ["privacy", "export", "a@b.c"],
+    ):
+        done = subprocess.run(
+            [cdp, *command],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CDP_WAREHOUSE": unreachable, "COLUMNS": "80"},
+            timeout=120,
+        )
+        output = (done.stdout + done.stderr).strip()
+        assert done.returncode == 1, output
+        assert "Traceback" not in output and "╭" not in output, output
+        assert len(output.splitlines()) == 1 and output.startswith(f"cdp {' '.join(command[:2])}: ")
