@@ -20,10 +20,14 @@ from cdp.load import export_raw_parquet, retry_file
 from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse, describe
 from reverse_etl.cli import sync_app
 
+# Exit codes of failures a command does not handle itself.
+EXIT_FAILED, EXIT_BAD_PATH, EXIT_WAREHOUSE_BUSY = 1, 2, 75  # 75: sysexits' "try again later"
+
 
 class _Cli(typer.Typer):
     """The `cdp` command: whatever a command does not handle itself ends in one line naming
-    the command and the cause, exit code 1, never a traceback (CDP_DEBUG=1 shows it)."""
+    the command and the cause, never a traceback (CDP_DEBUG=1 shows it): exit 75 when another
+    process holds the warehouse, 2 when a path or the warehouse cannot be opened, else 1."""
 
     def __call__(self, *args, **kwargs):
         try:
@@ -34,9 +38,10 @@ class _Cli(typer.Typer):
         except Exception as exc:
             if os.environ.get("CDP_DEBUG"):
                 raise
-            message = f"cdp {_command_of(sys.argv)}: {_cause(exc)}"
+            cause, code = _cause(exc)
+            message = f"cdp {_command_of(sys.argv)}: {cause}"
             console.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
-            raise SystemExit(1) from None
+            raise SystemExit(code) from None
 
 
 def _command_of(argv: list[str]) -> str:
@@ -44,13 +49,18 @@ def _command_of(argv: list[str]) -> str:
     return " ".join(words[:2]) or "(no command)"
 
 
-def _cause(exc: BaseException) -> str:
-    """The first line of the error, with a hint where one is known."""
+def _cause(exc: BaseException) -> tuple[str, int]:
+    """The first line of the error, with a hint where one is known, and the exit code."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     lowered = text.lower()
     if "lock" in lowered and ("conflicting" in lowered or "could not set" in lowered):
-        text += " (another cdp run or the Dagster UI is writing the warehouse: wait for it)"
-    return text
+        hint = "another cdp run or the Dagster UI is writing the warehouse: wait for it or stop it"
+        return f"{text} ({hint})", EXIT_WAREHOUSE_BUSY
+    import duckdb
+
+    if isinstance(exc, OSError | duckdb.IOException):  # a path, a file, a warehouse to open
+        return text, EXIT_BAD_PATH
+    return text, EXIT_FAILED
 
 
 app = _Cli(

@@ -82,6 +82,31 @@ def _landing_files(landing: Path) -> dict[str, tuple[str, str]]:
     return found
 
 
+def _already_loaded(files: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """A first look (no cursor yet, e.g. `make ui` after `make demo`): the files the loader has
+    already read, same table, name and size, count as seen, so nothing is rebuilt for them."""
+    from cdp.load import LOAD_FILES, table_exists
+    from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse
+
+    try:
+        with connect_warehouse(read_only=True) as con:
+            if not table_exists(con, "raw", "_load_files"):
+                return {}
+            read = {
+                (table_key, Path(file_name).name, size)
+                for table_key, file_name, size in con.execute(
+                    f"select table_key, file_name, size_bytes from {LOAD_FILES}"
+                ).fetchall()
+            }
+    except (*WAREHOUSE_ERRORS, OSError):  # no warehouse yet, or a run holds it: look at all
+        return {}
+    return {
+        file: signature
+        for file, (signature, table_key) in files.items()
+        if (table_key, Path(file).name, int(signature.partition(":")[0])) in read
+    }
+
+
 @sensor(
     job=landing_job,
     minimum_interval_seconds=30,
@@ -90,11 +115,12 @@ def _landing_files(landing: Path) -> dict[str, tuple[str, str]]:
 )
 def landing_folder_sensor(context: SensorEvaluationContext):
     landing = Path(landing_path())
-    seen = json.loads(context.cursor) if context.cursor else {}
     files = _landing_files(landing)
+    seen = json.loads(context.cursor) if context.cursor else _already_loaded(files)
     current = {file: signature for file, (signature, _) in files.items()}
     changed = sorted(f for f, sig in current.items() if seen.get(f) != sig)
     if not changed:
+        context.update_cursor(json.dumps(current))  # a first look is remembered
         return SkipReason(f"no new files in {landing}")
     tables = sorted({files[f][1] for f in changed})
     run_key = hashlib.sha256(json.dumps({f: current[f] for f in changed}).encode()).hexdigest()

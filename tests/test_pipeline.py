@@ -241,7 +241,7 @@ def test_cli_commands_have_help(command):
 
 
 def test_a_failing_command_says_why_in_one_line_not_a_traceback(tmp_path):
-    """A warehouse that cannot be opened: each command names itself and the cause, exit 1."""
+    """A warehouse that cannot be opened: each command names itself and the cause, exit 2."""
     cdp = str(Path(sys.executable).parent / "cdp")
     unreachable = str(tmp_path / "not-a-folder" / "x.duckdb")
     (tmp_path / "not-a-folder").write_text("a file where a folder should be")
@@ -258,6 +258,6 @@ def test_a_failing_command_says_why_in_one_line_not_a_traceback(tmp_path):
             timeout=120,
         )
         output = (done.stdout + done.stderr).strip()
-        assert done.returncode == 1, output
+        assert done.returncode == 2, output
         assert "Traceback" not in output and "╭" not in output, output
         assert len(output.splitlines()) == 1 and output.startswith(f"cdp {' '.join(command[:2])}: ")
