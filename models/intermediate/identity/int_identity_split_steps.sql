@@ -165,7 +165,9 @@ select
     split_records.component_key,
     steps.from_key,
     steps.to_key,
-    steps.strength,
+    -- two records linked more than once: the strongest link is the step
+    max(steps.strength) as strength,
     cast(null as {{ dbt.type_string() }}) as seed
 from steps
 inner join split_records on steps.from_key = split_records.record_key
+group by split_records.component_key, steps.from_key, steps.to_key
