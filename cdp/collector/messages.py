@@ -47,7 +47,8 @@ def parse_time(value) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _iso(moment: datetime) -> str:
+def iso_utc(moment: datetime) -> str:
+    """The collector's timestamp form (UTC, milliseconds, Z); the hot path compares in it."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -109,15 +110,15 @@ def accept(message, received_at: datetime, sent_at=None, shared_context=None, ca
         "user_id": user_id,
         "type": kind,
         "event": event,
-        "timestamp": _iso(happened),
+        "timestamp": iso_utc(happened),
         "traits": traits,
         "context": context or None,
         "properties": properties,
         "group_id": group_id,
         "previous_id": previous_id,
         "original_timestamp": original if isinstance(original, str) else None,
-        "sent_at": _iso(sent) if sent else None,
-        "received_at": _iso(received_at),
+        "sent_at": iso_utc(sent) if sent else None,
+        "received_at": iso_utc(received_at),
     }
     return Accepted(message_id, row)
 

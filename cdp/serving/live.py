@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 
+from cdp.collector.messages import iso_utc, parse_time
 from cdp.config import project_var
 from cdp.serving.store import ProfileStore, index_keys
 
@@ -121,7 +121,8 @@ def view(overlay: dict | None, document: dict | None) -> dict:
     (events newer than the newest web event the warehouse holds for the profile)."""
     overlay = overlay or {"events": [], "traits": {}, "consents": {}}
     through = ((document or {}).get("traits") or {}).get("last_web_visit_at")
-    newer = (lambda moment: True) if through is None else (lambda moment: moment > _iso(through))
+    bound = None if through is None else _iso(through)  # once, not per event
+    newer = (lambda moment: True) if bound is None else (lambda moment: moment > bound)
     events = [e for e in overlay["events"] if newer(e["timestamp"])]
     counts: dict[str, int] = {}
     for event in events:
@@ -169,9 +170,7 @@ def recent_events(overlay: dict | None, limit: int, before: str | None = None) -
 
 def _iso(value: str) -> str:
     """A warehouse timestamp (naive UTC, space or T) in the collector's form, for comparison."""
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(parse_time(value))
 
 
 class LiveUpdater:
@@ -180,7 +179,6 @@ class LiveUpdater:
 
     def __init__(self, store: ProfileStore):
         self.store = store
-        self.applied = 0
 
     def apply(self, rows: list[dict]) -> None:
         carried = {id(row): event_identifiers(row) for row in rows}
@@ -226,7 +224,6 @@ class LiveUpdater:
                 overlays[new] = merge(overlays.get(new), overlays[old])
                 overlays[old] = None
         self.store.live_put(overlays, new_links)
-        self.applied += len(rows)
 
 
 def overlay_for(store: ProfileStore, identifier: str) -> tuple[dict | None, dict | None]:
