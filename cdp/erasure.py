@@ -146,11 +146,11 @@ def find_subject(con: Warehouse, request_id: str) -> Subject:
         }
         # The keys syncs deliver them under, some their own (a lead notification per rep): the
         # destinations, the delivery log and the sync state name the person by those.
-        from reverse_etl.config import load_syncs
+        from reverse_etl.config import load_syncs_reporting
 
         subject.sync_records = {
             sync.name: sync_record_keys(con, sync, subject.profile_id)
-            for sync in load_syncs().values()
+            for sync in load_syncs_reporting()[0].values()
         }
         # Shared and blocklisted addresses (info@, household mailboxes) are not theirs alone.
         subject.email_hashes |= {
@@ -327,14 +327,16 @@ def _held_records(con, sync, subject: Subject) -> list[tuple[str, str | None, st
 def _erase_in_destinations(con, subject: Subject, destination_for: Callable) -> tuple[int, list]:
     """Delete the subject wherever a sync's state says a destination holds them. Confirmed
     deletions drop the sync state at once, so a retry only repeats what failed."""
-    from reverse_etl.config import load_syncs
+    from reverse_etl.config import load_syncs_reporting
     from reverse_etl.delivery import DeliveryError
     from reverse_etl.destinations import Record
 
     if not subject.profile_id or not table_exists(con, "reverse_etl", "sync_state"):
         return 0, []
-    deleted, failures = 0, []
-    for sync in load_syncs().values():
+    syncs, invalid = load_syncs_reporting()
+    # What an invalid definition delivered cannot be found: the request stays open until fixed.
+    deleted, failures = 0, [f"invalid sync definition: {problem}" for problem in invalid]
+    for sync in syncs.values():
         for record_key, identifier, destination_id in _held_records(con, sync, subject):
             record = Record(record_key, identifier or destination_id or "", {}, destination_id)
             target = f"{sync.destination}:{sync.object}"

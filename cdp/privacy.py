@@ -96,12 +96,12 @@ def processing_record(con, profile_id: str) -> list[dict]:
     that sync's previous delivery of them, i.e. what the delivery carried out."""
     import pandas as pd
 
-    from reverse_etl.config import load_syncs
+    from reverse_etl.config import load_syncs_reporting
 
     if not table_exists(con, "reverse_etl", "sync_deliveries"):
         return []
     mapped = pd.DataFrame(
-        [(s.name, column) for s in load_syncs().values() for column in s.columns],
+        [(s.name, column) for s in load_syncs_reporting()[0].values() for column in s.columns],
         columns=["sync_name", "source_column"],
     )
     con.register("sync_columns", mapped)

@@ -2,7 +2,10 @@
 
 Exit codes: 0 all records delivered (or nothing to do), 1 some records rejected (see
 `cdp sync errors NAME`), 2 invalid sync definition or unknown sync, 3 the run failed (destination
-unreachable, credentials missing)."""
+unreachable, credentials missing or refused, an answer the API does not document).
+
+An invalid definition is reported (one line naming the file and the field) and skipped: the
+other syncs list and run as usual."""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from rich.console import Console
 
 from cdp.console import console, progress_bar, rows_table
 from cdp.warehouse import connect_warehouse
-from reverse_etl.config import SyncConfigError, load_syncs
-from reverse_etl.engine import SCHEMA, ensure_state, run_sync
+from reverse_etl.config import load_syncs_reporting
+from reverse_etl.engine import SCHEMA, check_against_warehouse, ensure_state, run_sync
 
 sync_app = typer.Typer(
     help="Reverse ETL: send warehouse models to business tools.", no_args_is_help=True
@@ -23,17 +26,19 @@ sync_app = typer.Typer(
 out = Console()
 
 
-def _syncs():
-    try:
-        return load_syncs()
-    except SyncConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+def _syncs(report: bool = True):
+    """The valid syncs; each invalid definition reported in one line and skipped."""
+    syncs, problems = load_syncs_reporting()
+    if report:
+        for problem in problems:
+            console.print(f"[yellow]skipped invalid sync definition: {problem}[/yellow]")
+    return syncs, problems
 
 
 @sync_app.command("list")
 def list_syncs() -> None:
-    """The syncs defined in reverse_etl/syncs/*.yml."""
+    """The syncs defined in reverse_etl/syncs/*.yml (exit 2 when one is invalid)."""
+    syncs, problems = _syncs()
     rows = [
         (
             s.name,
@@ -41,18 +46,46 @@ def list_syncs() -> None:
             s.mode,
             f"{s.identifier.source} -> {s.identifier.destination}",
             s.filter or "",
+            "none" if not s.gated else f"{s.purpose} by {s.channel} ({s.basis})",
             s.schedule or "",
         )
-        for s in _syncs().values()
+        for s in syncs.values()
     ]
     out.print(
         rows_table(
             "Syncs",
-            ["name", "route", "mode", "identifier", "filter", "schedule"],
+            ["name", "route", "mode", "identifier", "filter", "purpose", "schedule"],
             rows,
             title_justify="left",
         )
     )
+    if problems:
+        raise typer.Exit(2)
+
+
+@sync_app.command("validate")
+def validate(
+    offline: bool = typer.Option(
+        False, "--offline", help="Check the definitions only, not the warehouse."
+    ),
+) -> None:
+    """Check every sync definition, and against the warehouse its model, the columns it reads,
+    its filter and the models that gate it. Exit 2 when anything is wrong."""
+    syncs, problems = _syncs(report=False)
+    lines = [f"invalid definition: {problem}" for problem in problems]
+    if not offline:
+        con = connect_warehouse()
+        try:
+            for sync in syncs.values():
+                lines += [f"{sync.path}: {p}" for p in check_against_warehouse(con, sync)]
+        finally:
+            con.close()
+    for line in lines:
+        console.print(f"[red]{line}[/red]", soft_wrap=True)
+    checked = "definitions" if offline else "definitions and the warehouse"
+    out.print(f"{len(syncs)} valid syncs, {len(lines)} problems ({checked} checked)")
+    if lines:
+        raise typer.Exit(2)
 
 
 @sync_app.command("run")
@@ -68,9 +101,12 @@ def run(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Send what changed since the last confirmed run (added, changed; removed in mirror mode)."""
-    syncs = _syncs()
+    """Send what changed since the last confirmed run: added, changed, consent withdrawn (the
+    destination is told), removed in mirror mode."""
+    syncs, problems = _syncs(report=False)
     if name not in syncs:
+        for problem in problems:
+            console.print(f"[red]invalid sync definition: {problem}[/red]", soft_wrap=True)
         console.print(f"[red]unknown sync {name!r}; known: {', '.join(syncs)}[/red]")
         raise typer.Exit(2)
     con = connect_warehouse()
@@ -97,10 +133,11 @@ def run(
 
 
 def _print_result(result) -> None:
-    verb = "would send" if result.dry_run else "sent"
+    verb = "would send" if result.dry_run else "confirmed"
     out.print(
         f"[b]{result.sync_name}[/b] {result.status}: {verb} {result.added:,} added, "
-        f"{result.changed:,} changed, {result.removed:,} removed; "
+        f"{result.changed:,} changed, {result.removed:,} removed, "
+        f"{result.withdrawn:,} withdrawn; "
         f"{result.unchanged:,} unchanged, {result.failed:,} rejected, "
         f"{result.invalid:,} invalid; {result.calls:,} calls, {result.retries:,} retries"
     )
@@ -125,7 +162,7 @@ def status(limit: int = typer.Option(20, help="How many recent runs.")) -> None:
         ensure_state(con)
         rows = con.execute(
             f"""select sync_name, status, started_at, finished_at, added, changed,
-            removed, failed, invalid, calls from {SCHEMA}.sync_runs
+            removed, withdrawn, failed, invalid, calls, retries from {SCHEMA}.sync_runs
             order by started_at desc limit ?""",
             [limit],
         ).fetchall()
@@ -142,9 +179,11 @@ def status(limit: int = typer.Option(20, help="How many recent runs.")) -> None:
                 "added",
                 "changed",
                 "removed",
+                "withdrawn",
                 "failed",
                 "invalid",
                 "calls",
+                "retries",
             ],
             rows,
             title_justify="left",
@@ -205,7 +244,10 @@ def demo() -> None:
         job = defs.resolve_job_def("syncs")
         # The emulators start empty: the first run re-sends everything, the second nothing.
         resync = {
-            "ops": {f"syncs__{name}": {"config": {"full_resync": True}} for name in load_syncs()}
+            "ops": {
+                f"syncs__{name}": {"config": {"full_resync": True}}
+                for name in _syncs(report=False)[0]
+            }
         }
         for attempt in ("first run (full resync)", "second run"):
             result = job.execute_in_process(

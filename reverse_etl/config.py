@@ -7,12 +7,16 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cdp.config import load_named_yaml_models, load_yaml_model, valid_name
 
 SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
 _RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+PURPOSES = ("email_marketing", "personalization", "analytics", "sales_contact")
+CHANNELS = ("email", "phone", "sms", "post", "web", "app", "ads")
+# A reason for sending without a purpose must say something: a few words at least.
+MIN_REASON_LENGTH = 20
 
 
 class SyncConfigError(ValueError):
@@ -38,12 +42,30 @@ class SyncConfig(BaseModel):
     fields: dict[str, str] = Field(description="destination field -> source column")
     mode: Literal["upsert", "update", "mirror"] = "upsert"
     filter: str | None = Field(None, description="SQL condition on the source's columns.")
-    purpose: Literal["email_marketing", "personalization", "analytics", "sales_contact"] | None = (
+    purpose: Literal["email_marketing", "personalization", "analytics", "sales_contact", "none"] = (
         Field(
-            None,
-            description="Send only profiles whose latest consent grants this purpose "
-            "(marts.customer_consents); the primary key must be the profile id.",
+            description="Processing purpose the destination uses the data for; consent for it "
+            "on `channel` gates every record (marts.customer_consents). `none` only with a "
+            "written `purpose_reason` (no processing of the person's data beyond the company's "
+            "own operations)."
         )
+    )
+    channel: Literal["email", "phone", "sms", "post", "web", "app", "ads"] | None = Field(
+        None, description="Channel the purpose is pursued on; required with a purpose."
+    )
+    basis: Literal["consent", "legitimate_interest"] = Field(
+        "consent",
+        description="consent: send only profiles whose latest statement grants the purpose on "
+        "the channel. legitimate_interest: send everyone except profiles whose latest "
+        "statement refuses it (an objection).",
+    )
+    purpose_reason: str | None = Field(
+        None, description="Why the sync needs no purpose (with purpose: none)."
+    )
+    profile_column: str | None = Field(
+        None,
+        description="Column holding the profile id the consent gate checks; the primary key "
+        "when not set.",
     )
     audience: str | None = Field(
         None,
@@ -65,6 +87,31 @@ class SyncConfig(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         return valid_name(value)
+
+    @model_validator(mode="after")
+    def _consent(self) -> SyncConfig:
+        if self.purpose == "none":
+            reason = (self.purpose_reason or "").strip()
+            if len(reason) < MIN_REASON_LENGTH:
+                raise ValueError(
+                    "purpose: none needs purpose_reason: why this destination may receive the "
+                    f"records without consent (at least {MIN_REASON_LENGTH} characters)"
+                )
+            if self.channel is not None:
+                raise ValueError("channel: only with a purpose (purpose is none)")
+        elif self.channel is None:
+            raise ValueError(
+                f"channel: required with purpose {self.purpose} (one of {', '.join(CHANNELS)})"
+            )
+        return self
+
+    @property
+    def gated(self) -> bool:
+        return self.purpose != "none"
+
+    @property
+    def profile_key(self) -> str:
+        return self.profile_column or self.primary_key
 
     @field_validator("audience")
     @classmethod
@@ -100,15 +147,38 @@ class SyncConfig(BaseModel):
 
 def load_sync(path: Path) -> SyncConfig:
     sync = load_yaml_model(path, SyncConfig, SyncConfigError, "sync")
-    from reverse_etl.destinations import destination_names
+    from reverse_etl.destinations import destination_names, get_destination
 
     if sync.destination not in destination_names():
         raise SyncConfigError(
             f"{path}: destination: unknown {sync.destination!r}; "
             f"known: {', '.join(destination_names())}"
         )
+    problems = get_destination(sync.destination).check_settings(sync.batch_size, sync.settings)
+    if problems:
+        raise SyncConfigError("; ".join(f"{path}: {problem}" for problem in problems))
     return sync
 
 
 def load_syncs(folder: Path = SYNCS_DIR) -> dict[str, SyncConfig]:
+    """Every valid sync; raises on the first invalid one (see load_syncs_reporting)."""
     return load_named_yaml_models(folder, load_sync, SyncConfigError)
+
+
+def load_syncs_reporting(folder: Path = SYNCS_DIR) -> tuple[dict[str, SyncConfig], list[str]]:
+    """The valid syncs, and one line per invalid file: an invalid definition is reported and
+    skipped, never a reason to stop the others."""
+    syncs: dict[str, SyncConfig] = {}
+    problems: list[str] = []
+    for path in sorted(folder.glob("*.yml")):
+        try:
+            sync = load_sync(path)
+        except SyncConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if sync.name in syncs:
+            earlier = syncs[sync.name].path
+            problems.append(f"{path}: name: {sync.name!r} is already used by {earlier}")
+            continue
+        syncs[sync.name] = sync
+    return syncs, problems

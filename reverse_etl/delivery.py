@@ -1,6 +1,7 @@
 """HTTP delivery shared by every destination: rate limiting to the destination's quota, retries
 with exponential backoff and jitter on 429, 5xx, timeouts and dropped connections, Retry-After
-honoured. Non-retryable answers raise RequestRejected with the destination's message."""
+honoured. Non-retryable answers raise RequestRejected with the destination's message; 401 and 403
+raise AuthenticationFailed (no record can go through: the run fails at once)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,17 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 class DeliveryError(Exception):
     """The destination could not be reached or kept failing after all retries."""
+
+
+class AuthenticationFailed(DeliveryError):
+    """401 or 403: the token is wrong, expired or lacks a scope. Every call would fail alike."""
+
+
+class UnexpectedAnswer(DeliveryError):
+    """The destination answered with a success status but a body the API does not document."""
+
+
+AUTH_STATUS = frozenset({401, 403})
 
 
 class RequestRejected(Exception):
@@ -79,8 +91,10 @@ class HttpTransport:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        name: str = "",
     ):
         self.base_url = base_url.rstrip("/")
+        self.name = name or self.base_url
         self.session = requests.Session()
         self.session.headers.update(headers)
         # Proxies and CA bundle from the environment, read once: requests reads the whole
@@ -120,6 +134,11 @@ class HttpTransport:
             else:
                 if response.status_code < 400:
                     return response
+                if response.status_code in AUTH_STATUS:
+                    raise AuthenticationFailed(
+                        f"{self.name} refused the credentials: {method} {path or '/'} answered "
+                        f"HTTP {response.status_code}: {excerpt(response)}"
+                    )
                 if response.status_code not in RETRYABLE_STATUS:
                     raise RequestRejected(response.status_code, response.text[:2000])
                 if response.status_code == 429:
@@ -133,10 +152,36 @@ class HttpTransport:
                 self.stats.count("retries")
                 self._wait(attempt, None)
         raise DeliveryError(
-            f"{method} {url} failed after {self.max_retries + 1} attempts: {last_problem}"
+            f"{self.name}: {method} {url} failed after {self.max_retries + 1} attempts: "
+            f"{last_problem}"
         )
 
+    def request_json(self, method: str, path: str, expected: type = dict, **kwargs):
+        """request(), then the body as JSON of the `expected` type or UnexpectedAnswer."""
+        return json_body(self.request(method, path, **kwargs), expected, self.name)
 
-def json_body(response: requests.Response):
-    """A response's JSON, decoded with orjson; None for an empty body."""
-    return orjson.loads(response.content) if response.content else None
+
+def excerpt(response: requests.Response, limit: int = 300) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return repr(text[:limit] + ("..." if len(text) > limit else "")) if text else "an empty body"
+
+
+def json_body(response: requests.Response, expected: type | None = None, destination: str = ""):
+    """A response's JSON, decoded with orjson; None for an empty body. With `expected`, anything
+    but a JSON value of that type raises UnexpectedAnswer naming the destination, the request,
+    the status and an excerpt of the body."""
+    try:
+        payload = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        payload = None
+        if expected is None:
+            raise
+    if expected is not None and not isinstance(payload, expected):
+        request = response.request
+        where = f"{request.method} {request.path_url}" if request is not None else response.url
+        raise UnexpectedAnswer(
+            f"{destination or 'the destination'} answered {where} with HTTP "
+            f"{response.status_code} and {excerpt(response)}, not the documented JSON "
+            f"{expected.__name__}"
+        )
+    return payload

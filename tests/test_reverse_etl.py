@@ -2,6 +2,7 @@
 DuckDB warehouse: contracts, only-changes delivery, faults without lost or duplicated updates."""
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 
 import duckdb
@@ -54,6 +55,8 @@ def sync_for(destination: str, url: str, **changes) -> SyncConfig:
         "identifier": {"source": "email", "destination": "email"},
         "fields": {"firstname": "first_name", "lastname": "last_name", "country": "country_code"},
         "settings": {"base_url": url, **FAST},
+        "purpose": "none",
+        "purpose_reason": "a test destination: nobody is contacted",
     }
     base.update(changes)
     return SyncConfig.model_validate(base)
@@ -82,12 +85,55 @@ def test_invalid_definitions_name_the_file_and_field(tmp_path):
     assert str(bad) in message
     assert "name:" in message and "source:" in message and "fields:" in message
     unknown = tmp_path / "unknown.yml"
-    unknown.write_text(
-        "name: x\nsource: marts.customers\nprimary_key: id\ndestination: fax\n"
+    valid = (
+        "name: x\nsource: marts.customers\nprimary_key: id\n"
         "identifier: {source: email, destination: email}\nfields: {a: b}\n"
     )
+    unknown.write_text(valid + "destination: fax\npurpose: none\npurpose_reason: " + "x" * 25)
     with pytest.raises(SyncConfigError, match="destination: unknown 'fax'"):
         load_sync(unknown)
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ("", "purpose: Field required"),
+        ("purpose: none\n", "purpose: none needs purpose_reason"),
+        ("purpose: none\npurpose_reason: because\n", "at least 20 characters"),
+        ("purpose: email_marketing\n", "channel: required with purpose email_marketing"),
+        ("purpose: email_marketing\nchannel: fax\n", "channel: Input should be"),
+        ("purpose: sales_contact\nchannel: email\nbatch_size: 500\n", "batch_size: 500 is more"),
+        (
+            "purpose: sales_contact\nchannel: email\nsettings: {rate_limt_calls: 5}\n",
+            "settings.rate_limt_calls: unknown setting for hubspot",
+        ),
+        (
+            "purpose: sales_contact\nchannel: email\nsettings: {timeout: -1}\n",
+            "settings.timeout: must be a positive number",
+        ),
+    ],
+)
+def test_consent_and_destination_limits_are_checked_when_a_sync_is_loaded(tmp_path, extra, problem):
+    path = tmp_path / "hubspot.yml"
+    path.write_text(
+        "name: x\nsource: marts.customers\nprimary_key: profile_id\ndestination: hubspot\n"
+        "identifier: {source: email, destination: email}\nfields: {firstname: first_name}\n" + extra
+    )
+    with pytest.raises(SyncConfigError) as error:
+        load_sync(path)
+    assert str(path) in str(error.value)
+    assert problem in str(error.value)
+
+
+def test_an_invalid_definition_is_reported_and_the_others_still_load(tmp_path):
+    from reverse_etl.config import SYNCS_DIR, load_syncs_reporting
+
+    for shipped in ("hubspot_contacts.yml", "braze_users.yml"):
+        (tmp_path / shipped).write_text((SYNCS_DIR / shipped).read_text())
+    (tmp_path / "broken.yml").write_text("name: broken\nsource: [not, a, relation\n")
+    syncs, problems = load_syncs_reporting(tmp_path)
+    assert set(syncs) == {"hubspot_contacts", "braze_users"}
+    assert len(problems) == 1 and "broken.yml" in problems[0]
 
 
 def test_hubspot_contract_batches_and_only_changes(con):
@@ -242,14 +288,22 @@ def test_full_resync_sends_everything_again(con):
         assert (again.added, again.calls) == (250, 3)
 
 
-def test_wrong_token_is_rejected_and_never_logged(con, monkeypatch):
+def test_a_refused_token_fails_the_run_at_once_recorded_and_never_logged(con, monkeypatch):
+    from reverse_etl.delivery import AuthenticationFailed
+
     monkeypatch.setenv("HUBSPOT_TOKEN", "secret-wrong-token")
     with HubSpotEmulator() as hubspot:
-        result = run_sync(con, sync_for("hubspot", hubspot.url))
-        assert result.failed == 250
-        messages = con.execute("select distinct message from reverse_etl.sync_errors").fetchall()
-        assert messages and all("secret-wrong-token" not in m[0] for m in messages)
-        assert "INVALID_AUTHENTICATION" in messages[0][0]
+        with pytest.raises(AuthenticationFailed, match="hubspot refused the credentials") as error:
+            run_sync(con, sync_for("hubspot", hubspot.url))
+        assert "INVALID_AUTHENTICATION" in str(error.value)
+        assert len(hubspot.requests) == 1  # not one call per batch: the first 401 stops the run
+    run = con.execute(
+        "select status, calls, planned, added, failed, message from reverse_etl.sync_runs"
+    ).fetchone()
+    assert run[:5] == ("failed", 1, 250, 0, 0)
+    assert "secret-wrong-token" not in run[5] and "HTTP 401" in run[5]
+    # 250 people were not rejected: nobody is blamed for a bad token.
+    assert con.execute("select count(*) from reverse_etl.sync_errors").fetchone() == (0,)
 
 
 def test_salesforce_collections_upsert_with_per_record_results(con):
@@ -263,7 +317,7 @@ def test_salesforce_collections_upsert_with_per_record_results(con):
             fields={"FirstName": "first_name", "LastName": "last_name", "Email": "email"},
         )
         result = run_sync(con, sync)
-        assert (result.added, result.failed) == (250, 1)
+        assert (result.planned, result.added, result.failed) == (250, 249, 1)
         sizes = [len(json.loads(r["body"])["records"]) for r in salesforce.requests]
         assert sizes == [200, 50]
         assert len(salesforce.records) == 249
@@ -313,8 +367,10 @@ def test_webhook_batches_are_signed_and_replays_are_not_applied_twice(con, monke
         assert len(receiver.requests) == 2
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_other")
     with WebhookEmulator() as strict:
-        result = run_sync(con, sync_for("webhook", strict.url, name="other_hook"))
-        assert result.failed == 250  # bad signature: 401, nothing applied
+        from reverse_etl.delivery import AuthenticationFailed
+
+        with pytest.raises(AuthenticationFailed, match="webhook refused"):  # bad signature: 401
+            run_sync(con, sync_for("webhook", strict.url, name="other_hook"))
         assert strict.records == {}
 
 
@@ -353,7 +409,7 @@ def test_every_sync_is_a_dbt_exposure_of_its_model():
         assert sync.name in exposures, sync.name
         assert exposures[sync.name]["type"] == "application"
         expected = [f"ref('{sync.source.split('.')[-1]}')"]
-        if sync.purpose:
+        if sync.gated:
             expected.append("ref('customer_consents')")
         if sync.audience:
             expected.append("ref('audience_memberships')")
@@ -398,6 +454,7 @@ def test_consent_gates_the_sync_and_a_withdrawal_removes_the_person(con):
             object="users",
             mode="mirror",
             purpose="email_marketing",
+            channel="email",
             identifier={"source": "profile_id", "destination": "external_id"},
             fields={"email": "email"},
         )
@@ -407,7 +464,7 @@ def test_consent_gates_the_sync_and_a_withdrawal_removes_the_person(con):
             "update marts.customer_consents set is_granted = false where profile_id = 'p_00042'"
         )  # unsubscribed somewhere
         again = run_sync(con, sync)
-        assert (again.removed, again.added) == (1, 0)
+        assert (again.withdrawn, again.removed, again.added) == (1, 0, 0)
         assert "p_00042" not in braze.users
 
 
@@ -490,3 +547,198 @@ def test_file_erasure_rewrites_every_earlier_export(con, tmp_path):
     text = "".join(f.read_text() for f in sorted((tmp_path / "exports").glob("customers_*")))
     assert "p_00007" not in text and "kunde7@" not in text and "neu@example.org" not in text
     assert text.count("p_00008") == 1  # everyone else stays
+
+
+@pytest.mark.parametrize(
+    ("destination", "answer"),
+    [("hubspot", None), ("hubspot", []), ("braze", "ok"), ("salesforce", {"results": []})],
+)
+def test_an_undocumented_answer_fails_the_run_naming_destination_status_and_body(
+    con, destination, answer
+):
+    from reverse_etl.delivery import UnexpectedAnswer
+
+    emulators = {
+        "hubspot": HubSpotEmulator,
+        "braze": BrazeEmulator,
+        "salesforce": SalesforceEmulator,
+    }
+    with emulators[destination]() as emulator:
+        emulator.answer_next(200, answer)
+        sync = sync_for(
+            destination,
+            emulator.url,
+            object="Contact" if destination == "salesforce" else "contacts",
+            identifier={"source": "profile_id", "destination": "external_id"},
+        )
+        with pytest.raises(UnexpectedAnswer) as error:
+            run_sync(con, sync)
+    message = str(error.value)
+    assert message.startswith(f"{destination} answered ") and "HTTP 200" in message
+    body = "an empty body" if answer is None else json.dumps(answer, separators=(",", ":"))
+    assert body in message
+    status, calls, text = con.execute(
+        "select status, calls, message from reverse_etl.sync_runs"
+    ).fetchone()
+    assert (status, calls) == ("failed", 1) and "UnexpectedAnswer" in text
+
+
+def test_a_failed_run_records_its_calls_and_retries(con):
+    with HubSpotEmulator() as hubspot:
+        hubspot.start_outage(status=503)
+        with pytest.raises(DeliveryError, match="hubspot: POST .* failed after 5 attempts"):
+            run_sync(con, sync_for("hubspot", hubspot.url))
+    assert con.execute(
+        "select status, calls, retries, planned, added from reverse_etl.sync_runs"
+    ).fetchone() == ("failed", 5, 4, 250, 0)
+
+
+class _Interrupting:
+    """A destination whose process is stopped (Ctrl-C) in the middle of a run."""
+
+    batch_size, calls, supports_delete = 100, 0, False
+
+    def upsert(self, records):
+        raise KeyboardInterrupt
+
+
+def test_a_run_that_died_is_marked_abandoned_when_the_next_starts(con):
+    sync = sync_for("hubspot", "http://127.0.0.1:9")
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(con, sync, destination=_Interrupting())
+    assert con.execute("select status from reverse_etl.sync_runs").fetchall() == [("running",)]
+    with HubSpotEmulator() as hubspot:
+        run_sync(con, sync_for("hubspot", hubspot.url))
+    runs = con.execute(
+        "select status, message from reverse_etl.sync_runs order by started_at"
+    ).fetchall()
+    assert [r[0] for r in runs] == ["abandoned", "succeeded"]
+    assert "stopped without finishing" in runs[0][1]
+
+
+def test_ten_thousand_rejections_are_written_in_bulk_and_counted_per_attempt(con):
+    con.execute("""insert into marts.customers
+        select 'q_' || lpad(cast(i as varchar), 5, '0'), 'broken' || i, 'A', 'B', 'DE', false
+        from range(1, 10001) t(i)""")
+    with SalesforceEmulator() as salesforce:
+        sync = sync_for(
+            "salesforce",
+            salesforce.url,
+            object="Contact",
+            identifier={"source": "profile_id", "destination": "CDP_Profile_Id__c"},
+            fields={"LastName": "last_name", "Email": "email"},
+            settings={"base_url": salesforce.url, "rate_limit_calls": 10_000, **FAST},
+        )
+        first = run_sync(con, sync)
+        second = run_sync(con, sync)
+    assert (first.added, first.failed, second.added, second.failed) == (250, 10_000, 0, 10_000)
+    attempts = con.execute(
+        "select min(attempts), max(attempts), count(*) from reverse_etl.sync_errors"
+    ).fetchone()
+    assert attempts == (2, 2, 10_000)
+
+
+def _gated(destination, url, tmp_path, basis="consent"):
+    objects = {"salesforce": "Contact", "braze": "users", "file": "customers"}
+    ids = {"salesforce": "CDP_Profile_Id__c", "braze": "external_id", "hubspot": "email"}
+    settings = {"directory": str(tmp_path)} if destination == "file" else {"base_url": url, **FAST}
+    return sync_for(
+        destination,
+        url,
+        object=objects.get(destination, "contacts"),
+        identifier={
+            "source": "email" if destination == "hubspot" else "profile_id",
+            "destination": ids.get(destination, "profile_id"),
+        },
+        fields={"email": "email"} if destination != "salesforce" else {"LastName": "last_name"},
+        purpose="email_marketing",
+        channel="email",
+        basis=basis,
+        purpose_reason=None,
+        settings=settings,
+    )
+
+
+def _held(destination, emulator, tmp_path) -> set[str]:
+    """The profile ids the destination holds now."""
+    if destination == "hubspot":
+        return {
+            c["properties"]["email"].removeprefix("kunde").split("@")[0]
+            for c in emulator.live_contacts().values()
+        }
+    if destination == "salesforce":
+        return {r["CDP_Profile_Id__c"] for r in emulator.records.values()}
+    if destination == "braze":
+        return set(emulator.users)
+    if destination == "webhook":
+        return {key.split("/")[-1] for key in emulator.records}
+    rows = duckdb.sql(f"select profile_id from read_parquet('{tmp_path}/*.parquet')").fetchall()
+    return {r[0] for r in rows}
+
+
+@pytest.mark.parametrize("destination", ["hubspot", "salesforce", "braze", "webhook", "file"])
+def test_every_destination_is_told_when_consent_is_withdrawn(con, tmp_path, destination):
+    con.execute("""create table marts.customer_consents as
+        select profile_id, 'email_marketing' as purpose, 'email' as channel,
+            profile_id <= 'p_00010' as is_granted
+        from marts.customers""")
+    # the same person refused email marketing by phone: that channel does not count here
+    con.execute("""insert into marts.customer_consents
+        values ('p_00003', 'email_marketing', 'phone', false)""")
+    emulators = {
+        "hubspot": HubSpotEmulator,
+        "salesforce": SalesforceEmulator,
+        "braze": BrazeEmulator,
+        "webhook": WebhookEmulator,
+    }
+    with ExitStack() as stack:
+        emulator = (
+            stack.enter_context(emulators[destination]()) if destination in emulators else None
+        )
+        sync = _gated(destination, emulator.url if emulator else "", tmp_path)
+        if destination == "file":
+            sync = sync.model_copy(
+                update={"settings": {"directory": str(tmp_path), "format": "parquet"}}
+            )
+        first = run_sync(con, sync)
+        assert (first.added, first.withdrawn) == (10, 0)
+        ids = {f"p_{i:05d}" for i in range(1, 11)}
+        expected = (
+            {i.removeprefix("p_").lstrip("0") for i in ids} if destination == "hubspot" else ids
+        )
+        assert _held(destination, emulator, tmp_path) == expected
+        con.execute(
+            "update marts.customer_consents set is_granted = false "
+            "where profile_id = 'p_00004' and channel = 'email'"
+        )
+        again = run_sync(con, sync)
+        assert (again.withdrawn, again.added, again.unchanged, again.failed) == (1, 0, 9, 0)
+        if destination == "webhook":
+            last = json.loads(emulator.requests[-1]["body"])
+            assert last["action"] == "withdraw"
+            assert [r["key"] for r in last["records"]] == ["p_00004"]
+        else:
+            held = _held(destination, emulator, tmp_path)
+            assert ("4" if destination == "hubspot" else "p_00004") not in held
+            assert len(held) == 9
+        delivered = con.execute(
+            "select action from reverse_etl.sync_deliveries where record_key = 'p_00004' "
+            "order by delivered_at"
+        ).fetchall()
+        assert delivered == [("upsert",), ("withdraw",)]
+        # consent given again: sent again as a new record
+        con.execute(
+            "update marts.customer_consents set is_granted = true where profile_id = 'p_00004'"
+        )
+        assert run_sync(con, sync).added == 1
+
+
+def test_legitimate_interest_sends_everyone_but_those_who_objected(con, tmp_path):
+    con.execute("""create table marts.customer_consents as
+        select profile_id, 'email_marketing' as purpose, 'email' as channel,
+            false as is_granted
+        from marts.customers where profile_id in ('p_00001', 'p_00002')""")
+    with BrazeEmulator() as braze:
+        sync = _gated("braze", braze.url, tmp_path, basis="legitimate_interest")
+        assert run_sync(con, sync).added == 248
+        assert {"p_00001", "p_00002"}.isdisjoint(braze.users)

@@ -2,6 +2,8 @@
 model it reads, with the run's counts as metadata and a check on records the destination
 rejected."""
 
+import logging
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -17,7 +19,7 @@ from dagster import (
 
 from orchestration.assets.dbt import dbt_model_key
 from orchestration.resources import WarehouseResource
-from reverse_etl.config import SyncConfig, load_syncs
+from reverse_etl.config import SyncConfig, load_syncs_reporting
 from reverse_etl.engine import CONSENTS, MEMBERSHIPS, SCHEMA, ensure_state, run_sync
 
 
@@ -34,7 +36,7 @@ def _upstream(sync: SyncConfig) -> list[AssetKey]:
     """The model a sync reads, the consents that gate it when it declares a purpose and the
     memberships that filter it when it targets an audience."""
     models = [sync.source.split(".")[-1]]
-    if sync.purpose:
+    if sync.gated:
         models.append(CONSENTS.split(".")[-1])
     if sync.audience:
         models.append(MEMBERSHIPS.split(".")[-1])
@@ -52,6 +54,7 @@ def _sync_asset(sync: SyncConfig) -> AssetsDefinition:
             "destination": sync.destination,
             "object": sync.object,
             "mode": sync.mode,
+            "purpose": sync.purpose if not sync.gated else f"{sync.purpose} by {sync.channel}",
             "definition": str(sync.path),
         },
     )
@@ -64,8 +67,8 @@ def _sync_asset(sync: SyncConfig) -> AssetsDefinition:
             except Exception as exc:
                 raise Failure(description=f"sync {sync.name} failed: {exc}") from exc
         context.log.info(
-            f"{sync.name}: {result.added} added, {result.changed} changed, "
-            f"{result.removed} removed, {result.failed} rejected"
+            f"{sync.name}: confirmed {result.added} added, {result.changed} changed, "
+            f"{result.removed} removed, {result.withdrawn} withdrawn; {result.failed} rejected"
         )
         return MaterializeResult(
             metadata={
@@ -74,7 +77,9 @@ def _sync_asset(sync: SyncConfig) -> AssetsDefinition:
                     "added",
                     "changed",
                     "removed",
+                    "withdrawn",
                     "unchanged",
+                    "planned",
                     "failed",
                     "invalid",
                     "calls",
@@ -112,6 +117,9 @@ def _sync_check(sync: SyncConfig):
     return _check
 
 
-SYNCS = load_syncs()
+# An invalid definition is logged and left out: the other syncs load and run.
+SYNCS, INVALID_SYNCS = load_syncs_reporting()
+for _problem in INVALID_SYNCS:
+    logging.getLogger(__name__).warning("skipped invalid sync definition: %s", _problem)
 sync_assets = [_sync_asset(s) for s in SYNCS.values()]
 sync_checks = [_sync_check(s) for s in SYNCS.values()]

@@ -42,6 +42,13 @@ class Destination(ABC):
 
     name: ClassVar[str]
     batch_size: ClassVar[int]
+    # The API's own limit on records per call (None: no limit); a larger batch_size is refused
+    # when the sync is loaded, not by the destination on every call.
+    max_batch_size: ClassVar[int | None] = None
+    # Keys a sync's `settings` may hold; anything else is a typo, refused at load.
+    options: ClassVar[frozenset[str]] = frozenset(
+        {"base_url", "rate_limit_calls", "rate_limit_period", "timeout", "max_retries", "backoff"}
+    )
     rate_limit: ClassVar[tuple[int, float]]  # (requests, seconds)
     supports_delete: ClassVar[bool] = False
     token_env: ClassVar[str | None] = None
@@ -61,6 +68,33 @@ class Destination(ABC):
             raise ValueError(f"{cls.name}: the environment variable {cls.token_env} is not set")
         return DestinationSettings(base_url=base_url, token=token, options=options)
 
+    @classmethod
+    def check_settings(cls, batch_size: int | None, options: dict) -> list[str]:
+        """Problems with a sync's batch size and settings for this destination, as
+        `field: message` lines."""
+        problems = []
+        if batch_size and cls.max_batch_size and batch_size > cls.max_batch_size:
+            problems.append(
+                f"batch_size: {batch_size} is more than {cls.name} accepts in one call "
+                f"({cls.max_batch_size})"
+            )
+        for key in sorted(set(options) - cls.options):
+            problems.append(
+                f"settings.{key}: unknown setting for {cls.name}; known: "
+                f"{', '.join(sorted(cls.options))}"
+            )
+        for key in ("rate_limit_calls", "rate_limit_period", "timeout"):
+            if key in options and not (
+                isinstance(options[key], int | float)
+                and not isinstance(options[key], bool)
+                and options[key] > 0
+            ):
+                problems.append(f"settings.{key}: must be a positive number")
+        for key in ("max_retries",):
+            if key in options and not (isinstance(options[key], int) and options[key] >= 0):
+                problems.append(f"settings.{key}: must be a whole number, 0 or more")
+        return problems
+
     @abstractmethod
     def upsert(self, records: list[Record]) -> list[Outcome]:
         """Create or update the records; one Outcome per record, in any order."""
@@ -68,6 +102,12 @@ class Destination(ABC):
     def delete(self, records: list[Record]) -> list[Outcome]:
         """Delete or archive records (mirror mode); only where supports_delete."""
         raise TypeError(f"{self.name} cannot delete records; use mode upsert or update")
+
+    def withdraw(self, records: list[Record]) -> list[Outcome]:
+        """The person withdrew consent for the sync's purpose (or objected to it): the
+        destination must stop using the record. Deleted there by default, as mirror mode would;
+        where nothing can be deleted, erased from what was exported."""
+        return self.delete(records) if self.supports_delete else self.erase(records)
 
     def erase(self, records: list[Record]) -> list[Outcome]:
         """Remove people for good (a data-subject erasure request). Where the API has no

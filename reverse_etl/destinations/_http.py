@@ -21,4 +21,5 @@ def transport_for(destination, headers: dict[str, str]) -> HttpTransport:
         max_retries=int(options.get("max_retries", 6)),
         backoff=float(options.get("backoff", 0.5)),
         sleep=sleep,
+        name=destination.name,
     )

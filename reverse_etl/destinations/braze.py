@@ -1,7 +1,7 @@
 """Braze /users/track: user attributes by external_id, at most 75 per request; non-fatal errors
 name the index of the rejected object; /users/delete removes users (mirror mode)."""
 
-from reverse_etl.delivery import RequestRejected, json_body
+from reverse_etl.delivery import RequestRejected
 from reverse_etl.destinations import Destination, Outcome, Record, register
 from reverse_etl.destinations._http import transport_for
 
@@ -10,6 +10,7 @@ from reverse_etl.destinations._http import transport_for
 class BrazeUsers(Destination):
     name = "braze"
     batch_size = 75
+    max_batch_size = 75
     rate_limit = (3000, 3.0)
     supports_delete = True
     token_env = "BRAZE_API_KEY"
@@ -22,7 +23,7 @@ class BrazeUsers(Destination):
     def upsert(self, records: list[Record]) -> list[Outcome]:
         body = {"attributes": [{"external_id": r.identifier, **r.fields} for r in records]}
         try:
-            payload = json_body(self.transport.request("POST", "/users/track", json=body))
+            payload = self.transport.request_json("POST", "/users/track", json=body)
         except RequestRejected as exc:
             return [Outcome(r.record_key, False, message=exc.message) for r in records]
         rejected = {

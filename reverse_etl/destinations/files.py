@@ -18,6 +18,7 @@ class FileExport(Destination):
     name = "file"
     batch_size = 100_000
     rate_limit = (1_000_000, 1.0)
+    options = frozenset({"directory", "format"})
 
     @classmethod
     def settings_from_env(cls, options: dict) -> DestinationSettings:

@@ -3,7 +3,7 @@
 archives (restorable for 90 days); erasure uses the GDPR delete, one contact per call, which
 removes the contact for good."""
 
-from reverse_etl.delivery import RequestRejected, json_body
+from reverse_etl.delivery import RequestRejected
 from reverse_etl.destinations import Destination, Outcome, Record, register
 from reverse_etl.destinations._http import transport_for
 
@@ -12,6 +12,7 @@ from reverse_etl.destinations._http import transport_for
 class HubSpotContacts(Destination):
     name = "hubspot"
     batch_size = 100
+    max_batch_size = 100
     rate_limit = (100, 10.0)
     supports_delete = True
     token_env = "HUBSPOT_TOKEN"
@@ -34,10 +35,9 @@ class HubSpotContacts(Destination):
         }
         path = f"/crm/v3/objects/{self.object_name}/batch/upsert"
         try:
-            response = self.transport.request("POST", path, json=body)
+            payload = self.transport.request_json("POST", path, json=body)
         except RequestRejected as exc:
             return [Outcome(r.record_key, False, message=exc.message) for r in records]
-        payload = json_body(response)
         by_identifier = {r.identifier.lower(): r for r in records}
         outcomes: dict[str, Outcome] = {}
         for result in payload.get("results", []):

@@ -50,6 +50,7 @@ class ProfileStoreDestination(Destination):
     batch_size = 1_000
     rate_limit = (1_000_000, 1.0)
     supports_delete = True
+    options = frozenset()
 
     @classmethod
     def settings_from_env(cls, options: dict) -> DestinationSettings:

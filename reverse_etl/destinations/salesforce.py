@@ -4,7 +4,7 @@ type, allOrNone false; one result per record, in input order. Delete: DELETE
 /services/data/vXX.X/composite/sobjects?ids=...&allOrNone=false, at most 200 ids, one
 DeleteResult per id in the order given."""
 
-from reverse_etl.delivery import RequestRejected, json_body
+from reverse_etl.delivery import RequestRejected
 from reverse_etl.destinations import Destination, Outcome, Record, register
 from reverse_etl.destinations._http import transport_for
 
@@ -15,6 +15,7 @@ API_VERSION = "v60.0"
 class SalesforceObjects(Destination):
     name = "salesforce"
     batch_size = 200
+    max_batch_size = 200
     rate_limit = (25, 1.0)
     supports_delete = True
     token_env = "SALESFORCE_TOKEN"
@@ -34,7 +35,7 @@ class SalesforceObjects(Destination):
         }
         path = f"/services/data/{API_VERSION}/composite/sobjects/{self.object_name}/{self.id_field}"
         try:
-            results = json_body(self.transport.request("PATCH", path, json=body))
+            results = self.transport.request_json("PATCH", path, list, json=body)
         except RequestRejected as exc:
             return [Outcome(r.record_key, False, message=exc.message) for r in records]
         if len(results) != len(records):
@@ -62,7 +63,7 @@ class SalesforceObjects(Destination):
         ids = ",".join(r.destination_id for r in known)
         path = f"/services/data/{API_VERSION}/composite/sobjects?ids={ids}&allOrNone=false"
         try:
-            results = json_body(self.transport.request("DELETE", path))
+            results = self.transport.request_json("DELETE", path, list)
         except RequestRejected as exc:
             return outcomes + [Outcome(r.record_key, False, message=exc.message) for r in known]
         by_id = {str(result.get("id")): result for result in results}

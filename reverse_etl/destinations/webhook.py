@@ -25,6 +25,7 @@ class Webhook(Destination):
     name = "webhook"
     batch_size = 500
     rate_limit = (50, 1.0)
+    options = Destination.options | {"secret_env"}
     supports_delete = True
     url_env = "WEBHOOK_URL"
     secret_env = "WEBHOOK_SECRET"
@@ -64,6 +65,10 @@ class Webhook(Destination):
 
     def delete(self, records: list[Record]) -> list[Outcome]:
         return self._post("delete", records)
+
+    def withdraw(self, records: list[Record]) -> list[Outcome]:
+        # The receiver decides how to stop (unsubscribe, suppress, delete); it is told why.
+        return self._post("withdraw", records)
 
     def erase(self, records: list[Record]) -> list[Outcome]:
         # Its own action, so the receiver can tell a data-subject erasure from a mirror delete.

@@ -24,8 +24,9 @@ class Fault:
         seconds: float = 0.0,
         retry_after: str | None = None,
         after_processing: bool = False,
+        payload=None,
     ):
-        self.kind, self.status, self.seconds = kind, status, seconds
+        self.kind, self.status, self.seconds, self.payload = kind, status, seconds, payload
         self.retry_after, self.after_processing = retry_after, after_processing
 
 
@@ -47,6 +48,12 @@ class Emulator(ABC):
     def fail_next(self, count: int = 1, status: int = 500, retry_after: str | None = None):
         for _ in range(count):
             self.faults.append(Fault("status", status=status, retry_after=retry_after))
+
+    def answer_next(self, status: int, payload, count: int = 1):
+        """Answer with this status and JSON payload (None: an empty body) without applying the
+        request, as a misconfigured proxy or a changed API would."""
+        for _ in range(count):
+            self.faults.append(Fault("answer", status=status, payload=payload))
 
     def drop_next(self, count: int = 1, after_processing: bool = False):
         """Close the connection without an answer (optionally after applying the request)."""
@@ -136,6 +143,9 @@ class Emulator(ABC):
         if fault and fault.kind == "drop" and not fault.after_processing:
             handler.close_connection = True
             handler.connection.shutdown(2)
+            return
+        if fault and fault.kind == "answer":
+            self._send(handler, fault.status, fault.payload)
             return
         if fault and fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
