@@ -53,7 +53,7 @@ shop_checkbox as (
         'email_marketing' as purpose,
         'email' as channel,
         accepts_marketing as is_granted,
-        updated_at as stated_at,
+        accepts_marketing_stated_at as stated_at,
         'checkout marketing checkbox' as statement
     from {{ ref('stg_shop__customers') }}
     where accepts_marketing is not null

@@ -44,6 +44,50 @@ latest as (
         'birth_date desc nulls last', 'accepts_marketing desc nulls last'
     ]) }}
 
+),
+
+last_other_choice as (
+
+    -- The newest version whose marketing choice differs from the account's choice now.
+    select
+        versions.customer_id,
+        max(versions.updated_at) as changed_after
+    from renamed as versions
+    inner join latest on versions.customer_id = latest.customer_id
+    where versions.accepts_marketing <> latest.accepts_marketing
+    group by versions.customer_id
+
+),
+
+marketing_choice as (
+
+    -- When the choice held now was made: the first version carrying it after the last that
+    -- did not. An update of something else (an address) does not restate it; with no change
+    -- on record it dates from the account's creation.
+    select
+        latest.customer_id,
+        case
+            when last_other_choice.changed_after is null
+                then coalesce(latest.created_at, latest.updated_at)
+            else min(versions.updated_at)
+        end as accepts_marketing_stated_at
+    from latest
+    left join last_other_choice on latest.customer_id = last_other_choice.customer_id
+    left join renamed as versions
+        on
+            latest.customer_id = versions.customer_id
+            and latest.accepts_marketing = versions.accepts_marketing
+            and last_other_choice.changed_after < versions.updated_at
+    group by
+        latest.customer_id,
+        latest.created_at,
+        latest.updated_at,
+        last_other_choice.changed_after
+
 )
 
-select * from latest
+select
+    latest.*,
+    marketing_choice.accepts_marketing_stated_at
+from latest
+inner join marketing_choice on latest.customer_id = marketing_choice.customer_id
