@@ -65,7 +65,11 @@ def load_yaml_model(path: Path, model, error: type[Exception], what: str):
         raw = yaml.safe_load(text)
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from exc
+        # one line: YAML's message spans several, with a caret drawing
+        where = getattr(exc, "problem_mark", None)
+        line = f":{where.line + 1}" if where is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise error(f"{path}{line}: not valid YAML: {problem}") from exc
     if not isinstance(raw, dict):
         raise error(f"{path}: expected a mapping of {what} settings")
     try:

@@ -4,7 +4,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=True)
+# Messages are never wrapped: a problem is one line however long its path, for people and for
+# the logs and scripts that read it.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def progress_bar(disable: bool = False) -> Progress:

@@ -8,6 +8,12 @@ from orchestration.assets.identity import matcher_assets
 from orchestration.assets.ml import customer_predictions, models_beat_naive_baselines
 from orchestration.assets.raw import raw_asset_checks, raw_assets
 from orchestration.assets.syncs import sync_assets, sync_checks
+from orchestration.operations import (
+    freshness_checks,
+    run_failure_alert,
+    source_freshness_job,
+    source_freshness_schedule,
+)
 from orchestration.privacy import erasure_request_sensor, privacy_erasure_job
 from orchestration.resources import build_resources
 from orchestration.schedules import (
@@ -33,10 +39,11 @@ defs = Definitions(
         lookups_mostly_answered,
         models_beat_naive_baselines,
         *sync_checks,
+        *freshness_checks,
     ],
-    jobs=[full_graph_job, landing_job, syncs_job, privacy_erasure_job],
-    schedules=[daily_full_graph, *sync_schedules],
-    sensors=[landing_folder_sensor, erasure_request_sensor],
+    jobs=[full_graph_job, landing_job, syncs_job, privacy_erasure_job, source_freshness_job],
+    schedules=[daily_full_graph, *sync_schedules, source_freshness_schedule],
+    sensors=[landing_folder_sensor, erasure_request_sensor, run_failure_alert],
     resources=build_resources(),
     # DuckDB allows one writing process: steps run one after another in the run's process.
     executor=in_process_executor,

@@ -14,6 +14,7 @@ import os
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cdp.console import console, progress_bar, rows_table
 from cdp.warehouse import connect_warehouse
@@ -31,7 +32,7 @@ def _syncs(report: bool = True):
     syncs, problems = load_syncs_reporting()
     if report:
         for problem in problems:
-            console.print(f"[yellow]skipped invalid sync definition: {problem}[/yellow]")
+            console.print(f"[yellow]skipped invalid sync definition: {escape(problem)}[/yellow]")
     return syncs, problems
 
 
@@ -51,6 +52,8 @@ def list_syncs() -> None:
         )
         for s in syncs.values()
     ]
+    if not rows:
+        raise typer.Exit(2 if problems else 0)
     out.print(
         rows_table(
             "Syncs",
@@ -81,7 +84,7 @@ def validate(
         finally:
             con.close()
     for line in lines:
-        console.print(f"[red]{line}[/red]", soft_wrap=True)
+        console.print(f"[red]{escape(line)}[/red]")
     checked = "definitions" if offline else "definitions and the warehouse"
     out.print(f"{len(syncs)} valid syncs, {len(lines)} problems ({checked} checked)")
     if lines:
@@ -105,9 +108,9 @@ def run(
     destination is told), removed in mirror mode."""
     syncs, problems = _syncs(report=False)
     if name not in syncs:
-        for problem in problems:
-            console.print(f"[red]invalid sync definition: {problem}[/red]", soft_wrap=True)
-        console.print(f"[red]unknown sync {name!r}; known: {', '.join(syncs)}[/red]")
+        skipped = f"; skipped as invalid: {' | '.join(problems)}" if problems else ""
+        known = ", ".join(syncs) or "none"
+        console.print(f"[red]{escape(f'unknown sync {name!r}; known: {known}{skipped}')}[/red]")
         raise typer.Exit(2)
     con = connect_warehouse()
     try:
@@ -121,7 +124,7 @@ def run(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except Exception as exc:
-        console.print(f"[red]sync {name} failed: {exc}[/red]")
+        console.print(f"[red]{escape(f'sync {name} failed: {exc}')}[/red]")
         raise typer.Exit(3) from exc
     finally:
         con.close()

@@ -3,6 +3,7 @@ name the file and the field."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from cdp.config import load_named_yaml_models, load_yaml_model, valid_name
 
 SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
+SYNCS_DIR_ENV = "CDP_SYNCS_DIR"  # a deployment's own sync definitions, instead of the shipped
+
+
+def syncs_dir() -> Path:
+    return Path(os.environ.get(SYNCS_DIR_ENV) or SYNCS_DIR)
+
+
 _RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 PURPOSES = ("email_marketing", "personalization", "analytics", "sales_contact")
 CHANNELS = ("email", "phone", "sms", "post", "web", "app", "ads")
@@ -160,16 +168,19 @@ def load_sync(path: Path) -> SyncConfig:
     return sync
 
 
-def load_syncs(folder: Path = SYNCS_DIR) -> dict[str, SyncConfig]:
+def load_syncs(folder: Path | None = None) -> dict[str, SyncConfig]:
     """Every valid sync; raises on the first invalid one (see load_syncs_reporting)."""
-    return load_named_yaml_models(folder, load_sync, SyncConfigError)
+    return load_named_yaml_models(folder or syncs_dir(), load_sync, SyncConfigError)
 
 
-def load_syncs_reporting(folder: Path = SYNCS_DIR) -> tuple[dict[str, SyncConfig], list[str]]:
+def load_syncs_reporting(folder: Path | None = None) -> tuple[dict[str, SyncConfig], list[str]]:
     """The valid syncs, and one line per invalid file: an invalid definition is reported and
     skipped, never a reason to stop the others."""
     syncs: dict[str, SyncConfig] = {}
     problems: list[str] = []
+    folder = folder or syncs_dir()
+    if not folder.is_dir():
+        return syncs, [f"{folder}: no such folder of sync definitions ({SYNCS_DIR_ENV})"]
     for path in sorted(folder.glob("*.yml")):
         try:
             sync = load_sync(path)

@@ -586,7 +586,7 @@ def test_an_undocumented_answer_fails_the_run_naming_destination_status_and_body
 def test_a_failed_run_records_its_calls_and_retries(con):
     with HubSpotEmulator() as hubspot:
         hubspot.start_outage(status=503)
-        with pytest.raises(DeliveryError, match="hubspot: POST .* failed after 5 attempts"):
+        with pytest.raises(DeliveryError, match=r"hubspot: POST .* failed after 5 attempts"):
             run_sync(con, sync_for("hubspot", hubspot.url))
     assert con.execute(
         "select status, calls, retries, planned, added from reverse_etl.sync_runs"
@@ -742,3 +742,55 @@ def test_legitimate_interest_sends_everyone_but_those_who_objected(con, tmp_path
         sync = _gated("braze", braze.url, tmp_path, basis="legitimate_interest")
         assert run_sync(con, sync).added == 248
         assert {"p_00001", "p_00002"}.isdisjoint(braze.users)
+
+
+def test_sync_validate_finds_missing_columns_and_filters_and_skips_invalid_files(
+    con, tmp_path, monkeypatch, capsys
+):
+    import sys
+
+    from cdp.cli import app
+
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    base = (
+        "source: marts.customers\nprimary_key: profile_id\ndestination: braze\nobject: users\n"
+        "identifier: {source: profile_id, destination: external_id}\n"
+        "purpose: none\npurpose_reason: a test destination, nobody is contacted\n"
+    )
+    (folder / "good.yml").write_text("name: good\nfields: {email: email}\n" + base)
+    (folder / "typo.yml").write_text(
+        "name: typo\nfields: {email: e_mail}\nfilter: is_on_list\n" + base
+    )
+    (folder / "broken.yml").write_text("name: broken\nfields: [unclosed\n" + base)
+    con.execute("create table marts.customer_consents (profile_id varchar)")
+    con.close()
+    monkeypatch.setenv("CDP_WAREHOUSE", str(tmp_path / "wh.duckdb"))
+    monkeypatch.setenv("CDP_SYNCS_DIR", str(folder))
+
+    def cdp(*args) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["cdp", *args])
+        try:
+            app(args=list(args), prog_name="cdp")
+            code = 0
+        except SystemExit as stop:
+            code = stop.code
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    code, text = cdp("sync", "validate")
+    assert code == 2
+    assert f"{folder / 'typo.yml'}: fields.email: marts.customers has no column 'e_mail'" in text
+    assert "broken.yml:" in text and "not valid YAML" in text
+    assert "2 valid syncs, 2 problems" in text
+    # the filter is checked once the columns are right
+    (folder / "typo.yml").write_text(
+        "name: typo\nfields: {email: email}\nfilter: is_on_list\n" + base
+    )
+    code, text = cdp("sync", "validate")
+    assert code == 2 and f"{folder / 'typo.yml'}: filter: " in text and "is_on_list" in text
+    # the invalid file does not stop a dry run of another sync
+    monkeypatch.setenv("BRAZE_API_KEY", "test-token")
+    code, text = cdp("sync", "run", "good", "--dry-run", "--json")
+    assert code == 0, text
+    assert json.loads(text[text.index("{") :])["added"] == 250

@@ -1,0 +1,158 @@
+"""Operations in Dagster: a failed sync run (a refused token) fails its asset and is posted to
+a real HTTP receiver as a Slack-compatible alert; source freshness checks grade the age of the
+newest loaded row against the sources' declared freshness."""
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import duckdb
+import pytest
+from dagster import DagsterInstance, build_run_status_sensor_context, materialize
+
+from orchestration.assets.syncs import SYNCS, sync_asset_key
+from orchestration.operations import freshness_checks, run_failure_alert
+from orchestration.resources import WarehouseResource
+from reverse_etl.emulators.hubspot import HubSpotEmulator
+
+
+class Receiver:
+    """An HTTP endpoint that keeps every JSON body posted to it (a Slack incoming webhook)."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T000/B000/secret"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def small_warehouse(tmp_path):
+    path = tmp_path / "ops.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create schema marts")
+    con.execute("""create table marts.customers as
+        select 'p_' || i as profile_id, 'kunde' || i || '@example.org' as email,
+            'Anna' as first_name, 'Muster' as last_name, null as phone, 'Köln' as city,
+            '50667' as postal_code, 'DE' as country_code, null as company_name,
+            'Lead' as crm_lead_status, true as is_identified
+        from range(1, 21) t(i)""")
+    con.execute("""create table marts.customer_consents as
+        select 'p_1' as profile_id, 'sales_contact' as purpose, 'email' as channel,
+            false as is_granted""")
+    con.close()
+    return WarehouseResource(path=str(path), landing_dir=str(tmp_path))
+
+
+def test_a_refused_token_fails_the_sync_asset_and_the_alert_reaches_the_webhook(
+    small_warehouse, monkeypatch
+):
+    receiver = Receiver()
+    monkeypatch.setenv("CDP_ALERT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("CDP_DAGSTER_URL", "http://dagster.example:3000/")
+    monkeypatch.setenv("HUBSPOT_TOKEN", "expired-token")
+    try:
+        with HubSpotEmulator() as hubspot, DagsterInstance.ephemeral() as instance:
+            monkeypatch.setenv("HUBSPOT_BASE_URL", hubspot.url)
+            result = materialize(
+                [_asset_of("hubspot_contacts")],
+                instance=instance,
+                resources={"warehouse": small_warehouse},
+                raise_on_error=False,
+            )
+            assert not result.success
+            assert len(hubspot.requests) == 1  # the 401 stopped the run at its first call
+            failure = result.get_run_failure_event()
+            context = build_run_status_sensor_context(
+                sensor_name="run_failure_alert",
+                dagster_instance=instance,
+                dagster_run=result.dagster_run,
+                dagster_event=failure,
+            ).for_run_failure()
+            run_failure_alert(context)
+        [alert] = receiver.received
+    finally:
+        receiver.close()
+    assert alert["job"] == result.dagster_run.job_name
+    assert alert["failed_steps"] == ["syncs__hubspot_contacts"]
+    assert "hubspot refused the credentials" in alert["message"]
+    assert "HTTP 401" in alert["message"] and "expired-token" not in json.dumps(alert)
+    assert alert["run_url"] == f"http://dagster.example:3000/runs/{result.run_id}"
+    assert alert["text"].startswith("CDP run failed: job ")
+    assert alert["blocks"][0]["type"] == "section"
+    con = duckdb.connect(small_warehouse.path, read_only=True)
+    status = con.execute("select status, calls from reverse_etl.sync_runs").fetchall()
+    con.close()
+    assert status == [("failed", 1)]
+
+
+def _asset_of(name):
+    from orchestration.assets.syncs import sync_assets
+
+    key = sync_asset_key(SYNCS[name])
+    return next(a for a in sync_assets if a.key == key)
+
+
+def _freshness_of(table_key):
+    return next(
+        check
+        for check in freshness_checks
+        if next(iter(check.check_keys)).asset_key.path == table_key
+    )
+
+
+@pytest.mark.parametrize(
+    ("age", "passed", "severity"),
+    [
+        (dt.timedelta(hours=1), True, "WARN"),
+        (dt.timedelta(days=3), False, "WARN"),
+        (dt.timedelta(days=8), False, "ERROR"),
+        (None, False, "ERROR"),
+    ],
+)
+def test_source_freshness_grades_the_newest_loaded_row(tmp_path, age, passed, severity):
+    """crm declares warn after 2 days and error after 7 (models/staging/crm/_crm__sources.yml)."""
+    path = tmp_path / "fresh.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create schema raw")
+    con.execute("create table raw.crm__accounts (account_id varchar, _loaded_at timestamp)")
+    if age is not None:
+        loaded = dt.datetime.now(dt.UTC).replace(tzinfo=None) - age
+        con.execute("insert into raw.crm__accounts values ('a1', ?)", [loaded])
+    con.close()
+    result = _freshness_of(["crm", "accounts"])(
+        warehouse=WarehouseResource(path=str(path), landing_dir=str(tmp_path))
+    )
+    assert (result.passed, result.severity.value) == (passed, severity)
+    if age is not None:
+        assert result.metadata["warn_after_hours"].value == 48
+        assert result.metadata["error_after_hours"].value == 168
+
+
+def test_every_declared_source_freshness_is_an_asset_check(defs):
+    from orchestration.operations import _declared_freshness
+
+    checked = {tuple(next(iter(c.check_keys)).asset_key.path) for c in freshness_checks}
+    assert checked == set(_declared_freshness()) and len(checked) >= 10
+    job = defs.resolve_job_def("source_freshness")
+    assert job.asset_layer.asset_graph.asset_check_keys >= {
+        key for check in freshness_checks for key in check.check_keys
+    }
