@@ -140,9 +140,10 @@ def _print_result(result) -> None:
     out.print(
         f"[b]{result.sync_name}[/b] {result.status}: {verb} {result.added:,} added, "
         f"{result.changed:,} changed, {result.removed:,} removed, "
-        f"{result.withdrawn:,} withdrawn; "
+        f"{result.withdrawn:,} withdrawn, {result.merged:,} merged; "
         f"{result.unchanged:,} unchanged, {result.failed:,} rejected, "
-        f"{result.invalid:,} invalid; {result.calls:,} calls, {result.retries:,} retries"
+        f"{result.invalid:,} invalid, {result.absent:,} not held (update mode); "
+        f"{result.calls:,} calls, {result.retries:,} retries"
     )
     for change, sample in result.samples.items():
         if sample:

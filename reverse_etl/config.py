@@ -162,7 +162,9 @@ def load_sync(path: Path) -> SyncConfig:
             f"{path}: destination: unknown {sync.destination!r}; "
             f"known: {', '.join(destination_names())}"
         )
-    problems = get_destination(sync.destination).check_settings(sync.batch_size, sync.settings)
+    problems = get_destination(sync.destination).check_settings(
+        sync.batch_size, sync.settings, sync.mode
+    )
     if problems:
         raise SyncConfigError("; ".join(f"{path}: {problem}" for problem in problems))
     return sync

@@ -28,6 +28,7 @@ from reverse_etl.destinations import Destination, Outcome, Record, get_destinati
 SCHEMA = "reverse_etl"
 CONSENTS = "marts.customer_consents"
 MEMBERSHIPS = "marts.audience_memberships"
+MERGES = "marts.identity_merges"
 # Records confirmed per state write: a write costs about 22 ms plus 6 µs a record (48k records:
 # 0.84 s in groups of 2,000, 0.39 s in groups of 10,000).
 CONFIRM_GROUP = 5_000
@@ -47,7 +48,12 @@ def ensure_state(con: Warehouse) -> None:
         started_at timestamp, finished_at timestamp, status varchar, dry_run boolean,
         full_resync boolean, added bigint, changed bigint, removed bigint, unchanged bigint,
         failed bigint, invalid bigint, calls bigint, retries bigint, message varchar)""")
-    for column in ("withdrawn", "planned"):  # added later: warehouses from before lack them
+    for column in (
+        "withdrawn",
+        "merged",
+        "absent",
+        "planned",
+    ):  # added later: warehouses from before lack them
         con.execute(f"alter table {SCHEMA}.sync_runs add column if not exists {column} bigint")
     # The record of processing: which sync sent which fields of whom, when.
     con.execute(f"""create table if not exists {SCHEMA}.sync_deliveries (
@@ -70,6 +76,8 @@ class SyncResult:
     changed: int = 0
     removed: int = 0
     withdrawn: int = 0
+    merged: int = 0
+    absent: int = 0
     unchanged: int = 0
     planned: int = 0
     failed: int = 0
@@ -130,23 +138,36 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
         else f"(select * from {SCHEMA}.sync_state where sync_name = ?)"
     )
     params = [] if full_resync else [sync.name]
-    # Consent withdrawn (or an objection) for someone the destination holds: the destination is
-    # told, in every mode. Mirror mode also removes whoever else left the model.
-    withdrawn = """
+    _prepare_merges(con)
+    # Leaving the destination, in this order of precedence: merged into a profile the sync
+    # sends (the destination merges them where it can); consent withdrawn or an objection (the
+    # destination is told, in every mode); anyone else who left the model (mirror mode only).
+    gone = "state.record_key not in (select record_key from sync_current)"
+    merged = f"""
+        union all
+        select state.record_key, 'merged' as change, null as row_hash
+        from {{state}} as state
+        where {gone} and state.record_key in (select loser_key from sync_merges)"""
+    not_merged = "state.record_key not in (select loser_key from sync_merges)"
+    withdrawn = f"""
         union all
         select state.record_key, 'withdrawn' as change, null as row_hash
-        from {state} as state
-        where state.record_key in (select record_key from sync_source where not is_allowed)
-            and state.record_key not in (select record_key from sync_current)"""
-    removed = """
+        from {{state}} as state
+        where {gone} and {not_merged}
+            and state.record_key in (select record_key from sync_source where not is_allowed)"""
+    removed = f"""
         union all
         select state.record_key, 'removed' as change, null as row_hash
-        from {state} as state
-        where state.record_key not in (select record_key from sync_current)
+        from {{state}} as state
+        where {gone} and {not_merged}
             and state.record_key not in (
                 select record_key from sync_source where not is_allowed
                     and record_key is not null)"""
-    tails = ([withdrawn] if sync.gated else []) + ([removed] if sync.mode == "mirror" else [])
+    tails = (
+        [merged]
+        + ([withdrawn] if sync.gated else [])
+        + ([removed] if sync.mode == "mirror" else [])
+    )
     con.replace_temp_table(
         "sync_diff",
         f"""select current.record_key,
@@ -159,9 +180,31 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
         {"".join(tail.format(state=state) for tail in tails)}""",
         params * (1 + len(tails)),
     )
-    if sync.mode == "update":
-        # update never creates: rows the destination has not confirmed before are skipped
-        con.execute("delete from sync_diff where change = 'added'")
+
+
+def _prepare_merges(con) -> None:
+    """Temp table sync_merges (loser_key, winner_key): profiles merged away and the profile
+    the sync now sends in their place (the latest merge of each). Keys that are not profile ids
+    match nothing."""
+    if not table_exists(con, *MERGES.split(".")):
+        con.replace_temp_table(
+            "sync_merges",
+            "select cast(null as varchar) as loser_key, cast(null as varchar) as winner_key "
+            "where false",
+        )
+        return
+    con.replace_temp_table(
+        "sync_merges",
+        f"""select loser_key, winner_key from (
+            select other_profile_id as loser_key, profile_id as winner_key,
+                row_number() over (
+                    partition by other_profile_id order by happened_at desc
+                ) as recency
+            from {MERGES}
+            where event_type = 'merge'
+        ) as merges
+        where recency = 1 and winner_key in (select record_key from sync_current)""",
+    )
 
 
 def consent_condition(sync: SyncConfig, profile_id: str) -> str:
@@ -422,7 +465,7 @@ def run_sync(
         invalid = con.execute("select record_key, message from sync_invalid").fetchall()
         result.invalid = len(invalid)
         if dry_run:
-            for change in ("added", "changed", "removed", "withdrawn"):
+            for change in ("added", "changed", "removed", "withdrawn", "merged"):
                 setattr(result, change, planned.get(change, 0))
             for change in ("added", "changed"):
                 result.samples[change] = [
@@ -456,8 +499,9 @@ def run_sync(
             result.retries = transport.stats.retries if transport else 0
         con.execute(
             f"""update {SCHEMA}.sync_runs set finished_at = ?, status = ?, added = ?,
-            changed = ?, removed = ?, withdrawn = ?, unchanged = ?, planned = ?, failed = ?,
-            invalid = ?, calls = ?, retries = ?, message = ? where run_id = ?""",
+            changed = ?, removed = ?, withdrawn = ?, merged = ?, absent = ?, unchanged = ?,
+            planned = ?, failed = ?, invalid = ?, calls = ?, retries = ?, message = ?
+            where run_id = ?""",
             [
                 utc_now(),
                 result.status,
@@ -465,6 +509,8 @@ def run_sync(
                 result.changed,
                 result.removed,
                 result.withdrawn,
+                result.merged,
+                result.absent,
                 result.unchanged,
                 result.planned,
                 result.failed,
@@ -478,14 +524,23 @@ def run_sync(
 
 
 def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult, progress):
-    """Send the diff: upserts in batches (concurrently where the sync allows), then removals
-    and withdrawals in order; count what the destination confirmed, by kind of change."""
+    """Send the diff: upserts in batches (concurrently where the sync allows; in update mode
+    records new to this sync only update what the destination holds), then merges, removals and
+    withdrawals in order; count what the destination confirmed, by kind of change."""
     changes = dict(con.execute("select record_key, change from sync_diff").fetchall())
     hashes = dict(con.execute("select record_key, row_hash from sync_diff").fetchall())
-    to_send = _records(con, sync, "added") + _records(con, sync, "changed")
     total, done = result.planned, 0
     size = sync.batch_size or destination.batch_size
-    batches = [to_send[start : start + size] for start in range(0, len(to_send), size)]
+
+    def batches_of(records: list) -> list[list]:
+        return [records[start : start + size] for start in range(0, len(records), size)]
+
+    batches = batches_of(_records(con, sync, "added")) + batches_of(_records(con, sync, "changed"))
+
+    def send(batch: list[Record]) -> list[Outcome]:
+        if sync.mode == "update" and changes[batch[0].record_key] == "added":
+            return destination.update_existing(batch)
+        return destination.upsert(batch)
 
     def count(confirmed_keys: list[str], sent: int) -> None:
         for key in confirmed_keys:
@@ -503,8 +558,10 @@ def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult
         confirmed.clear()
 
     try:
-        for batch, outcomes in _sent_in_order(destination.upsert, batches, sync.concurrency):
-            confirmed.extend(outcomes)
+        for batch, outcomes in _sent_in_order(send, batches, sync.concurrency):
+            held = [o for o in outcomes if not o.absent]
+            result.absent += len(outcomes) - len(held)
+            confirmed.extend(held)
             if len(confirmed) >= CONFIRM_GROUP:
                 write_confirmed()
             done += len(batch)
@@ -513,18 +570,48 @@ def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult
     finally:
         if confirmed:
             write_confirmed()
-    for change, send in (("removed", destination.delete), ("withdrawn", destination.withdraw)):
+    pairs = _merge_pairs(con, sync)
+    for start in range(0, len(pairs), size):
+        chunk = pairs[start : start + size]
+        outcomes = destination.merge(chunk)
+        count(_record_outcomes(con, sync, result.run_id, outcomes, hashes, "merge"), len(chunk))
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+    for change, leave in (("removed", destination.delete), ("withdrawn", destination.withdraw)):
         leaving = _removed_records(con, sync, change=change)
         if leaving and change == "removed" and not destination.supports_delete:
             raise TypeError(f"{sync.destination} cannot delete: mode mirror is not possible")
         action = "delete" if change == "removed" else "withdraw"
-        for start in range(0, len(leaving), size):
-            batch = leaving[start : start + size]
-            outcomes = send(batch)
+        for batch in batches_of(leaving):
+            outcomes = leave(batch)
             count(_record_outcomes(con, sync, result.run_id, outcomes, hashes, action), len(batch))
             done += len(batch)
             if progress:
                 progress(done, total)
+
+
+def _merge_pairs(con, sync: SyncConfig) -> list[tuple[Record, Record]]:
+    """(merged-away, surviving) records for the merges of this run; the survivor's destination
+    id is the one its upsert just confirmed (or an earlier run did)."""
+    identifier = quote(sync.identifier.source)
+    rows = con.execute(
+        f"""select d.record_key, coalesce(loser.destination_id, d.record_key),
+            loser.destination_id, m.winner_key, cast(w.{identifier} as varchar),
+            winner.destination_id
+        from sync_diff d
+        join sync_merges m on m.loser_key = d.record_key
+        join {SCHEMA}.sync_state loser on loser.sync_name = ? and loser.record_key = d.record_key
+        join sync_current w on w.record_key = m.winner_key
+        left join {SCHEMA}.sync_state winner
+            on winner.sync_name = ? and winner.record_key = m.winner_key
+        where d.change = 'merged' order by d.record_key""",
+        [sync.name, sync.name],
+    ).fetchall()
+    return [
+        (Record(key, loser_id, {}, loser_dest), Record(winner, winner_id, {}, winner_dest))
+        for key, loser_id, loser_dest, winner, winner_id, winner_dest in rows
+    ]
 
 
 def check_against_warehouse(con: Warehouse, sync: SyncConfig) -> list[str]:

@@ -794,3 +794,120 @@ def test_sync_validate_finds_missing_columns_and_filters_and_skips_invalid_files
     code, text = cdp("sync", "run", "good", "--dry-run", "--json")
     assert code == 0, text
     assert json.loads(text[text.index("{") :])["added"] == 250
+
+
+def test_an_email_change_updates_the_same_hubspot_contact(con):
+    with HubSpotEmulator() as hubspot:
+        sync = sync_for("hubspot", hubspot.url)
+        run_sync(con, sync)
+        contact_id = hubspot.live_contacts()["kunde7@example.org"]["id"]
+        con.execute(
+            "update marts.customers set email = 'anna.neu@example.org' where profile_id = 'p_00007'"
+        )
+        changed = run_sync(con, sync)
+        assert (changed.changed, changed.added, changed.failed) == (1, 0, 0)
+        contacts = hubspot.live_contacts()
+        assert len(contacts) == 250 and "kunde7@example.org" not in contacts
+        assert contacts["anna.neu@example.org"]["id"] == contact_id
+        assert hubspot.requests[-1]["path"].endswith("/batch/update")
+        # deleted in HubSpot meanwhile: the update finds nothing, the contact is upserted again
+        hubspot.contacts.pop("anna.neu@example.org")
+        con.execute("update marts.customers set first_name = 'Anna' where profile_id = 'p_00007'")
+        again = run_sync(con, sync)
+        assert (again.changed, again.failed) == (1, 0)
+        assert hubspot.live_contacts()["anna.neu@example.org"]["properties"]["firstname"] == "Anna"
+
+
+def _merge_profiles(con, loser: str, winner: str) -> None:
+    """What an identity run does when two profiles turn out to be one person."""
+    con.execute("""create table if not exists marts.identity_merges (event_type varchar,
+        profile_id varchar, other_profile_id varchar, happened_at timestamp)""")
+    con.execute("delete from marts.customers where profile_id = ?", [loser])
+    con.execute("insert into marts.identity_merges values ('merge', ?, ?, now())", [winner, loser])
+
+
+def test_a_profile_merge_merges_the_hubspot_contacts(con):
+    with HubSpotEmulator() as hubspot:
+        sync = sync_for("hubspot", hubspot.url)
+        run_sync(con, sync)
+        kept = hubspot.live_contacts()["kunde1@example.org"]["id"]
+        gone = hubspot.live_contacts()["kunde2@example.org"]["id"]
+        _merge_profiles(con, loser="p_00002", winner="p_00001")
+        result = run_sync(con, sync)
+        assert (result.merged, result.removed, result.failed) == (1, 0, 0)
+        merge = json.loads(hubspot.requests[-1]["body"])
+        assert merge == {"primaryObjectId": kept, "objectIdToMerge": gone}
+        contacts = hubspot.live_contacts()
+        assert "kunde2@example.org" not in contacts and len(contacts) == 249
+        assert contacts["kunde1@example.org"]["mergedObjectIds"] == [gone]
+        state = con.execute(
+            "select count(*) from reverse_etl.sync_state where record_key = 'p_00002'"
+        ).fetchone()
+        assert state == (0,)
+        assert run_sync(con, sync).calls == 0  # done once
+
+
+def test_a_profile_merge_reaches_braze_salesforce_and_the_webhook(con):
+    with BrazeEmulator() as braze, SalesforceEmulator() as salesforce, WebhookEmulator() as hook:
+        syncs = [
+            sync_for(
+                "braze",
+                braze.url,
+                object="users",
+                identifier={"source": "profile_id", "destination": "external_id"},
+                fields={"email": "email"},
+            ),
+            sync_for(
+                "salesforce",
+                salesforce.url,
+                object="Contact",
+                identifier={"source": "profile_id", "destination": "CDP_Profile_Id__c"},
+                fields={"LastName": "last_name"},
+            ),
+            sync_for(
+                "webhook",
+                hook.url,
+                object="customer",
+                identifier={"source": "profile_id", "destination": "profile_id"},
+            ),
+        ]
+        for sync in syncs:
+            run_sync(con, sync)
+        _merge_profiles(con, loser="p_00002", winner="p_00001")
+        for sync in syncs:
+            assert run_sync(con, sync).merged == 1, sync.destination
+        assert braze.merged == {"p_00002": "p_00001"} and "p_00002" not in braze.users
+        assert "p_00002" not in {r["CDP_Profile_Id__c"] for r in salesforce.records.values()}
+        last = json.loads(hook.requests[-1]["body"])
+        assert last["action"] == "merge"
+        assert last["records"][0]["fields"] == {
+            "merged_into": "p_00001",
+            "merged_into_id": "p_00001",
+        }
+
+
+def test_update_mode_updates_contacts_others_created_and_creates_none(con):
+    with HubSpotEmulator() as hubspot:
+        # created in HubSpot by someone else (a form, a sales rep): 20 of the 250
+        someone = sync_for("hubspot", hubspot.url, name="created_elsewhere")
+        con.execute("create view marts.few as select * from marts.customers limit 20")
+        run_sync(con, someone.model_copy(update={"source": "marts.few"}))
+        assert len(hubspot.live_contacts()) == 20
+        update = sync_for("hubspot", hubspot.url, name="update_only", mode="update")
+        con.execute("update marts.customers set last_name = 'Neu'")
+        result = run_sync(con, update)
+        assert (result.added, result.absent, result.failed) == (20, 230, 0)
+        contacts = hubspot.live_contacts()
+        assert len(contacts) == 20  # none created
+        assert {c["properties"]["lastname"] for c in contacts.values()} == {"Neu"}
+
+
+def test_update_mode_is_refused_where_the_api_cannot_update_without_creating(tmp_path):
+    path = tmp_path / "sf.yml"
+    path.write_text(
+        "name: sf\nsource: marts.customers\nprimary_key: profile_id\ndestination: salesforce\n"
+        "object: Contact\nidentifier: {source: profile_id, destination: CDP_Profile_Id__c}\n"
+        "fields: {LastName: last_name}\nmode: update\npurpose: sales_contact\nchannel: email\n"
+    )
+    with pytest.raises(SyncConfigError, match="mode: salesforce cannot update records without"):
+        load_sync(path)

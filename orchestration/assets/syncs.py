@@ -78,6 +78,8 @@ def _sync_asset(sync: SyncConfig) -> AssetsDefinition:
                     "changed",
                     "removed",
                     "withdrawn",
+                    "merged",
+                    "absent",
                     "unchanged",
                     "planned",
                     "failed",

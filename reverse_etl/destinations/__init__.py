@@ -26,6 +26,8 @@ class Outcome:
     ok: bool
     destination_id: str | None = None
     message: str = ""
+    # Update mode: the destination has no record for it (nothing updated, nothing wrong).
+    absent: bool = False
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Destination(ABC):
     )
     rate_limit: ClassVar[tuple[int, float]]  # (requests, seconds)
     supports_delete: ClassVar[bool] = False
+    # Mode update: the API can update records matched by the identifier without creating any.
+    supports_update_existing: ClassVar[bool] = False
     token_env: ClassVar[str | None] = None
     url_env: ClassVar[str | None] = None
 
@@ -69,10 +73,16 @@ class Destination(ABC):
         return DestinationSettings(base_url=base_url, token=token, options=options)
 
     @classmethod
-    def check_settings(cls, batch_size: int | None, options: dict) -> list[str]:
-        """Problems with a sync's batch size and settings for this destination, as
+    def check_settings(
+        cls, batch_size: int | None, options: dict, mode: str = "upsert"
+    ) -> list[str]:
+        """Problems with a sync's mode, batch size and settings for this destination, as
         `field: message` lines."""
         problems = []
+        if mode == "update" and not cls.supports_update_existing:
+            problems.append(
+                f"mode: {cls.name} cannot update records without creating them; use upsert"
+            )
         if batch_size and cls.max_batch_size and batch_size > cls.max_batch_size:
             problems.append(
                 f"batch_size: {batch_size} is more than {cls.name} accepts in one call "
@@ -102,6 +112,20 @@ class Destination(ABC):
     def delete(self, records: list[Record]) -> list[Outcome]:
         """Delete or archive records (mirror mode); only where supports_delete."""
         raise TypeError(f"{self.name} cannot delete records; use mode upsert or update")
+
+    def update_existing(self, records: list[Record]) -> list[Outcome]:
+        """Mode update: update the records the destination holds under these identifiers,
+        whoever created them; create none (Outcome.absent for those it does not hold)."""
+        raise TypeError(f"{self.name} cannot update without creating; use mode upsert")
+
+    def merge(self, pairs: list[tuple[Record, Record]]) -> list[Outcome]:
+        """Profiles merged in the warehouse: (merged-away, surviving) records. The destination's
+        own merge where its API has one; else the merged-away record is deleted where possible
+        (the survivor carries the data). One Outcome per merged-away record."""
+        losers = [loser for loser, _ in pairs]
+        if self.supports_delete:
+            return self.delete(losers)
+        return [Outcome(r.record_key, True) for r in losers]
 
     def withdraw(self, records: list[Record]) -> list[Outcome]:
         """The person withdrew consent for the sync's purpose (or objected to it): the

@@ -27,6 +27,7 @@ class Webhook(Destination):
     rate_limit = (50, 1.0)
     options = Destination.options | {"secret_env"}
     supports_delete = True
+    supports_update_existing = True
     url_env = "WEBHOOK_URL"
     secret_env = "WEBHOOK_SECRET"
 
@@ -65,6 +66,22 @@ class Webhook(Destination):
 
     def delete(self, records: list[Record]) -> list[Outcome]:
         return self._post("delete", records)
+
+    def update_existing(self, records: list[Record]) -> list[Outcome]:
+        # The receiver updates what it holds and creates nothing.
+        return self._post("update", records)
+
+    def merge(self, pairs: list[tuple[Record, Record]]) -> list[Outcome]:
+        merged = [
+            Record(
+                loser.record_key,
+                loser.identifier,
+                {"merged_into": winner.record_key, "merged_into_id": winner.identifier},
+                loser.destination_id,
+            )
+            for loser, winner in pairs
+        ]
+        return self._post("merge", merged)
 
     def withdraw(self, records: list[Record]) -> list[Outcome]:
         # The receiver decides how to stop (unsubscribe, suppress, delete); it is told why.

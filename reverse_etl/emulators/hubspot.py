@@ -1,6 +1,8 @@
-"""HubSpot CRM v3 contacts emulator: batch upsert by email (<= 100 inputs), batch archive,
-GDPR delete (permanent; an email not found is blocklisted and cannot be created again), bearer
-auth, 207 Multi-Status with per-input errors, ten-secondly rolling rate limit (429)."""
+"""HubSpot CRM v3 contacts emulator: batch upsert by email (<= 100 inputs), batch update by
+object id or by email (idProperty; an unknown one is an OBJECT_NOT_FOUND error of a 207), merge of
+two contacts (the merged one is gone, its id listed on the primary), batch archive, GDPR delete
+(permanent; an email not found is blocklisted and cannot be created again), bearer auth,
+207 Multi-Status with per-input errors, ten-secondly rolling rate limit (429)."""
 
 import datetime as dt
 import re
@@ -14,6 +16,8 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 UPSERT = re.compile(r"^/crm/v3/objects/contacts/batch/upsert$")
 ARCHIVE = re.compile(r"^/crm/v3/objects/contacts/batch/archive$")
 GDPR_DELETE = re.compile(r"^/crm/v3/objects/contacts/gdpr-delete$")
+UPDATE = re.compile(r"^/crm/v3/objects/contacts/batch/update$")
+MERGE = re.compile(r"^/crm/v3/objects/contacts/merge$")
 
 
 def _error(message: str, category: str = "VALIDATION_ERROR") -> dict:
@@ -61,6 +65,10 @@ class HubSpotEmulator(Emulator):
             )
         if method == "POST" and UPSERT.match(path):
             return self._upsert(body)
+        if method == "POST" and UPDATE.match(path):
+            return self._update(body)
+        if method == "POST" and MERGE.match(path):
+            return self._merge(body)
         if method == "POST" and ARCHIVE.match(path):
             return self._archive(body)
         if method == "POST" and GDPR_DELETE.match(path):
@@ -137,6 +145,84 @@ class HubSpotEmulator(Emulator):
         if errors:
             payload.update(errors=errors, numErrors=len(errors))
         return (207 if errors else 200), payload, {}
+
+    def _find(self, key: str, id_property: str | None) -> str | None:
+        """The email a contact is kept under, found by object id or by email."""
+        if id_property == "email":
+            email = key.lower()
+            return email if email in self.contacts else None
+        return next(
+            (e for e, c in self.contacts.items() if c["id"] == key and key not in self.archived),
+            None,
+        )
+
+    def _update(self, body):
+        inputs, problem = self._inputs(body)
+        if problem:
+            return problem
+        results, errors = [], []
+        for item in inputs:
+            key, id_property = str(item.get("id", "")), item.get("idProperty")
+            if id_property not in (None, "email"):
+                return 400, _error("idProperty must be a unique property such as email"), {}
+            properties = dict(item.get("properties", {}))
+            with self.lock:
+                found = self._find(key, id_property)
+                if found is None:
+                    errors.append(
+                        {
+                            "status": "error",
+                            "category": "OBJECT_NOT_FOUND",
+                            "message": f"Could not get some CONTACT objects, they may be deleted "
+                            f"or not exist. Check that ids are valid. [{key}]",
+                            "context": {"ids": [key]},
+                        }
+                    )
+                    continue
+                new_email = str(properties.get("email") or found).lower()
+                if new_email != found:
+                    if not EMAIL.match(new_email) or new_email in self.contacts:
+                        errors.append(
+                            {
+                                "status": "error",
+                                "category": "VALIDATION_ERROR",
+                                "message": f"A contact with the email {new_email!r} already "
+                                "exists or the address is not valid",
+                                "context": {"ids": [key]},
+                            }
+                        )
+                        continue
+                    self.contacts[new_email] = self.contacts.pop(found)
+                    self.upserts_per_email[new_email] = self.upserts_per_email.pop(found, 0)
+                contact = self.contacts[new_email]
+                contact["properties"].update(properties)
+                contact["properties"]["email"] = new_email
+                self.upserts_per_email[new_email] = self.upserts_per_email.get(new_email, 0) + 1
+            results.append({"id": contact["id"], "properties": dict(contact["properties"])})
+        payload = {"status": "COMPLETE", "results": results}
+        if errors:
+            payload.update(errors=errors, numErrors=len(errors))
+        return (207 if errors else 200), payload, {}
+
+    def _merge(self, body):
+        try:
+            payload = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError as exc:
+            return 400, _error(f"Invalid input JSON on line 1: {exc}"), {}
+        primary, merged = str(payload.get("primaryObjectId")), str(payload.get("objectIdToMerge"))
+        with self.lock:
+            keep, gone = self._find(primary, None), self._find(merged, None)
+            if keep is None or gone is None or keep == gone:
+                missing = primary if keep is None else merged
+                return 404, _error(f"Object {missing} not found", "OBJECT_NOT_FOUND"), {}
+            loser = self.contacts.pop(gone)
+            self.upserts_per_email.pop(gone, None)
+            winner = self.contacts[keep]
+            winner.setdefault("mergedObjectIds", []).append(loser["id"])
+            for name, value in loser["properties"].items():  # the primary's values win
+                winner["properties"].setdefault(name, value)
+            answer = {"id": winner["id"], "properties": dict(winner["properties"])}
+        return 200, answer | {"mergedObjectIds": list(winner["mergedObjectIds"])}, {}
 
     def _archive(self, body):
         inputs, problem = self._inputs(body)

@@ -59,9 +59,12 @@ class WebhookEmulator(Emulator):
                     self.records.pop(stored, None)
                     self.applied_per_key.pop(stored, None)
                     self.deleted.discard(stored)
-                elif payload.get("action") == "delete":
+                elif payload.get("action") in ("delete", "withdraw", "merge"):
+                    # this receiver drops them; a real one may unsubscribe or suppress instead
                     self.records.pop(stored, None)
                     self.deleted.add(stored)
+                elif payload.get("action") == "update" and stored not in self.records:
+                    continue  # update creates nothing
                 else:
                     self.records[stored] = {**item, "object": kind}
                     self.applied_per_key[stored] = self.applied_per_key.get(stored, 0) + 1
