@@ -7,7 +7,7 @@ from orchestration.assets.enrichment import company_firmographics, lookups_mostl
 from orchestration.assets.identity import matcher_assets
 from orchestration.assets.ml import customer_predictions, models_beat_naive_baselines
 from orchestration.assets.raw import raw_asset_checks, raw_assets
-from orchestration.assets.syncs import sync_assets, sync_checks
+from orchestration.assets.syncs import sync_assets, sync_checks, sync_trigger_sensors
 from orchestration.operations import (
     freshness_checks,
     run_failure_alert,
@@ -43,7 +43,12 @@ defs = Definitions(
     ],
     jobs=[full_graph_job, landing_job, syncs_job, privacy_erasure_job, source_freshness_job],
     schedules=[daily_full_graph, *sync_schedules, source_freshness_schedule],
-    sensors=[landing_folder_sensor, erasure_request_sensor, run_failure_alert],
+    sensors=[
+        landing_folder_sensor,
+        erasure_request_sensor,
+        run_failure_alert,
+        *sync_trigger_sensors,
+    ],
     resources=build_resources(),
     # DuckDB allows one writing process: steps run one after another in the run's process.
     executor=in_process_executor,

@@ -37,6 +37,26 @@ class Identifier(BaseModel):
     destination: str = Field(description="Field the destination matches records on.")
 
 
+class Trigger(BaseModel):
+    """Run the sync as soon as the models it reads are rebuilt, when this happened."""
+
+    model_config = ConfigDict(extra="forbid")
+    columns: list[str] = Field(
+        default_factory=list,
+        description="Source columns the sync sends whose change, for any record the "
+        "destination holds, starts a run (e.g. a lead status reaching sales readiness).",
+    )
+    new_records: bool = Field(
+        False, description="Records new to the sync (new rows, new audience members) start a run."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> Trigger:
+        if not self.columns and not self.new_records:
+            raise ValueError("trigger: name columns, or set new_records: true")
+        return self
+
+
 class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,6 +101,11 @@ class SyncConfig(BaseModel):
         "marts.audience_memberships); the primary key must be the profile id.",
     )
     schedule: str | None = None
+    trigger: Trigger | None = Field(
+        None,
+        description="Event-triggered runs: a Dagster sensor starts the sync after the models it "
+        "reads materialize, when trigger columns changed or new records arrived.",
+    )
     batch_size: int | None = Field(None, gt=0)
     concurrency: int = Field(
         1,
@@ -110,6 +135,18 @@ class SyncConfig(BaseModel):
         elif self.channel is None:
             raise ValueError(
                 f"channel: required with purpose {self.purpose} (one of {', '.join(CHANNELS)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _trigger_columns(self) -> SyncConfig:
+        unsent = [
+            c for c in (self.trigger.columns if self.trigger else []) if c not in self.columns
+        ]
+        if unsent:
+            raise ValueError(
+                f"trigger.columns: {', '.join(unsent)} not sent by this sync (a change nobody "
+                "receives triggers nothing); map it under fields"
             )
         return self
 

@@ -48,13 +48,10 @@ def ensure_state(con: Warehouse) -> None:
         started_at timestamp, finished_at timestamp, status varchar, dry_run boolean,
         full_resync boolean, added bigint, changed bigint, removed bigint, unchanged bigint,
         failed bigint, invalid bigint, calls bigint, retries bigint, message varchar)""")
-    for column in (
-        "withdrawn",
-        "merged",
-        "absent",
-        "planned",
-    ):  # added later: warehouses from before lack them
+    # Columns added later: warehouses from before lack them.
+    for column in ("withdrawn", "merged", "absent", "planned"):
         con.execute(f"alter table {SCHEMA}.sync_runs add column if not exists {column} bigint")
+    con.execute(f"alter table {SCHEMA}.sync_state add column if not exists trigger_hash varchar")
     # The record of processing: which sync sent which fields of whom, when.
     con.execute(f"""create table if not exists {SCHEMA}.sync_deliveries (
         run_id varchar, sync_name varchar, record_key varchar, destination varchar,
@@ -96,9 +93,10 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
     pk = quote(sync.primary_key)
     mapped = ", ".join(f"{quote(col)}" for col in sync.columns)
     # \x1e marks null (PostgreSQL text cannot hold \x00); \x1f separates fields
-    hashed = " || '\x1f' || ".join(
-        f"coalesce(cast({quote(col)} as varchar), '\x1e')" for col in sync.columns
-    )
+    hashed = _hash_of(sync.columns)
+    # What a trigger watches: its columns' values as last confirmed (null without a trigger)
+    watched = sync.trigger.columns if sync.trigger else []
+    trigger_hash = _hash_of(watched) if watched else "cast(null as varchar)"
     conditions = [f"({sync.filter})"] if sync.filter else []
     allowed = consent_condition(sync, f"cast({quote(sync.profile_key)} as varchar)")
     if sync.audience:  # a validated name: lower case letters, digits and _
@@ -107,8 +105,8 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
     where = f"where {' and '.join(conditions)}" if conditions else ""
     con.replace_temp_table(
         "sync_source",
-        f"""select cast({pk} as varchar) as record_key, {mapped}, md5({hashed}) as row_hash,
-            {allowed} as is_allowed
+        f"""select cast({pk} as varchar) as record_key, {mapped}, {hashed} as row_hash,
+            {trigger_hash} as trigger_hash, {allowed} as is_allowed
         from {relation(sync.source)} {where}""",
     )
     identifier = quote(sync.identifier.source)
@@ -180,6 +178,14 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
         {"".join(tail.format(state=state) for tail in tails)}""",
         params * (1 + len(tails)),
     )
+
+
+def _hash_of(columns: list[str]) -> str:
+    # \x1e marks null (PostgreSQL text cannot hold \x00); \x1f separates fields
+    values = " || '\x1f' || ".join(
+        f"coalesce(cast({quote(col)} as varchar), '\x1e')" for col in columns
+    )
+    return f"md5({values})"
 
 
 def _prepare_merges(con) -> None:
@@ -302,7 +308,8 @@ def _record_outcomes(
     confirmed = pd.DataFrame(
         {
             "record_key": [o.record_key for o in ok],
-            "row_hash": [hashes.get(o.record_key) for o in ok],
+            "row_hash": [hashes.get(o.record_key, (None, None))[0] for o in ok],
+            "trigger_hash": [hashes.get(o.record_key, (None, None))[1] for o in ok],
             "destination_id": [o.destination_id for o in ok],
         },
         dtype=object,
@@ -319,9 +326,12 @@ def _record_outcomes(
         elif ok:
             con.execute(
                 f"""insert into {SCHEMA}.sync_state
-                select ?, record_key, row_hash, destination_id, ? from confirmed_records
+                    (sync_name, record_key, row_hash, destination_id, synced_at, trigger_hash)
+                select ?, record_key, row_hash, destination_id, ?, trigger_hash
+                from confirmed_records
                 on conflict (sync_name, record_key) do update set row_hash = excluded.row_hash,
-                    destination_id = excluded.destination_id, synced_at = excluded.synced_at""",
+                    destination_id = excluded.destination_id, synced_at = excluded.synced_at,
+                    trigger_hash = excluded.trigger_hash""",
                 [sync.name, now],
             )
         if ok:
@@ -528,7 +538,13 @@ def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult
     records new to this sync only update what the destination holds), then merges, removals and
     withdrawals in order; count what the destination confirmed, by kind of change."""
     changes = dict(con.execute("select record_key, change from sync_diff").fetchall())
-    hashes = dict(con.execute("select record_key, row_hash from sync_diff").fetchall())
+    hashes = {
+        key: (row_hash, trigger_hash)
+        for key, row_hash, trigger_hash in con.execute(
+            """select d.record_key, d.row_hash, c.trigger_hash from sync_diff d
+            left join sync_current c on c.record_key = d.record_key"""
+        ).fetchall()
+    }
     total, done = result.planned, 0
     size = sync.batch_size or destination.batch_size
 
@@ -612,6 +628,31 @@ def _merge_pairs(con, sync: SyncConfig) -> list[tuple[Record, Record]]:
         (Record(key, loser_id, {}, loser_dest), Record(winner, winner_id, {}, winner_dest))
         for key, loser_id, loser_dest, winner, winner_id, winner_dest in rows
     ]
+
+
+def pending_trigger(con: Warehouse, sync: SyncConfig) -> int:
+    """How many records would make the sync's trigger fire now: records new to it (with
+    `new_records`), or records the destination holds whose trigger columns changed."""
+    if sync.trigger is None:
+        return 0
+    con = as_warehouse(con)
+    ensure_state(con)
+    _prepare_diff(con, sync, full_resync=False)
+    conditions = []
+    if sync.trigger.new_records:
+        conditions.append("d.change = 'added'")
+    if sync.trigger.columns:
+        conditions.append(
+            "(d.change = 'changed' and "
+            "(s.trigger_hash is null or s.trigger_hash <> c.trigger_hash))"
+        )
+    return con.execute(
+        f"""select count(*) from sync_diff d
+        left join sync_current c on c.record_key = d.record_key
+        left join {SCHEMA}.sync_state s on s.sync_name = ? and s.record_key = d.record_key
+        where {" or ".join(conditions)}""",
+        [sync.name],
+    ).fetchone()[0]
 
 
 def check_against_warehouse(con: Warehouse, sync: SyncConfig) -> list[str]:

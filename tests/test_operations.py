@@ -156,3 +156,51 @@ def test_every_declared_source_freshness_is_an_asset_check(defs):
     assert job.asset_layer.asset_graph.asset_check_keys >= {
         key for check in freshness_checks for key in check.check_keys
     }
+
+
+def test_a_triggered_sync_runs_when_its_trigger_columns_change_not_on_every_rebuild(
+    small_warehouse, monkeypatch
+):
+    from dagster import AssetKey, AssetMaterialization, RunRequest, SkipReason, build_sensor_context
+
+    from orchestration.assets.syncs import sync_trigger_sensors
+    from reverse_etl.engine import run_sync
+
+    sync = SYNCS["hubspot_contacts"]
+    assert sync.trigger.columns == ["crm_lead_status"]
+    watch = next(s for s in sync_trigger_sensors if s.name == "sync_hubspot_contacts_on_change")
+    monkeypatch.setenv("HUBSPOT_TOKEN", "test-token")
+    with HubSpotEmulator() as hubspot, DagsterInstance.ephemeral() as instance:
+        monkeypatch.setenv("HUBSPOT_BASE_URL", hubspot.url)
+        cursor = None
+
+        def tick(rebuilt: bool):
+            nonlocal cursor
+            if rebuilt:  # what the dbt asset reports when the model is built again
+                instance.report_runless_asset_event(
+                    AssetMaterialization(asset_key=AssetKey(["marts", "customers"]))
+                )
+            context = build_sensor_context(
+                instance=instance, cursor=cursor, resources={"warehouse": small_warehouse}
+            )
+            answer = watch(context)
+            cursor = context.cursor
+            return answer
+
+        assert isinstance(tick(rebuilt=False), SkipReason)  # nothing materialized yet
+        con = duckdb.connect(small_warehouse.path)
+        run_sync(con, sync)  # the destination holds everyone
+        con.execute("update marts.customers set city = 'Bonn' where profile_id = 'p_2'")
+        con.close()
+        skipped = tick(rebuilt=True)
+        assert isinstance(
+            skipped, SkipReason
+        ) and "trigger not met (a change of crm_lead_status)" in str(skipped.skip_message)
+        assert isinstance(tick(rebuilt=False), SkipReason)  # no new materialization
+        con = duckdb.connect(small_warehouse.path)
+        con.execute("update marts.customers set crm_lead_status = 'SQL' where profile_id = 'p_3'")
+        con.close()
+        request = tick(rebuilt=True)
+        assert isinstance(request, RunRequest)
+        assert request.asset_selection == [sync_asset_key(sync)]
+        assert request.tags["cdp/trigger"] == "1 records: a change of crm_lead_status"

@@ -111,6 +111,11 @@ def test_invalid_definitions_name_the_file_and_field(tmp_path):
             "purpose: sales_contact\nchannel: email\nsettings: {timeout: -1}\n",
             "settings.timeout: must be a positive number",
         ),
+        (
+            "purpose: sales_contact\nchannel: email\ntrigger: {columns: [city]}\n",
+            "trigger.columns: city not sent by this sync",
+        ),
+        ("purpose: sales_contact\nchannel: email\ntrigger: {}\n", "name columns, or set"),
     ],
 )
 def test_consent_and_destination_limits_are_checked_when_a_sync_is_loaded(tmp_path, extra, problem):

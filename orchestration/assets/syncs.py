@@ -11,16 +11,28 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     Config,
+    DefaultSensorStatus,
     Failure,
     MaterializeResult,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
     asset,
     asset_check,
+    sensor,
 )
 
 from orchestration.assets.dbt import dbt_model_key
 from orchestration.resources import WarehouseResource
 from reverse_etl.config import SyncConfig, load_syncs_reporting
-from reverse_etl.engine import CONSENTS, MEMBERSHIPS, SCHEMA, ensure_state, run_sync
+from reverse_etl.engine import (
+    CONSENTS,
+    MEMBERSHIPS,
+    SCHEMA,
+    ensure_state,
+    pending_trigger,
+    run_sync,
+)
 
 
 class SyncRunConfig(Config):
@@ -125,3 +137,48 @@ for _problem in INVALID_SYNCS:
     logging.getLogger(__name__).warning("skipped invalid sync definition: %s", _problem)
 sync_assets = [_sync_asset(s) for s in SYNCS.values()]
 sync_checks = [_sync_check(s) for s in SYNCS.values()]
+
+
+def _trigger_sensor(sync: SyncConfig):
+    """Starts the sync once the models it reads have materialized again and its trigger holds
+    (trigger columns changed for records the destination holds, or new records). Off by
+    default, like the schedules: turn it on once the destination's credentials are set."""
+    upstream = _upstream(sync)
+    what = " or ".join(
+        ([f"a change of {', '.join(sync.trigger.columns)}"] if sync.trigger.columns else [])
+        + (["new records"] if sync.trigger.new_records else [])
+    )
+
+    @sensor(
+        name=f"sync_{sync.name}_on_change",
+        description=f"Runs sync {sync.name} after {', '.join(k.path[-1] for k in upstream)} "
+        f"materialize, on {what}.",
+        asset_selection=[sync_asset_key(sync)],
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.STOPPED,
+    )
+    def _watch(context: SensorEvaluationContext, warehouse: WarehouseResource):
+        events = [context.instance.get_latest_materialization_event(key) for key in upstream]
+        latest = max((event.timestamp for event in events if event), default=None)
+        if latest is None or latest <= float(context.cursor or 0):
+            return SkipReason(
+                f"no new materialization of {', '.join(k.path[-1] for k in upstream)}"
+            )
+        try:
+            with warehouse.connection() as con:
+                pending = pending_trigger(con, sync)
+        except Exception as exc:  # e.g. a run is writing the warehouse: look again next tick
+            return SkipReason(f"the warehouse cannot be read now ({type(exc).__name__}); retrying")
+        context.update_cursor(str(latest))
+        if not pending:
+            return SkipReason(f"models rebuilt; trigger not met ({what})")
+        return RunRequest(
+            run_key=f"{sync.name}:{latest}",
+            asset_selection=[sync_asset_key(sync)],
+            tags={"cdp/trigger": f"{pending} records: {what}"},
+        )
+
+    return _watch
+
+
+sync_trigger_sensors = [_trigger_sensor(s) for s in SYNCS.values() if s.trigger]
