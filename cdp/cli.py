@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -19,6 +21,9 @@ from cdp.console import console, progress_bar, rows_table
 from cdp.load import export_raw_parquet, retry_file
 from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse, describe
 from reverse_etl.cli import sync_app
+
+# Dagster's notes on its own beta and preview parameters are for this code's authors, not users.
+warnings.filterwarnings("ignore", module=r"dagster\.")
 
 # Exit codes of failures a command does not handle itself.
 EXIT_FAILED, EXIT_BAD_PATH, EXIT_WAREHOUSE_BUSY = 1, 2, 75  # 75: sysexits' "try again later"
@@ -165,12 +170,18 @@ def run(
         "--emulate-apis",
         help="Serve the firmographics API from a local emulator for this run (the demo).",
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show Dagster's log and dbt's line per model and test."
+    ),
 ) -> None:
-    """Materialize the Dagster asset graph in-process (raw loads, dbt build, all checks)."""
-    import os
+    """Materialize the Dagster asset graph in-process (raw loads, dbt build, all checks): a
+    line per finished step, then a summary. dbt's own output goes to logs/cdp_run.log."""
+    import uuid
     from contextlib import ExitStack
 
     os.environ.setdefault("CDP_REFRESH_MANIFEST", "1")
+    if not sys.stdout.isatty():
+        os.environ.setdefault("DBT_USE_COLORS", "false")  # no colour codes in files and pipes
 
     from cdp.summary import print_run_summary
     from orchestration.definitions import defs
@@ -178,18 +189,66 @@ def run(
     instance = _dagster_instance()
     console.print(f"Running Dagster job [b]{job}[/b] into {describe()} ...")
     started = time.perf_counter()
+    run_id = str(uuid.uuid4())
+    level = "INFO" if verbose else "WARNING"
+    log_path = Path("logs") / "cdp_run.log"
     with ExitStack() as stack:
         if emulate_apis:
             from reverse_etl.demo import start_enrichment_emulator
 
             start_enrichment_emulator(stack)
+        if not verbose:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_file = stack.enter_context(log_path.open("w", encoding="utf-8"))
+            stack.enter_context(contextlib.redirect_stdout(log_file))
+            stack.enter_context(_step_progress(instance, run_id, started))
         result = defs.resolve_job_def(job).execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            run_id=run_id,
+            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
         )
     print_run_summary(console, result, time.perf_counter() - started)
+    if not result.success and not verbose:
+        console.print(f"dbt's output of this run: {log_path}; run with -v to see it all")
     raise typer.Exit(0 if result.success else 1)
+
+
+@contextlib.contextmanager
+def _step_progress(instance, run_id: str, started: float):
+    """Print a line as each step of the run finishes (read from the run's event log)."""
+    import threading
+
+    from dagster import DagsterEventType
+
+    kinds = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+    stop = threading.Event()
+    seen = 0
+
+    def report() -> None:
+        nonlocal seen
+        records = instance.all_logs(run_id, of_type=kinds)
+        for record in records[seen:]:
+            event = record.dagster_event
+            mark = (
+                "ok" if event.event_type == DagsterEventType.STEP_SUCCESS else "[red]FAILED[/red]"
+            )
+            elapsed = time.perf_counter() - started
+            console.print(f"  {elapsed:6.1f} s  {mark}  {escape(event.step_key or '')}")
+        seen = len(records)
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            report()
+
+    thread = threading.Thread(target=watch, name="cdp-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        report()
 
 
 @sources_app.command("check")

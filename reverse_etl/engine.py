@@ -11,6 +11,7 @@ with the destination's message and, having no state, are sent again by the next 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,9 @@ def ensure_state(con: Warehouse) -> None:
     for column in ("withdrawn", "merged", "absent", "planned"):
         con.execute(f"alter table {SCHEMA}.sync_runs add column if not exists {column} bigint")
     con.execute(f"alter table {SCHEMA}.sync_state add column if not exists trigger_hash varchar")
+    # Where each sync delivered last (a fingerprint): state is only valid for that destination.
+    con.execute(f"""create table if not exists {SCHEMA}.sync_targets (
+        sync_name varchar primary key, target varchar, since timestamp)""")
     # The record of processing: which sync sent which fields of whom, when.
     con.execute(f"""create table if not exists {SCHEMA}.sync_deliveries (
         run_id varchar, sync_name varchar, record_key varchar, destination varchar,
@@ -434,6 +438,31 @@ def build_destination(sync: SyncConfig, sleep=None) -> Destination:
     return cls(settings, sync.object, sync.identifier.destination, sleep=sleep)
 
 
+def _target_of(sync: SyncConfig, destination: Destination | None) -> str | None:
+    """A fingerprint of where the sync delivers (destination, address, object); None when the
+    address cannot be known (settings missing: the run will say so itself)."""
+    settings = getattr(destination, "settings", None)
+    if settings is None:
+        try:
+            settings = get_destination(sync.destination).settings_from_env(dict(sync.settings))
+        except ValueError:
+            return None
+    where = f"{sync.destination}|{settings.base_url}|{sync.object}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+def _target_moved(con, sync: SyncConfig, target: str | None) -> str:
+    """Why the state no longer applies ('' when it does)."""
+    if target is None:
+        return ""
+    row = con.execute(
+        f"select target, since from {SCHEMA}.sync_targets where sync_name = ?", [sync.name]
+    ).fetchone()
+    if row is None or row[0] == target:
+        return ""
+    return f"{sync.destination} address or object changed since {row[1]:%Y-%m-%d %H:%M} UTC"
+
+
 def _mark_abandoned(con, sync_name: str, run_id: str) -> None:
     """Runs of this sync still `running` when a new one starts died without finishing (killed,
     machine lost): one writer per warehouse holds, so none of them is still going."""
@@ -462,11 +491,18 @@ def run_sync(
     ensure_state(con)
     result = SyncResult(run_id=uuid.uuid4().hex, sync_name=sync.name, dry_run=dry_run)
     _mark_abandoned(con, sync.name, result.run_id)
+    # State says what *this* destination confirmed: pointed elsewhere (the demo's emulator, then a
+    # real account), nothing is known to be there yet and everything is sent again.
+    target = _target_of(sync, destination)
+    moved = _target_moved(con, sync, target)
+    if moved:
+        result.message = f"{moved}: everything is sent again"
     con.execute(
         f"insert into {SCHEMA}.sync_runs (run_id, sync_name, destination, started_at, "
         "status, dry_run, full_resync) values (?, ?, ?, ?, 'running', ?, ?)",
         [result.run_id, sync.name, sync.destination, utc_now(), dry_run, full_resync],
     )
+    full_resync = full_resync or bool(moved)
     try:
         _prepare_diff(con, sync, full_resync)
         planned = dict(con.execute("select change, count(*) from sync_diff group by 1").fetchall())
@@ -496,6 +532,12 @@ def run_sync(
         if full_resync:
             # forget what the destination confirmed: everything is sent again and confirmed anew
             con.execute(f"delete from {SCHEMA}.sync_state where sync_name = ?", [sync.name])
+        if target:
+            con.execute(f"delete from {SCHEMA}.sync_targets where sync_name = ?", [sync.name])
+            con.execute(
+                f"insert into {SCHEMA}.sync_targets values (?, ?, ?)",
+                [sync.name, target, utc_now()],
+            )
         _deliver(con, sync, destination, result, progress)
         result.status = "succeeded" if result.failed == 0 else "partial"
         return result

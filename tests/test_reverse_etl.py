@@ -916,3 +916,16 @@ def test_update_mode_is_refused_where_the_api_cannot_update_without_creating(tmp
     )
     with pytest.raises(SyncConfigError, match="mode: salesforce cannot update records without"):
         load_sync(path)
+
+
+def test_pointing_a_sync_at_another_account_sends_everything_there(con):
+    """The demo's emulator first, then a real account: what the first confirmed says nothing
+    about the second."""
+    with HubSpotEmulator() as demo, HubSpotEmulator() as real:
+        assert run_sync(con, sync_for("hubspot", demo.url)).added == 250
+        moved = run_sync(con, sync_for("hubspot", real.url))
+        assert (moved.added, moved.unchanged) == (250, 0)
+        assert "hubspot address or object changed since" in moved.message
+        assert len(real.live_contacts()) == 250
+        again = run_sync(con, sync_for("hubspot", real.url))
+        assert (again.added, again.unchanged, again.message) == (0, 250, "")
