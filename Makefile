@@ -59,7 +59,7 @@ lint: install
 
 ui: install
 	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m orchestration.definitions
+	$(BIN)/cdp ui
 
 bench: install  # SIZE=100k (default), 1m or 10m source records
 	$(BIN)/python -m bench.run

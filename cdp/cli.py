@@ -251,6 +251,56 @@ def _step_progress(instance, run_id: str, started: float):
         report()
 
 
+@app.command()
+def ui(
+    port: int = typer.Option(3000, help="Port of the Dagster UI."),
+    grace: float = typer.Option(
+        30.0, help="Seconds to let Dagster shut down after a stop signal before it is killed."
+    ),
+) -> None:
+    """The Dagster UI and daemon (`dagster dev`) for this project. Ctrl-C or SIGTERM stops it
+    and everything it started: runs in flight, sensors, the code server (killed after --grace
+    seconds if they do not stop). Exit 0 when stopped by a signal."""
+    import signal
+    import subprocess
+
+    def child_setup() -> None:
+        # Started from a script or with `&`, SIGINT is ignored and Dagster would not hear it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    dagster = str(Path(sys.executable).parent / "dagster")
+    command = [dagster, "dev", "-m", "orchestration.definitions", "--port", str(port)]
+    Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve()))).mkdir(
+        parents=True, exist_ok=True
+    )
+    process = subprocess.Popen(command, start_new_session=True, preexec_fn=child_setup)
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        console.print(f"stopping the Dagster UI (signal {signal.Signals(signum).name}) ...")
+        process.send_signal(signal.SIGINT)  # Dagster's own clean shutdown
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        try:
+            code = process.wait(timeout=1.0)
+            break
+        except subprocess.TimeoutExpired:
+            if stopping and grace is not None:
+                grace -= 1.0
+                if grace <= 0:
+                    console.print("[yellow]Dagster did not stop in time: killed[/yellow]")
+                    os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # whatever it started and left behind
+        os.killpg(process.pid, signal.SIGKILL)
+    raise typer.Exit(0 if stopping else code)
+
+
 @sources_app.command("check")
 def sources_check(
     file: Path = typer.Argument(..., help="The source YAML to check."),

@@ -204,3 +204,48 @@ def test_a_triggered_sync_runs_when_its_trigger_columns_change_not_on_every_rebu
         assert isinstance(request, RunRequest)
         assert request.asset_selection == [sync_asset_key(sync)]
         assert request.tags["cdp/trigger"] == "1 records: a change of crm_lead_status"
+
+
+def test_the_dagster_ui_stops_with_everything_it_started_on_sigterm(tmp_path):
+    """Started as a script or with `&` would start it (SIGINT ignored), then stopped by SIGTERM
+    as a service manager would: nothing of it is left within the grace period."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    from cdp.serving.local import free_port
+
+    port = free_port()
+    cdp = str(Path(sys.executable).parent / "cdp")
+    ui = subprocess.Popen(
+        [cdp, "ui", "--port", str(port), "--grace", "20"],
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(1)
+        else:
+            pytest.fail("the Dagster UI did not come up")
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=40) == 0
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
+    with pytest.raises(requests.RequestException):
+        requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2)

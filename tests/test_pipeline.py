@@ -251,6 +251,7 @@ _LONG_RUNNING = {
     "benchmark run",
     "benchmark import",
     "audiences compile",
+    "ui",
 }
 _ARGUMENTS = {
     "who": "a@b.c",
