@@ -854,27 +854,20 @@ def test_a_profile_merge_merges_the_hubspot_contacts(con):
 
 def test_a_profile_merge_reaches_braze_salesforce_and_the_webhook(con):
     with BrazeEmulator() as braze, SalesforceEmulator() as salesforce, WebhookEmulator() as hook:
+        # keyed by profile id, each in its API's own words
+        keyed = {"braze": ("users", "external_id"), "salesforce": ("Contact", "CDP_Profile_Id__c")}
         syncs = [
             sync_for(
-                "braze",
-                braze.url,
-                object="users",
-                identifier={"source": "profile_id", "destination": "external_id"},
-                fields={"email": "email"},
-            ),
-            sync_for(
-                "salesforce",
-                salesforce.url,
-                object="Contact",
-                identifier={"source": "profile_id", "destination": "CDP_Profile_Id__c"},
+                name,
+                emulator.url,
+                object=keyed.get(name, ("customer",))[0],
+                identifier={
+                    "source": "profile_id",
+                    "destination": keyed.get(name, ("", "profile_id"))[1],
+                },
                 fields={"LastName": "last_name"},
-            ),
-            sync_for(
-                "webhook",
-                hook.url,
-                object="customer",
-                identifier={"source": "profile_id", "destination": "profile_id"},
-            ),
+            )
+            for name, emulator in (("braze", braze), ("salesforce", salesforce), ("webhook", hook))
         ]
         for sync in syncs:
             run_sync(con, sync)

@@ -20,6 +20,11 @@ UPDATE = re.compile(r"^/crm/v3/objects/contacts/batch/update$")
 MERGE = re.compile(r"^/crm/v3/objects/contacts/merge$")
 
 
+def _input_error(key: str, message: str, category: str = "VALIDATION_ERROR") -> dict:
+    """One entry of a 207 answer's `errors`: what went wrong with the input `key`."""
+    return {"status": "error", "category": category, "message": message, "context": {"ids": [key]}}
+
+
 def _error(message: str, category: str = "VALIDATION_ERROR") -> dict:
     return {
         "status": "error",
@@ -103,23 +108,16 @@ class HubSpotEmulator(Emulator):
                 return 400, _error("idProperty must be a unique property such as email"), {}
             if not EMAIL.match(key.lower()):
                 errors.append(
-                    {
-                        "status": "error",
-                        "category": "VALIDATION_ERROR",
-                        "message": f"Property values were not valid: email {key!r} is "
-                        "not a valid email address",
-                        "context": {"ids": [key]},
-                    }
+                    _input_error(
+                        key,
+                        f"Property values were not valid: email {key!r} is not a valid email "
+                        "address",
+                    )
                 )
                 continue
             if key.lower() in self.gdpr_blocklist:
                 errors.append(
-                    {
-                        "status": "error",
-                        "category": "VALIDATION_ERROR",
-                        "message": f"{key!r} was permanently deleted (GDPR) and is blocklisted",
-                        "context": {"ids": [key]},
-                    }
+                    _input_error(key, f"{key!r} was permanently deleted (GDPR) and is blocklisted")
                 )
                 continue
             with self.lock:
@@ -170,26 +168,23 @@ class HubSpotEmulator(Emulator):
                 found = self._find(key, id_property)
                 if found is None:
                     errors.append(
-                        {
-                            "status": "error",
-                            "category": "OBJECT_NOT_FOUND",
-                            "message": f"Could not get some CONTACT objects, they may be deleted "
-                            f"or not exist. Check that ids are valid. [{key}]",
-                            "context": {"ids": [key]},
-                        }
+                        _input_error(
+                            key,
+                            "Could not get some CONTACT objects, they may be deleted or not "
+                            f"exist. Check that ids are valid. [{key}]",
+                            "OBJECT_NOT_FOUND",
+                        )
                     )
                     continue
                 new_email = str(properties.get("email") or found).lower()
                 if new_email != found:
                     if not EMAIL.match(new_email) or new_email in self.contacts:
                         errors.append(
-                            {
-                                "status": "error",
-                                "category": "VALIDATION_ERROR",
-                                "message": f"A contact with the email {new_email!r} already "
-                                "exists or the address is not valid",
-                                "context": {"ids": [key]},
-                            }
+                            _input_error(
+                                key,
+                                f"A contact with the email {new_email!r} already exists or the "
+                                "address is not valid",
+                            )
                         )
                         continue
                     self.contacts[new_email] = self.contacts.pop(found)
