@@ -334,3 +334,45 @@ def test_the_cdp_entry_point_fails_in_one_line_not_a_traceback(tmp_path):
     assert done.returncode == 2, output
     assert "Traceback" not in output
     assert len(output.splitlines()) == 1 and output.startswith("cdp privacy export: ")
+
+
+def test_every_command_the_docs_show_exists_with_its_options():
+    """Each `cdp ...` in README.md and docs/*.md names a real command, and each --option on a
+    command line of a code block is one of its options."""
+    import re
+
+    import typer
+
+    from cdp.cli import app
+    from cdp.config import PROJECT_ROOT
+
+    root = typer.main.get_command(app)
+    mentioned = 0
+    for page in [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        blocks = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S))
+        inline = re.findall(r"`(cdp [^`]+)`", text)
+        code_lines = [line.strip().removeprefix("$ ") for line in blocks.splitlines()]
+        for line in [*inline, *(line for line in code_lines if line.startswith("cdp "))]:
+            words = line.split()[1:]
+            command, parent, path = root, root, ["cdp"]
+            while hasattr(command, "commands") and words and not words[0].startswith("-"):
+                name = words.pop(0)
+                if name == "...":  # "cdp identity ...": the group as a whole
+                    break
+                assert name in command.commands, f"{page.name}: `{line}`: no command {name!r}"
+                parent, command, path = command, command.commands[name], [*path, name]
+            # "cdp sync list | validate [--offline] | run NAME": the alternatives' options too
+            alternatives = [parent.commands[w] for w in words if w in parent.commands]
+            options = {
+                opt
+                for each in [command, *alternatives]
+                for param in each.params
+                for opt in param.opts + param.secondary_opts
+            }
+            for option in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", line.split("#")[0]):
+                assert option in options | {"--help"}, (
+                    f"{page.name}: `{line}`: {' '.join(path)} has no option {option}"
+                )
+            mentioned += 1
+    assert mentioned >= 40
