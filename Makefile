@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CDP_WAREHOUSE ?= $(CURDIR)/warehouse/cdp.duckdb
 export CDP_LANDING ?= $(CURDIR)/data/demo
 
-.PHONY: install manifest demo run test test-spark lint browser ui bench bench-identity bench-collector bench-api clean
+.PHONY: install manifest demo run test test-spark lint browser ui bench bench-identity bench-collector bench-api bench-sync clean
 
 install: $(VENV)/.installed
 
@@ -79,6 +79,10 @@ bench-collector: install
 # The profile API under concurrent reads (embedded store; CDP_BENCH_REDIS_URL for Redis).
 bench-api: install
 	$(BIN)/python -m bench.profile_api
+
+# Delivery to the HubSpot emulator, quota lifted (RECORDS=50000, CONCURRENCY=1,4,8).
+bench-sync: install
+	$(BIN)/python -m bench.sync
 
 clean:
 	rm -rf target logs warehouse data .dagster_home

@@ -1,0 +1,87 @@
+"""Reverse-ETL delivery benchmark (not part of `make test`): the shipped `hubspot_contacts` sync
+against the HubSpot emulator in a process of its own, its quota lifted (the client keeps the real
+quota, 100 calls per 10 s, whenever the settings do not lift it), over RECORDS generated golden
+records at several concurrency levels; records confirmed per second, first run and an unchanged
+re-run. Writes bench/results/sync_hubspot.json.
+
+    make bench-sync                       # 50,000 records, concurrency 1, 4 and 8
+    RECORDS=200000 make bench-sync
+"""
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from bench.run import hubspot_in_own_process
+from reverse_etl.config import load_syncs
+from reverse_etl.engine import run_sync
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDS = int(os.environ.get("RECORDS", "50000"))
+LEVELS = [int(n) for n in os.environ.get("CONCURRENCY", "1,4,8").split(",")]
+TOKEN = "bench-token"
+
+
+def _warehouse(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    con.execute("create schema marts")
+    con.execute(f"""create table marts.customers as
+        select 'p_' || i as profile_id, 'kunde' || i || '@example.org' as email,
+            'Vorname' || i as first_name, 'Nachname' || (i % 997) as last_name,
+            '+49301' || i as phone, 'Berlin' as city, '10115' as postal_code,
+            'DE' as country_code, 'Firma ' || (i % 251) as company_name,
+            'Lead' as crm_lead_status, true as is_identified
+        from range({RECORDS}) t(i)""")
+    con.execute("""create table marts.customer_consents (profile_id varchar, purpose varchar,
+        channel varchar, is_granted boolean)""")
+    return con
+
+
+def main() -> None:
+    os.environ["HUBSPOT_TOKEN"] = TOKEN
+    sync = load_syncs()["hubspot_contacts"]
+    rows = []
+    for level in LEVELS:
+        with tempfile.TemporaryDirectory() as folder, hubspot_in_own_process(TOKEN) as url:
+            con = _warehouse(Path(folder) / "sync.duckdb")
+            fast = sync.model_copy(
+                update={
+                    "settings": {"base_url": url, "rate_limit_calls": 1_000_000},
+                    "concurrency": level,
+                }
+            )
+            started = time.perf_counter()
+            first = run_sync(con, fast)
+            seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            again = run_sync(con, fast)
+            unchanged_seconds = time.perf_counter() - started
+            con.close()
+        rows.append(
+            {
+                "concurrency": level,
+                "records": first.added,
+                "calls": first.calls,
+                "seconds": round(seconds, 2),
+                "records_per_s": round(first.added / seconds),
+                "unchanged_rerun_seconds": round(unchanged_seconds, 2),
+                "unchanged_rerun_calls": again.calls,
+            }
+        )
+        print(
+            f"concurrency {level}: {first.added:,} records in {seconds:.2f} s "
+            f"({first.added / seconds:,.0f}/s, {first.calls} calls); unchanged re-run "
+            f"{unchanged_seconds:.2f} s, {again.calls} calls"
+        )
+    out = ROOT / "bench" / "results" / "sync_hubspot.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"cpus": os.cpu_count(), "runs": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
