@@ -182,12 +182,10 @@
 
 
 {% macro cdp_now() -%}
-    {#- "Now" in UTC for recency traits; var `cdp_as_of` pins it for reproducible rebuilds. -#}
-    {%- if var('cdp_as_of', none) -%}
-        cast('{{ var("cdp_as_of") }}' as timestamp)
-    {%- else -%}
-        {{ current_utc() }}
-    {%- endif -%}
+    {#- "Now" for recency traits and rules: the time the data stands at (int_data_as_of: var
+        `cdp_as_of`, else the newest activity), not the wall clock, so a rebuild on another day
+        gives the same answers. Processing times (when a lead was routed) use current_utc(). -#}
+    (select as_of from {{ ref('int_data_as_of') }})
 {%- endmacro %}
 
 

@@ -71,3 +71,31 @@ def test_open_critical_ticket_flag_matches_the_support_desk(warehouse):
         ).fetchall()
     }
     assert expected and flagged == expected
+
+
+def test_recency_traits_count_back_from_the_data_not_the_wall_clock(warehouse):
+    """The demo's data ends 2026-11-01: built any day after, recency counts back from the newest
+    activity the warehouse holds, not from the day of the build."""
+    as_of = warehouse.execute("select as_of from intermediate.int_data_as_of").fetchone()[0]
+    newest = warehouse.execute(
+        """select max(t) from (
+            select max(occurred_at) as t from staging.stg_web__events where occurred_at <= now()
+            union all select max(transacted_at) from intermediate.int_customer_transactions
+                where transacted_at <= now()
+            union all select max(occurred_at) from staging.stg_email__activity
+                where occurred_at <= now()
+            union all select max(changed_at) from staging.stg_crm__lead_status_history
+                where changed_at <= now()) as activity"""
+    ).fetchone()[0]
+    recent = warehouse.execute(
+        "select count(*) from marts.customer_traits where web_events_last_30_days > 0"
+    ).fetchone()[0]
+    expected = warehouse.execute(
+        """select count(distinct r.profile_id) from staging.stg_web__events e
+        join marts.customer_profile_records r
+            on r.source = 'web' and r.source_record_id = e.anonymous_id
+        where e.occurred_at >= ? - interval 30 day""",
+        [as_of],
+    ).fetchone()[0]
+    assert as_of == newest
+    assert recent == expected > 0

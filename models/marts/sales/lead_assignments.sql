@@ -200,8 +200,8 @@ select
     routed.routing_rule,
     routed.lead_score,
     routed.score_reasons,
-    coalesce(previous.first_queued_at, {{ cdp_now() }}) as first_queued_at,
-    case when routed.owner_name is not null then {{ cdp_now() }} end as routed_at
+    coalesce(previous.first_queued_at, {{ current_utc() }}) as first_queued_at,
+    case when routed.owner_name is not null then {{ current_utc() }} end as routed_at
 from routed
 left join reps on routed.owner_name = reps.rep_name
 left join previous on routed.contact_id = previous.contact_id
