@@ -29,7 +29,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from cdp.load import utc_now
+from cdp.load import table_exists, utc_now
 from cdp.warehouse import Warehouse, as_warehouse
 
 SCHEMA = "ml"
@@ -136,12 +136,18 @@ def labels_after(con: Warehouse, cutoff: dt.datetime) -> pd.DataFrame:
 
 
 def latest_activity(con: Warehouse) -> dt.datetime:
-    """Now, or the latest purchase when the data ends earlier (a historical demo set)."""
+    """The time the data stands at, as the recency traits see it (intermediate.int_data_as_of),
+    a day past the newest purchase at most: models score customers as of their data, not the
+    day they run."""
+    as_of = (
+        con.execute("select as_of from intermediate.int_data_as_of").fetchone()[0]
+        if table_exists(con, "intermediate", "int_data_as_of")
+        else utc_now()
+    )
     latest = con.execute(
         "select max(transacted_at) from intermediate.int_customer_transactions"
     ).fetchone()[0]
-    now = utc_now()
-    return min(now, latest + dt.timedelta(days=1)) if latest else now
+    return min(as_of, latest + dt.timedelta(days=1)) if latest else as_of
 
 
 MIN_TRAINING_CUSTOMERS = 200

@@ -28,6 +28,7 @@ PREDICTIONS_KEY = AssetKey(["ml", "customer_predictions"])  # the dbt source's k
         dbt_model_key(m)
         for m in (
             "int_customer_transactions",
+            "int_data_as_of",
             "customer_profile_records",
             "stg_email__activity",
             "stg_web__events",
