@@ -18,7 +18,13 @@ from decimal import Decimal
 from cdp.config import PROJECT_ROOT
 from cdp.load import utc_now
 from cdp.warehouse import Warehouse
-from reverse_etl.delivery import DeliveryError, HttpTransport, RateLimiter, RequestRejected
+from reverse_etl.delivery import (
+    AuthenticationFailed,
+    DeliveryError,
+    HttpTransport,
+    RateLimiter,
+    RequestRejected,
+)
 
 SCHEMA = "enrichment"
 CACHE = f"{SCHEMA}.company_firmographics"
@@ -113,6 +119,7 @@ class FirmographicsClient:
             max_retries=max_retries,
             backoff=0.2,
             max_backoff=5.0,
+            name="firmographics API",
         )
 
     @classmethod
@@ -134,9 +141,9 @@ class FirmographicsClient:
         except RequestRejected as exc:
             if exc.status == 404:
                 return Answer("not_found")
-            if exc.status in (401, 403):
-                raise  # a wrong key fails every lookup: stop and say so
             return Answer("error", error=str(exc)[:500])
+        except AuthenticationFailed:
+            raise  # a wrong key fails every lookup: stop and say so
         except DeliveryError as exc:
             return Answer("error", error=str(exc)[:500])
         if response.status_code == 202:

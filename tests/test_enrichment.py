@@ -8,7 +8,7 @@ from dagster import materialize
 from cdp.enrichment import CACHE, KEY_ENV, URL_ENV, FirmographicsClient, enrich
 from orchestration.assets.enrichment import company_firmographics
 from orchestration.resources import WarehouseResource
-from reverse_etl.delivery import RequestRejected
+from reverse_etl.delivery import AuthenticationFailed
 from reverse_etl.emulators.firmographics import FirmographicsEmulator
 
 COMPANY_DOMAINS = [f"firma{i}.de" for i in range(40)]
@@ -87,8 +87,9 @@ def test_a_wrong_key_is_refused_and_the_asset_still_succeeds(con, tmp_path, monk
     )
     db_path = path.fetchone()[0]
     with FirmographicsEmulator(token="right") as api:
-        with pytest.raises(RequestRejected):
+        with pytest.raises(AuthenticationFailed, match="HTTP 401"):
             enrich(con, FirmographicsClient(api.url, "wrong"))
+        assert len(api.requests) == 1  # the first refusal stops the lookups
         con.close()
         monkeypatch.setenv(URL_ENV, api.url)
         monkeypatch.setenv(KEY_ENV, "wrong")

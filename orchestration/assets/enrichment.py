@@ -23,7 +23,7 @@ from cdp.enrichment import (
 from cdp.sources import table
 from orchestration.assets.raw import raw_asset_key
 from orchestration.resources import WarehouseResource
-from reverse_etl.delivery import RequestRejected
+from reverse_etl.delivery import AuthenticationFailed, RequestRejected
 
 FIRMOGRAPHICS = AssetKey(["enrichment", "company_firmographics"])  # the dbt source's key
 
@@ -48,7 +48,7 @@ def company_firmographics(
                 client,
                 progress=lambda done, total: context.log.info(f"{done}/{total} domains looked up"),
             )
-        except (EnrichmentNotConfigured, RequestRejected) as exc:
+        except (EnrichmentNotConfigured, RequestRejected, AuthenticationFailed) as exc:
             context.log.warning(f"enrichment skipped, the cache stays as it is: {exc}")
             skipped = str(exc)
         cached = {f"cache_{k}": v for k, v in cache_summary(con).items()}
