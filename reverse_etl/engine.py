@@ -579,14 +579,13 @@ def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult
     """Send the diff: upserts in batches (concurrently where the sync allows; in update mode
     records new to this sync only update what the destination holds), then merges, removals and
     withdrawals in order; count what the destination confirmed, by kind of change."""
-    changes = dict(con.execute("select record_key, change from sync_diff").fetchall())
-    hashes = {
-        key: (row_hash, trigger_hash)
-        for key, row_hash, trigger_hash in con.execute(
-            """select d.record_key, d.row_hash, c.trigger_hash from sync_diff d
-            left join sync_current c on c.record_key = d.record_key"""
-        ).fetchall()
-    }
+    # One read of the diff: each record's kind of change and the hashes its state will hold.
+    changes, hashes = {}, {}
+    for key, change, row_hash, trigger_hash in con.execute(
+        """select d.record_key, d.change, d.row_hash, c.trigger_hash from sync_diff d
+        left join sync_current c on c.record_key = d.record_key"""
+    ).fetchall():
+        changes[key], hashes[key] = change, (row_hash, trigger_hash)
     total, done = result.planned, 0
     size = sync.batch_size or destination.batch_size
 
