@@ -53,6 +53,7 @@ test-spark: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	@mkdir -p target  # the dbt templater opens a warehouse: an empty one, not yours
 	CDP_WAREHOUSE=$(CURDIR)/target/lint.duckdb $(BIN)/sqlfluff lint models tests/dbt snapshots \
 		--disable-progress-bar

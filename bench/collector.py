@@ -23,11 +23,11 @@ from pathlib import Path
 
 import requests
 
-from cdp.collector.app import web_events_landing
-from cdp.load import connect, load_table
-from cdp.serving.local import free_port, wait_until_up
-from cdp.serving.store import open_store
-from cdp.sources import TABLES_BY_KEY
+from cdp.core.local_servers import free_port, wait_until_up
+from cdp.ingest.load import connect, load_table
+from cdp.ingest.sources import TABLES_BY_KEY
+from cdp.realtime.collector.app import web_events_landing
+from cdp.realtime.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = int(os.environ.get("CLIENTS", "4"))

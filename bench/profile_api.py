@@ -20,8 +20,8 @@ from pathlib import Path
 
 import requests
 
-from cdp.serving.local import free_port, wait_until_up
-from cdp.serving.store import open_store
+from cdp.core.local_servers import free_port, wait_until_up
+from cdp.realtime.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = int(os.environ.get("PROFILES", "100000"))

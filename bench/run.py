@@ -28,14 +28,14 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from cdp.config import PRODUCTION_DBT_EXCLUDE
-from cdp.declared import publish
-from cdp.generate import Generator
-from cdp.identity_eval import evaluate
-from cdp.load import connect, load_table
-from cdp.matching import plain_splink_clusters
-from cdp.sources import DECLARED_SPECS, TABLES
-from cdp.warehouse import MEMORY_LIMIT_ENV
+from cdp.core.config import PRODUCTION_DBT_EXCLUDE
+from cdp.core.warehouse import MEMORY_LIMIT_ENV
+from cdp.demo.generate import Generator
+from cdp.identity.evaluation import evaluate
+from cdp.identity.matching import plain_splink_clusters
+from cdp.ingest.declared import publish
+from cdp.ingest.load import connect, load_table
+from cdp.ingest.sources import DECLARED_SPECS, TABLES
 from reverse_etl.config import load_syncs
 from reverse_etl.emulators.hubspot import HubSpotEmulator
 from reverse_etl.engine import run_sync

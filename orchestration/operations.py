@@ -29,9 +29,9 @@ from dagster import (
     run_failure_sensor,
 )
 
-from cdp.load import raw_relation
-from cdp.sources import TABLES, Table
-from cdp.warehouse import target as warehouse_target
+from cdp.core.warehouse import target as warehouse_target
+from cdp.ingest.load import raw_relation
+from cdp.ingest.sources import TABLES, Table
 from orchestration.assets.raw import raw_asset_key
 from orchestration.project import dbt_project
 from orchestration.resources import WarehouseResource

@@ -21,9 +21,9 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource
 
-from cdp import erasure
-from cdp.config import PRODUCTION_DBT_EXCLUDE
-from cdp.warehouse import connect_warehouse
+from cdp.core.config import PRODUCTION_DBT_EXCLUDE
+from cdp.core.warehouse import connect_warehouse
+from cdp.privacy import erasure
 from orchestration.project import dbt_project
 from orchestration.resources import WarehouseResource
 

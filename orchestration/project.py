@@ -7,8 +7,8 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from cdp.config import PROJECT_ROOT
-from cdp.warehouse import target as warehouse_target
+from cdp.core.config import PROJECT_ROOT
+from cdp.core.warehouse import target as warehouse_target
 
 # dagster-dbt runs `dbt` from PATH: use the one installed beside this Python, venv active or not.
 _bin = str(Path(sys.executable).parent)

@@ -7,8 +7,8 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 
-from cdp.config import landing_path, warehouse_path
-from cdp.warehouse import connect_warehouse
+from cdp.core.config import landing_path, warehouse_path
+from cdp.core.warehouse import connect_warehouse
 from orchestration.project import PROJECT_ROOT, dbt_project
 
 

@@ -16,9 +16,9 @@ from dagster import (
     sensor,
 )
 
-from cdp.config import landing_path
-from cdp.load import landing_files
-from cdp.sources import TABLES
+from cdp.core.config import landing_path
+from cdp.ingest.load import landing_files
+from cdp.ingest.sources import TABLES
 from orchestration.assets.raw import raw_asset_key
 from orchestration.assets.syncs import SYNCS, sync_asset_key
 
@@ -85,8 +85,9 @@ def _landing_files(landing: Path) -> dict[str, tuple[str, str]]:
 def _already_loaded(files: dict[str, tuple[str, str]]) -> dict[str, str]:
     """A first look (no cursor yet, e.g. `make ui` after `make demo`): the files the loader has
     already read, same table, name and size, count as seen, so nothing is rebuilt for them."""
-    from cdp.load import LOAD_FILES, table_exists
-    from cdp.warehouse import WAREHOUSE_ERRORS, connect_warehouse
+    from cdp.core.sql import table_exists
+    from cdp.core.warehouse import WAREHOUSE_ERRORS, connect_warehouse
+    from cdp.ingest.load import LOAD_FILES
 
     try:
         with connect_warehouse(read_only=True) as con:

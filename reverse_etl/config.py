@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cdp.config import load_named_yaml_models, load_yaml_model, valid_name
+from cdp.core.config import load_named_yaml_models, load_yaml_model, valid_name
 
 SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
 SYNCS_DIR_ENV = "CDP_SYNCS_DIR"  # a deployment's own sync definitions, instead of the shipped
@@ -163,7 +163,7 @@ class SyncConfig(BaseModel):
     def _audience(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        from cdp.audiences import load_audiences
+        from cdp.intelligence.audiences import load_audiences
 
         known = load_audiences()
         if value not in known:

@@ -21,8 +21,8 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
-from cdp.load import quote, table_exists, utc_now
-from cdp.warehouse import Warehouse, as_warehouse
+from cdp.core.sql import quote, table_exists, utc_now
+from cdp.core.warehouse import Warehouse, as_warehouse
 from reverse_etl.config import SyncConfig
 from reverse_etl.destinations import Destination, Outcome, Record, get_destination
 

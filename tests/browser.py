@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 from websockets.sync.client import connect
 
-from cdp.serving.local import free_port
+from cdp.core.local_servers import free_port
 
 BINARIES = ("chromium", "chromium-browser", "google-chrome")
 

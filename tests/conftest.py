@@ -51,7 +51,7 @@ def pg_answers() -> bool:
 def dbt_build(*args: str, env: dict[str, str], command: str = "build") -> None:
     """`dbt build` (or another command) of the project with extra environment (which
     warehouse), failing loudly."""
-    from cdp.config import PROJECT_ROOT
+    from cdp.core.config import PROJECT_ROOT
 
     done = subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), command, "--profiles-dir", str(PROJECT_ROOT)]
@@ -66,7 +66,7 @@ def dbt_build(*args: str, env: dict[str, str], command: str = "build") -> None:
 
 
 def generate(out: Path, people: int = TEST_PEOPLE, seed: int = TEST_SEED, **kwargs):
-    from cdp.generate import Generator
+    from cdp.demo.generate import Generator
 
     return Generator(people, seed=seed, out=out, **kwargs).run()
 
@@ -90,8 +90,8 @@ def full_run(landing, defs):
     """The demo's job, run once in-process against the session warehouse."""
     from dagster import DagsterInstance
 
-    from cdp.enrichment import KEY_ENV, URL_ENV
-    from reverse_etl.emulators.firmographics import FirmographicsEmulator
+    from cdp.ingest.enrichment import KEY_ENV, URL_ENV
+    from cdp.ingest.firmographics_emulator import FirmographicsEmulator
 
     with FirmographicsEmulator(token="test-token") as api, DagsterInstance.ephemeral() as instance:
         os.environ.update({URL_ENV: api.url, KEY_ENV: "test-token"})
@@ -122,7 +122,7 @@ GOLDEN_COLUMNS = (
 def _rebuilt_duckdb(tmp_path_factory, name: str, *dbt_args: str):
     """The session's raw tables alone, built again on DuckDB, as PostgreSQL and Spark build
     them from empty schemas."""
-    from cdp.load import quote
+    from cdp.core.sql import quote
 
     path = tmp_path_factory.mktemp(name) / "warehouse.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], path)

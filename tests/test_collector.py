@@ -20,10 +20,10 @@ import duckdb
 import pytest
 import requests
 
-from cdp.collector.app import web_events_landing
-from cdp.load import connect, load_table
-from cdp.serving.local import free_port, wait_until_up
-from cdp.sources import TABLES_BY_KEY
+from cdp.core.local_servers import free_port, wait_until_up
+from cdp.ingest.load import connect, load_table
+from cdp.ingest.sources import TABLES_BY_KEY
+from cdp.realtime.collector.app import web_events_landing
 from tests.conftest import dbt_build
 
 WRITE_KEY = "test-write-key"

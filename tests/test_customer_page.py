@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.config import PROJECT_ROOT
-from cdp.serving.local import free_port, wait_until_up
+from cdp.core.config import PROJECT_ROOT
+from cdp.core.local_servers import free_port, wait_until_up
 from tests.browser import Browser, chromium_binary
 
 CDP = str(Path(sys.executable).parent / "cdp")

@@ -7,7 +7,7 @@ import shutil
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, materialize
 
-from cdp.config import PROJECT_ROOT
+from cdp.core.config import PROJECT_ROOT
 from orchestration.assets.enrichment import FIRMOGRAPHICS, company_firmographics
 from orchestration.resources import WarehouseResource
 from tests.conftest import PG, pg_answers, pg_connect

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from cdp.declared import DECLARED_RELATIONS
-from cdp.sources import TABLES
+from cdp.ingest.declared import DECLARED_RELATIONS
+from cdp.ingest.sources import TABLES
 from orchestration.project import dbt_project
 from tests.conftest import dbt_build
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.benchmarks import environment, run_pipeline, write_dataset
-from cdp.identity_decisions import decide
-from cdp.identity_eval import evaluate
-from cdp.sources import SourceError, read_source
-from cdp.warehouse import DuckDBWarehouse
+from cdp.core.warehouse import DuckDBWarehouse
+from cdp.identity.benchmarks import environment, run_pipeline, write_dataset
+from cdp.identity.decisions import decide
+from cdp.identity.evaluation import evaluate
+from cdp.ingest.sources import SourceError, read_source
 from tests.conftest import dbt_build
 
 BIN = Path(sys.executable).parent

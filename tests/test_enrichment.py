@@ -5,11 +5,11 @@ import duckdb
 import pytest
 from dagster import materialize
 
-from cdp.enrichment import CACHE, KEY_ENV, URL_ENV, FirmographicsClient, enrich
+from cdp.core.http import AuthenticationFailed
+from cdp.ingest.enrichment import CACHE, KEY_ENV, URL_ENV, FirmographicsClient, enrich
+from cdp.ingest.firmographics_emulator import FirmographicsEmulator
 from orchestration.assets.enrichment import company_firmographics
 from orchestration.resources import WarehouseResource
-from reverse_etl.delivery import AuthenticationFailed
-from reverse_etl.emulators.firmographics import FirmographicsEmulator
 
 COMPANY_DOMAINS = [f"firma{i}.de" for i in range(40)]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp import erasure
-from cdp.load import connect, load_table
-from cdp.sources import table as source_table
+from cdp.demo.destinations import start_emulators
+from cdp.ingest.load import connect, load_table
+from cdp.ingest.sources import table as source_table
+from cdp.privacy import erasure
 from reverse_etl.config import load_syncs
-from reverse_etl.demo import start_emulators
 from reverse_etl.engine import run_sync
 
 CDP = str(Path(sys.executable).parent / "cdp")
@@ -192,10 +192,10 @@ def _collected_after_the_build(world) -> tuple[Path, str]:
     path) and in a landed segment the loader has not read, next to someone else's."""
     from datetime import UTC, datetime
 
-    from cdp.collector.app import web_events_landing
-    from cdp.collector.messages import accept
-    from cdp.serving.live import LiveUpdater
-    from cdp.serving.store import open_store
+    from cdp.realtime.collector.app import web_events_landing
+    from cdp.realtime.collector.messages import accept
+    from cdp.realtime.live import LiveUpdater
+    from cdp.realtime.store import open_store
 
     person = world["person"]
     email = sorted(person["emails"])[0]
@@ -226,8 +226,8 @@ def _collected_after_the_build(world) -> tuple[Path, str]:
 
 
 def test_retry_erases_everywhere_and_nothing_is_left(world):
-    from cdp.serving.live import overlay_for
-    from cdp.serving.store import open_store
+    from cdp.realtime.live import overlay_for
+    from cdp.realtime.store import open_store
 
     person = world["person"]
     segment, email = _collected_after_the_build(world)

@@ -8,7 +8,7 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-from cdp.generate import (
+from cdp.demo.generate import (
     EXPORT_ENCODINGS,
     LEAD_STATUSES,
     LOYALTY_TIERS,
@@ -19,7 +19,7 @@ from cdp.generate import (
     TICKET_PRIORITIES,
     TICKET_STATUSES,
 )
-from cdp.sources import table as source_table
+from cdp.ingest.sources import table as source_table
 from tests.conftest import TEST_PEOPLE, generate
 
 

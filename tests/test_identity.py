@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.identity_eval import evaluate
-from cdp.load import connect, load_table
-from cdp.sources import TABLES
+from cdp.identity.evaluation import evaluate
+from cdp.ingest.load import connect, load_table
+from cdp.ingest.sources import TABLES
 from orchestration.project import PROJECT_ROOT
 from tests.conftest import TEST_PEOPLE, TEST_SEED, dbt_build, generate
 
@@ -242,7 +242,7 @@ def test_one_percent_more_people_scores_only_their_pairs(full_run, landing, tmp_
     """After 1% new people the matcher keeps the stored model, scores only pairs that touch new
     or changed records, keeps every other pair as it was, and links what a full rescoring with
     the same model links; var cdp_rescore_matches retrains and rescores everything."""
-    from cdp.matching import candidate_hashes_sql, score_pairs
+    from cdp.identity.matching import candidate_hashes_sql, score_pairs
 
     warehouse = tmp_path / "wh.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], warehouse)

@@ -12,8 +12,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.audiences import AudienceError, compile_audiences, load_audience, load_audiences
-from cdp.predict import FEATURES, RUNS, features_as_of, latest_activity
+from cdp.intelligence.audiences import (
+    AudienceError,
+    compile_audiences,
+    load_audience,
+    load_audiences,
+)
+from cdp.intelligence.predict import FEATURES, RUNS, features_as_of, latest_activity
 from tests.conftest import dbt_build
 
 CDP = str(Path(sys.executable).parent / "cdp")
@@ -161,7 +166,7 @@ def test_compiled_audience_models_are_current():
     ],
 )
 def test_invalid_audiences_name_the_file_and_field(tmp_path, definition, message):
-    from cdp.audiences import compiled_files
+    from cdp.intelligence.audiences import compiled_files
 
     path = tmp_path / "broken.yml"
     path.write_text(f"name: broken\ndescription: d\n{definition}\n")

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.load import connect, load_table
-from cdp.sources import TABLES, table
+from cdp.ingest.load import connect, load_table
+from cdp.ingest.sources import TABLES, table
 from tests.conftest import generate
 
 
@@ -154,7 +154,7 @@ def test_a_renamed_optional_column_loads_as_null_and_keeps_the_value(tmp_path):
 
 
 def test_bad_files_are_rejected_once_recorded_and_never_stop_the_good_ones(tmp_path):
-    from cdp.load import retry_file
+    from cdp.ingest.load import retry_file
 
     landing = tmp_path / "landing"
     folder = landing / "crm" / "contacts"

@@ -6,9 +6,9 @@ import re
 
 import pandas as pd
 
-from cdp.benchmarks import _febrl_folder
-from cdp.matching import _blocking_rules, present_columns, score_pairs, trained_model
-from cdp.reference import MACRO_PATH, render_macro
+from cdp.identity.benchmarks import _febrl_folder
+from cdp.identity.matching import _blocking_rules, present_columns, score_pairs, trained_model
+from cdp.ingest.reference import MACRO_PATH, render_macro
 
 
 def _febrl1_names_and_dates() -> pd.DataFrame:
@@ -53,4 +53,6 @@ def test_names_and_dates_alone_train_and_link():
 
 
 def test_the_country_reference_is_generated_from_the_libraries():
-    assert MACRO_PATH.read_text(encoding="utf-8") == render_macro(), "run: python -m cdp.reference"
+    assert MACRO_PATH.read_text(encoding="utf-8") == render_macro(), (
+        "run: python -m cdp.ingest.reference"
+    )

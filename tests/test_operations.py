@@ -218,7 +218,7 @@ def test_the_dagster_ui_stops_with_everything_it_started_on_sigterm(tmp_path):
 
     import requests
 
-    from cdp.serving.local import free_port
+    from cdp.core.local_servers import free_port
 
     port = free_port()
     cdp = str(Path(sys.executable).parent / "cdp")

@@ -9,7 +9,7 @@ import shutil
 import duckdb
 import pytest
 
-from cdp.privacy import pii_columns, pii_columns_markdown
+from cdp.privacy.access import pii_columns, pii_columns_markdown
 from orchestration.project import PROJECT_ROOT, dbt_project
 from tests.conftest import dbt_build
 

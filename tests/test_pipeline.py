@@ -11,8 +11,8 @@ import phonenumbers
 import pytest
 from dagster import AssetKey, AssetSelection, materialize
 
-from cdp.declared import DECLARED_RELATIONS
-from cdp.sources import TABLES
+from cdp.ingest.declared import DECLARED_RELATIONS
+from cdp.ingest.sources import TABLES
 from orchestration.project import PROJECT_ROOT
 
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -344,7 +344,7 @@ def test_every_command_the_docs_show_exists_with_its_options():
     import typer
 
     from cdp.cli import app
-    from cdp.config import PROJECT_ROOT
+    from cdp.core.config import PROJECT_ROOT
 
     root = typer.main.get_command(app)
     mentioned = 0

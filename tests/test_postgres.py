@@ -15,12 +15,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.load import quote
-from cdp.sources import TABLES
-from cdp.warehouse import CDP_SCHEMAS
+from cdp.core.sql import quote
+from cdp.core.warehouse import CDP_SCHEMAS
+from cdp.demo.destinations import start_emulators
+from cdp.ingest.sources import TABLES
 from orchestration.project import PROJECT_ROOT
 from reverse_etl.config import load_syncs
-from reverse_etl.demo import start_emulators
 from tests.conftest import GOLDEN_COLUMNS, PG, pg_answers, pg_connect
 
 CDP = str(Path(sys.executable).parent / "cdp")

@@ -3,8 +3,8 @@ incrementally by a cursor column into the DuckDB warehouse."""
 
 import pytest
 
-from cdp.load import connect, load_table
-from cdp.sources import read_source
+from cdp.ingest.load import connect, load_table
+from cdp.ingest.sources import read_source
 from tests.conftest import PG, pg_answers, pg_connect
 
 pytestmark = pytest.mark.skipif(not pg_answers(), reason="no PostgreSQL server at 127.0.0.1:5432")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from cdp.serving.local import free_port, wait_until_up
-from cdp.serving.store import EmbeddedStore, RedisStore
+from cdp.core.local_servers import free_port, wait_until_up
+from cdp.realtime.store import EmbeddedStore, RedisStore
 
 CDP = str(Path(sys.executable).parent / "cdp")
 REDIS_URL = os.environ.get("CDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -74,7 +74,7 @@ def served(request, full_run, tmp_path_factory):
     """The profile_api sync run by the reverse-ETL engine from a copy of the session's
     warehouse into a store, and `cdp serve api` over it (one per store for the module; the
     last test changes it)."""
-    from cdp.load import connect
+    from cdp.ingest.load import connect
     from reverse_etl.config import load_syncs
     from reverse_etl.engine import run_sync
 
@@ -212,14 +212,14 @@ def _collected(call: str, when: str, **fields) -> dict:
     """A Segment message as the collector accepts it (its row of the web events export)."""
     from datetime import UTC, datetime
 
-    from cdp.collector.messages import accept
+    from cdp.realtime.collector.messages import accept
 
     message = {"timestamp": when, "messageId": f"m-{call}-{when}-{len(fields)}", **fields}
     return accept(message, datetime.now(UTC), call=call).row
 
 
 def test_the_hot_path_ties_events_to_profiles_and_gives_way_to_the_batch(store):
-    from cdp.serving.live import (
+    from cdp.realtime.live import (
         CONSENT_EVENT,
         LiveUpdater,
         adopt,
@@ -320,7 +320,7 @@ def test_events_sent_with_the_sdk_show_in_the_api_within_seconds(served, tmp_pat
     """The hot path end to end: Segment's SDK -> `cdp serve collect` -> the store -> the API."""
     from segment.analytics.client import Client
 
-    from cdp.serving.live import CONSENT_EVENT
+    from cdp.realtime.live import CONSENT_EVENT
     from tests.test_collector import WRITE_KEY, Server
 
     url, con, _ = served

@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cdp.core.http import DeliveryError
 from reverse_etl.config import SyncConfig, SyncConfigError, load_sync, load_syncs
-from reverse_etl.delivery import DeliveryError
 from reverse_etl.emulators.braze import BrazeEmulator
 from reverse_etl.emulators.hubspot import HubSpotEmulator
 from reverse_etl.emulators.salesforce import SalesforceEmulator
@@ -294,7 +294,7 @@ def test_full_resync_sends_everything_again(con):
 
 
 def test_a_refused_token_fails_the_run_at_once_recorded_and_never_logged(con, monkeypatch):
-    from reverse_etl.delivery import AuthenticationFailed
+    from cdp.core.http import AuthenticationFailed
 
     monkeypatch.setenv("HUBSPOT_TOKEN", "secret-wrong-token")
     with HubSpotEmulator() as hubspot:
@@ -372,7 +372,7 @@ def test_webhook_batches_are_signed_and_replays_are_not_applied_twice(con, monke
         assert len(receiver.requests) == 2
     monkeypatch.setenv("WEBHOOK_SECRET", "whsec_other")
     with WebhookEmulator() as strict:
-        from reverse_etl.delivery import AuthenticationFailed
+        from cdp.core.http import AuthenticationFailed
 
         with pytest.raises(AuthenticationFailed, match="webhook refused"):  # bad signature: 401
             run_sync(con, sync_for("webhook", strict.url, name="other_hook"))
@@ -402,7 +402,7 @@ def test_file_export_writes_parquet(con, tmp_path):
 def test_every_sync_is_a_dbt_exposure_of_its_model():
     import yaml
 
-    from cdp.config import PROJECT_ROOT
+    from cdp.core.config import PROJECT_ROOT
 
     exposures = {
         e["name"]: e
@@ -561,7 +561,7 @@ def test_file_erasure_rewrites_every_earlier_export(con, tmp_path):
 def test_an_undocumented_answer_fails_the_run_naming_destination_status_and_body(
     con, destination, answer
 ):
-    from reverse_etl.delivery import UnexpectedAnswer
+    from cdp.core.http import UnexpectedAnswer
 
     emulators = {
         "hubspot": HubSpotEmulator,

@@ -1,9 +1,9 @@
 """The dbt project on Apache Spark (dbt-spark with a local in-process session, Java 17): the raw
 tables the DuckDB run loaded are exported as Parquet (`cdp export-raw`) and registered as Spark
-tables; dbt builds the match candidates, `cdp.spark` scores them with Splink, and `dbt build
---target spark` must pass every model, unit test and data test but the snapshots (they need a
-table format with MERGE, such as Delta, on a cluster) and give the same golden records as DuckDB
-with its matcher.
+tables; dbt builds the match candidates, `cdp.identity.spark` scores them with Splink, and
+`dbt build --target spark` must pass every model, unit test and data test but the snapshots (they
+need a table format with MERGE, such as Delta, on a cluster) and give the same golden records as
+DuckDB with its matcher.
 
 Slow (18 minutes on 2 cores shared with a test run) and needs the `spark` extra: `make
 test-spark`, not part of `make test`.
@@ -20,10 +20,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.config import PROJECT_ROOT
-from cdp.declared import DECLARED_RELATIONS
-from cdp.load import export_raw_parquet
-from cdp.sources import TABLES
+from cdp.core.config import PROJECT_ROOT
+from cdp.ingest.declared import DECLARED_RELATIONS
+from cdp.ingest.load import export_raw_parquet
+from cdp.ingest.sources import TABLES
 from tests.conftest import GOLDEN_COLUMNS
 
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -66,7 +66,7 @@ def _dbt(folder: Path, *args: str) -> subprocess.CompletedProcess:
 def _matcher(folder: Path) -> subprocess.CompletedProcess:
     """The documented step between the dbt steps, in its own process as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "cdp.spark"],
+        [sys.executable, "-m", "cdp.identity.spark"],
         cwd=PROJECT_ROOT,
         env=_env(folder),
         capture_output=True,
@@ -108,7 +108,7 @@ def spark_build(full_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def spark(spark_build):
     """A Spark session on the metastore and tables dbt built (dbt's session has ended)."""
-    from cdp.spark import session as spark_session
+    from cdp.identity.spark import session as spark_session
 
     before = os.environ.get("CDP_SPARK_WAREHOUSE")
     os.environ["CDP_SPARK_WAREHOUSE"] = str(spark_build[1] / "spark")

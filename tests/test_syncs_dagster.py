@@ -7,8 +7,8 @@ from contextlib import ExitStack
 import duckdb
 from dagster import AssetKey, DagsterInstance
 
+from cdp.demo.destinations import received, start_emulators
 from reverse_etl.config import load_syncs
-from reverse_etl.demo import received, start_emulators
 
 
 def test_sync_assets_sit_downstream_of_their_models(defs):

@@ -7,7 +7,7 @@ hand-off to a thread.
     GET /v1/profiles/{kind}:{value}/audiences
     GET /v1/profiles/{kind}:{value}/events?limit=50&before=<timestamp>
 
-Every answer carries what the collector saw since the batch build (`live`, cdp/serving/live.py):
+Every answer carries what the collector saw since the batch build (`live`, cdp/realtime/live.py):
 events, identify traits, consent changes (which override the batch's consents at once). Someone
 the batch does not know yet is found by the ids their events carried (`known: false`).
 
@@ -26,15 +26,15 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cdp.serving.live import (
+from cdp.realtime.live import (
     cursor_of,
     overlay_for,
     recent_events,
     view,
     with_live_consents,
 )
+from cdp.realtime.store import ProfileStore, open_store
 from cdp.serving.pages import create_router
-from cdp.serving.store import ProfileStore, open_store
 
 TOKENS_ENV = "CDP_API_TOKENS"
 READ, PII = "profiles:read", "profiles:pii"

@@ -18,10 +18,10 @@ from pathlib import Path
 import duckdb
 import requests
 
-from cdp.collector.app import web_events_landing
-from cdp.config import landing_path, warehouse_path
-from cdp.console import console
-from cdp.serving.local import free_port, wait_until_up
+from cdp.core.config import landing_path, warehouse_path
+from cdp.core.console import console
+from cdp.core.local_servers import free_port, wait_until_up
+from cdp.realtime.collector.app import web_events_landing
 
 CDP = str(Path(sys.executable).parent / "cdp")
 

@@ -26,7 +26,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from cdp.config import PROJECT_ROOT, warehouse_path
+from cdp.core.config import PROJECT_ROOT, warehouse_path
 
 PII, DECIDE = "profiles:pii", "identity:decide"
 SECRET_ENV = "CDP_PAGE_SECRET"
@@ -48,7 +48,7 @@ templates = Environment(
 
 def _personal_customer_columns() -> set[str]:
     """Columns of marts.customers tagged personal data in the dbt project (the manifest)."""
-    from cdp.privacy import pii_columns
+    from cdp.privacy.access import pii_columns
 
     manifest = PROJECT_ROOT / "target" / "manifest.json"
     if not manifest.exists():
@@ -173,7 +173,7 @@ def create_router(tokens: dict[str, frozenset[str]]) -> APIRouter:
 
     @router.get("/customers")
     async def search(request: Request, q: str = "") -> HTMLResponse:
-        from cdp.profile import search_profiles
+        from cdp.identity.profile import search_profiles
 
         session = session_of(request)
         results, error = [], None
@@ -191,8 +191,8 @@ def create_router(tokens: dict[str, frozenset[str]]) -> APIRouter:
 
     @router.get("/customers/{profile_id}")
     async def customer(request: Request, profile_id: str, note: str = "") -> HTMLResponse:
-        from cdp.profile import ProfileNotFound, profile_360
-        from cdp.serving.live import overlay_for, view
+        from cdp.identity.profile import ProfileNotFound, profile_360
+        from cdp.realtime.live import overlay_for, view
 
         session = session_of(request)
         try:
@@ -220,8 +220,8 @@ def create_router(tokens: dict[str, frozenset[str]]) -> APIRouter:
 
     @router.post("/customers/{profile_id}/review/{pair_id}")
     async def decide_pair(request: Request, profile_id: str, pair_id: str):
-        from cdp.identity_decisions import DecisionError, decide, review_pair
-        from cdp.warehouse import connect_warehouse
+        from cdp.core.warehouse import connect_warehouse
+        from cdp.identity.decisions import DecisionError, decide, review_pair
 
         session = session_of(request)
         if DECIDE not in session["scopes"]:

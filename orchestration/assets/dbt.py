@@ -12,7 +12,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from cdp.config import PRODUCTION_DBT_EXCLUDE
+from cdp.core.config import PRODUCTION_DBT_EXCLUDE
 from orchestration.project import dbt_project
 
 

@@ -13,17 +13,17 @@ from dagster import (
     asset_check,
 )
 
-from cdp.enrichment import (
+from cdp.core.http import AuthenticationFailed, RequestRejected
+from cdp.ingest.enrichment import (
     CACHE,
     EnrichmentNotConfigured,
     FirmographicsClient,
     cache_summary,
     enrich,
 )
-from cdp.sources import table
+from cdp.ingest.sources import table
 from orchestration.assets.raw import raw_asset_key
 from orchestration.resources import WarehouseResource
-from reverse_etl.delivery import AuthenticationFailed, RequestRejected
 
 FIRMOGRAPHICS = AssetKey(["enrichment", "company_firmographics"])  # the dbt source's key
 

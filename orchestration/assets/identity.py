@@ -5,8 +5,8 @@ int_identity_matches, so this asset is not defined there."""
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
-from cdp.matching import PAIRS_TABLE, matcher_config, score_in_warehouse
-from cdp.warehouse import target
+from cdp.core.warehouse import target
+from cdp.identity.matching import PAIRS_TABLE, matcher_config, score_in_warehouse
 from orchestration.assets.dbt import cdp_dbt_models, dbt_model_key
 from orchestration.project import dbt_project
 from orchestration.resources import WarehouseResource

@@ -13,8 +13,8 @@ from dagster import (
     asset_check,
 )
 
-from cdp.load import table_exists
-from cdp.predict import IMPORTANCE, PREDICTIONS, RUNS, NotEnoughData, train_and_score
+from cdp.core.sql import table_exists
+from cdp.intelligence.predict import IMPORTANCE, PREDICTIONS, RUNS, NotEnoughData, train_and_score
 from orchestration.assets.dbt import dbt_model_key
 from orchestration.resources import WarehouseResource
 

@@ -18,9 +18,10 @@ from dagster import (
     multi_asset,
 )
 
-from cdp.declared import DECLARED_RELATIONS, publish
-from cdp.load import load_table, quote, raw_relation
-from cdp.sources import DECLARED_SPECS, SOURCE_PROBLEMS, TABLES, Expectation, Table
+from cdp.core.sql import quote
+from cdp.ingest.declared import DECLARED_RELATIONS, publish
+from cdp.ingest.load import load_table, raw_relation
+from cdp.ingest.sources import DECLARED_SPECS, SOURCE_PROBLEMS, TABLES, Expectation, Table
 from orchestration.resources import WarehouseResource
 
 
@@ -159,7 +160,7 @@ DECLARED_KEYS = [AssetKey(["declared", name]) for name in DECLARED_RELATIONS]
             group_name="raw",
             kinds={"python"},
             description=f"raw.declared__{key.path[-1]}: the declared systems' {key.path[-1]}"
-            " by canonical role (cdp.declared.publish), read by the dbt sources declared.*.",
+            " by canonical role (cdp.ingest.declared.publish), read by the dbt sources declared.*.",
             deps=[
                 raw_asset_key(t)
                 for spec in DECLARED_SPECS

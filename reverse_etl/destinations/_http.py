@@ -2,7 +2,7 @@
 
 import time
 
-from reverse_etl.delivery import HttpTransport, RateLimiter
+from cdp.core.http import HttpTransport, RateLimiter
 
 
 def transport_for(destination, headers: dict[str, str]) -> HttpTransport:

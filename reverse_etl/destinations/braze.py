@@ -3,7 +3,7 @@ name the index of the rejected object; `_update_existing_only` updates without c
 update); /users/merge folds a merged-away profile's user into the survivor's (at most 50 a
 request); /users/delete removes users (mirror mode)."""
 
-from reverse_etl.delivery import RequestRejected
+from cdp.core.http import RequestRejected
 from reverse_etl.destinations import Destination, Outcome, Record, register
 from reverse_etl.destinations._http import transport_for
 

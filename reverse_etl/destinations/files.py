@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from cdp.load import quote
+from cdp.core.sql import quote
 from reverse_etl.destinations import Destination, DestinationSettings, Outcome, Record, register
 
 

@@ -3,7 +3,7 @@
 archives (restorable for 90 days); erasure uses the GDPR delete, one contact per call, which
 removes the contact for good."""
 
-from reverse_etl.delivery import RequestRejected
+from cdp.core.http import RequestRejected
 from reverse_etl.destinations import Destination, Outcome, Record, register
 from reverse_etl.destinations._http import transport_for
 

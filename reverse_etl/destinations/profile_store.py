@@ -14,8 +14,8 @@ import datetime as dt
 import os
 from decimal import Decimal
 
-from cdp.serving.live import adopt
-from cdp.serving.store import STORE_ENV, open_store
+from cdp.realtime.live import adopt
+from cdp.realtime.store import STORE_ENV, open_store
 from reverse_etl.destinations import Destination, DestinationSettings, Outcome, Record, register
 
 LIST_FIELDS = ("identifiers", "audiences", "consents")

@@ -4,7 +4,7 @@ type, allOrNone false; one result per record, in input order. Delete: DELETE
 /services/data/vXX.X/composite/sobjects?ids=...&allOrNone=false, at most 200 ids, one
 DeleteResult per id in the order given."""
 
-from reverse_etl.delivery import RequestRejected
+from cdp.core.http import RequestRejected
 from reverse_etl.destinations import Destination, Outcome, Record, register
 from reverse_etl.destinations._http import transport_for
 

@@ -9,7 +9,7 @@ import json
 import os
 import time
 
-from reverse_etl.delivery import RequestRejected
+from cdp.core.http import RequestRejected
 from reverse_etl.destinations import Destination, Outcome, Record, register
 from reverse_etl.destinations._http import transport_for
 

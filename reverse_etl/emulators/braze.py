@@ -4,7 +4,7 @@ the merged user is gone, the kept user's values win) and /users/delete; 3,000 re
 
 import orjson
 
-from reverse_etl.emulators import Emulator
+from cdp.core.emulator import Emulator
 
 
 class BrazeEmulator(Emulator):

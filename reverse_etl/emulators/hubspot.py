@@ -10,7 +10,7 @@ import uuid
 
 import orjson
 
-from reverse_etl.emulators import Emulator
+from cdp.core.emulator import Emulator
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 UPSERT = re.compile(r"^/crm/v3/objects/contacts/batch/upsert$")

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from reverse_etl.emulators import Emulator
+from cdp.core.emulator import Emulator
 
 ROUTE = re.compile(r"^/services/data/v\d+\.\d+/composite/sobjects/(\w+)/(\w+)$")
 DELETE_ROUTE = re.compile(r"^/services/data/v\d+\.\d+/composite/sobjects\?(.*)$")

@@ -10,7 +10,7 @@ import time
 
 import orjson
 
-from reverse_etl.emulators import Emulator
+from cdp.core.emulator import Emulator
 
 
 class WebhookEmulator(Emulator):

@@ -9,7 +9,7 @@ matcher's settings or the threshold change, or var `cdp_rescore_matches` is true
 
 import json
 
-from cdp.matching import score_incrementally
+from cdp.identity.matching import score_incrementally
 
 
 def model(dbt, session):

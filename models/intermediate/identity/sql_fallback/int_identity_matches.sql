@@ -1,6 +1,6 @@
 -- Warehouses without dbt Python models: the same Splink scoring runs between the dbt steps, on
 -- PostgreSQL as the Dagster asset matcher/identity_match_pairs, on Spark as `python -m
--- cdp.spark`. With var cdp_probabilistic_matching false, identity resolution is deterministic.
+-- cdp.identity.spark`. With var cdp_probabilistic_matching false, identity resolution is deterministic.
 {% if target.type in ('postgres', 'spark') and var('cdp_probabilistic_matching', true) %}
 
 with

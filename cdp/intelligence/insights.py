@@ -1,0 +1,76 @@
+"""Headline figures of the intelligence layer, read from the marts: audience sizes, the funnel,
+attribution, lead routing, predictions and enrichment. `cdp insights` prints them."""
+
+from __future__ import annotations
+
+from cdp.core.sql import dict_rows
+from cdp.intelligence.predict import RUNS
+
+ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+
+
+def audience_sizes(con) -> list[dict]:
+    return dict_rows(
+        con,
+        """select audience, member_count, entered_count, exited_count, measured_at
+           from marts.audience_sizes where is_latest order by audience""",
+    )
+
+
+def funnel(con) -> list[dict]:
+    return dict_rows(
+        con,
+        """select from_stage, to_stage, leads_entered, leads_converted, conversion_rate,
+                  median_days_to_convert
+           from marts.funnel_conversion
+           where lead_source = '(all)' and first_touch_campaign = '(all)'
+           order by step_number""",
+    )
+
+
+def mql_to_sal_by_source(con) -> list[dict]:
+    return dict_rows(
+        con,
+        """select lead_source, leads_entered, conversion_rate
+           from marts.funnel_conversion
+           where from_stage = 'mql' and first_touch_campaign = '(all)' and lead_source != '(all)'
+           order by conversion_rate desc, lead_source""",
+    )
+
+
+def top_channels(con, model: str = "time_decay", limit: int = 5) -> list[dict]:
+    if model not in ATTRIBUTION_MODELS:
+        raise ValueError(f"unknown attribution model {model!r}; known: {ATTRIBUTION_MODELS}")
+    columns = ", ".join(f"sum({m}_revenue_eur) as {m}" for m in ATTRIBUTION_MODELS)
+    return dict_rows(
+        con,
+        f"""select channel, {columns}
+            from marts.attribution_by_channel
+            where conversion_type = 'purchase' and channel != 'unattributed'
+            group by channel order by {model} desc limit {int(limit)}""",
+    )
+
+
+def routing(con) -> list[dict]:
+    return dict_rows(
+        con,
+        """select routing_rule, count(*) as leads, count(distinct owner_name) as reps
+           from marts.lead_assignments group by routing_rule order by leads desc""",
+    )
+
+
+def model_metrics(con) -> dict[str, float]:
+    row = con.execute(f"select metric, value from {RUNS} order by trained_at desc limit 1")
+    found = row.fetchone()
+    return dict(zip(found[0], found[1], strict=True)) if found else {}
+
+
+def collect(con) -> dict:
+    return {
+        "audiences": audience_sizes(con),
+        "funnel": funnel(con),
+        "mql_to_sal_by_source": mql_to_sal_by_source(con),
+        "top_channels_by_attributed_revenue": top_channels(con),
+        "lead_routing": routing(con),
+        "model_metrics": model_metrics(con),
+    }
