@@ -37,7 +37,7 @@ from cdp.ingest.declared import publish
 from cdp.ingest.load import connect, load_table
 from cdp.ingest.sources import DECLARED_SPECS, TABLES
 from reverse_etl.config import load_syncs
-from reverse_etl.emulators.hubspot import HubSpotEmulator
+from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
 from reverse_etl.engine import run_sync
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,7 +244,8 @@ def main() -> None:
     bench.stage("dbt build with nothing new (floor)", lambda: _dbt_build(warehouse), child=True)
     builds["floor"] = _build_profile(warehouse)
 
-    score = bench.stage("identity evaluation", lambda: evaluate(warehouse, landing))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        score = bench.stage("identity evaluation", lambda: evaluate(con, landing))
     bench.stage(
         "identity models alone, retrained (dbt run int_identity_records+)",
         lambda: _dbt(
@@ -262,7 +263,8 @@ def main() -> None:
     plain = bench.stage(
         "plain Splink dedupe of the same records", lambda: _plain_splink_assignments(warehouse)
     )
-    plain_score = evaluate(warehouse, landing, assignments=plain)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        plain_score = evaluate(con, landing, assignments=plain)
 
     os.environ["HUBSPOT_TOKEN"] = "bench-token"
     sync = load_syncs()["hubspot_contacts"]

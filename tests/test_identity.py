@@ -21,7 +21,8 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def score(full_run, landing):
-    return evaluate(os.environ["CDP_WAREHOUSE"], landing)
+    with duckdb.connect(os.environ["CDP_WAREHOUSE"], read_only=True) as con:
+        return evaluate(con, landing)
 
 
 def test_pairwise_f1_meets_the_target_with_no_junk_merges(score):
@@ -195,7 +196,7 @@ def test_ten_percent_more_data_keeps_profile_ids_of_unaffected_people(full_run, 
     )
     merges = con.execute("select event_type, count(*) from marts.identity_merges group by 1")
     merge_counts = dict(merges.fetchall())
-    score = evaluate(warehouse, new_landing)
+    score = evaluate(con, new_landing)
     con.close()
     new_records = set(after) - set(before)
     touched = {after[r] for r in new_records}
@@ -213,11 +214,11 @@ def test_ten_percent_more_data_keeps_profile_ids_of_unaffected_people(full_run, 
 def test_eval_scores_another_resolvers_assignments_on_the_same_records(full_run, landing, score):
     con = duckdb.connect(os.environ["CDP_WAREHOUSE"], read_only=True)
     ours = con.sql("select record_key, profile_id from marts.customer_profile_records").df()
-    con.close()
-    same = evaluate(os.environ["CDP_WAREHOUSE"], landing, assignments=ours)
-    assert same.f1 == score.f1
+    same = evaluate(con, landing, assignments=ours)
     singletons = ours.assign(profile_id=ours.record_key)
-    alone = evaluate(os.environ["CDP_WAREHOUSE"], landing, assignments=singletons)
+    alone = evaluate(con, landing, assignments=singletons)
+    con.close()
+    assert same.f1 == score.f1
     assert (alone.predicted_pairs, alone.recall, alone.precision) == (0, 0.0, 1.0)
     assert alone.records_scored == score.records_scored
 

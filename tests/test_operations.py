@@ -14,7 +14,7 @@ from dagster import DagsterInstance, build_run_status_sensor_context, materializ
 from orchestration.assets.syncs import SYNCS, sync_asset_key
 from orchestration.operations import freshness_checks, run_failure_alert
 from orchestration.resources import WarehouseResource
-from reverse_etl.emulators.hubspot import HubSpotEmulator
+from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
 
 
 class Receiver:

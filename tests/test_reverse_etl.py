@@ -10,10 +10,11 @@ import pytest
 
 from cdp.core.http import DeliveryError
 from reverse_etl.config import SyncConfig, SyncConfigError, load_sync, load_syncs
-from reverse_etl.emulators.braze import BrazeEmulator
-from reverse_etl.emulators.hubspot import HubSpotEmulator
-from reverse_etl.emulators.salesforce import SalesforceEmulator
-from reverse_etl.emulators.webhook import WebhookEmulator
+from reverse_etl.destinations import destination_names, emulator_class, get_destination
+from reverse_etl.destinations.braze.emulator import BrazeEmulator
+from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
+from reverse_etl.destinations.salesforce.emulator import SalesforceEmulator
+from reverse_etl.destinations.webhook.emulator import WebhookEmulator
 from reverse_etl.engine import run_sync
 
 FAST = {"backoff": 0.01, "max_retries": 4, "timeout": 2}
@@ -21,13 +22,12 @@ FAST = {"backoff": 0.01, "max_retries": 4, "timeout": 2}
 
 @pytest.fixture(autouse=True)
 def secrets(monkeypatch):
-    for name, value in {
-        "HUBSPOT_TOKEN": "test-token",
-        "SALESFORCE_TOKEN": "test-token",
-        "BRAZE_API_KEY": "test-token",
-        "WEBHOOK_SECRET": "whsec_test-secret",
-    }.items():
-        monkeypatch.setenv(name, value)
+    """Every destination's credential variable holds what its emulator accepts by default."""
+    for name in destination_names():
+        emulator = emulator_class(name)
+        variable = get_destination(name).credential_env()
+        if variable and emulator is not None:
+            monkeypatch.setenv(variable, emulator.default_credential)
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_invalid_definitions_name_the_file_and_field(tmp_path):
         ),
         (
             "purpose: sales_contact\nchannel: email\nsettings: {timeout: -1}\n",
-            "settings.timeout: must be a positive number",
+            "settings.timeout: input should be greater than 0",
         ),
         (
             "purpose: sales_contact\nchannel: email\ntrigger: {columns: [city]}\n",

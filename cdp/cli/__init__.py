@@ -496,7 +496,13 @@ def benchmark_run(
     import json
     import tempfile
 
-    from cdp.identity.benchmarks import DATASETS, run_pipeline, score, write_dataset
+    from cdp.identity.benchmarks import (
+        DATASETS,
+        environment,
+        run_pipeline,
+        score,
+        write_dataset,
+    )
 
     if name not in DATASETS:
         console.print(f"[red]unknown data set {name!r}; known: {', '.join(DATASETS)}[/red]")
@@ -510,8 +516,10 @@ def benchmark_run(
     if code != 0:
         console.print(f"[red]{name}: the pipeline exited {code}; see {out / 'run.log'}[/red]")
         raise typer.Exit(1)
-    with console.status(f"{name}: scoring, and a plain Splink clustering beside it ..."):
-        scores = score(out)
+    scoring = f"{name}: scoring, and a plain Splink clustering beside it ..."
+    benchmark_warehouse = environment(out)["CDP_WAREHOUSE"]
+    with console.status(scoring), connect_warehouse(True, benchmark_warehouse) as con:
+        scores = score(con, out)
     scores.update(dataset=name, pipeline_seconds=round(seconds, 1))
     rows = [
         (
@@ -609,7 +617,8 @@ def eval_identity(
     from cdp.identity.evaluation import MissingTruth, evaluate
 
     try:
-        score = evaluate(warehouse_path(), landing_path())
+        with connect_warehouse(read_only=True) as con:
+            score = evaluate(con, landing_path())
     except MissingTruth as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -651,7 +660,8 @@ def profile_show(
     from cdp.identity.profile import ProfileNotFound, profile_360
 
     try:
-        view = profile_360(warehouse_path(), who, events=events)
+        with connect_warehouse(read_only=True) as con:
+            view = profile_360(con, who, events=events)
     except ProfileNotFound as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -692,7 +702,8 @@ def privacy_export(
     from cdp.privacy.access import access_export
 
     try:
-        document = access_export(warehouse_path(), who)
+        with connect_warehouse(read_only=True) as con:
+            document = access_export(con, who)
     except ProfileNotFound as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

@@ -289,5 +289,5 @@ def demo() -> None:
                 raise typer.Exit(3)
         out.print(
             "Emulators now hold: "
-            + ", ".join(f"{n:,} {what}" for what, n in received(emulators).items())
+            + ", ".join(f"{name} {n:,}" for name, n in received(emulators).items())
         )

@@ -1,7 +1,8 @@
-"""Local emulators of destination APIs: real HTTP servers on 127.0.0.1, faithful to the documented
-contracts (auth, payload validation with the vendors' error shapes, batch limits, rate limits
+"""Local stand-ins for the systems the CDP talks to, for the tests and the demo (the runtime never
+imports them). `Emulator`: a real HTTP server on 127.0.0.1, faithful to an API's documented
+contract (auth, payload validation with the vendor's error shapes, batch limits, rate limits
 answered with 429), with switches to inject faults: error statuses, slow answers, dropped
-connections. Used by the contract tests and by `make demo`."""
+connections. `LocalTarget`: what every stand-in offers the shared destination contract suite."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import orjson
 
@@ -30,11 +32,45 @@ class Fault:
         self.retry_after, self.after_processing = retry_after, after_processing
 
 
-class Emulator(ABC):
-    """Base: routing, JSON helpers, faults, a rolling-window rate limit and a request log."""
+class LocalTarget(ABC):
+    """A stand-in for one destination: started as a context manager, reached at `url` with the
+    credential it was made with, and able to say what it holds. `example_sync` is the part of a
+    sync definition that fits it (object, identifier, fields), for the contract suite."""
+
+    example_sync: ClassVar[dict] = {}
+    default_credential: ClassVar[str] = "test-token"
+
+    def __init__(self, credential: str = "test-token"):
+        self.token = credential
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """What the destination's `url_env` is set to for it."""
+
+    def start(self) -> LocalTarget:
+        return self
+
+    def stop(self) -> None:  # noqa: B027 - nothing to stop by default
+        pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @abstractmethod
+    def held(self) -> dict[str, dict]:
+        """What the destination holds now: each record's identifier (lower case) and fields."""
+
+
+class Emulator(LocalTarget):
+    """Base of HTTP emulators: routing, JSON helpers, faults, a rolling-window rate limit and a
+    request log."""
 
     def __init__(self, token: str = "test-token", rate_limit: tuple[int, float] | None = None):
-        self.token = token
+        super().__init__(token)
         self.rate_limit = rate_limit
         self.faults: deque[Fault] = deque()
         self.requests: list[dict] = []
@@ -96,12 +132,6 @@ class Emulator(ABC):
         if self.server:
             self.server.shutdown()
             self.server.server_close()
-
-    def __enter__(self) -> Emulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

@@ -1,40 +1,31 @@
-"""Sync the golden records to local emulators of HubSpot, Salesforce, Braze and a webhook (plus a
-Parquet export), twice: the first run sends everything, the second sends nothing."""
+"""The demo's stand-ins: every destination with an HTTP emulator in its folder gets one, started
+on a free port with the demo's credential, and the destination's environment variables point at
+it; the firmographics API the enrichment asks gets one too."""
 
 from __future__ import annotations
 
 import os
 from contextlib import ExitStack
 
+from cdp.core.emulator import Emulator
 from cdp.ingest.enrichment import KEY_ENV, URL_ENV
 from cdp.ingest.firmographics_emulator import FirmographicsEmulator
-from reverse_etl.emulators.braze import BrazeEmulator
-from reverse_etl.emulators.hubspot import HubSpotEmulator
-from reverse_etl.emulators.salesforce import SalesforceEmulator
-from reverse_etl.emulators.webhook import WebhookEmulator
+from reverse_etl.destinations import destination_names, emulator_class, get_destination
 
 DEMO_TOKEN = "demo-token"  # the emulators' own credential, not a real secret
 
 
-def start_emulators(stack: ExitStack) -> dict:
-    emulators = {
-        "hubspot": stack.enter_context(HubSpotEmulator(token=DEMO_TOKEN)),
-        "salesforce": stack.enter_context(SalesforceEmulator(token=DEMO_TOKEN)),
-        "braze": stack.enter_context(BrazeEmulator(token=DEMO_TOKEN)),
-        "webhook": stack.enter_context(WebhookEmulator(secret="whsec_demo")),
-    }
-    os.environ.update(
-        {
-            "HUBSPOT_BASE_URL": emulators["hubspot"].url,
-            "HUBSPOT_TOKEN": DEMO_TOKEN,
-            "SALESFORCE_INSTANCE_URL": emulators["salesforce"].url,
-            "SALESFORCE_TOKEN": DEMO_TOKEN,
-            "BRAZE_REST_ENDPOINT": emulators["braze"].url,
-            "BRAZE_API_KEY": DEMO_TOKEN,
-            "WEBHOOK_URL": emulators["webhook"].url,
-            "WEBHOOK_SECRET": "whsec_demo",
-        }
-    )
+def start_emulators(stack: ExitStack) -> dict[str, Emulator]:
+    """name -> running emulator, for every destination with an HTTP emulator."""
+    emulators: dict[str, Emulator] = {}
+    for name in destination_names():
+        emulator = emulator_class(name)
+        if emulator is None or not issubclass(emulator, Emulator):
+            continue  # a local target (files, the embedded store): the demo uses the real one
+        destination = get_destination(name)
+        emulators[name] = stack.enter_context(emulator(DEMO_TOKEN))
+        os.environ[destination.url_env] = emulators[name].url
+        os.environ[destination.credential_env()] = DEMO_TOKEN
     return emulators
 
 
@@ -44,11 +35,6 @@ def start_enrichment_emulator(stack: ExitStack) -> FirmographicsEmulator:
     return emulator
 
 
-def received(emulators: dict) -> dict[str, int]:
-    """What each emulator now holds."""
-    return {
-        "hubspot contacts": len(emulators["hubspot"].live_contacts()),
-        "salesforce contacts": len(emulators["salesforce"].records),
-        "braze users": len(emulators["braze"].users),
-        "webhook records": len(emulators["webhook"].records),
-    }
+def received(emulators: dict[str, Emulator]) -> dict[str, int]:
+    """How many records each emulator now holds."""
+    return {name: len(emulator.held()) for name, emulator in emulators.items()}

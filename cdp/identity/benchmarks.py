@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from cdp.core.warehouse import Warehouse
+
 DATASETS = ("febrl1", "febrl2", "febrl3", "febrl4")
 
 _FEBRL_COLUMNS = [
@@ -142,19 +144,15 @@ def run_pipeline(out: Path, extra_env: dict[str, str] | None = None) -> int:
         ).returncode
 
 
-def score(out: Path, threshold: float = 0.9) -> dict:
+def score(con: Warehouse, out: Path, threshold: float = 0.9) -> dict:
     """The pipeline's profiles and a plain Splink clustering of the same candidates, scored
-    against the data set's ground truth."""
-    import duckdb
-
+    against the data set's ground truth; `con` is the benchmark's warehouse
+    (`environment(out)["CDP_WAREHOUSE"]`)."""
     from cdp.identity.evaluation import evaluate
     from cdp.identity.matching import plain_splink_clusters
 
     env = environment(out)
-    with duckdb.connect(env["CDP_WAREHOUSE"], read_only=True) as con:
-        candidates = con.sql("select * from intermediate.int_match_candidates").df()
-    ours = evaluate(env["CDP_WAREHOUSE"], env["CDP_LANDING"])
-    plain = evaluate(
-        env["CDP_WAREHOUSE"], env["CDP_LANDING"], plain_splink_clusters(candidates, threshold)
-    )
+    candidates = con.execute("select * from intermediate.int_match_candidates").df()
+    ours = evaluate(con, env["CDP_LANDING"])
+    plain = evaluate(con, env["CDP_LANDING"], plain_splink_clusters(candidates, threshold))
     return {"cdp": ours.figures(), "plain_splink": plain.figures()}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import duckdb
+from cdp.core.warehouse import Warehouse, as_warehouse
 
 OWN_ID_KINDS = (
     "crm_contact_id",
@@ -105,24 +105,25 @@ def _f1(true_pairs: int, predicted: int, correct: int) -> tuple[float, float, fl
     return precision, recall, f1
 
 
-def evaluate(warehouse: str | Path, landing: str | Path, assignments=None) -> IdentityScore:
+def evaluate(con: Warehouse, landing: str | Path, assignments=None) -> IdentityScore:
     """Score the warehouse's profiles, or `assignments` (a DataFrame of record_key, profile_id
-    from another resolver, e.g. a plain Splink clustering) on the same records."""
-    con = duckdb.connect(str(warehouse), read_only=True)
+    from another resolver, e.g. a plain Splink clustering) on the same records. DuckDB: the
+    truth is read with read_csv; the work tables are temporary and dropped again."""
+    con = as_warehouse(con)
     profiles = "marts.customer_profile_records"
     if assignments is not None:
         con.register("other_assignments", assignments)
         profiles = "other_assignments"
     try:
         con.execute(
-            "create temp table truth as select source, source_record_id, person_id"
+            "create or replace temp table truth as select source, source_record_id, person_id"
             " from read_csv(?, header = true, all_varchar = true)",
             [_truth_files(Path(landing))],
         )
         own = ", ".join(f"'{k}'" for k in OWN_ID_KINDS)
         # A record the warehouse does not hold is a profile of its own (its key).
         con.execute(f"""
-            create temp table truth_profiles as
+            create or replace temp table truth_profiles as
             select
                 truth.person_id,
                 coalesce(profiles.profile_id, 'lost:' || keys.record_key) as profile_id,
@@ -192,7 +193,10 @@ def evaluate(warehouse: str | Path, landing: str | Path, assignments=None) -> Id
             from truth_profiles
         """).fetchall()[0]
     finally:
-        con.close()
+        for temporary in ("view scored", "table truth_profiles", "table truth"):
+            con.execute(f"drop {temporary} if exists")
+        if assignments is not None:
+            con.unregister("other_assignments")
     return IdentityScore(
         records_scored=scored,
         records_lost=lost,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cdp.core.sql import dict_rows, table_exists
-from cdp.core.warehouse import connect_warehouse
+from cdp.core.warehouse import Warehouse, as_warehouse
 
 RECENT_EVENTS_SQL = """
 with records as (
@@ -62,104 +62,99 @@ def resolve_profile_id(con, email_or_profile_id: str) -> str:
     return key
 
 
-def profile_360(warehouse: str, email_or_profile_id: str, events: int = 15) -> dict:
-    con = connect_warehouse(read_only=True, path=warehouse)
-    try:
-        pid = resolve_profile_id(con, email_or_profile_id)
-        params = {"pid": pid}
-        return {
-            "profile_id": pid,
-            "customer": dict_rows(
-                con, "select * from marts.customers where profile_id = $pid", params
-            )[0],
-            "attributes": dict_rows(
+def profile_360(con: Warehouse, email_or_profile_id: str, events: int = 15) -> dict:
+    con = as_warehouse(con)
+    pid = resolve_profile_id(con, email_or_profile_id)
+    params = {"pid": pid}
+    return {
+        "profile_id": pid,
+        "customer": dict_rows(con, "select * from marts.customers where profile_id = $pid", params)[
+            0
+        ],
+        "attributes": dict_rows(
+            con,
+            """
+            select attribute, attribute_value as value, source_system, source_record_id,
+                observed_at, survivorship_rule, candidate_values
+            from marts.customer_attribute_provenance where profile_id = $pid
+            order by attribute""",
+            params,
+        ),
+        "identifiers": dict_rows(
+            con,
+            """
+            select identifier_kind, identifier_value, sources, first_observed_at,
+                is_blocklisted, is_shared
+            from marts.customer_identifiers where profile_id = $pid
+            order by identifier_kind, identifier_value""",
+            params,
+        ),
+        "records": dict_rows(
+            con,
+            """
+            select source, source_record_id, first_seen_at, observed_at
+            from marts.customer_profile_records where profile_id = $pid
+            order by source, source_record_id""",
+            params,
+        ),
+        "recent_events": dict_rows(con, RECENT_EVENTS_SQL, {**params, "limit": events}),
+        "merges": dict_rows(
+            con,
+            """
+            select event_type, profile_id, other_profile_id, records_moved, cause,
+                happened_at
+            from marts.identity_merges where profile_id = $pid or other_profile_id = $pid
+            order by happened_at""",
+            params,
+        ),
+        "traits": (
+            dict_rows(con, "select * from marts.customer_traits where profile_id = $pid", params)
+            or [{}]
+        )[0],
+        "actions": (
+            dict_rows(
                 con,
-                """
-                select attribute, attribute_value as value, source_system, source_record_id,
-                    observed_at, survivorship_rule, candidate_values
-                from marts.customer_attribute_provenance where profile_id = $pid
-                order by attribute""",
+                "select * from marts.customer_next_best_actions where profile_id = $pid",
                 params,
-            ),
-            "identifiers": dict_rows(
+            )
+            or [{}]
+        )[0],
+        "audiences": [
+            row["audience"]
+            for row in dict_rows(
                 con,
-                """
-                select identifier_kind, identifier_value, sources, first_observed_at,
-                    is_blocklisted, is_shared
-                from marts.customer_identifiers where profile_id = $pid
-                order by identifier_kind, identifier_value""",
+                "select audience from marts.audience_memberships where profile_id = $pid"
+                " order by audience",
                 params,
-            ),
-            "records": dict_rows(
-                con,
-                """
-                select source, source_record_id, first_seen_at, observed_at
-                from marts.customer_profile_records where profile_id = $pid
-                order by source, source_record_id""",
-                params,
-            ),
-            "recent_events": dict_rows(con, RECENT_EVENTS_SQL, {**params, "limit": events}),
-            "merges": dict_rows(
-                con,
-                """
-                select event_type, profile_id, other_profile_id, records_moved, cause,
-                    happened_at
-                from marts.identity_merges where profile_id = $pid or other_profile_id = $pid
-                order by happened_at""",
-                params,
-            ),
-            "traits": (
-                dict_rows(
-                    con, "select * from marts.customer_traits where profile_id = $pid", params
-                )
-                or [{}]
-            )[0],
-            "actions": (
-                dict_rows(
-                    con,
-                    "select * from marts.customer_next_best_actions where profile_id = $pid",
-                    params,
-                )
-                or [{}]
-            )[0],
-            "audiences": [
-                row["audience"]
-                for row in dict_rows(
-                    con,
-                    "select audience from marts.audience_memberships where profile_id = $pid"
-                    " order by audience",
-                    params,
-                )
-            ],
-            "consents": dict_rows(
-                con,
-                """
-                select purpose, channel, is_granted, statement, source_system, stated_at
-                from marts.customer_consents where profile_id = $pid order by purpose, channel""",
-                params,
-            ),
-            "destinations": _destinations(con, pid),
-            "review_pairs": dict_rows(
-                con,
-                """
-                select review_pair_id, record_key_l, record_key_r, profile_id_l, profile_id_r,
-                    match_probability, agreed_fields, disagreed_fields, review_reason
-                from marts.identity_review_pairs where profile_id_l = $pid or profile_id_r = $pid
-                order by match_probability desc""",
-                params,
-            ),
-            "changes": dict_rows(
-                con,
-                """
-                select attribute, old_value, new_value, change_type, changed_at, source_system,
-                    source_record_id
-                from marts.customer_changes where profile_id = $pid
-                order by changed_at desc, attribute limit 30""",
-                params,
-            ),
-        }
-    finally:
-        con.close()
+            )
+        ],
+        "consents": dict_rows(
+            con,
+            """
+            select purpose, channel, is_granted, statement, source_system, stated_at
+            from marts.customer_consents where profile_id = $pid order by purpose, channel""",
+            params,
+        ),
+        "destinations": _destinations(con, pid),
+        "review_pairs": dict_rows(
+            con,
+            """
+            select review_pair_id, record_key_l, record_key_r, profile_id_l, profile_id_r,
+                match_probability, agreed_fields, disagreed_fields, review_reason
+            from marts.identity_review_pairs where profile_id_l = $pid or profile_id_r = $pid
+            order by match_probability desc""",
+            params,
+        ),
+        "changes": dict_rows(
+            con,
+            """
+            select attribute, old_value, new_value, change_type, changed_at, source_system,
+                source_record_id
+            from marts.customer_changes where profile_id = $pid
+            order by changed_at desc, attribute limit 30""",
+            params,
+        ),
+    }
 
 
 def _destinations(con, profile_id: str) -> list[dict]:
@@ -177,32 +172,29 @@ def _destinations(con, profile_id: str) -> list[dict]:
     )
 
 
-def search_profiles(warehouse: str, query: str, limit: int = 20) -> list[dict]:
+def search_profiles(con: Warehouse, query: str, limit: int = 20) -> list[dict]:
     """Profiles by an identifier (`kind:value`, an email, a profile id) or by name."""
     query = query.strip()
-    con = connect_warehouse(read_only=True, path=warehouse)
-    try:
-        columns = "c.profile_id, c.full_name, c.email, c.city, c.sources, c.last_seen_at"
-        kind, _, value = query.partition(":")
-        if "@" in query and not value:
-            kind, value = "email", query
-        if value and kind not in ("http", "https"):
-            value = value.lower() if kind == "email" else value
-            return dict_rows(
-                con,
-                f"""select distinct {columns} from marts.customer_identifiers i
-                join marts.customers c using (profile_id)
-                where (i.identifier_kind = $kind and i.identifier_value = $value)
-                    or ($kind = 'profile_id' and c.profile_id = $value)
-                order by c.profile_id limit $limit""",
-                {"kind": kind, "value": value, "limit": limit},
-            )
+    con = as_warehouse(con)
+    columns = "c.profile_id, c.full_name, c.email, c.city, c.sources, c.last_seen_at"
+    kind, _, value = query.partition(":")
+    if "@" in query and not value:
+        kind, value = "email", query
+    if value and kind not in ("http", "https"):
+        value = value.lower() if kind == "email" else value
         return dict_rows(
             con,
-            f"""select {columns} from marts.customers c
-            where c.profile_id = $q or lower(c.full_name) like $pattern
-            order by c.full_name, c.profile_id limit $limit""",
-            {"q": query, "pattern": f"%{query.lower()}%", "limit": limit},
+            f"""select distinct {columns} from marts.customer_identifiers i
+            join marts.customers c using (profile_id)
+            where (i.identifier_kind = $kind and i.identifier_value = $value)
+                or ($kind = 'profile_id' and c.profile_id = $value)
+            order by c.profile_id limit $limit""",
+            {"kind": kind, "value": value, "limit": limit},
         )
-    finally:
-        con.close()
+    return dict_rows(
+        con,
+        f"""select {columns} from marts.customers c
+        where c.profile_id = $q or lower(c.full_name) like $pattern
+        order by c.full_name, c.profile_id limit $limit""",
+        {"q": query, "pattern": f"%{query.lower()}%", "limit": limit},
+    )

@@ -30,6 +30,10 @@ class FirmographicsEmulator(Emulator):
         self.unknown_share, self.queued_share = unknown_share, queued_share
         self.lookups: dict[str, int] = {}
 
+    def held(self) -> dict[str, dict]:
+        """The domains it was asked about, and how often."""
+        return {domain: {"lookups": n} for domain, n in self.lookups.items()}
+
     def company(self, domain: str) -> dict | None:
         h = _digest(domain)
         if (h % 1000) / 1000 < self.unknown_share:

@@ -6,51 +6,48 @@ from __future__ import annotations
 import datetime as dt
 
 from cdp.core.sql import dict_rows, table_exists
-from cdp.core.warehouse import connect_warehouse
+from cdp.core.warehouse import Warehouse, as_warehouse
 from cdp.identity.profile import profile_360
 
 
-def access_export(warehouse: str, email_or_profile_id: str) -> dict:
-    view = profile_360(warehouse, email_or_profile_id, events=100_000)
+def access_export(con: Warehouse, email_or_profile_id: str) -> dict:
+    con = as_warehouse(con)
+    view = profile_360(con, email_or_profile_id, events=100_000)
     pid = {"pid": view["profile_id"]}
-    con = connect_warehouse(read_only=True, path=warehouse)
-    try:
-        consents = dict_rows(
+    consents = dict_rows(
+        con,
+        """
+        select purpose, channel, is_granted, statement, source_system, source_record_id,
+            stated_at from marts.customer_consents where profile_id = $pid
+        order by purpose, channel""",
+        pid,
+    )
+    consent_history = dict_rows(
+        con,
+        """
+        select purpose, channel, is_granted, statement, source, source_record_id, stated_at
+        from intermediate.int_consent_statements where profile_id = $pid
+        order by stated_at""",
+        pid,
+    )
+    deliveries, synced_now = [], []
+    if table_exists(con, "reverse_etl", "sync_deliveries"):
+        deliveries = dict_rows(
             con,
             """
-            select purpose, channel, is_granted, statement, source_system, source_record_id,
-                stated_at from marts.customer_consents where profile_id = $pid
-            order by purpose, channel""",
+            select sync_name, destination, object, action, fields, destination_id,
+                delivered_at from reverse_etl.sync_deliveries where record_key = $pid
+            order by delivered_at""",
             pid,
         )
-        consent_history = dict_rows(
+        synced_now = dict_rows(
             con,
             """
-            select purpose, channel, is_granted, statement, source, source_record_id, stated_at
-            from intermediate.int_consent_statements where profile_id = $pid
-            order by stated_at""",
+            select sync_name, destination_id, synced_at from reverse_etl.sync_state
+            where record_key = $pid order by sync_name""",
             pid,
         )
-        deliveries, synced_now = [], []
-        if table_exists(con, "reverse_etl", "sync_deliveries"):
-            deliveries = dict_rows(
-                con,
-                """
-                select sync_name, destination, object, action, fields, destination_id,
-                    delivered_at from reverse_etl.sync_deliveries where record_key = $pid
-                order by delivered_at""",
-                pid,
-            )
-            synced_now = dict_rows(
-                con,
-                """
-                select sync_name, destination_id, synced_at from reverse_etl.sync_state
-                where record_key = $pid order by sync_name""",
-                pid,
-            )
-        processing = processing_record(con, view["profile_id"])
-    finally:
-        con.close()
+    processing = processing_record(con, view["profile_id"])
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(),
         "profile_id": view["profile_id"],

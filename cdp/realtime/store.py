@@ -45,6 +45,10 @@ class ProfileStore(ABC):
     def get(self, profile_id: str) -> dict | None: ...
 
     @abstractmethod
+    def profile_ids(self) -> list[str]:
+        """Every profile the store holds (a full scan: for checks, not for serving)."""
+
+    @abstractmethod
     def lookup(self, identifier: str) -> str | None:
         """The profile id holding `kind:value`."""
 
@@ -166,6 +170,12 @@ class RedisStore(ProfileStore):
         keys += [self._link(i) for i in (*subjects, *linked)]
         self.client.delete(*keys)
 
+    def profile_ids(self) -> list[str]:
+        return [
+            key.decode().removeprefix(self._profile(""))
+            for key in self.client.scan_iter(match=self._profile("*"), count=1000)
+        ]
+
     def get(self, profile_id: str) -> dict | None:
         document = self.client.get(self._profile(profile_id))
         return orjson.loads(document) if document else None
@@ -266,6 +276,9 @@ class EmbeddedStore(ProfileStore):
             self.con.executemany("delete from live where subject = ?", subjects)
             self.con.executemany("delete from live_links where identifier = ?", subjects)
             self.con.executemany("delete from live_links where subject = ?", subjects)
+
+    def profile_ids(self) -> list[str]:
+        return [row[0] for row in self.con.execute("select profile_id from profiles")]
 
     def get(self, profile_id: str) -> dict | None:
         row = self.con.execute(

@@ -26,7 +26,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from cdp.core.config import PROJECT_ROOT, warehouse_path
+from cdp.core.config import PROJECT_ROOT
+from cdp.core.warehouse import connect_warehouse
 
 PII, DECIDE = "profiles:pii", "identity:decide"
 SECRET_ENV = "CDP_PAGE_SECRET"
@@ -182,7 +183,8 @@ def create_router(tokens: dict[str, frozenset[str]]) -> APIRouter:
             error = "Searching by name needs access to personal data; search by an identifier."
         elif q.strip():
             try:
-                results = search_profiles(warehouse_path(), q)
+                with connect_warehouse(read_only=True) as con:
+                    results = search_profiles(con, q)
             except Exception as exc:  # the warehouse busy or not built: one line, no traceback
                 error = f"The warehouse could not be read: {str(exc).splitlines()[0]}"
             if PII not in session["scopes"]:
@@ -196,7 +198,8 @@ def create_router(tokens: dict[str, frozenset[str]]) -> APIRouter:
 
         session = session_of(request)
         try:
-            profile = profile_360(warehouse_path(), profile_id, events=40)
+            with connect_warehouse(read_only=True) as con:
+                profile = profile_360(con, profile_id, events=40)
         except ProfileNotFound as exc:
             return page("search.html", 404, q=profile_id, results=[], error=str(exc),
                         session=session)  # fmt: skip
@@ -220,7 +223,6 @@ def create_router(tokens: dict[str, frozenset[str]]) -> APIRouter:
 
     @router.post("/customers/{profile_id}/review/{pair_id}")
     async def decide_pair(request: Request, profile_id: str, pair_id: str):
-        from cdp.core.warehouse import connect_warehouse
         from cdp.identity.decisions import DecisionError, decide, review_pair
 
         session = session_of(request)

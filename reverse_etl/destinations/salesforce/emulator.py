@@ -3,6 +3,7 @@ type, allOrNone false), one result per record in input order, field validation e
 by ids (<= 200), one DeleteResult per id in the order given."""
 
 import re
+from typing import ClassVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -15,6 +16,12 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 
 
 class SalesforceEmulator(Emulator):
+    example_sync: ClassVar[dict] = {
+        "object": "Contact",
+        "identifier": {"source": "profile_id", "destination": "CDP_Profile_Id__c"},
+        "fields": {"FirstName": "first_name", "LastName": "last_name"},
+    }
+
     def __init__(self, token: str = "test-token", rate_limit=None):
         super().__init__(token, rate_limit)
         self.records: dict[tuple[str, str], dict] = {}
@@ -139,3 +146,9 @@ class SalesforceEmulator(Emulator):
                 del self.records[key]
                 results.append({"id": record_id, "success": True, "errors": []})
         return 200, results, {}
+
+    def held(self) -> dict[str, dict]:
+        return {
+            str(key).lower(): {k: v for k, v in stored.items() if k != "Id"}
+            for (_, key), stored in self.records.items()
+        }

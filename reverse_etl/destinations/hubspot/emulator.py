@@ -7,6 +7,7 @@ two contacts (the merged one is gone, its id listed on the primary), batch archi
 import datetime as dt
 import re
 import uuid
+from typing import ClassVar
 
 import orjson
 
@@ -35,6 +36,12 @@ def _error(message: str, category: str = "VALIDATION_ERROR") -> dict:
 
 
 class HubSpotEmulator(Emulator):
+    example_sync: ClassVar[dict] = {
+        "object": "contacts",
+        "identifier": {"source": "email", "destination": "email"},
+        "fields": {"firstname": "first_name", "lastname": "last_name"},
+    }
+
     def __init__(self, token: str = "test-token", rate_limit=(100, 10.0)):
         super().__init__(token, rate_limit)
         self.contacts: dict[str, dict] = {}  # by lower-case email
@@ -257,3 +264,6 @@ class HubSpotEmulator(Emulator):
 
     def live_contacts(self) -> dict[str, dict]:
         return {e: c for e, c in self.contacts.items() if c["id"] not in self.archived}
+
+    def held(self) -> dict[str, dict]:
+        return {email: c["properties"] for email, c in self.live_contacts().items()}

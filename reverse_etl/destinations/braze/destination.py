@@ -4,12 +4,10 @@ update); /users/merge folds a merged-away profile's user into the survivor's (at
 request); /users/delete removes users (mirror mode)."""
 
 from cdp.core.http import RequestRejected
-from reverse_etl.destinations import Destination, Outcome, Record, register
-from reverse_etl.destinations._http import transport_for
+from reverse_etl.destinations import HttpDestination, Outcome, Record
 
 
-@register
-class BrazeUsers(Destination):
+class BrazeUsers(HttpDestination):
     name = "braze"
     batch_size = 75
     max_batch_size = 75
@@ -19,10 +17,6 @@ class BrazeUsers(Destination):
     merge_batch = 50
     token_env = "BRAZE_API_KEY"
     url_env = "BRAZE_REST_ENDPOINT"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.transport = transport_for(self, {"Authorization": f"Bearer {self.settings.token}"})
 
     def upsert(self, records: list[Record]) -> list[Outcome]:
         return self._track(records, update_existing_only=False)

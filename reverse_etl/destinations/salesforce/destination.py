@@ -5,14 +5,12 @@ type, allOrNone false; one result per record, in input order. Delete: DELETE
 DeleteResult per id in the order given."""
 
 from cdp.core.http import RequestRejected
-from reverse_etl.destinations import Destination, Outcome, Record, register
-from reverse_etl.destinations._http import transport_for
+from reverse_etl.destinations import HttpDestination, Outcome, Record
 
 API_VERSION = "v60.0"
 
 
-@register
-class SalesforceObjects(Destination):
+class SalesforceObjects(HttpDestination):
     name = "salesforce"
     batch_size = 200
     max_batch_size = 200
@@ -20,10 +18,6 @@ class SalesforceObjects(Destination):
     supports_delete = True
     token_env = "SALESFORCE_TOKEN"
     url_env = "SALESFORCE_INSTANCE_URL"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.transport = transport_for(self, {"Authorization": f"Bearer {self.settings.token}"})
 
     def upsert(self, records: list[Record]) -> list[Outcome]:
         body = {

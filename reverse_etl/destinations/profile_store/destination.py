@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from cdp.realtime.live import adopt
 from cdp.realtime.store import STORE_ENV, open_store
-from reverse_etl.destinations import Destination, DestinationSettings, Outcome, Record, register
+from reverse_etl.destinations import Destination, DestinationSettings, Outcome, Record
 
 LIST_FIELDS = ("identifiers", "audiences", "consents")
 LIST_SEPARATOR = ", "  # the distinct_list macro's
@@ -44,17 +44,17 @@ def document(record: Record) -> dict:
     return doc
 
 
-@register
 class ProfileStoreDestination(Destination):
     name = "profile_store"
     batch_size = 1_000
-    rate_limit = (1_000_000, 1.0)
     supports_delete = True
-    options = frozenset()
+    url_env = STORE_ENV
 
     @classmethod
     def settings_from_env(cls, options: dict) -> DestinationSettings:
-        return DestinationSettings(base_url=os.environ.get(STORE_ENV, ""), options=options)
+        """No address is needed: an unset CDP_PROFILE_STORE means the embedded store."""
+        typed = cls.options_model.model_validate(options)
+        return DestinationSettings(base_url=os.environ.get(STORE_ENV, ""), options=typed)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

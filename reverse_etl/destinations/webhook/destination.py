@@ -10,8 +10,7 @@ import os
 import time
 
 from cdp.core.http import RequestRejected
-from reverse_etl.destinations import Destination, Outcome, Record, register
-from reverse_etl.destinations._http import transport_for
+from reverse_etl.destinations import HttpDestination, HttpOptions, Outcome, Record
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -20,25 +19,34 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-@register
-class Webhook(Destination):
+class WebhookOptions(HttpOptions):
+    # The environment variable holding the signing secret (a receiver of its own, its own secret).
+    secret_env: str = "WEBHOOK_SECRET"
+
+
+class Webhook(HttpDestination):
     name = "webhook"
     batch_size = 500
     rate_limit = (50, 1.0)
-    options = Destination.options | {"secret_env"}
+    options_model = WebhookOptions
     supports_delete = True
     supports_update_existing = True
     url_env = "WEBHOOK_URL"
-    secret_env = "WEBHOOK_SECRET"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.secret = os.environ.get(
-            str(self.settings.options.get("secret_env", self.secret_env)), ""
-        )
+        secret_env = self.settings.options.secret_env
+        self.secret = os.environ.get(secret_env, "")
         if not self.secret:
-            raise ValueError(f"webhook: the environment variable {self.secret_env} is not set")
-        self.transport = transport_for(self, {"Content-Type": "application/json"})
+            raise ValueError(f"webhook: the environment variable {secret_env} is not set")
+
+    @classmethod
+    def credential_env(cls) -> str:
+        return WebhookOptions().secret_env
+
+    def headers(self) -> dict[str, str]:
+        # No bearer token: every request is signed (below)
+        return {"Content-Type": "application/json"}
 
     def _post(self, action: str, records: list[Record]) -> list[Outcome]:
         items = [{"key": r.record_key, "id": r.identifier, "fields": r.fields} for r in records]

@@ -4,12 +4,10 @@ archives (restorable for 90 days); erasure uses the GDPR delete, one contact per
 removes the contact for good."""
 
 from cdp.core.http import RequestRejected
-from reverse_etl.destinations import Destination, Outcome, Record, register
-from reverse_etl.destinations._http import transport_for
+from reverse_etl.destinations import HttpDestination, Outcome, Record
 
 
-@register
-class HubSpotContacts(Destination):
+class HubSpotContacts(HttpDestination):
     name = "hubspot"
     batch_size = 100
     max_batch_size = 100
@@ -18,10 +16,6 @@ class HubSpotContacts(Destination):
     supports_update_existing = True
     token_env = "HUBSPOT_TOKEN"
     url_env = "HUBSPOT_BASE_URL"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.transport = transport_for(self, {"Authorization": f"Bearer {self.settings.token}"})
 
     def upsert(self, records: list[Record]) -> list[Outcome]:
         """Contacts HubSpot has confirmed before are updated by their object id, so a changed

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import time
+from typing import ClassVar
 
 import orjson
 
@@ -14,6 +15,14 @@ from cdp.core.emulator import Emulator
 
 
 class WebhookEmulator(Emulator):
+    example_sync: ClassVar[dict] = {
+        "object": "customers",
+        "identifier": {"source": "profile_id", "destination": "profile_id"},
+        "fields": {"first_name": "first_name", "last_name": "last_name"},
+    }
+
+    default_credential: ClassVar[str] = "whsec_test-secret"
+
     def __init__(self, secret: str = "whsec_test-secret", rate_limit=None):
         super().__init__(token="", rate_limit=rate_limit)
         self.secret = secret
@@ -72,3 +81,6 @@ class WebhookEmulator(Emulator):
             if key:
                 self._seen[key] = (digest, answer)
         return answer
+
+    def held(self) -> dict[str, dict]:
+        return {str(item["id"]).lower(): item["fields"] for item in self.records.values()}

@@ -5,32 +5,36 @@ Erasure rewrites every earlier export of the object without the erased people.""
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pandas as pd
 
 from cdp.core.sql import quote
-from reverse_etl.destinations import Destination, DestinationSettings, Outcome, Record, register
+from reverse_etl.destinations import Destination, DestinationSettings, Options, Outcome, Record
 
 
-@register
+class FileOptions(Options):
+    directory: str | None = None  # else CDP_EXPORT_DIR, else ./exports
+    format: Literal["csv", "parquet"] = "csv"
+
+
 class FileExport(Destination):
     name = "file"
     batch_size = 100_000
-    rate_limit = (1_000_000, 1.0)
-    options = frozenset({"directory", "format"})
+    options_model = FileOptions
+    url_env = "CDP_EXPORT_DIR"
 
     @classmethod
     def settings_from_env(cls, options: dict) -> DestinationSettings:
-        directory = options.get("directory") or os.environ.get("CDP_EXPORT_DIR", "exports")
-        return DestinationSettings(base_url=str(directory), options=options)
+        typed = FileOptions.model_validate(options)
+        directory = typed.directory or os.environ.get(cls.url_env, "exports")
+        return DestinationSettings(base_url=str(directory), options=typed)
 
     def upsert(self, records: list[Record]) -> list[Outcome]:
         if not records:
             return []
-        fmt = str(self.settings.options.get("format", "csv"))
-        if fmt not in ("csv", "parquet"):
-            raise ValueError(f"file: format must be csv or parquet, not {fmt!r}")
+        fmt = self.settings.options.format
         folder = Path(self.settings.base_url)
         folder.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")

@@ -2,12 +2,20 @@
 per-object errors, `_update_existing_only` skips unknown users), /users/merge (<= 50 updates;
 the merged user is gone, the kept user's values win) and /users/delete; 3,000 requests per 3 s."""
 
+from typing import ClassVar
+
 import orjson
 
 from cdp.core.emulator import Emulator
 
 
 class BrazeEmulator(Emulator):
+    example_sync: ClassVar[dict] = {
+        "object": "users",
+        "identifier": {"source": "profile_id", "destination": "external_id"},
+        "fields": {"first_name": "first_name", "last_name": "last_name"},
+    }
+
     def __init__(self, token: str = "test-token", rate_limit=(3000, 3.0)):
         super().__init__(token, rate_limit)
         self.users: dict[str, dict] = {}
@@ -63,3 +71,9 @@ class BrazeEmulator(Emulator):
                     self.users.pop(external_id, None)
             return 202, {"message": "success", "deleted": len(payload.get("external_ids", []))}, {}
         return 404, {"message": "not found"}, {}
+
+    def held(self) -> dict[str, dict]:
+        return {
+            external_id.lower(): {k: v for k, v in user.items() if not k.startswith("_")}
+            for external_id, user in self.users.items()
+        }

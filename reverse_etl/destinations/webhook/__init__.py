@@ -1,0 +1,2 @@
+"""The webhook destination (destination.py) and its stand-in for tests and the demo
+(emulator.py)."""
