@@ -1,6 +1,8 @@
 """The dbt project as Dagster sees it. The manifest is (re)built when missing, under
-`dagster dev`, or when CDP_REFRESH_MANIFEST=1 (set by `cdp run` so edits are picked up)."""
+`dagster dev`, or when CDP_REFRESH_MANIFEST=1 (set by `cdp run` so edits are picked up); that
+happens when the definitions load, never on import."""
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -10,19 +12,34 @@ from dagster_dbt import DbtProject
 from cdp.core.config import PROJECT_ROOT
 from cdp.core.warehouse import target as warehouse_target
 
-# dagster-dbt runs `dbt` from PATH: use the one installed beside this Python, venv active or not.
-_bin = str(Path(sys.executable).parent)
-if _bin not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+# The dbt installed beside this Python, venv active or not.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
-# One manifest per warehouse target: the models enabled differ (the Splink matcher runs on DuckDB
-# only), and a run on one target must not pick up another's manifest.
-dbt_project = DbtProject(
-    project_dir=PROJECT_ROOT,
-    profiles_dir=PROJECT_ROOT,
-    target=warehouse_target(),
-    target_path=Path("target") / warehouse_target(),
-)
-dbt_project.prepare_if_dev()
-if os.environ.get("CDP_REFRESH_MANIFEST") == "1" or not dbt_project.manifest_path.exists():
-    dbt_project.preparer.prepare(dbt_project)
+
+def dbt_project() -> DbtProject:
+    """One manifest per warehouse target: the models enabled differ (the Splink matcher runs on
+    DuckDB only), and a run on one target must not pick up another's manifest."""
+    return DbtProject(
+        project_dir=PROJECT_ROOT,
+        profiles_dir=PROJECT_ROOT,
+        target=warehouse_target(),
+        target_path=Path("target") / warehouse_target(),
+    )
+
+
+def prepared_dbt_project() -> DbtProject:
+    """The project of the current target with its manifest ready (parsed once per process)."""
+    return _prepared(warehouse_target())
+
+
+@functools.cache
+def _prepared(target: str) -> DbtProject:
+    # dagster-dbt parses with the `dbt` on PATH: make it this Python's.
+    folder = str(Path(DBT_EXECUTABLE).parent)
+    if folder not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = folder + os.pathsep + os.environ.get("PATH", "")
+    project = dbt_project()
+    project.prepare_if_dev()
+    if os.environ.get("CDP_REFRESH_MANIFEST") == "1" or not project.manifest_path.exists():
+        project.preparer.prepare(project)
+    return project

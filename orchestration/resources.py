@@ -4,12 +4,15 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import ConfigurableResource
-from dagster_dbt import DbtCliResource
+from dagster import ConfigurableResource, EnvVar
+from dagster_dbt import DbtCliResource, DbtProject
 
-from cdp.core.config import landing_path, warehouse_path
+from cdp.core.config import PROJECT_ROOT, landing_path, warehouse_path
 from cdp.core.warehouse import connect_warehouse
-from orchestration.project import PROJECT_ROOT, dbt_project
+from cdp.core.warehouse import target as warehouse_target
+from orchestration.project import DBT_EXECUTABLE
+
+WAREHOUSE_ENV, LANDING_ENV = "CDP_WAREHOUSE", "CDP_LANDING"
 
 
 class WarehouseResource(ConfigurableResource):
@@ -28,12 +31,21 @@ class WarehouseResource(ConfigurableResource):
             con.close()
 
 
-def build_resources() -> dict:
-    # dbt reads CDP_WAREHOUSE itself; pin it so loader and dbt always share one file.
-    os.environ["CDP_WAREHOUSE"] = warehouse_path()
+def warehouse_kind() -> str:
+    """The kind tag of assets that write the warehouse: the target's engine."""
+    return warehouse_target()
+
+
+def build_resources(project: DbtProject) -> dict:
+    # The defaults, written back: dbt reads CDP_WAREHOUSE itself, so loader and dbt always
+    # share one file, and the resources below read both from the environment.
+    os.environ[WAREHOUSE_ENV] = warehouse_path()
+    os.environ[LANDING_ENV] = landing_path()
     # dbt may open the file first (seeds run before any load): DuckDB creates files, not folders.
     Path(warehouse_path()).parent.mkdir(parents=True, exist_ok=True)
     return {
-        "warehouse": WarehouseResource(path=warehouse_path(), landing_dir=landing_path()),
-        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(PROJECT_ROOT)),
+        "warehouse": WarehouseResource(path=EnvVar(WAREHOUSE_ENV), landing_dir=EnvVar(LANDING_ENV)),
+        "dbt": DbtCliResource(
+            project_dir=project, profiles_dir=str(PROJECT_ROOT), dbt_executable=DBT_EXECUTABLE
+        ),
     }

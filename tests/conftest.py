@@ -82,7 +82,7 @@ def landing() -> Path:
 def defs():
     from orchestration.definitions import defs
 
-    return defs
+    return defs()
 
 
 @pytest.fixture(scope="session")

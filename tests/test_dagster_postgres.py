@@ -8,7 +8,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, materialize
 
 from cdp.core.config import PROJECT_ROOT
-from orchestration.assets.enrichment import FIRMOGRAPHICS, company_firmographics
+from orchestration.ingest.enrichment import FIRMOGRAPHICS, company_firmographics
 from orchestration.resources import WarehouseResource
 from tests.conftest import PG, pg_answers, pg_connect
 
@@ -41,7 +41,7 @@ def test_runs_and_materializations_are_stored_in_postgres(dagster_home, tmp_path
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         result = materialize(
-            [company_firmographics], resources={"warehouse": warehouse}, instance=instance
+            [company_firmographics()], resources={"warehouse": warehouse}, instance=instance
         )
         assert result.success
     # a second process (the webserver) sees the run and what it materialized

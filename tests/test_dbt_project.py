@@ -7,13 +7,13 @@ import pytest
 
 from cdp.ingest.declared import DECLARED_RELATIONS
 from cdp.ingest.sources import TABLES
-from orchestration.project import dbt_project
+from orchestration.project import prepared_dbt_project
 from tests.conftest import dbt_build
 
 
 @pytest.fixture(scope="module")
 def manifest(full_run):
-    return json.loads(dbt_project.manifest_path.read_text())
+    return json.loads(prepared_dbt_project().manifest_path.read_text())
 
 
 def test_source_yml_columns_match_the_loader_declaration(manifest):

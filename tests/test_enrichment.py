@@ -8,7 +8,7 @@ from dagster import materialize
 from cdp.core.http import AuthenticationFailed
 from cdp.ingest.enrichment import CACHE, KEY_ENV, URL_ENV, FirmographicsClient, enrich
 from cdp.ingest.firmographics_emulator import FirmographicsEmulator
-from orchestration.assets.enrichment import company_firmographics
+from orchestration.ingest.enrichment import company_firmographics
 from orchestration.resources import WarehouseResource
 
 COMPANY_DOMAINS = [f"firma{i}.de" for i in range(40)]
@@ -94,7 +94,7 @@ def test_a_wrong_key_is_refused_and_the_asset_still_succeeds(con, tmp_path, monk
         monkeypatch.setenv(URL_ENV, api.url)
         monkeypatch.setenv(KEY_ENV, "wrong")
         result = materialize(
-            [company_firmographics],
+            [company_firmographics()],
             resources={"warehouse": WarehouseResource(path=db_path, landing_dir=str(tmp_path))},
         )
     assert result.success

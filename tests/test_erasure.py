@@ -327,10 +327,15 @@ def test_bad_input_exits_2(world):
 def test_sensor_starts_the_job_for_open_requests(world, monkeypatch):
     from dagster import RunRequest, SkipReason, build_sensor_context
 
-    from orchestration.privacy import erasure_request_sensor
+    from orchestration.privacy.erasure import erasure_request_sensor
+    from orchestration.resources import WarehouseResource
 
-    monkeypatch.setenv("CDP_WAREHOUSE", str(world["warehouse"]))
-    assert isinstance(erasure_request_sensor(build_sensor_context()), SkipReason)
+    warehouse = WarehouseResource(path=str(world["warehouse"]), landing_dir=str(world["folder"]))
+
+    def tick():
+        return erasure_request_sensor(build_sensor_context(resources={"warehouse": warehouse}))
+
+    assert isinstance(tick(), SkipReason)
     con = connect(world["warehouse"])
     try:
         request_id = erasure.request_erasure(
@@ -338,6 +343,6 @@ def test_sensor_starts_the_job_for_open_requests(world, monkeypatch):
         )
     finally:
         con.close()
-    requested = erasure_request_sensor(build_sensor_context())
+    requested = tick()
     assert isinstance(requested, RunRequest)
     assert request_id in requested.run_key

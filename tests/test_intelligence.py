@@ -4,6 +4,7 @@ computation from the layers below, and rebuilt with dbt on a copy to see history
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cdp.intelligence import predict
 from cdp.intelligence.audiences import (
     AudienceError,
     compile_audiences,
@@ -283,3 +285,13 @@ def test_insights_prints_the_headline_figures(full_run):
     ]
     assert figures["top_channels_by_attributed_revenue"]
     assert figures["model_metrics"]["churn_auc"] > 0.5
+
+
+def test_the_prediction_inputs_are_every_relation_its_sql_reads():
+    """Dagster's deps of the predictions come from INPUTS: it must name what the SQL reads."""
+    source = Path(predict.__file__).read_text(encoding="utf-8")
+    declaration = source[source.index("INPUTS = (") :].split(")", 1)[0]
+    read = set(
+        re.findall(r"\b(?:staging|intermediate|marts)\.\w+", source.replace(declaration, ""))
+    )
+    assert read == set(predict.INPUTS)

@@ -11,10 +11,19 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context, materialize
 
-from orchestration.assets.syncs import SYNCS, sync_asset_key
-from orchestration.operations import freshness_checks, run_failure_alert
+from orchestration.activation.syncs import loaded_syncs, sync_asset_key, sync_assets
+from orchestration.ingest.freshness import declared_freshness, freshness_checks
+from orchestration.operations.alerts import run_failure_alert
+from orchestration.project import prepared_dbt_project
 from orchestration.resources import WarehouseResource
+from orchestration.transform.dbt import dbt_models
 from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
+
+SYNCS = loaded_syncs()
+
+
+def _freshness_checks():
+    return freshness_checks(prepared_dbt_project().manifest_path)
 
 
 class Receiver:
@@ -105,16 +114,14 @@ def test_a_refused_token_fails_the_sync_asset_and_the_alert_reaches_the_webhook(
 
 
 def _asset_of(name):
-    from orchestration.assets.syncs import sync_assets
-
-    key = sync_asset_key(SYNCS[name])
-    return next(a for a in sync_assets if a.key == key)
+    """The sync's asset as the code location builds it, without its resources bound."""
+    return sync_assets({name: SYNCS[name]}, dbt_models(prepared_dbt_project()))[0]
 
 
 def _freshness_of(table_key):
     return next(
         check
-        for check in freshness_checks
+        for check in _freshness_checks()
         if next(iter(check.check_keys)).asset_key.path == table_key
     )
 
@@ -148,27 +155,26 @@ def test_source_freshness_grades_the_newest_loaded_row(tmp_path, age, passed, se
 
 
 def test_every_declared_source_freshness_is_an_asset_check(defs):
-    from orchestration.operations import _declared_freshness
-
-    checked = {tuple(next(iter(c.check_keys)).asset_key.path) for c in freshness_checks}
-    assert checked == set(_declared_freshness()) and len(checked) >= 10
+    checks = _freshness_checks()
+    checked = {tuple(next(iter(c.check_keys)).asset_key.path) for c in checks}
+    declared = declared_freshness(prepared_dbt_project().manifest_path)
+    assert checked == set(declared) and len(checked) >= 10
     job = defs.resolve_job_def("source_freshness")
     assert job.asset_layer.asset_graph.asset_check_keys >= {
-        key for check in freshness_checks for key in check.check_keys
+        key for check in checks for key in check.check_keys
     }
 
 
 def test_a_triggered_sync_runs_when_its_trigger_columns_change_not_on_every_rebuild(
-    small_warehouse, monkeypatch
+    small_warehouse, monkeypatch, defs
 ):
     from dagster import AssetKey, AssetMaterialization, RunRequest, SkipReason, build_sensor_context
 
-    from orchestration.assets.syncs import sync_trigger_sensors
     from reverse_etl.engine import run_sync
 
     sync = SYNCS["hubspot_contacts"]
     assert sync.trigger.columns == ["crm_lead_status"]
-    watch = next(s for s in sync_trigger_sensors if s.name == "sync_hubspot_contacts_on_change")
+    watch = defs.resolve_sensor_def("sync_hubspot_contacts_on_change")
     monkeypatch.setenv("HUBSPOT_TOKEN", "test-token")
     with HubSpotEmulator() as hubspot, DagsterInstance.ephemeral() as instance:
         monkeypatch.setenv("HUBSPOT_BASE_URL", hubspot.url)

@@ -10,13 +10,13 @@ import duckdb
 import pytest
 
 from cdp.privacy.access import pii_columns, pii_columns_markdown
-from orchestration.project import PROJECT_ROOT, dbt_project
+from orchestration.project import PROJECT_ROOT, prepared_dbt_project
 from tests.conftest import dbt_build
 
 
 @pytest.fixture(scope="module")
 def manifest(full_run):
-    return json.loads(dbt_project.manifest_path.read_text())
+    return json.loads(prepared_dbt_project().manifest_path.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -204,13 +204,13 @@ def test_source_freshness_passes_after_a_load(full_run):
 
 
 def test_an_unreadable_file_is_rejected_with_a_clear_line_and_the_asset_succeeds(tmp_path):
-    from orchestration.assets.raw import raw_assets
+    from orchestration.ingest.raw import raw_assets
     from orchestration.resources import WarehouseResource
 
     folder = tmp_path / "landing" / "support" / "tickets"
     folder.mkdir(parents=True)
     (folder / "tickets.csv").write_text("id;subject\nT-1;Hallo\n", encoding="utf-8")
-    asset = next(a for a in raw_assets if a.key == AssetKey(["support", "tickets"]))
+    asset = next(a for a in raw_assets() if a.key == AssetKey(["support", "tickets"]))
     result = materialize(
         [asset],
         resources={

@@ -13,7 +13,9 @@ from tests.conftest import generate
 
 
 def _evaluate(sensor, instance, defs, cursor):
-    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    )
     return sensor(context), context.cursor
 
 

@@ -184,7 +184,7 @@ def run(
         os.environ.setdefault("DBT_USE_COLORS", "false")  # no colour codes in files and pipes
 
     from cdp.cli.summary import print_run_summary
-    from orchestration.definitions import defs
+    from orchestration.definitions import defs as code_location
 
     instance = _dagster_instance()
     console.print(f"Running Dagster job [b]{job}[/b] into {describe()} ...")
@@ -202,11 +202,15 @@ def run(
             log_file = stack.enter_context(log_path.open("w", encoding="utf-8"))
             stack.enter_context(contextlib.redirect_stdout(log_file))
             stack.enter_context(_step_progress(instance, run_id, started))
-        result = defs.resolve_job_def(job).execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_id=run_id,
-            run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+        result = (
+            code_location()
+            .resolve_job_def(job)
+            .execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                run_id=run_id,
+                run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+            )
         )
     print_run_summary(console, result, time.perf_counter() - started)
     if not result.success and not verbose:
@@ -757,12 +761,14 @@ def privacy_erase(
     console.print(f"erasure request [b]{request_id}[/b] recorded")
     if not run:
         return
-    from orchestration.definitions import defs
+    from orchestration.definitions import defs as code_location
 
     instance = _dagster_instance()
     with console.status("erasing: destinations, warehouse, dbt rebuild, verification ..."):
-        result = defs.resolve_job_def("privacy_erasure").execute_in_process(
-            instance=instance, raise_on_error=False
+        result = (
+            code_location()
+            .resolve_job_def("privacy_erasure")
+            .execute_in_process(instance=instance, raise_on_error=False)
         )
     _print_erasure_requests([request_id])
     raise typer.Exit(0 if result.success else 1)
@@ -813,9 +819,10 @@ def privacy_pii_columns(
     import json
 
     from cdp.privacy.access import pii_columns, pii_columns_markdown
-    from orchestration.project import dbt_project
+    from orchestration.project import prepared_dbt_project
 
-    manifest = json.loads(dbt_project.manifest_path.read_text(encoding="utf-8"))
+    manifest_path = prepared_dbt_project().manifest_path
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     if markdown:
         typer.echo(pii_columns_markdown(manifest), nl=False)
         return

@@ -238,14 +238,14 @@ def demo() -> None:
     os.environ.setdefault("CDP_EXPORT_DIR", str(PROJECT_ROOT / "data" / "exports"))
     with ExitStack() as stack:
         emulators = start_emulators(stack)
-        from orchestration.definitions import defs
+        from orchestration.definitions import defs as code_location
 
         instance = (
             DagsterInstance.get()
             if os.environ.get("DAGSTER_HOME")
             else stack.enter_context(DagsterInstance.ephemeral())
         )
-        job = defs.resolve_job_def("syncs")
+        job = code_location().resolve_job_def("syncs")
         # The emulators start empty: the first run re-sends everything, the second nothing.
         resync = {
             "ops": {

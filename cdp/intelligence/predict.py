@@ -36,6 +36,15 @@ SCHEMA = "ml"
 PREDICTIONS = f"{SCHEMA}.customer_predictions"
 RUNS = f"{SCHEMA}.model_runs"
 IMPORTANCE = f"{SCHEMA}.feature_importance"
+# Every relation the SQL below reads: Dagster's deps of the predictions come from here, and a
+# test holds this list and the SQL equal.
+INPUTS = (
+    "intermediate.int_customer_transactions",
+    "intermediate.int_data_as_of",
+    "marts.customer_profile_records",
+    "staging.stg_email__activity",
+    "staging.stg_web__events",
+)
 CHURN_DAYS, CLV_DAYS = 180, 365
 # Regularized linear models on log-scaled, standardized features: on a few thousand customers they
 # beat gradient boosting on the holdout, and their coefficients explain themselves.

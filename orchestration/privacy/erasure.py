@@ -22,9 +22,8 @@ from dagster import (
 from dagster_dbt import DbtCliResource
 
 from cdp.core.config import PRODUCTION_DBT_EXCLUDE
-from cdp.core.warehouse import connect_warehouse
 from cdp.privacy import erasure
-from orchestration.project import dbt_project
+from orchestration.project import prepared_dbt_project
 from orchestration.resources import WarehouseResource
 
 
@@ -56,7 +55,7 @@ def rebuild_models(context: OpExecutionContext, dbt: DbtCliResource, erased: lis
     if erased:
         dbt.cli(
             ["build", *PRODUCTION_DBT_EXCLUDE],
-            manifest=dbt_project.manifest_path,
+            manifest=prepared_dbt_project().manifest_path,
             raise_on_error=True,
         ).wait()
     else:
@@ -94,15 +93,12 @@ def privacy_erasure_job():
     default_status=DefaultSensorStatus.RUNNING,
     description="Starts the erasure job when erasure requests are open.",
 )
-def erasure_request_sensor(context: SensorEvaluationContext):
+def erasure_request_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
     try:
-        con = connect_warehouse(read_only=True)
+        with warehouse.connection(read_only=True) as con:
+            open_ids = erasure.open_requests(con)
     except Exception as exc:  # a DuckDB file in use or missing, a database down
         return SkipReason(f"warehouse busy or missing: {exc}")
-    try:
-        open_ids = erasure.open_requests(con)
-    finally:
-        con.close()
     if not open_ids:
         return SkipReason("no open erasure requests")
     # A request whose destinations failed stays open: the hour in the key retries it hourly.

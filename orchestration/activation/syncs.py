@@ -10,20 +10,25 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSelection,
     Config,
+    DefaultScheduleStatus,
     DefaultSensorStatus,
     Failure,
     MaterializeResult,
     RunRequest,
+    ScheduleDefinition,
     SensorEvaluationContext,
     SkipReason,
     asset,
     asset_check,
+    define_asset_job,
     sensor,
 )
 
-from orchestration.assets.dbt import dbt_model_key
+from orchestration.groups import SYNC_ASSETS, SYNCS
 from orchestration.resources import WarehouseResource
+from orchestration.transform.dbt import dbt_model_key
 from reverse_etl.config import SyncConfig, load_syncs_reporting
 from reverse_etl.engine import (
     CONSENTS,
@@ -44,22 +49,22 @@ def sync_asset_key(sync: SyncConfig) -> AssetKey:
     return AssetKey(["syncs", sync.name])
 
 
-def _upstream(sync: SyncConfig) -> list[AssetKey]:
+def _upstream(sync: SyncConfig, dbt: AssetsDefinition) -> list[AssetKey]:
     """The model a sync reads, the consents that gate it when it declares a purpose and the
     memberships that filter it when it targets an audience."""
-    models = [sync.source.split(".")[-1]]
+    names = [sync.source.split(".")[-1]]
     if sync.gated:
-        models.append(CONSENTS.split(".")[-1])
+        names.append(CONSENTS.split(".")[-1])
     if sync.audience:
-        models.append(MEMBERSHIPS.split(".")[-1])
-    return [dbt_model_key(m) for m in models]
+        names.append(MEMBERSHIPS.split(".")[-1])
+    return [dbt_model_key(dbt, m) for m in names]
 
 
-def _sync_asset(sync: SyncConfig) -> AssetsDefinition:
+def _sync_asset(sync: SyncConfig, dbt: AssetsDefinition) -> AssetsDefinition:
     @asset(
         key=sync_asset_key(sync),
-        group_name="syncs",
-        deps=_upstream(sync),
+        group_name=SYNCS,
+        deps=_upstream(sync, dbt),
         kinds={sync.destination, "python"},
         description=sync.description or f"{sync.source} to {sync.destination}",
         metadata={
@@ -131,19 +136,27 @@ def _sync_check(sync: SyncConfig):
     return _check
 
 
-# An invalid definition is logged and left out: the other syncs load and run.
-SYNCS, INVALID_SYNCS = load_syncs_reporting()
-for _problem in INVALID_SYNCS:
-    logging.getLogger(__name__).warning("skipped invalid sync definition: %s", _problem)
-sync_assets = [_sync_asset(s) for s in SYNCS.values()]
-sync_checks = [_sync_check(s) for s in SYNCS.values()]
+def loaded_syncs() -> dict[str, SyncConfig]:
+    """The sync definitions; an invalid one is logged and left out, the others load and run."""
+    syncs, invalid = load_syncs_reporting()
+    for problem in invalid:
+        logging.getLogger(__name__).warning("skipped invalid sync definition: %s", problem)
+    return syncs
 
 
-def _trigger_sensor(sync: SyncConfig):
+def sync_assets(syncs: dict[str, SyncConfig], dbt: AssetsDefinition) -> list[AssetsDefinition]:
+    return [_sync_asset(s, dbt) for s in syncs.values()]
+
+
+def sync_checks(syncs: dict[str, SyncConfig]) -> list:
+    return [_sync_check(s) for s in syncs.values()]
+
+
+def _trigger_sensor(sync: SyncConfig, dbt: AssetsDefinition):
     """Starts the sync once the models it reads have materialized again and its trigger holds
     (trigger columns changed for records the destination holds, or new records). Off by
     default, like the schedules: turn it on once the destination's credentials are set."""
-    upstream = _upstream(sync)
+    upstream = _upstream(sync, dbt)
     what = " or ".join(
         ([f"a change of {', '.join(sync.trigger.columns)}"] if sync.trigger.columns else [])
         + (["new records"] if sync.trigger.new_records else [])
@@ -181,4 +194,26 @@ def _trigger_sensor(sync: SyncConfig):
     return _watch
 
 
-sync_trigger_sensors = [_trigger_sensor(s) for s in SYNCS.values() if s.trigger]
+def sync_trigger_sensors(syncs: dict[str, SyncConfig], dbt: AssetsDefinition) -> list:
+    return [_trigger_sensor(s, dbt) for s in syncs.values() if s.trigger]
+
+
+def sync_schedules(syncs: dict[str, SyncConfig]) -> list[ScheduleDefinition]:
+    return [
+        ScheduleDefinition(
+            name=f"sync_{sync.name}",
+            cron_schedule=sync.schedule,
+            execution_timezone="Europe/Berlin",
+            target=AssetSelection.assets(sync_asset_key(sync)),
+            default_status=DefaultScheduleStatus.STOPPED,  # turn on once credentials are set
+        )
+        for sync in syncs.values()
+        if sync.schedule
+    ]
+
+
+syncs_job = define_asset_job(
+    "syncs",
+    selection=SYNC_ASSETS,
+    description="Run every reverse-ETL sync; only what changed is sent.",
+)

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AssetSpec
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -13,7 +13,6 @@ from dagster_dbt import (
 )
 
 from cdp.core.config import PRODUCTION_DBT_EXCLUDE
-from orchestration.project import dbt_project
 
 
 class CdpDbtTranslator(DagsterDbtTranslator):
@@ -39,19 +38,25 @@ class CdpDbtTranslator(DagsterDbtTranslator):
 PRODUCTION_BUILD = ["build", "--indirect-selection", "buildable", *PRODUCTION_DBT_EXCLUDE]
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    dagster_dbt_translator=CdpDbtTranslator(
-        # dbt tests on sources become checks of the raw assets that load those tables
-        settings=DagsterDbtTranslatorSettings(
-            enable_asset_checks=True, enable_source_tests_as_checks=True
-        )
-    ),
-)
-def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
-    yield from dbt.cli(PRODUCTION_BUILD, context=context).stream()
+def dbt_models(project: DbtProject) -> AssetsDefinition:
+    """Every node of the project's manifest as an asset (the manifest must be prepared)."""
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=CdpDbtTranslator(
+            # dbt tests on sources become checks of the raw assets that load those tables
+            settings=DagsterDbtTranslatorSettings(
+                enable_asset_checks=True, enable_source_tests_as_checks=True
+            )
+        ),
+    )
+    def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
+        yield from dbt.cli(PRODUCTION_BUILD, context=context).stream()
+
+    return cdp_dbt_models
 
 
-def dbt_model_key(model: str) -> AssetKey:
+def dbt_model_key(models: AssetsDefinition, model: str) -> AssetKey:
     """The asset key of a dbt model, by model name."""
-    return next(key for key in cdp_dbt_models.keys if key.path[-1] == model)
+    return next(key for key in models.keys if key.path[-1] == model)

@@ -7,6 +7,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -14,33 +15,40 @@ from dagster import (
 )
 
 from cdp.core.sql import table_exists
-from cdp.intelligence.predict import IMPORTANCE, PREDICTIONS, RUNS, NotEnoughData, train_and_score
-from orchestration.assets.dbt import dbt_model_key
-from orchestration.resources import WarehouseResource
+from cdp.intelligence.predict import (
+    IMPORTANCE,
+    INPUTS,
+    PREDICTIONS,
+    RUNS,
+    NotEnoughData,
+    train_and_score,
+)
+from orchestration.resources import WarehouseResource, warehouse_kind
+from orchestration.transform.dbt import dbt_model_key
 
 PREDICTIONS_KEY = AssetKey(["ml", "customer_predictions"])  # the dbt source's key
 
 
-@asset(
-    key=PREDICTIONS_KEY,
-    group_name="ml",
-    deps=[
-        dbt_model_key(m)
-        for m in (
-            "int_customer_transactions",
-            "int_data_as_of",
-            "customer_profile_records",
-            "stg_email__activity",
-            "stg_web__events",
-        )
-    ],
-    kinds={"scikitlearn", "duckdb"},
-    description=f"Churn probability and predicted 12-month CLV per customer in `{PREDICTIONS}`; "
-    f"holdout metrics in `{RUNS}`, feature importance in `{IMPORTANCE}`.",
-)
-def customer_predictions(
-    context: AssetExecutionContext, warehouse: WarehouseResource
-) -> MaterializeResult:
+def customer_predictions(models: AssetsDefinition) -> AssetsDefinition:
+    """The models the predictions read (their list lives beside the SQL that reads them)."""
+
+    @asset(
+        key=PREDICTIONS_KEY,
+        group_name="ml",
+        deps=[dbt_model_key(models, relation.split(".")[-1]) for relation in INPUTS],
+        kinds={"scikitlearn", warehouse_kind()},
+        description=f"Churn probability and predicted 12-month CLV per customer in "
+        f"`{PREDICTIONS}`; holdout metrics in `{RUNS}`, feature importance in `{IMPORTANCE}`.",
+    )
+    def customer_predictions(
+        context: AssetExecutionContext, warehouse: WarehouseResource
+    ) -> MaterializeResult:
+        return _train_and_score(context, warehouse)
+
+    return customer_predictions
+
+
+def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connection() as con:
         try:
             run = train_and_score(con)

@@ -22,7 +22,7 @@ from cdp.core.sql import quote
 from cdp.ingest.declared import DECLARED_RELATIONS, publish
 from cdp.ingest.load import load_table, raw_relation
 from cdp.ingest.sources import DECLARED_SPECS, SOURCE_PROBLEMS, TABLES, Expectation, Table
-from orchestration.resources import WarehouseResource
+from orchestration.resources import WarehouseResource, warehouse_kind
 
 
 def raw_asset_key(table: Table) -> AssetKey:
@@ -34,7 +34,7 @@ def _raw_asset(table: Table) -> AssetsDefinition:
     @asset(
         key=raw_asset_key(table),
         group_name="raw",
-        kinds={"duckdb", "python"},
+        kinds={warehouse_kind(), "python"},
         description=f"{table.description} Loaded from "
         + ("a PostgreSQL query" if table.format == "postgres" else f"`{table.landing_glob}`")
         + f" under the landing folder into `raw.{table.key}`.",
@@ -153,42 +153,51 @@ def _raw_check(table: Table, expectation: Expectation) -> AssetChecksDefinition:
 DECLARED_KEYS = [AssetKey(["declared", name]) for name in DECLARED_RELATIONS]
 
 
-@multi_asset(
-    specs=[
-        AssetSpec(
-            key,
-            group_name="raw",
-            kinds={"python"},
-            description=f"raw.declared__{key.path[-1]}: the declared systems' {key.path[-1]}"
-            " by canonical role (cdp.ingest.declared.publish), read by the dbt sources declared.*.",
-            deps=[
-                raw_asset_key(t)
-                for spec in DECLARED_SPECS
-                for t, x in zip(spec.as_tables(), spec.tables, strict=True)
-                if x.entity == "person"
-            ],
-        )
-        for key in DECLARED_KEYS
-    ],
-    name="declared_person_relations",
-)
-def declared_person_relations(context: AssetExecutionContext, warehouse: WarehouseResource):
-    # A declaration that cannot be used is left out with a warning, so one bad file never stops
-    # the other systems.
-    for problem in SOURCE_PROBLEMS:
-        context.log.warning(f"source declaration left out: {problem}")
-    with warehouse.connection() as con:
-        published = publish(con, DECLARED_SPECS)
-    for key in DECLARED_KEYS:
-        yield MaterializeResult(
-            asset_key=key,
-            metadata={
-                **published,
-                "systems": ", ".join(spec.system for spec in DECLARED_SPECS) or "none",
-                "declarations_left_out": len(SOURCE_PROBLEMS),
-            },
-        )
+def _declared_person_relations() -> AssetsDefinition:
+    @multi_asset(
+        specs=[
+            AssetSpec(
+                key,
+                group_name="raw",
+                kinds={warehouse_kind(), "python"},
+                description=f"raw.declared__{key.path[-1]}: the declared systems' "
+                f"{key.path[-1]} by canonical role (cdp.ingest.declared.publish), read by the "
+                "dbt sources declared.*.",
+                deps=[
+                    raw_asset_key(t)
+                    for spec in DECLARED_SPECS
+                    for t, x in zip(spec.as_tables(), spec.tables, strict=True)
+                    if x.entity == "person"
+                ],
+            )
+            for key in DECLARED_KEYS
+        ],
+        name="declared_person_relations",
+    )
+    def declared_person_relations(context: AssetExecutionContext, warehouse: WarehouseResource):
+        # A declaration that cannot be used is left out with a warning, so one bad file never
+        # stops the other systems.
+        for problem in SOURCE_PROBLEMS:
+            context.log.warning(f"source declaration left out: {problem}")
+        with warehouse.connection() as con:
+            published = publish(con, DECLARED_SPECS)
+        for key in DECLARED_KEYS:
+            yield MaterializeResult(
+                asset_key=key,
+                metadata={
+                    **published,
+                    "systems": ", ".join(spec.system for spec in DECLARED_SPECS) or "none",
+                    "declarations_left_out": len(SOURCE_PROBLEMS),
+                },
+            )
+
+    return declared_person_relations
 
 
-raw_assets = [*(_raw_asset(t) for t in TABLES), declared_person_relations]
-raw_asset_checks = [_raw_check(t, e) for t in TABLES for e in t.expectations]
+def raw_assets() -> list[AssetsDefinition]:
+    """One asset per declared source table, and the declared systems' person relations."""
+    return [*(_raw_asset(t) for t in TABLES), _declared_person_relations()]
+
+
+def raw_asset_checks() -> list[AssetChecksDefinition]:
+    return [_raw_check(t, e) for t in TABLES for e in t.expectations]

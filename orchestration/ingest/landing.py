@@ -1,4 +1,4 @@
-"""The daily run of the whole graph and the sensor that loads files as they land."""
+"""The sensor that loads files as they land, and the job it starts."""
 
 import hashlib
 import json
@@ -6,61 +6,26 @@ from pathlib import Path
 
 from dagster import (
     AssetSelection,
-    DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
-    ScheduleDefinition,
     SensorEvaluationContext,
     SkipReason,
     define_asset_job,
     sensor,
 )
 
-from cdp.core.config import landing_path
-from cdp.ingest.load import landing_files
+from cdp.core.sql import table_exists
+from cdp.core.warehouse import WAREHOUSE_ERRORS
+from cdp.ingest.load import LOAD_FILES, landing_files
 from cdp.ingest.sources import TABLES
-from orchestration.assets.raw import raw_asset_key
-from orchestration.assets.syncs import SYNCS, sync_asset_key
-
-# Syncs deliver to outside systems: they run in their own job, on their own schedules.
-SYNC_ASSETS = AssetSelection.groups("syncs")
-
-full_graph_job = define_asset_job(
-    "full_graph",
-    selection=AssetSelection.all() - SYNC_ASSETS,
-    description="Load every source, build every dbt model and run all checks.",
-)
+from orchestration.groups import SYNC_ASSETS
+from orchestration.ingest.raw import raw_asset_key
+from orchestration.resources import WarehouseResource
 
 landing_job = define_asset_job(
     "load_landed_files",
     selection=AssetSelection.groups("raw").downstream() - SYNC_ASSETS,
     description="Load new landing files and rebuild what depends on them.",
-)
-
-syncs_job = define_asset_job(
-    "syncs",
-    selection=SYNC_ASSETS,
-    description="Run every reverse-ETL sync; only what changed is sent.",
-)
-
-sync_schedules = [
-    ScheduleDefinition(
-        name=f"sync_{sync.name}",
-        cron_schedule=sync.schedule,
-        execution_timezone="Europe/Berlin",
-        target=AssetSelection.assets(sync_asset_key(sync)),
-        default_status=DefaultScheduleStatus.STOPPED,  # turn on once credentials are set
-    )
-    for sync in SYNCS.values()
-    if sync.schedule
-]
-
-daily_full_graph = ScheduleDefinition(
-    name="daily_full_graph",
-    job=full_graph_job,
-    cron_schedule="0 3 * * *",
-    execution_timezone="Europe/Berlin",
-    default_status=DefaultScheduleStatus.RUNNING,
 )
 
 
@@ -82,15 +47,13 @@ def _landing_files(landing: Path) -> dict[str, tuple[str, str]]:
     return found
 
 
-def _already_loaded(files: dict[str, tuple[str, str]]) -> dict[str, str]:
+def _already_loaded(
+    warehouse: WarehouseResource, files: dict[str, tuple[str, str]]
+) -> dict[str, str]:
     """A first look (no cursor yet, e.g. `make ui` after `make demo`): the files the loader has
     already read, same table, name and size, count as seen, so nothing is rebuilt for them."""
-    from cdp.core.sql import table_exists
-    from cdp.core.warehouse import WAREHOUSE_ERRORS, connect_warehouse
-    from cdp.ingest.load import LOAD_FILES
-
     try:
-        with connect_warehouse(read_only=True) as con:
+        with warehouse.connection(read_only=True) as con:
             if not table_exists(con, "raw", "_load_files"):
                 return {}
             read = {
@@ -114,10 +77,10 @@ def _already_loaded(files: dict[str, tuple[str, str]]) -> dict[str, str]:
     default_status=DefaultSensorStatus.RUNNING,
     description="Starts a load when new or changed files appear in the landing folder.",
 )
-def landing_folder_sensor(context: SensorEvaluationContext):
-    landing = Path(landing_path())
+def landing_folder_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
+    landing = Path(warehouse.landing_dir)
     files = _landing_files(landing)
-    seen = json.loads(context.cursor) if context.cursor else _already_loaded(files)
+    seen = json.loads(context.cursor) if context.cursor else _already_loaded(warehouse, files)
     current = {file: signature for file, (signature, _) in files.items()}
     changed = sorted(f for f, sig in current.items() if seen.get(f) != sig)
     if not changed:

@@ -8,6 +8,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     MaterializeResult,
     asset,
     asset_check,
@@ -22,23 +23,32 @@ from cdp.ingest.enrichment import (
     enrich,
 )
 from cdp.ingest.sources import table
-from orchestration.assets.raw import raw_asset_key
-from orchestration.resources import WarehouseResource
+from orchestration.ingest.raw import raw_asset_key
+from orchestration.resources import WarehouseResource, warehouse_kind
 
 FIRMOGRAPHICS = AssetKey(["enrichment", "company_firmographics"])  # the dbt source's key
 
 
-@asset(
-    key=FIRMOGRAPHICS,
-    group_name="enrichment",
-    deps=[raw_asset_key(table("crm__contacts")), raw_asset_key(table("crm__accounts"))],
-    kinds={"duckdb", "python"},
-    description="Company data (industry, employees, country, revenue) per company email domain "
-    f"from the firmographics API, cached in `{CACHE}` for 30 days.",
-)
-def company_firmographics(
-    context: AssetExecutionContext, warehouse: WarehouseResource
-) -> MaterializeResult:
+def company_firmographics() -> AssetsDefinition:
+    """The enrichment asset; its kinds follow the warehouse target."""
+
+    @asset(
+        key=FIRMOGRAPHICS,
+        group_name="enrichment",
+        deps=[raw_asset_key(table("crm__contacts")), raw_asset_key(table("crm__accounts"))],
+        kinds={warehouse_kind(), "python"},
+        description="Company data (industry, employees, country, revenue) per company email domain "
+        f"from the firmographics API, cached in `{CACHE}` for 30 days.",
+    )
+    def company_firmographics(
+        context: AssetExecutionContext, warehouse: WarehouseResource
+    ) -> MaterializeResult:
+        return _enrich(context, warehouse)
+
+    return company_firmographics
+
+
+def _enrich(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     result, skipped = None, ""
     with warehouse.connection() as con:
         try:
