@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export CDP_WAREHOUSE ?= $(CURDIR)/warehouse/cdp.duckdb
 export CDP_LANDING ?= $(CURDIR)/data/demo
 
-.PHONY: install manifest demo run test test-spark lint browser ui bench bench-identity bench-collector bench-api bench-sync clean
+.PHONY: install manifest demo readme run test test-spark lint browser ui bench bench-identity bench-collector bench-api bench-sync clean
 
 install: $(VENV)/.installed
 
@@ -26,14 +26,21 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 manifest: install
 	$(BIN)/dbt parse --quiet --profiles-dir . --target-path target/$${CDP_TARGET:-duckdb}
 
+# The output is kept in logs/demo.log too: `make readme` renders the README's figures from it.
 demo: install
-	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING)
-	$(BIN)/cdp run --emulate-apis
-	$(BIN)/cdp insights
-	$(BIN)/cdp eval identity
-	$(BIN)/cdp sync demo
-	$(BIN)/python -m cdp.serving.demo
+	@mkdir -p $(DAGSTER_HOME) logs && touch $(DAGSTER_HOME)/dagster.yaml
+	@set -o pipefail; { \
+		$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING) \
+		&& $(BIN)/cdp run --emulate-apis \
+		&& $(BIN)/cdp insights \
+		&& $(BIN)/cdp eval identity \
+		&& $(BIN)/cdp sync demo \
+		&& $(BIN)/python -m cdp.serving.demo \
+		&& echo "make demo: done in $$SECONDS s (without the install)"; \
+	} 2>&1 | tee logs/demo.log
+
+readme: install
+	$(BIN)/python -m bench.demo_report logs/demo.log
 
 test: install lint browser
 	$(BIN)/pytest
