@@ -2,9 +2,11 @@
 what the loader declares."""
 
 import json
+import re
 
 import pytest
 
+from cdp.core.config import PROJECT_ROOT
 from cdp.ingest.declared import DECLARED_RELATIONS
 from cdp.ingest.sources import TABLES
 from orchestration.project import prepared_dbt_project
@@ -96,3 +98,24 @@ def test_unit_tests_pass_though_production_runs_skip_them(manifest, tmp_path):
     results = json.loads((tmp_path / "run_results.json").read_text())["results"]
     assert {r["unique_id"] for r in results} == unit_tests
     assert {r["status"] for r in results} == {"pass"}
+
+
+def test_python_reads_only_marts_and_models_declared_public(manifest):
+    """The public data interface: code outside dbt reads marts, or a model whose yml declares
+    `access: public`; renaming anything else inside dbt breaks no Python."""
+    readable = {
+        f"{n['schema']}.{n['name']}"
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model" and (n["schema"] == "marts" or n["access"] == "public")
+    }
+    # tables Python writes itself and dbt reads as sources
+    written_by_python = {f"{n['schema']}.{n['identifier']}" for n in manifest["sources"].values()}
+    read = {}
+    for package in ("cdp", "reverse_etl", "orchestration"):
+        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            for relation in re.findall(r"\b(?:staging|intermediate|marts)\.[a-z_]+\b", text):
+                read.setdefault(relation, path.relative_to(PROJECT_ROOT))
+    assert read, "no reads found: the pattern no longer matches the code"
+    hidden = {r: str(p) for r, p in read.items() if r not in readable | written_by_python}
+    assert not hidden, f"Python reads models that are neither marts nor public: {hidden}"

@@ -314,7 +314,7 @@ RESOLVED_TABLES = {
     "intermediate.int_linked_components": "computed_at",
     "intermediate.int_identity_components": "computed_at",
     "intermediate.int_profile_assignments": "assigned_at, prior_profile_id",
-    "marts.customer_profile_records": "assigned_at, profile_updated_at",
+    "intermediate.int_profile_records": "assigned_at, profile_updated_at",
     "intermediate.int_customer_attribute_values": "profile_updated_at",
     "marts.customer_attribute_provenance": "profile_updated_at",
     "marts.customers": "profile_updated_at",

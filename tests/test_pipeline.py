@@ -376,3 +376,35 @@ def test_every_command_the_docs_show_exists_with_its_options():
                 )
             mentioned += 1
     assert mentioned >= 40
+
+
+def test_the_readme_figures_are_an_excerpt_of_a_demo_log():
+    """`make readme` renders the README's demo block from `make demo`'s log, not by hand."""
+    from bench.demo_report import END, START, excerpt
+
+    log = "\n".join(
+        [
+            "noise before",
+            "Warehouse /tmp/clone/warehouse/cdp.duckdb",
+            "┏━━┓",
+            "Checks: 7 passed, 1 warn",
+            "Run 1234 succeeded in 9.0 s",
+            "Audiences",
+            "Churn model: AUC 0.6",
+            "      Identity resolution vs. ground truth",
+            "│ f1 │ 0.98 │",
+            "└────┘",
+            "Emulators now hold: hubspot 3",
+            "collector: 3 events",
+            "hot path: the API showed them 1.2 s",
+            "after they were sent, before any batch run",
+            "make demo: done in 300 s (without the install)",
+        ]
+    )
+    shown = excerpt(log)
+    assert shown[0] == "Warehouse warehouse/cdp.duckdb"  # no machine path
+    assert "Audiences" not in shown and "noise before" not in shown
+    assert shown[-1].startswith("make demo: done in 300 s")
+    assert "│ f1 │ 0.98 │" in shown and "hot path: the API showed them 1.2 s" in shown
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.index(START) < readme.index("Checks: ") < readme.index(END)

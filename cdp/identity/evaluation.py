@@ -193,8 +193,8 @@ def evaluate(con: Warehouse, landing: str | Path, assignments=None) -> IdentityS
             from truth_profiles
         """).fetchall()[0]
     finally:
-        for temporary in ("view scored", "table truth_profiles", "table truth"):
-            con.execute(f"drop {temporary} if exists")
+        for kind, name in (("view", "scored"), ("table", "truth_profiles"), ("table", "truth")):
+            con.execute(f"drop {kind} if exists {name}")
         if assignments is not None:
             con.unregister("other_assignments")
     return IdentityScore(

@@ -6,33 +6,8 @@ from cdp.core.sql import dict_rows, table_exists
 from cdp.core.warehouse import Warehouse, as_warehouse
 
 RECENT_EVENTS_SQL = """
-with records as (
-    select source, source_record_id from marts.customer_profile_records where profile_id = $pid
-)
-select * from (
-    select o.ordered_at as occurred_at, 'order' as kind,
-        o.order_id || ' ' || o.order_status || ' ' || o.total_amount || ' ' || o.currency as detail
-    from staging.stg_shop__orders o join records r
-        on r.source = 'shop' and cast(o.customer_id as varchar) = r.source_record_id
-    union all
-    select e.occurred_at, 'web ' || e.event_name, coalesce(e.page_path, '') || ' '
-        || coalesce(e.utm_campaign, '')
-    from staging.stg_web__events e join records r
-        on r.source = 'web' and e.anonymous_id = r.source_record_id
-    union all
-    select t.created_at, 'ticket', t.ticket_id || ' ' || t.priority || ' ' || t.ticket_status
-        || ' ' || t.subject
-    from staging.stg_support__tickets t join records r
-        on r.source = 'support' and t.ticket_id = r.source_record_id
-    union all
-    select a.occurred_at, 'email ' || a.activity_type, coalesce(a.campaign_name, '')
-    from staging.stg_email__activity a join records r
-        on r.source = 'email' and a.subscriber_id = r.source_record_id
-    union all
-    select p.purchased_at, 'store purchase', p.store_id || ' ' || p.amount || ' ' || p.currency
-    from staging.stg_loyalty__purchases p join records r
-        on r.source = 'loyalty' and p.card_number = r.source_record_id
-) as events order by occurred_at desc limit $limit
+select occurred_at, kind, detail from marts.customer_events where profile_id = $pid
+order by occurred_at desc nulls last, event_key limit $limit
 """
 
 

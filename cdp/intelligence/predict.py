@@ -39,11 +39,9 @@ IMPORTANCE = f"{SCHEMA}.feature_importance"
 # Every relation the SQL below reads: Dagster's deps of the predictions come from here, and a
 # test holds this list and the SQL equal.
 INPUTS = (
-    "intermediate.int_customer_transactions",
-    "intermediate.int_data_as_of",
-    "marts.customer_profile_records",
-    "staging.stg_email__activity",
-    "staging.stg_web__events",
+    "marts.customer_transactions",
+    "marts.data_as_of",
+    "marts.customer_events",
 )
 CHURN_DAYS, CLV_DAYS = 180, 365
 # Regularized linear models on log-scaled, standardized features: on a few thousand customers they
@@ -77,7 +75,7 @@ def features_as_of(con: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
     return con.execute(
         f"""
         with tx as (
-            select * from intermediate.int_customer_transactions
+            select * from marts.customer_transactions
             where is_revenue and transacted_at < {at}
         ),
         purchases as (
@@ -96,23 +94,24 @@ def features_as_of(con: Warehouse, as_of: dt.datetime) -> pd.DataFrame:
                 avg(case when channel = 'store' then 1.0 else 0.0 end) as store_share
             from tx group by profile_id
         ),
-        records as (select * from marts.customer_profile_records),
+        events as (
+            select profile_id, source, kind, occurred_at from marts.customer_events
+            where source in ('email', 'web') and occurred_at < {at}
+        ),
         email as (
             select
-                r.profile_id,
-                count(*) filter (where a.activity_type = 'open') as email_opens_last_180_days,
-                count(*) filter (where a.activity_type = 'click') as email_clicks_last_180_days
-            from staging.stg_email__activity a
-            join records r on r.source = 'email' and r.source_record_id = a.subscriber_id
-            where a.occurred_at < {at} and a.occurred_at >= {at} - interval '180 days'
-            group by r.profile_id
+                profile_id,
+                count(*) filter (where kind = 'email open') as email_opens_last_180_days,
+                count(*) filter (where kind = 'email click') as email_clicks_last_180_days
+            from events
+            where source = 'email' and occurred_at >= {at} - interval '180 days'
+            group by profile_id
         ),
         web as (
-            select r.profile_id, count(*) as web_events_last_90_days
-            from staging.stg_web__events e
-            join records r on r.source = 'web' and r.source_record_id = e.anonymous_id
-            where e.occurred_at < {at} and e.occurred_at >= {at} - interval '90 days'
-            group by r.profile_id
+            select profile_id, count(*) as web_events_last_90_days
+            from events
+            where source = 'web' and occurred_at >= {at} - interval '90 days'
+            group by profile_id
         )
         select
             p.*,
@@ -137,7 +136,7 @@ def labels_after(con: Warehouse, cutoff: dt.datetime) -> pd.DataFrame:
                 as churned,
             coalesce(sum(amount_eur) filter (
                 where transacted_at < {at} + interval '{CLV_DAYS} days'), 0) as revenue_next_year
-        from intermediate.int_customer_transactions
+        from marts.customer_transactions
         where is_revenue and transacted_at >= {at}
         group by profile_id
         """,
@@ -145,17 +144,15 @@ def labels_after(con: Warehouse, cutoff: dt.datetime) -> pd.DataFrame:
 
 
 def latest_activity(con: Warehouse) -> dt.datetime:
-    """The time the data stands at, as the recency traits see it (intermediate.int_data_as_of),
+    """The time the data stands at, as the recency traits see it (marts.data_as_of),
     a day past the newest purchase at most: models score customers as of their data, not the
     day they run."""
     as_of = (
-        con.execute("select as_of from intermediate.int_data_as_of").fetchone()[0]
+        con.execute("select as_of from marts.data_as_of").fetchone()[0]
         if table_exists(con, "intermediate", "int_data_as_of")
         else utc_now()
     )
-    latest = con.execute(
-        "select max(transacted_at) from intermediate.int_customer_transactions"
-    ).fetchone()[0]
+    latest = con.execute("select max(transacted_at) from marts.customer_transactions").fetchone()[0]
     return min(as_of, latest + dt.timedelta(days=1)) if latest else as_of
 
 

@@ -26,7 +26,7 @@ def access_export(con: Warehouse, email_or_profile_id: str) -> dict:
         con,
         """
         select purpose, channel, is_granted, statement, source, source_record_id, stated_at
-        from intermediate.int_consent_statements where profile_id = $pid
+        from marts.customer_consent_statements where profile_id = $pid
         order by stated_at""",
         pid,
     )

@@ -7,7 +7,7 @@ with
 
 records as (
 
-    select * from {{ ref('customer_profile_records') }}
+    select * from {{ ref('int_profile_records') }}
 
 ),
 

@@ -12,7 +12,7 @@ contacts as (
 
 records as (
 
-    select * from {{ ref('customer_profile_records') }}
+    select * from {{ ref('int_profile_records') }}
 
 ),
 
@@ -28,9 +28,9 @@ firmographics as (
 
 ),
 
-traits as (
+engagement as (
 
-    select * from {{ ref('customer_traits') }}
+    select * from {{ ref('int_profile_engagement') }}
 
 ),
 
@@ -63,16 +63,16 @@ select
     coalesce(accounts.account_name, firmographics.company_name) as company_name,
     coalesce(accounts.employee_count, firmographics.employee_count) as employee_count,
     coalesce(accounts.industry, firmographics.industry) as industry,
-    coalesce(traits.web_events_last_30_days, 0) as web_events_last_30_days,
+    coalesce(engagement.web_events_last_30_days, 0) as web_events_last_30_days,
     coalesce(cast(visits.visits_last_90_days as integer), 0) as visits_last_90_days,
     coalesce(cast(visits.contact_page_views as integer), 0) as contact_page_views,
     coalesce(cast(visits.form_submissions as integer), 0) as form_submissions,
-    coalesce(traits.emails_clicked, 0) as email_clicks,
-    coalesce(traits.has_unsubscribed, false) as has_unsubscribed
+    coalesce(engagement.emails_clicked, 0) as email_clicks,
+    coalesce(engagement.has_unsubscribed, false) as has_unsubscribed
 from contacts
 left join records on records.source = 'crm' and contacts.contact_id = records.source_record_id
 left join accounts on contacts.account_id = accounts.account_id
 left join firmographics
     on {{ dbt.split_part('contacts.email', "'@'", 2) }} = firmographics.email_domain
-left join traits on records.profile_id = traits.profile_id
+left join engagement on records.profile_id = engagement.profile_id
 left join visits on records.profile_id = visits.profile_id

@@ -18,7 +18,7 @@ history as (
 
 records as (
 
-    select * from {{ ref('customer_profile_records') }}
+    select * from {{ ref('int_profile_records') }}
     where source = 'crm'
 
 ),

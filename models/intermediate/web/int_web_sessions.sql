@@ -19,7 +19,7 @@ web_profiles as (
         source_record_id as anonymous_id,
         profile_id,
         profile_updated_at
-    from {{ ref('customer_profile_records') }}
+    from {{ ref('int_profile_records') }}
     where source = 'web'
 
 ),

@@ -30,37 +30,9 @@ purchases as (
 
 ),
 
-email_activity as (
+engagement as (
 
-    select
-        records.profile_id,
-        count(case when activity.activity_type = 'send' then 1 end) as emails_sent,
-        count(case when activity.activity_type = 'open' then 1 end) as emails_opened,
-        count(case when activity.activity_type = 'click' then 1 end) as emails_clicked,
-        count(case when activity.activity_type = 'unsubscribe' then 1 end) > 0
-            as has_unsubscribed,
-        max(activity.occurred_at) as last_email_activity_at
-    from {{ ref('stg_email__activity') }} as activity
-    inner join records
-        on records.source = 'email' and activity.subscriber_id = records.source_record_id
-    group by records.profile_id
-
-),
-
-web_activity as (
-
-    select
-        records.profile_id,
-        count(*) as web_events,
-        count(case when events.event_type = 'page' then 1 end) as page_views,
-        count(
-            case when events.occurred_at >= {{ cdp_now() }} - interval '30 days' then 1 end
-        ) as web_events_last_30_days,
-        max(events.occurred_at) as last_web_visit_at
-    from {{ ref('stg_web__events') }} as events
-    inner join records
-        on records.source = 'web' and events.anonymous_id = records.source_record_id
-    group by records.profile_id
+    select * from {{ ref('int_profile_engagement') }}
 
 ),
 
@@ -159,22 +131,22 @@ select
         when purchases.online_order_count >= purchases.store_purchase_count then 'online'
         else 'store'
     end as preferred_purchase_channel,
-    coalesce(email_activity.emails_sent, 0) as emails_sent,
-    coalesce(email_activity.emails_opened, 0) as emails_opened,
-    coalesce(email_activity.emails_clicked, 0) as emails_clicked,
+    coalesce(engagement.emails_sent, 0) as emails_sent,
+    coalesce(engagement.emails_opened, 0) as emails_opened,
+    coalesce(engagement.emails_clicked, 0) as emails_clicked,
     case
-        when email_activity.emails_sent > 0
-            then round(1.0 * email_activity.emails_opened / email_activity.emails_sent, 3)
+        when engagement.emails_sent > 0
+            then round(1.0 * engagement.emails_opened / engagement.emails_sent, 3)
     end as email_open_rate,
     case
-        when email_activity.emails_sent > 0
-            then round(1.0 * email_activity.emails_clicked / email_activity.emails_sent, 3)
+        when engagement.emails_sent > 0
+            then round(1.0 * engagement.emails_clicked / engagement.emails_sent, 3)
     end as email_click_rate,
-    coalesce(email_activity.has_unsubscribed, false) as has_unsubscribed,
-    coalesce(web_activity.web_events, 0) as web_events,
-    coalesce(web_activity.page_views, 0) as page_views,
-    coalesce(web_activity.web_events_last_30_days, 0) as web_events_last_30_days,
-    web_activity.last_web_visit_at,
+    coalesce(engagement.has_unsubscribed, false) as has_unsubscribed,
+    coalesce(engagement.web_events, 0) as web_events,
+    coalesce(engagement.page_views, 0) as page_views,
+    coalesce(engagement.web_events_last_30_days, 0) as web_events_last_30_days,
+    engagement.last_web_visit_at,
     coalesce(tickets.ticket_count, 0) as ticket_count,
     coalesce(tickets.open_ticket_count, 0) as open_ticket_count,
     case tickets.open_priority_rank
@@ -192,8 +164,7 @@ select
     end as lifecycle_stage
 from customers
 left join purchases on customers.profile_id = purchases.profile_id
-left join email_activity on customers.profile_id = email_activity.profile_id
-left join web_activity on customers.profile_id = web_activity.profile_id
+left join engagement on customers.profile_id = engagement.profile_id
 left join tickets on customers.profile_id = tickets.profile_id
 left join reviews on customers.profile_id = reviews.profile_id
 left join consents on customers.profile_id = consents.profile_id
