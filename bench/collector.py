@@ -24,7 +24,8 @@ from pathlib import Path
 import requests
 
 from cdp.core.local_servers import free_port, wait_until_up
-from cdp.ingest.load import connect, load_table
+from cdp.core.warehouse import connect_warehouse
+from cdp.ingest.load import load_table
 from cdp.ingest.sources import TABLES_BY_KEY
 from cdp.realtime.collector.app import web_events_landing
 from cdp.realtime.store import open_store
@@ -131,7 +132,7 @@ def main() -> None:
         loading = threading.Event()
 
         def loader() -> None:
-            con = connect(work / "warehouse.duckdb")
+            con = connect_warehouse(path=work / "warehouse.duckdb")
             table = TABLES_BY_KEY["web__events"]
             while not loading.wait(LOAD_EVERY):
                 load_table(con, table, work)

@@ -29,12 +29,12 @@ from rich.console import Console
 from rich.table import Table
 
 from cdp.core.config import PRODUCTION_DBT_EXCLUDE
-from cdp.core.warehouse import MEMORY_LIMIT_ENV
+from cdp.core.warehouse import MEMORY_LIMIT_ENV, connect_warehouse
 from cdp.demo.generate import Generator
 from cdp.identity.evaluation import evaluate
 from cdp.identity.matching import plain_splink_clusters
 from cdp.ingest.declared import publish
-from cdp.ingest.load import connect, load_table
+from cdp.ingest.load import load_table
 from cdp.ingest.sources import DECLARED_SPECS, TABLES
 from reverse_etl.config import load_syncs
 from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
@@ -210,7 +210,7 @@ def main() -> None:
     rows = stats.total_rows
 
     def load_all():
-        con = connect(warehouse)
+        con = connect_warehouse(path=warehouse)
         try:
             loaded = sum(load_table(con, t, landing).rows_new for t in TABLES)
             publish(con, DECLARED_SPECS)  # what the declared staging models read, as Dagster does

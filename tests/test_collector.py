@@ -21,7 +21,8 @@ import pytest
 import requests
 
 from cdp.core.local_servers import free_port, wait_until_up
-from cdp.ingest.load import connect, load_table
+from cdp.core.warehouse import connect_warehouse
+from cdp.ingest.load import load_table
 from cdp.ingest.sources import TABLES_BY_KEY
 from cdp.realtime.collector.app import web_events_landing
 from tests.conftest import dbt_build
@@ -132,7 +133,7 @@ def test_the_official_segment_sdk_delivers_every_call_into_the_raw_loader(server
     assert all(r["context"]["library"]["name"] == "analytics-python" for r in rows)
 
     # The landed segment is an ordinary web events file for the raw loader.
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     result = load_table(con, TABLES_BY_KEY["web__events"], server.landing)
     assert (result.rows_new, result.rows_quarantined, result.files_rejected) == (7, 0, {})
     loaded = con.execute("select count(distinct event_id) from raw.web__events").fetchall()
@@ -278,7 +279,7 @@ def test_kill_9_under_load_loses_no_acknowledged_event_and_the_warehouse_holds_n
     assert set(landed) == sent
 
     warehouse = tmp_path / "wh.duckdb"
-    con = connect(warehouse)
+    con = connect_warehouse(path=warehouse)
     load_table(con, TABLES_BY_KEY["web__events"], server.landing)
     con.close()
     dbt_build("--select", "stg_web__events", env={"CDP_WAREHOUSE": str(warehouse)}, command="run")

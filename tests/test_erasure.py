@@ -18,8 +18,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cdp.core.warehouse import connect_warehouse
 from cdp.demo.destinations import start_emulators
-from cdp.ingest.load import connect, load_table
+from cdp.ingest.load import load_table
 from cdp.ingest.sources import table as source_table
 from cdp.privacy import erasure
 from reverse_etl.config import load_syncs
@@ -73,7 +74,7 @@ def world(full_run, tmp_path_factory):
         os.environ["CDP_PROFILE_STORE"] = str(folder / "profiles.sqlite")
         os.environ["CDP_LANDING"] = str(folder / "landing")
         emulators = start_emulators(stack)
-        con = connect(copy)
+        con = connect_warehouse(path=copy)
         for sync in load_syncs().values():
             run_sync(con, sync)
         # someone most syncs delivered (lead notifications to a rep included): which audiences a
@@ -291,7 +292,7 @@ def test_the_next_export_does_not_bring_them_back(world):
     ]
     lines = [header] + [",".join(r[c] for c in contacts.column_names) for r in rows]
     (folder / "contacts_next.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    con = connect(world["warehouse"])
+    con = connect_warehouse(path=world["warehouse"])
     try:
         result = load_table(con, contacts, landing)
         emails = [
@@ -336,7 +337,7 @@ def test_sensor_starts_the_job_for_open_requests(world, monkeypatch):
         return erasure_request_sensor(build_sensor_context(resources={"warehouse": warehouse}))
 
     assert isinstance(tick(), SkipReason)
-    con = connect(world["warehouse"])
+    con = connect_warehouse(path=world["warehouse"])
     try:
         request_id = erasure.request_erasure(
             con, profile_id="p_0000000000000000", requested_by="test"

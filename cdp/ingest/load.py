@@ -25,7 +25,7 @@ import orjson
 import pandas as pd
 
 from cdp.core.sql import RAW_SCHEMA, quote, utc_now
-from cdp.core.warehouse import Warehouse, as_warehouse, duckdb_config
+from cdp.core.warehouse import Warehouse, as_warehouse
 from cdp.ingest import sources as s
 from cdp.ingest.sources import Table
 from cdp.ingest.suppression import Suppressions
@@ -724,12 +724,6 @@ def retry_file(con, file_name: str) -> int:
         "like ?)",
         [file_name, "%/" + Path(file_name).name],
     )
-
-
-def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
-    path = Path(warehouse)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), config=duckdb_config())
 
 
 def export_raw_parquet(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
