@@ -215,14 +215,6 @@
     array_join(array_sort(collect_set({{ expression }})), ', ')
 {%- endmacro %}
 
-{% macro spark__days_between(start_column, end_column) -%}
-    round(
-        cast((unix_timestamp({{ end_column }}) - unix_timestamp({{ start_column }})) / 86400.0
-            as decimal(18, 6)),
-        2
-    )
-{%- endmacro %}
-
 {% macro spark__title_case(expression) -%}
     {#- As duckdb__title_case: upper case after anything that is not a letter or digit. -#}
     {%- set lowered = "lower(" ~ expression ~ ")" -%}
@@ -253,36 +245,6 @@
 
 {% macro spark_merges() -%}
     {{ return(var('cdp_spark_file_format', 'parquet') in ('delta', 'iceberg', 'hudi')) }}
-{%- endmacro %}
-
-{#- Spark sessions run in UTC (profile: spark.sql.session.timeZone). -#}
-{% macro spark__local_to_utc(column) -%}
-    {#- In the hour the clocks go back, a wall-clock time happens twice: take the later (standard
-        time), as PostgreSQL and DuckDB do; Spark alone takes the earlier. -#}
-    {%- set local = "cast(" ~ column ~ " as timestamp)" -%}
-    {%- set zone = "'" ~ var("cdp_source_timezone") ~ "'" -%}
-    {%- set utc = "to_utc_timestamp(" ~ local ~ ", " ~ zone ~ ")" -%}
-    case
-        when from_utc_timestamp({{ utc }} + interval 1 hour, {{ zone }}) = {{ local }}
-            then {{ utc }} + interval 1 hour
-        else {{ utc }}
-    end
-{%- endmacro %}
-
-{% macro spark__iso_to_utc(column) -%}
-    cast({{ column }} as timestamp)
-{%- endmacro %}
-
-{% macro spark__utc_to_local(column) -%}
-    from_utc_timestamp({{ column }}, '{{ var("cdp_source_timezone") }}')
-{%- endmacro %}
-
-{% macro spark__current_utc() -%}
-    current_timestamp()
-{%- endmacro %}
-
-{% macro spark__regexp_replace_all(expression, pattern, replacement) -%}
-    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}')
 {%- endmacro %}
 
 

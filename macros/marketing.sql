@@ -32,6 +32,14 @@
     )
 {%- endmacro %}
 
+{% macro spark__days_between(start_column, end_column) -%}
+    round(
+        cast((unix_timestamp({{ end_column }}) - unix_timestamp({{ start_column }})) / 86400.0
+            as decimal(18, 6)),
+        2
+    )
+{%- endmacro %}
+
 
 {% macro attribution_columns(template) -%}
     {#- The template once per attribution model, {m} replaced by the model's name. -#}

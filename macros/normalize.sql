@@ -136,6 +136,20 @@
         at time zone 'UTC'
 {%- endmacro %}
 
+{#- Spark sessions run in UTC (profile: spark.sql.session.timeZone). -#}
+{% macro spark__local_to_utc(column) -%}
+    {#- In the hour the clocks go back, a wall-clock time happens twice: take the later (standard
+        time), as PostgreSQL and DuckDB do; Spark alone takes the earlier. -#}
+    {%- set local = "cast(" ~ column ~ " as timestamp)" -%}
+    {%- set zone = "'" ~ var("cdp_source_timezone") ~ "'" -%}
+    {%- set utc = "to_utc_timestamp(" ~ local ~ ", " ~ zone ~ ")" -%}
+    case
+        when from_utc_timestamp({{ utc }} + interval 1 hour, {{ zone }}) = {{ local }}
+            then {{ utc }} + interval 1 hour
+        else {{ utc }}
+    end
+{%- endmacro %}
+
 
 {% macro iso_to_utc(column) -%}
     {#- An ISO-8601 text with offset or Z to a UTC timestamp. -#}
@@ -144,6 +158,11 @@
 
 {% macro default__iso_to_utc(column) -%}
     (cast({{ column }} as timestamp with time zone) at time zone 'UTC')
+{%- endmacro %}
+
+{#- Spark sessions run in UTC: the offset is applied when the text is cast. -#}
+{% macro spark__iso_to_utc(column) -%}
+    cast({{ column }} as timestamp)
 {%- endmacro %}
 
 
@@ -180,6 +199,10 @@
     (({{ column }} at time zone 'UTC') at time zone '{{ var("cdp_source_timezone") }}')
 {%- endmacro %}
 
+{% macro spark__utc_to_local(column) -%}
+    from_utc_timestamp({{ column }}, '{{ var("cdp_source_timezone") }}')
+{%- endmacro %}
+
 
 {% macro cdp_now() -%}
     {#- "Now" for recency traits and rules: the time the data stands at (int_data_as_of: var
@@ -197,6 +220,10 @@
     (current_timestamp at time zone 'UTC')
 {%- endmacro %}
 
+{% macro spark__current_utc() -%}
+    current_timestamp()
+{%- endmacro %}
+
 
 {% macro regexp_replace_all(expression, pattern, replacement='') -%}
     {#- Every match of `pattern` replaced (PostgreSQL replaces the first without flag 'g'). -#}
@@ -205,4 +232,8 @@
 
 {% macro default__regexp_replace_all(expression, pattern, replacement) -%}
     regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}', 'g')
+{%- endmacro %}
+
+{% macro spark__regexp_replace_all(expression, pattern, replacement) -%}
+    regexp_replace({{ expression }}, '{{ pattern }}', '{{ replacement }}')
 {%- endmacro %}
