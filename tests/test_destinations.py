@@ -7,6 +7,7 @@ definition is discovered, emulated and synced."""
 from __future__ import annotations
 
 import textwrap
+from contextlib import contextmanager
 
 import duckdb
 import pytest
@@ -79,20 +80,20 @@ def _holds(target, expected: dict[str, dict]) -> None:
         assert {field: held[key].get(field) for field in fields} == fields, key
 
 
-def _started(name: str, monkeypatch, credential: str | None = None):
-    """The destination's stand-in, and its environment pointing the destination at it."""
+@contextmanager
+def _started(name: str, monkeypatch):
+    """The destination's stand-in, running, and the environment pointing the destination at it."""
     destination, stand_in = get_destination(name), emulator_class(name)
-    target = stand_in(credential or stand_in.default_credential).start()
-    monkeypatch.setenv(destination.url_env, target.url)
-    if destination.credential_env():
-        monkeypatch.setenv(destination.credential_env(), stand_in.default_credential)
-    return target
+    with stand_in(stand_in.default_credential) as target:
+        monkeypatch.setenv(destination.url_env, target.url)
+        if destination.credential_env():
+            monkeypatch.setenv(destination.credential_env(), stand_in.default_credential)
+        yield target
 
 
 def check_contract(name: str, con, monkeypatch) -> None:
     """Everything is delivered once, an unchanged re-run sends nothing, a change only that."""
-    target = _started(name, monkeypatch)
-    try:
+    with _started(name, monkeypatch) as target:
         sync = _sync(name, target)
         first = run_sync(con, sync)
         assert (first.status, first.added, first.failed) == ("succeeded", 120, 0)
@@ -103,8 +104,6 @@ def check_contract(name: str, con, monkeypatch) -> None:
         changed = run_sync(con, sync)
         assert (changed.changed, changed.unchanged, changed.failed) == (3, 117, 0)
         _holds(target, _expected(con, sync))
-    finally:
-        target.stop()
 
 
 @pytest.mark.parametrize("name", EMULATED)
@@ -114,22 +113,18 @@ def test_every_destination_delivers_once_and_then_only_changes(con, monkeypatch,
 
 @pytest.mark.parametrize("name", DELETING)
 def test_mirror_mode_removes_what_left_the_model(con, monkeypatch, name):
-    target = _started(name, monkeypatch)
-    try:
+    with _started(name, monkeypatch) as target:
         sync = _sync(name, target, mode="mirror")
         run_sync(con, sync)
         con.execute("delete from marts.customers where profile_id > 'p_00110'")
         result = run_sync(con, sync)
         assert (result.removed, result.unchanged, result.failed) == (10, 110, 0)
         _holds(target, _expected(con, sync))
-    finally:
-        target.stop()
 
 
 @pytest.mark.parametrize("name", HTTP)
 def test_errors_throttling_and_dropped_connections_lose_and_repeat_nothing(con, monkeypatch, name):
-    target = _started(name, monkeypatch)
-    try:
+    with _started(name, monkeypatch) as target:
         sync = _sync(name, target)
         target.fail_next(2, status=503)
         target.fail_next(1, status=429, retry_after="0")
@@ -140,14 +135,11 @@ def test_errors_throttling_and_dropped_connections_lose_and_repeat_nothing(con, 
         assert result.retries >= 5
         _holds(target, _expected(con, sync))
         assert run_sync(con, sync).calls == 0
-    finally:
-        target.stop()
 
 
 @pytest.mark.parametrize("name", HTTP)
 def test_an_outage_fails_the_run_and_the_next_run_delivers_the_rest(con, monkeypatch, name):
-    target = _started(name, monkeypatch)
-    try:
+    with _started(name, monkeypatch) as target:
         sync = _sync(name, target)
         target.start_outage(after_requests=1, status=503)
         with pytest.raises(DeliveryError):
@@ -160,21 +152,16 @@ def test_an_outage_fails_the_run_and_the_next_run_delivers_the_rest(con, monkeyp
         rest = run_sync(con, sync)
         assert rest.added == 120 - failed[1] and rest.failed == 0
         _holds(target, _expected(con, sync))
-    finally:
-        target.stop()
 
 
 @pytest.mark.parametrize("name", HTTP)
 def test_a_refused_credential_stops_the_run_at_the_first_call(con, monkeypatch, name):
-    target = _started(name, monkeypatch)
-    try:
+    with _started(name, monkeypatch) as target:
         monkeypatch.setenv(get_destination(name).credential_env(), "whsec_wrong-credential")
         with pytest.raises(AuthenticationFailed) as refused:
             run_sync(con, _sync(name, target))
         assert "wrong-credential" not in str(refused.value)
         assert len(target.requests) == 1 and target.held() == {}
-    finally:
-        target.stop()
 
 
 SHOUTBOX_DESTINATION = '''
@@ -256,12 +243,9 @@ def test_a_destination_folder_outside_the_project_is_discovered_emulated_and_syn
     assert get_destination("shoutbox").check_settings(60, {}) == [
         "batch_size: 60 is more than shoutbox accepts in one call (50)"
     ]
-    target = _started("shoutbox", monkeypatch)
-    try:
+    with _started("shoutbox", monkeypatch) as target:
         result = run_sync(con, load_syncs()["shouts"])
         assert (result.added, result.calls) == (120, 5)
         assert target.held()["p_00007"] == {"name": "Vorname7"}
-    finally:
-        target.stop()
     # and the shared contract holds for it as for the shipped destinations
     check_contract("shoutbox", con, monkeypatch)

@@ -6,11 +6,14 @@ connections. `LocalTarget`: what every stand-in offers the shared destination co
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import orjson
@@ -63,6 +66,18 @@ class LocalTarget(ABC):
     @abstractmethod
     def held(self) -> dict[str, dict]:
         """What the destination holds now: each record's identifier (lower case) and fields."""
+
+
+class TemporaryFolderTarget(LocalTarget):
+    """A stand-in that lives in a temporary folder (an export folder, an embedded store),
+    removed when it stops."""
+
+    def start(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="cdp-target-"))
+        return self
+
+    def stop(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Emulator(LocalTarget):

@@ -1,15 +1,14 @@
 """A folder to export into, read back: the file destination's stand-in for the contract suite."""
 
-import tempfile
 from pathlib import Path
 from typing import ClassVar
 
 import duckdb
 
-from cdp.core.emulator import LocalTarget
+from cdp.core.emulator import TemporaryFolderTarget
 
 
-class ExportFolder(LocalTarget):
+class ExportFolder(TemporaryFolderTarget):
     example_sync: ClassVar[dict] = {
         "object": "customers",
         "identifier": {"source": "profile_id", "destination": "profile_id"},
@@ -17,16 +16,9 @@ class ExportFolder(LocalTarget):
         "settings": {"format": "parquet"},
     }
 
-    def start(self) -> "ExportFolder":
-        self._folder = tempfile.TemporaryDirectory(prefix="cdp-export-")
-        return self
-
-    def stop(self) -> None:
-        self._folder.cleanup()
-
     @property
     def url(self) -> str:
-        return self._folder.name
+        return str(self.folder)
 
     def held(self) -> dict[str, dict]:
         """Every record of the exports, the newest file's version of each."""

@@ -1,31 +1,22 @@
 """An embedded profile store in a temporary folder: the profile_store destination's stand-in for
 the contract suite (the same store the API serves from without Redis)."""
 
-import tempfile
-from pathlib import Path
 from typing import ClassVar
 
-from cdp.core.emulator import LocalTarget
+from cdp.core.emulator import TemporaryFolderTarget
 from cdp.realtime.store import open_store
 
 
-class TemporaryProfileStore(LocalTarget):
+class TemporaryProfileStore(TemporaryFolderTarget):
     example_sync: ClassVar[dict] = {
         "object": "profiles",
         "identifier": {"source": "profile_id", "destination": "profile_id"},
         "fields": {"first_name": "first_name", "last_name": "last_name"},
     }
 
-    def start(self) -> "TemporaryProfileStore":
-        self._folder = tempfile.TemporaryDirectory(prefix="cdp-store-")
-        return self
-
-    def stop(self) -> None:
-        self._folder.cleanup()
-
     @property
     def url(self) -> str:
-        return str(Path(self._folder.name) / "profiles.sqlite")
+        return str(self.folder / "profiles.sqlite")
 
     def held(self) -> dict[str, dict]:
         store = open_store(self.url)
