@@ -26,7 +26,19 @@ def _between(lines: list[str], first: str, last: str) -> list[str]:
 
 
 def _starting(lines: list[str], *prefixes: str) -> list[str]:
-    return [line for line in lines if line.lstrip().startswith(prefixes)]
+    """Each line starting with one of `prefixes`, joined with the lines a narrow terminal
+    wrapped off it (they start no section of their own: no `name:`, no table)."""
+    found = []
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith(prefixes):
+            continue
+        parts = [line]
+        for following in lines[i + 1 :]:
+            if not following.strip() or re.match(r"^\s*([\w ]+:|[┏┃┡│└])", following):
+                break
+            parts.append(following.strip())
+        found.append(" ".join(parts))
+    return found
 
 
 def excerpt(log: str) -> list[str]:

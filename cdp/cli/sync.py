@@ -289,5 +289,6 @@ def demo() -> None:
                 raise typer.Exit(3)
         out.print(
             "Emulators now hold: "
-            + ", ".join(f"{name} {n:,}" for name, n in received(emulators).items())
+            + ", ".join(f"{name} {n:,}" for name, n in received(emulators).items()),
+            soft_wrap=True,
         )
