@@ -10,8 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cdp.core.warehouse import connect_warehouse
 from cdp.identity.evaluation import evaluate
-from cdp.ingest.load import connect, load_table
+from cdp.ingest.load import load_table
 from cdp.ingest.sources import TABLES
 from orchestration.project import PROJECT_ROOT
 from tests.conftest import TEST_PEOPLE, TEST_SEED, dbt_build, generate
@@ -166,7 +167,7 @@ def test_ten_percent_more_data_keeps_profile_ids_of_unaffected_people(full_run, 
         batch="2026-11-20",
         first_person=TEST_PEOPLE + 1,
     )
-    con = connect(warehouse)
+    con = connect_warehouse(path=warehouse)
     before = dict(
         con.execute(
             "select record_key, profile_id from intermediate.int_profile_assignments"
@@ -259,7 +260,7 @@ def test_one_percent_more_people_scores_only_their_pairs(full_run, landing, tmp_
     new_landing = tmp_path / "landing"
     shutil.copytree(landing, new_landing)
     generate(new_landing, people=TEST_PEOPLE // 100, batch="2026-11-21", first_person=90_001)
-    con = connect(warehouse)
+    con = connect_warehouse(path=warehouse)
     for table in TABLES:
         load_table(con, table, new_landing)
     con.close()
@@ -343,7 +344,7 @@ def test_incremental_identity_run_equals_recomputing_every_profile(full_run, lan
     new_landing = tmp_path / "landing"
     shutil.copytree(landing, new_landing)
     generate(new_landing, people=TEST_PEOPLE // 100, batch="2026-11-22", first_person=80_001)
-    con = connect(incremental)
+    con = connect_warehouse(path=incremental)
     for table in TABLES:
         load_table(con, table, new_landing)
     taker, giver, giver_email = con.execute(

@@ -7,7 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.ingest.load import connect, load_table
+from cdp.core.warehouse import connect_warehouse
+from cdp.ingest.load import load_table
 from cdp.ingest.sources import TABLES, table
 from tests.conftest import generate
 
@@ -27,7 +28,7 @@ def _count(con, sql: str) -> int:
 
 
 def test_loading_the_same_files_twice_adds_nothing(tmp_path, small_landing):
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     first = _load_all(con, small_landing)
     rows = {k: _count(con, f"select count(*) from raw.{k}") for k in first}
     second = _load_all(con, small_landing)
@@ -37,7 +38,7 @@ def test_loading_the_same_files_twice_adds_nothing(tmp_path, small_landing):
 
 
 def test_same_content_under_another_name_adds_nothing(tmp_path, small_landing):
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     load_table(con, table("crm__contacts"), small_landing)
     folder = small_landing / "crm" / "contacts"
     original = next(folder.iterdir())
@@ -51,7 +52,7 @@ def test_same_content_under_another_name_adds_nothing(tmp_path, small_landing):
 def test_new_files_load_incrementally_and_overlapping_rows_are_not_repeated(tmp_path):
     landing = tmp_path / "landing"
     generate(landing, people=200, seed=5)
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     before = _load_all(con, landing)
     generate(landing, people=50, seed=5, batch="2026-11-02", first_person=201)
     after = _load_all(con, landing)
@@ -74,7 +75,7 @@ def test_new_files_load_incrementally_and_overlapping_rows_are_not_repeated(tmp_
 
 
 def test_nothing_is_lost_every_line_is_loaded_or_quarantined(tmp_path, small_landing):
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     results = _load_all(con, small_landing)
     for t in TABLES:
         path = next((small_landing / t.source / t.name).iterdir())
@@ -103,7 +104,7 @@ def test_unreadable_rows_are_quarantined_and_bad_values_kept_beside_a_null(tmp_p
             ",A-1,Herr,No,Id,,,,,,,DE,,,,New,Website,2025-01-01 10:00:00,2025-01-01 10:00:00\n"
         )
         fh.write("C-BADDATE,,Frau,Bad,Date,,,,,,,DE,1990-02-31,,,New,Website,x,y\n")
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     result = load_table(con, table("crm__contacts"), small_landing)
     rows = con.execute(
         "select line_number, raw_text, reason, file_name from raw.quarantine "
@@ -140,7 +141,7 @@ def test_a_renamed_optional_column_loads_as_null_and_keeps_the_value(tmp_path):
     values = ["v" + str(i) for i in range(len(renamed))]
     values[renamed.index("e_mail")] = "a@b.de"
     _write_csv(landing / "crm" / "contacts" / "contacts_v2.csv", renamed, [values])
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     result = load_table(con, table("crm__contacts"), landing)
     assert (result.rows_new, result.missing_columns, result.unexpected_columns) == (
         1,
@@ -170,7 +171,7 @@ def test_bad_files_are_rejected_once_recorded_and_never_stop_the_good_ones(tmp_p
     huge = ["C-3", *good[1:]]
     huge[columns.index("job_title")] = "x" * 200_000
     _write_csv(folder / "f_oversized.csv", columns, [["C-4", *good[1:]], huge])
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     result = load_table(con, table("crm__contacts"), landing)
 
     assert sorted(Path(p).name for p in result.files_rejected) == [
@@ -221,14 +222,14 @@ def test_a_broken_json_array_costs_only_the_broken_element(tmp_path):
         "[\n" + good % 1 + ',\n{"review_id": "R-2", "rat' + ",\n" + good % 3 + "\n]\n",
         encoding="utf-8",
     )
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     result = load_table(con, table("reviews__reviews"), landing)
     assert (result.rows_new, result.rows_quarantined) == (2, 1)
     assert con.execute("select line_number from raw.quarantine").fetchall() == [(3,)]
 
 
 def test_load_metadata_columns_are_filled(tmp_path, small_landing):
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     load_table(con, table("shop__customers"), small_landing)
     nulls = con.execute(
         "select count(*) filter (where _loaded_at is null or _source_file is null "
@@ -241,7 +242,7 @@ def test_load_metadata_columns_are_filled(tmp_path, small_landing):
 
 
 def test_warehouse_file_is_a_plain_duckdb_database(tmp_path, small_landing):
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     load_table(con, table("email__subscribers"), small_landing)
     con.close()
     again = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)

@@ -3,7 +3,8 @@ incrementally by a cursor column into the DuckDB warehouse."""
 
 import pytest
 
-from cdp.ingest.load import connect, load_table
+from cdp.core.warehouse import connect_warehouse
+from cdp.ingest.load import load_table
 from cdp.ingest.sources import read_source
 from tests.conftest import PG, pg_answers, pg_connect
 
@@ -57,7 +58,7 @@ def test_a_postgres_table_loads_incrementally_by_its_cursor(tmp_path, members_db
     [table] = read_source(path).as_tables()
     dsn = " ".join(f"{k}={v}" for k, v in PG.items())
     monkeypatch.setenv("CLUBDB_DSN", dsn)
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     first = load_table(con, table, tmp_path)
     assert (first.rows_read, first.rows_new, first.values_invalid) == (3, 3, 1)
     assert first.unexpected_columns == ["nickname"]
@@ -95,7 +96,7 @@ def test_an_unreachable_database_costs_only_its_refresh(tmp_path, monkeypatch):
     path.write_text(DECLARATION, encoding="utf-8")
     [table] = read_source(path).as_tables()
     monkeypatch.setenv("CLUBDB_DSN", "host=127.0.0.1 port=1 user=nobody dbname=none")
-    con = connect(tmp_path / "wh.duckdb")
+    con = connect_warehouse(path=tmp_path / "wh.duckdb")
     result = load_table(con, table, tmp_path)
     assert result.rows_new == 0
     assert any("cannot connect" in line for line in result.problems())

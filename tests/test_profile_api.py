@@ -74,7 +74,7 @@ def served(request, full_run, tmp_path_factory):
     """The profile_api sync run by the reverse-ETL engine from a copy of the session's
     warehouse into a store, and `cdp serve api` over it (one per store for the module; the
     last test changes it)."""
-    from cdp.ingest.load import connect
+    from cdp.core.warehouse import connect_warehouse
     from reverse_etl.config import load_syncs
     from reverse_etl.engine import run_sync
 
@@ -89,7 +89,7 @@ def served(request, full_run, tmp_path_factory):
     os.environ["CDP_PROFILE_STORE"] = location
     copy = folder / "warehouse.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], copy)
-    con = connect(copy)
+    con = connect_warehouse(path=copy)
     sync = load_syncs()["profile_api"]
     first = run_sync(con, sync)
     assert first.status == "succeeded" and first.added > 5000, first
