@@ -29,11 +29,6 @@ landing_job = define_asset_job(
 )
 
 
-def landing_signatures(landing: Path) -> dict[str, str]:
-    """File -> size and modification time, for every landing file of every source table."""
-    return {file: signature for file, (signature, _) in _landing_files(landing).items()}
-
-
 def _landing_files(landing: Path) -> dict[str, tuple[str, str]]:
     """File -> (signature, table key), built-in and declared tables alike."""
     found = {}

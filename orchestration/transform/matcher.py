@@ -43,12 +43,11 @@ def _identity_match_pairs(project: DbtProject, models: AssetsDefinition) -> Asse
 
 def _score(context: AssetExecutionContext, warehouse: WarehouseResource, project: DbtProject):
     config = matcher_config(project.manifest_path)
-    candidates = CANDIDATES
     with warehouse.connection() as con:
         run = score_in_warehouse(
             con,
             schema=config["schema"],
-            candidates_relation=f"{config['schema']}.{candidates}",
+            candidates_relation=f"{config['schema']}.{CANDIDATES}",
             floor=config["floor"],
             rescore_all=config["rescore_all"],
             overrides=config["overrides"],
