@@ -56,3 +56,53 @@ def test_the_country_reference_is_generated_from_the_libraries():
     assert MACRO_PATH.read_text(encoding="utf-8") == render_macro(), (
         "run: python -m cdp.ingest.reference"
     )
+
+
+def _with_sign_up_emails(frame: pd.DataFrame, nameless_share: float) -> pd.DataFrame:
+    """FEBRL1 where every record has an email made from its person's name as the original
+    spells it (given.surname@ one of two providers), and a share of the duplicates lost their
+    name fields: newsletter sign-ups with an address and a birth date, nothing else."""
+    person = frame.record_key.str.extract(r"rec-(\d+)-")[0]
+    originals = frame[frame.record_key.str.endswith("-org")]
+    spelled = dict(
+        zip(
+            person[originals.index],
+            (originals.first_name_key.fillna("") + originals.last_name_key.fillna("")),
+            strict=True,
+        )
+    )
+    out = frame.copy()
+    out["email_name_key"] = [spelled.get(p) or None for p in person]
+    duplicate = ~out.record_key.str.endswith("-org")
+    nameless = duplicate & (person.astype(int) % round(1 / nameless_share) == 0)
+    out.loc[nameless, ["first_name_key", "last_name_key"]] = None
+    out["full_name_key"] = (out.first_name_key + out.last_name_key).where(
+        out.first_name_key.notna() & out.last_name_key.notna()
+    )
+    return out, nameless
+
+
+def _linked_pairs(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    pairs = score_pairs(frame, floor=0.5)
+    linked = pairs[pairs.match_probability >= 0.95]
+    return set(zip(linked.record_key_l, linked.record_key_r, strict=True))
+
+
+def test_an_email_that_spells_the_name_links_a_record_without_one():
+    frame, nameless = _with_sign_up_emails(_febrl1_names_and_dates(), nameless_share=0.2)
+    assert nameless.sum() >= 80
+    present = present_columns(frame)
+    assert {"full_name_key", "email_name_key"} <= set(present)
+    person = dict(
+        zip(frame.record_key, frame.record_key.str.extract(r"rec-(\d+)-")[0], strict=True)
+    )
+    signed_up = set(frame.record_key[nameless])
+    linked = _linked_pairs(frame)
+    correct = {pair for pair in linked if person[pair[0]] == person[pair[1]]}
+    found = {pair for pair in correct if signed_up & set(pair)}
+    # most sign-ups join their person through the name their address spells; nobody else does
+    assert len(found) >= 0.8 * len(signed_up), (len(found), len(signed_up))
+    assert len(correct) >= 0.99 * len(linked), (len(correct), len(linked))
+    # without the addresses' names those records have nothing to be linked by
+    without = _linked_pairs(frame.assign(email_name_key=None, full_name_key=None))
+    assert not {pair for pair in without if signed_up & set(pair)}

@@ -36,6 +36,8 @@ PAIR_COLUMNS = [
 COMPARED = (
     "first_name_key",
     "last_name_key",
+    "full_name_key",
+    "email_name_key",
     "birth_date",
     "postal_code",
     "city_key",
@@ -49,6 +51,7 @@ COMPARED = (
 COMPARISONS = (
     "first_name_key",
     "last_name_key",
+    "spelled_name",
     "birth_date",
     "address",
     "email_local",
@@ -61,6 +64,44 @@ MIN_FILLED = 0.005
 
 
 ADDRESS_PARTS = ("street_key", "house_number", "postal_code", "city_key")
+NAME_KEYS = ("first_name_key", "last_name_key")
+SPELLED_NAME_KEYS = ("full_name_key", "email_name_key")
+
+
+def _spelled_name_comparison():
+    """The whole name as written or as an email's local part spells it, compared across the two:
+    evidence only where the name fields do not already agree (a typo, a name split otherwise,
+    no name at all), so a name and the address made from it never count twice."""
+    import splink.comparison_library as cl
+
+    spellings = {side: [f"full_name_key_{side}", f"email_name_key_{side}"] for side in ("l", "r")}
+    # Two email addresses alone are not compared: "mrogge" is a household's as much as a name.
+    pairs = [
+        (a, b)
+        for a in spellings["l"]
+        for b in spellings["r"]
+        if not (a.startswith("email") and b.startswith("email"))
+    ]
+    names_agree = " and ".join(f"{k}_l = {k}_r" for k in NAME_KEYS)
+    nothing = " or ".join(
+        "(" + " and ".join(f"{c} is null" for c in columns) + ")" for columns in spellings.values()
+    )
+    return cl.CustomComparison(
+        output_column_name="spelled_name",
+        comparison_description="whole name as written or as the email spells it",
+        comparison_levels=[
+            {
+                "sql_condition": f"{nothing} or coalesce({names_agree}, false)",
+                "label_for_charts": "nothing to compare, or the name fields agree",
+                "is_null_level": True,
+            },
+            {
+                "sql_condition": " or ".join(f"{a} = {b}" for a, b in pairs),
+                "label_for_charts": "one spelling of the whole name agrees",
+            },
+            {"sql_condition": "ELSE", "label_for_charts": "the whole names differ"},
+        ],
+    )
 
 
 def _address_comparison():
@@ -136,6 +177,8 @@ def _comparison(column: str):
         return cl.LevenshteinAtThresholds(column, [1]).configure(term_frequency_adjustments=True)
     if column == "address":
         return _address_comparison()
+    if column == "spelled_name":
+        return _spelled_name_comparison()
     if column == "email_local":
         return cl.ExactMatch(column).configure(term_frequency_adjustments=True)
     if column == "phones":
@@ -157,6 +200,11 @@ _BLOCKS: tuple[tuple[str, ...], ...] = (
     ("birth_date", "postal_code"),
     ("email_local",),
     ("other_id",),
+)
+_SPELLED_NAME_RULES = (
+    "l.full_name_key = r.full_name_key",
+    "l.full_name_key = r.email_name_key",
+    "l.email_name_key = r.full_name_key",
 )
 _PHONE_RULES = (
     "l.phone = r.phone",
@@ -220,18 +268,33 @@ def _blocking_rules(present: tuple[str, ...]) -> list[str]:
     ]
     if {"first_name_key", "last_name_key"} <= set(present):
         rules.append(_SWAPPED_NAMES)
+    if set(SPELLED_NAME_KEYS) <= set(present):
+        rules.extend(_SPELLED_NAME_RULES)
     if "phones" in present:
         rules.extend(_PHONE_RULES)
     return rules
 
 
 def _comparison_of(key: str) -> str:
-    return "address" if key in ADDRESS_PARTS else key
+    if key in ADDRESS_PARTS:
+        return "address"
+    return "spelled_name" if key in SPELLED_NAME_KEYS else key
+
+
+def _trained_by_blocking_on(block: tuple[str, ...]) -> set[str]:
+    """The comparisons an EM session blocked on these keys cannot train: those of the keys, and
+    the whole name where the block holds a name field (its pairs agree on it)."""
+    blocked = {_comparison_of(k) for k in block}
+    if blocked & set(NAME_KEYS):
+        blocked.add("spelled_name")
+    return blocked
 
 
 def _compared_names(present: tuple[str, ...], overrides: dict | None) -> list[str]:
     """The comparisons for the filled keys, less those var `cdp_matching` excludes."""
     filled = {_comparison_of(k) for k in present}
+    if not set(SPELLED_NAME_KEYS) <= set(present):
+        filled.discard("spelled_name")  # names alone: the name comparisons say it all
     excluded = (overrides or {}).get("exclude_comparisons", [])
     return [c for c in COMPARISONS if c in filled and c not in excluded]
 
@@ -318,7 +381,7 @@ def trained_model(
         compared = set(_compared_names(present, overrides))
         untrained = set(compared)
         for block in _EM_BLOCKS:
-            blocked = {_comparison_of(k) for k in block}
+            blocked = _trained_by_blocking_on(block)
             if not set(block) <= set(present) or not (untrained - blocked):
                 continue
             session = _try(
@@ -449,6 +512,7 @@ def score_pairs(
     weight_columns = {
         "first_name": "mw_first_name_key",
         "last_name": "mw_last_name_key",
+        "spelled_name": "mw_spelled_name",
         "birth_date": "mw_birth_date",
         "postal_code": "mw_postal_code",
         "address": "mw_address",
