@@ -37,6 +37,32 @@ def test_pairwise_f1_meets_the_target_with_no_junk_merges(score):
     assert score.split_people / score.people < 0.05, score.figures()
 
 
+def test_household_members_stay_apart(warehouse, landing):
+    """Two people of one family at one address (different given names) share the family name
+    and the address: the matcher weighs the address given the family name, so they stay two."""
+    warehouse.execute(
+        "create temp table truth as select source || ':' || source_record_id as record_key,"
+        " person_id from read_csv(?, header = true, all_varchar = true)",
+        [[str(p) for p in sorted(landing.glob("ground_truth*.csv"))]],
+    )
+    household_pairs, merged = warehouse.execute("""
+        with records as (
+            select truth.person_id, profiles.profile_id, candidates.*
+            from intermediate.int_match_candidates as candidates
+            join truth using (record_key)
+            join marts.customer_profile_records as profiles using (record_key)
+        )
+        select count(distinct (a.person_id, b.person_id)),
+            count(distinct (a.person_id, b.person_id)) filter (where a.profile_id = b.profile_id)
+        from records as a join records as b
+            on a.last_name_key = b.last_name_key and a.street_key = b.street_key
+            and a.house_number = b.house_number and a.postal_code = b.postal_code
+            and a.first_name_key <> b.first_name_key and a.person_id < b.person_id
+    """).fetchall()[0]
+    assert household_pairs >= 100  # the demo data has households
+    assert merged / household_pairs < 0.03, (merged, household_pairs)
+
+
 def test_junk_and_shared_identifiers_link_nothing(warehouse):
     junk = warehouse.execute(
         "select count(*) from intermediate.int_identifier_quality"

@@ -7,7 +7,16 @@ import re
 import pandas as pd
 
 from cdp.identity.benchmarks import _febrl_folder
-from cdp.identity.matching import _blocking_rules, present_columns, score_pairs, trained_model
+from cdp.identity.matching import (
+    _blocking_rules,
+    _connection,
+    _linker,
+    _settings,
+    _with_phones,
+    present_columns,
+    score_pairs,
+    trained_model,
+)
 from cdp.ingest.reference import MACRO_PATH, render_macro
 
 
@@ -106,3 +115,32 @@ def test_an_email_that_spells_the_name_links_a_record_without_one():
     # without the addresses' names those records have nothing to be linked by
     without = _linked_pairs(frame.assign(email_name_key=None, full_name_key=None))
     assert not {pair for pair in without if signed_up & set(pair)}
+
+
+def test_u_is_counted_among_the_pairs_that_do_not_match():
+    """Where people have several records, Splink's random pairs hold many matches, and at a
+    strong level they outnumber the non-matches: u has to be counted without them."""
+    frame = _febrl1_names_and_dates()
+    person = frame.record_key.str.extract(r"rec-(\d+)-")[0].to_numpy()
+    dates, dated = frame.birth_date.to_numpy(), frame.birth_date.notna().to_numpy()
+    other_person = person[:, None] != person
+    same_date = dated[:, None] & (dates[:, None] == dates) & other_person
+    true_u = same_date.sum() / (dated[:, None] & dated & other_person).sum()
+    present = present_columns(frame)
+    con = _connection()
+    try:
+        sampling = _linker(con, _with_phones(frame), _settings(present))
+        sampling.training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
+        sampled = _exact_birth_date_u(sampling.misc.save_model_to_json())
+    finally:
+        con.close()
+    counted = _exact_birth_date_u(trained_model(frame))
+    # Splink's sampling: about 30 times the true rate on these 500 people with two records each
+    assert sampled > 10 * true_u, (sampled, true_u)
+    assert true_u / 2 <= counted <= sampled / 4, (counted, sampled, true_u)
+
+
+def _exact_birth_date_u(model: dict) -> float:
+    birth_date = next(c for c in model["comparisons"] if c["output_column_name"] == "birth_date")
+    exact = next(lv for lv in birth_date["comparison_levels"] if not lv.get("is_null_level"))
+    return exact["u_probability"]
