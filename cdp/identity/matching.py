@@ -112,8 +112,8 @@ def _address_comparison():
     import splink.comparison_library as cl
 
     same_place = "(postal_code_l = postal_code_r or city_key_l = city_key_r)"
-    # A household shares its address and its family name: with the family name the address is
-    # weighed by how often non-matches share both (its u among them), not counted on top of it.
+    # A household shares its address and its family name: where the family names agree too the
+    # address is weighed given them (_given_the_family_name), not counted on top of them.
     same_family = "coalesce(last_name_key_l = last_name_key_r, false)"
     empty = " and ".join(f"{c}_{{side}} is null" for c in ("street_key", "postal_code", "city_key"))
     return cl.CustomComparison(
