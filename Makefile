@@ -71,6 +71,7 @@ ui: install
 
 bench: install  # SIZE=100k (default), 1m or 10m source records
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.identity_report
 
 # Identity on data this project did not write (FEBRL3, FEBRL4) beside plain Splink, and the
 # demo's scores if `make demo` ran; rendered into docs/identity.md.

@@ -1,6 +1,7 @@
 """Renders the identity scores of `cdp benchmark run ... --json bench/results/identity_*.json`
-(and `cdp eval identity --json > bench/results/identity_demo.json`) into docs/identity.md,
-between its markers, so the figures there come from runs, not from typing."""
+(and `cdp eval identity --json > bench/results/identity_demo.json`) into docs/identity.md, and
+those of `make bench` (bench/results/pipeline_<size>.json) into docs/benchmarks.md, between
+their markers, so the figures there come from runs, not from typing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "identity.md"
 START, END = "<!-- identity-scores:start -->", "<!-- identity-scores:end -->"
+SIZES_DOC = ROOT / "docs" / "benchmarks.md"
+SIZES_START, SIZES_END = "<!-- identity-at-size:start -->", "<!-- identity-at-size:end -->"
 
 
 def _row(name: str, who: str, score: dict, seconds: str) -> str:
@@ -40,12 +43,50 @@ def render() -> str:
     return "\n".join(lines)
 
 
+def _scores(score: dict) -> str:
+    return (
+        f"{score['resolvable_f1']:.4f} ({score['resolvable_precision']:.4f} / "
+        f"{score['resolvable_recall']:.4f})"
+    )
+
+
+def render_sizes() -> str:
+    """One row per `make bench` size: resolvable F1 (precision / recall), all-records F1, the
+    retrained identity models' time, and plain Splink on the same records."""
+    lines = [
+        "| size | people | source rows | cdp resolvable F1 (P / R) | cdp F1, all records "
+        "| identity models retrained | plain Splink resolvable F1 (P / R) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    runs = {
+        path.stem.removeprefix("pipeline_"): json.loads(path.read_text(encoding="utf-8"))
+        for path in RESULTS.glob("pipeline_*.json")
+    }
+    for size, run in sorted(runs.items(), key=lambda item: item[1]["source_rows"]):
+        seconds = next(
+            (s["seconds"] for s in run["stages"] if s["stage"].startswith("identity models")), None
+        )
+        lines.append(
+            f"| {size} | {run['people']:,} | {run['source_rows']:,} | "
+            f"{_scores(run['identity'])} | {run['identity']['f1']:.4f} | "
+            f"{'' if seconds is None else f'{seconds:.1f} s'} | {_scores(run['plain_splink'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _render_into(doc: Path, start: str, end: str, table: str) -> None:
+    text = doc.read_text(encoding="utf-8")
+    block = f"{start}\n{table}\n{end}"
+    text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    doc.write_text(text, encoding="utf-8")
+    print(f"rendered {doc}")
+
+
 def main() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    block = f"{START}\n{render()}\n{END}"
-    text = re.sub(re.escape(START) + r".*?" + re.escape(END), block, text, flags=re.S)
-    DOC.write_text(text, encoding="utf-8")
-    print(f"rendered {DOC}")
+    if any(RESULTS.glob("identity_*.json")):
+        _render_into(DOC, START, END, render())
+    if any(RESULTS.glob("pipeline_*.json")):
+        _render_into(SIZES_DOC, SIZES_START, SIZES_END, render_sizes())
 
 
 if __name__ == "__main__":
