@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -397,3 +398,38 @@ def test_events_sent_with_the_sdk_show_in_the_api_within_seconds(served, tmp_pat
         assert errors == []
     finally:
         collector.stop()
+
+
+def test_live_overlays_and_links_expire_as_redis_keys_do(store):
+    """A browser's live overlay and the identifiers tied to it live for `live_seconds` after
+    their last write, on Redis (key expiry) and in the embedded file alike."""
+    store.live_seconds = 2
+    store.live_put(
+        {"anonymous_id:b1": {"events": 1}}, {"email:anna@example.com": "anonymous_id:b1"}
+    )
+    assert store.live_get(["anonymous_id:b1"]) == {"anonymous_id:b1": {"events": 1}}
+    assert store.live_lookup("email:anna@example.com") == "anonymous_id:b1"
+    time.sleep(3)
+    assert store.live_get(["anonymous_id:b1"]) == {"anonymous_id:b1": None}
+    assert store.live_lookup("email:anna@example.com") is None
+    assert store.live_scan() == ([], {})
+    # a new write lives again, for the full time
+    store.live_put({"anonymous_id:b2": {"events": 2}}, {})
+    assert store.live_scan() == (["anonymous_id:b2"], {})
+
+
+def test_an_embedded_store_written_before_overlays_expired_opens_and_keeps_them(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "profiles.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute("create table live (subject text primary key, overlay blob)")
+        old.execute("create table live_links (identifier text primary key, subject text)")
+        old.execute("""insert into live values ('anonymous_id:b1', '{"events": 1}')""")
+        old.execute("insert into live_links values ('email:a@example.com', 'anonymous_id:b1')")
+    store = EmbeddedStore(path)
+    try:
+        assert store.live_get(["anonymous_id:b1"]) == {"anonymous_id:b1": {"events": 1}}
+        assert store.live_lookup("email:a@example.com") == "anonymous_id:b1"
+    finally:
+        store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def index_keys(document: dict) -> list[str]:
 
 
 class ProfileStore(ABC):
+    # How long a live overlay or link lives after its last write (Redis: the keys' expiry).
+    live_seconds: float = LIVE_SECONDS
+
     @abstractmethod
     def put(self, documents: list[dict]) -> None:
         """Write documents (replacing earlier ones) and re-point their index entries."""
@@ -97,10 +101,11 @@ class ProfileStore(ABC):
 class RedisStore(ProfileStore):
     PREFIX = "cdp"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, live_seconds: float = LIVE_SECONDS):
         import redis
 
         self.client = redis.Redis.from_url(url)
+        self.live_seconds = live_seconds
 
     def _profile(self, profile_id: str) -> str:
         return f"{self.PREFIX}:profile:{profile_id}"
@@ -202,12 +207,15 @@ class RedisStore(ProfileStore):
                 if overlay is None:
                     pipe.delete(self._live(subject))
                 else:
-                    pipe.set(self._live(subject), orjson.dumps(overlay), ex=LIVE_SECONDS)
+                    pipe.set(self._live(subject), orjson.dumps(overlay), px=self._live_ms())
             for identifier, subject in links.items():
-                pipe.set(self._link(identifier), subject, ex=LIVE_SECONDS)
+                pipe.set(self._link(identifier), subject, px=self._live_ms())
                 pipe.sadd(self._linked(subject), identifier)
-                pipe.expire(self._linked(subject), LIVE_SECONDS)
+                pipe.pexpire(self._linked(subject), self._live_ms())
             pipe.execute()
+
+    def _live_ms(self) -> int:
+        return max(1, round(self.live_seconds * 1000))
 
     def live_unlink(self, identifiers: list[str]) -> None:
         if identifiers:
@@ -230,9 +238,12 @@ class RedisStore(ProfileStore):
 
 
 class EmbeddedStore(ProfileStore):
-    """SQLite in WAL mode: one writer (the sync), any number of reading API processes."""
+    """SQLite in WAL mode: one writer (the sync), any number of reading API processes. Live
+    overlays and links carry the time they expire, as Redis keys do: reads skip expired rows,
+    and each live write removes them."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, live_seconds: float = LIVE_SECONDS):
+        self.live_seconds = live_seconds
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.con = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
         self.con.execute("pragma journal_mode = wal")
@@ -246,11 +257,25 @@ class EmbeddedStore(ProfileStore):
         self.con.execute(
             "create index if not exists identifiers_of_profile on identifiers (profile_id)"
         )
-        self.con.execute("create table if not exists live (subject text primary key, overlay blob)")
         self.con.execute(
-            "create table if not exists live_links (identifier text primary key, subject text)"
+            "create table if not exists live"
+            " (subject text primary key, overlay blob, expires_at real)"
         )
+        self.con.execute(
+            "create table if not exists live_links"
+            " (identifier text primary key, subject text, expires_at real)"
+        )
+        for table in ("live", "live_links"):
+            columns = {row[1] for row in self.con.execute(f"pragma table_info({table})")}
+            if "expires_at" not in columns:  # a store written before overlays expired
+                self.con.execute(f"alter table {table} add column expires_at real")
+                self.con.execute(f"update {table} set expires_at = ?", (self._expiry(),))
+            # each live write removes what expired: found by index, not by a scan
+            self.con.execute(f"create index if not exists {table}_expiry on {table} (expires_at)")
         self.con.commit()
+
+    def _expiry(self) -> float:
+        return time.time() + self.live_seconds
 
     def put(self, documents: list[dict]) -> None:
         with self.con:
@@ -296,22 +321,30 @@ class EmbeddedStore(ProfileStore):
         found = dict.fromkeys(subjects)
         for chunk in _chunks(subjects):
             rows = self.con.execute(
-                f"select subject, overlay from live where subject in ({_marks(chunk)})", chunk
+                f"select subject, overlay from live where subject in ({_marks(chunk)})"
+                " and expires_at > ?",
+                [*chunk, time.time()],
             )
             found.update({subject: orjson.loads(overlay) for subject, overlay in rows})
         return found
 
     def live_put(self, overlays: dict[str, dict | None], links: dict[str, str]) -> None:
+        now, expires = time.time(), self._expiry()
         with self.con:
+            self.con.execute("delete from live where expires_at <= ?", (now,))
+            self.con.execute("delete from live_links where expires_at <= ?", (now,))
             self.con.executemany(
                 "delete from live where subject = ?",
                 [(s,) for s, overlay in overlays.items() if overlay is None],
             )
             self.con.executemany(
-                "insert or replace into live values (?, ?)",
-                [(s, orjson.dumps(o)) for s, o in overlays.items() if o is not None],
+                "insert or replace into live values (?, ?, ?)",
+                [(s, orjson.dumps(o), expires) for s, o in overlays.items() if o is not None],
             )
-            self.con.executemany("insert or replace into live_links values (?, ?)", links.items())
+            self.con.executemany(
+                "insert or replace into live_links values (?, ?, ?)",
+                [(i, s, expires) for i, s in links.items()],
+            )
 
     def live_unlink(self, identifiers: list[str]) -> None:
         with self.con:
@@ -320,15 +353,22 @@ class EmbeddedStore(ProfileStore):
             )
 
     def live_scan(self) -> tuple[list[str], dict[str, str]]:
-        subjects = [row[0] for row in self.con.execute("select subject from live")]
-        return subjects, dict(self.con.execute("select identifier, subject from live_links"))
+        now = (time.time(),)
+        subjects = [
+            row[0] for row in self.con.execute("select subject from live where expires_at > ?", now)
+        ]
+        links = self.con.execute(
+            "select identifier, subject from live_links where expires_at > ?", now
+        )
+        return subjects, dict(links)
 
     def live_lookup_many(self, identifiers: list[str]) -> dict[str, str | None]:
         found = dict.fromkeys(identifiers)
         for chunk in _chunks(identifiers):
             rows = self.con.execute(
-                f"select identifier, subject from live_links where identifier in ({_marks(chunk)})",
-                chunk,
+                f"select identifier, subject from live_links where identifier in ({_marks(chunk)})"
+                " and expires_at > ?",
+                [*chunk, time.time()],
             )
             found.update(dict(rows))
         return found
