@@ -70,8 +70,8 @@ SPELLED_NAME_KEYS = ("full_name_key", "email_name_key")
 
 def _spelled_name_comparison():
     """The whole name as written or as an email's local part spells it, compared across the two:
-    evidence only where the name fields do not already agree (a typo, a name split otherwise,
-    no name at all), so a name and the address made from it never count twice."""
+    evidence only where the name fields cannot speak (one record has no name, or two systems
+    split one name otherwise), so a name and the address made from it never count twice."""
     import splink.comparison_library as cl
 
     spellings = {side: [f"full_name_key_{side}", f"email_name_key_{side}"] for side in ("l", "r")}
@@ -86,13 +86,20 @@ def _spelled_name_comparison():
     nothing = " or ".join(
         "(" + " and ".join(f"{c} is null" for c in columns) + ")" for columns in spellings.values()
     )
+    nameless = " or ".join(
+        "(" + " and ".join(f"{k}_{side} is null" for k in NAME_KEYS) + ")" for side in ("l", "r")
+    )
+    # With names on both sides the name comparisons speak (a spelling that agreed on top of
+    # them counted a similar name twice: at 10M source records most wrong links); only a name
+    # split otherwise is left to this one.
+    split = f"coalesce(full_name_key_l = full_name_key_r and not ({names_agree}), false)"
     return cl.CustomComparison(
         output_column_name="spelled_name",
         comparison_description="whole name as written or as the email spells it",
         comparison_levels=[
             {
-                "sql_condition": f"{nothing} or coalesce({names_agree}, false)",
-                "label_for_charts": "nothing to compare, or the name fields agree",
+                "sql_condition": f"{nothing} or not ({nameless} or {split})",
+                "label_for_charts": "nothing to compare, or names on both sides",
                 "is_null_level": True,
             },
             {
