@@ -128,8 +128,8 @@ select
     -- the whole name in one key: "Alexander van Lucel" split differently by two systems
     nullif(first_name_key || last_name_key, '') as full_name_key,
     -- the name an email's local part spells (letters only: flavio.mayrhofer77 -> flaviomayrhofer),
-    -- compared with the other record's whole name: a typo in a name field, or no name at all
-    -- (a newsletter sign-up), does not hide the name its email was made from
+    -- compared with the other record's whole name where one record has no name at all (a
+    -- newsletter sign-up): the name its email was made from still links it
     case when length(email_local_letters) >= 5 then email_local_letters end as email_name_key,
     birth_date,
     postal_code,
