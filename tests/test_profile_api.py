@@ -51,6 +51,12 @@ def test_the_store_finds_a_profile_by_each_identifier_and_forgets_stale_ones(sto
     assert store.find("user_id:u1") == anna
     assert store.find("profile_id:p2") == bert
     assert store.find("email:nobody@example.com") is None
+    # the API's read: profile, document and the profile's live overlay at once
+    assert store.found("user_id:u1") == ("p1", anna, None)
+    overlay = {"events": [], "traits": {"plan": "pro"}, "consents": {}}
+    store.live_put({"profile_id:p1": overlay}, {})
+    assert store.found("email:anna@example.com") == ("p1", anna, overlay)
+    assert store.found("email:nobody@example.com") is None
 
     # Anna changed her email: the old one no longer finds her.
     store.put([{**anna, "identifiers": ["email:anna@new.example.com", "user_id:u1"]}])
@@ -404,13 +410,17 @@ def test_live_overlays_and_links_expire_as_redis_keys_do(store):
     """A browser's live overlay and the identifiers tied to it live for `live_seconds` after
     their last write, on Redis (key expiry) and in the embedded file alike."""
     store.live_seconds = 2
+    store.put([{"profile_id": "p1", "identifiers": ["user_id:u1"]}])
     store.live_put(
-        {"anonymous_id:b1": {"events": 1}}, {"email:anna@example.com": "anonymous_id:b1"}
+        {"anonymous_id:b1": {"events": 1}, "profile_id:p1": {"events": 3}},
+        {"email:anna@example.com": "anonymous_id:b1"},
     )
     assert store.live_get(["anonymous_id:b1"]) == {"anonymous_id:b1": {"events": 1}}
     assert store.live_lookup("email:anna@example.com") == "anonymous_id:b1"
+    assert store.found("user_id:u1")[2] == {"events": 3}
     time.sleep(3)
     assert store.live_get(["anonymous_id:b1"]) == {"anonymous_id:b1": None}
+    assert store.found("user_id:u1")[2] is None
     assert store.live_lookup("email:anna@example.com") is None
     assert store.live_scan() == ([], {})
     # a new write lives again, for the full time

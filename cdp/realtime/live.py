@@ -229,13 +229,15 @@ class LiveUpdater:
 def overlay_for(store: ProfileStore, identifier: str) -> tuple[dict | None, dict | None]:
     """(document, overlay) for `kind:value`: the batch's profile and its live overlay, or only an
     overlay for someone the batch does not know yet; (None, None) when neither exists."""
-    profile_id = store.lookup(identifier)
-    if profile_id is None:
-        linked = store.live_lookup(identifier)
-        if linked and linked.startswith("profile_id:"):
-            profile_id = linked.partition(":")[2]
-        elif linked:
-            identifier = linked
+    hit = store.found(identifier)
+    if hit is not None:
+        return hit[1], hit[2]
+    profile_id = None
+    linked = store.live_lookup(identifier)
+    if linked and linked.startswith("profile_id:"):
+        profile_id = linked.partition(":")[2]
+    elif linked:
+        identifier = linked
     if profile_id is not None:
         document = store.get(profile_id)
         subject = f"profile_id:{profile_id}"
