@@ -95,7 +95,9 @@ def create_app(store: ProfileStore | None = None, tokens: dict | None = None) ->
     )
     bearer = HTTPBearer(auto_error=False)
 
-    def scopes_of(
+    # async: FastAPI runs a plain def dependency in a worker thread, and that hand-off cost more
+    # than everything else a request does
+    async def scopes_of(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> frozenset[str]:
         if credentials is None:
