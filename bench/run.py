@@ -28,7 +28,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from cdp.core.config import PRODUCTION_DBT_EXCLUDE
+from cdp.core.config import PRODUCTION_DBT_EXCLUDE, project_var
 from cdp.core.warehouse import MEMORY_LIMIT_ENV, connect_warehouse
 from cdp.demo.generate import Generator
 from cdp.identity.evaluation import evaluate
@@ -145,7 +145,7 @@ def _plain_splink_assignments(warehouse: Path) -> pd.DataFrame:
         records = con.sql("select record_key from intermediate.int_identity_records").df()
     finally:
         con.close()
-    clusters = plain_splink_clusters(candidates, threshold=0.95)
+    clusters = plain_splink_clusters(candidates, threshold=project_var("cdp_match_threshold"))
     singles = records[~records.record_key.isin(clusters.record_key)]
     singles = singles.assign(profile_id=singles.record_key)
     return pd.concat([clusters, singles], ignore_index=True)

@@ -1,6 +1,7 @@
 """Identity resolution and golden records on the default demo set, scored against ground truth."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from cdp.core.warehouse import connect_warehouse
@@ -61,6 +63,46 @@ def test_household_members_stay_apart(warehouse, landing):
     """).fetchall()[0]
     assert household_pairs >= 100  # the demo data has households
     assert merged / household_pairs < 0.03, (merged, household_pairs)
+
+
+def test_the_model_is_learned_from_the_data_and_one_bad_date_does_not_veto(warehouse):
+    """Every comparison the demo fills is in the trained model with an m EM learned (a level it
+    never saw is not left at Splink's default, nor a veto), and a record that differs from
+    another only by one digit of its birth date, a typo the demo data never makes, still links."""
+    from cdp.identity.matching import (
+        _compared_names,
+        present_columns,
+        score_pairs,
+    )
+
+    model = json.loads(
+        warehouse.execute("select model_json from intermediate.identity_match_model").fetchone()[0]
+    )
+    candidates = warehouse.sql("select * from intermediate.int_match_candidates").df()
+    compared = _compared_names(present_columns(candidates), None)
+    assert [c["output_column_name"] for c in model["comparisons"]] == compared
+    for comparison in model["comparisons"]:
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        assert levels[0]["m_probability"] is not None, comparison["output_column_name"]
+        for level in levels:
+            if level.get("m_probability") is not None:
+                weight = math.log2(level["m_probability"] / level["u_probability"])
+                assert weight > -30, (comparison["output_column_name"], level)
+
+    complete = candidates.dropna(subset=["first_name_key", "last_name_key", "birth_date"])
+    originals = complete[~complete.birth_date.str.endswith("0")].head(100)
+    assert len(originals) == 100
+    # the day's last digit one lower: a valid date one character off
+    typos = originals.assign(
+        record_key="typo:" + originals.record_key,
+        birth_date=originals.birth_date.str[:-1]
+        + (originals.birth_date.str[-1].astype(int) - 1).astype(str),
+    )
+    pairs = score_pairs(pd.concat([candidates, typos], ignore_index=True), 0.5, model=model)
+    linked = pairs[pairs.match_probability >= 0.95]
+    linked = set(zip(linked.record_key_l, linked.record_key_r, strict=True))
+    found = sum((min(k, "typo:" + k), max(k, "typo:" + k)) in linked for k in originals.record_key)
+    assert found >= 95, found
 
 
 def test_junk_and_shared_identifiers_link_nothing(warehouse):

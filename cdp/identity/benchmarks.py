@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from cdp.core.config import project_var
 from cdp.core.warehouse import Warehouse
 
 DATASETS = ("febrl1", "febrl2", "febrl3", "febrl4")
@@ -144,12 +145,14 @@ def run_pipeline(out: Path, extra_env: dict[str, str] | None = None) -> int:
         ).returncode
 
 
-def score(con: Warehouse, out: Path, threshold: float = 0.9) -> dict:
-    """The pipeline's profiles and a plain Splink clustering of the same candidates, scored
-    against the data set's ground truth; `con` is the benchmark's warehouse
-    (`environment(out)["CDP_WAREHOUSE"]`)."""
+def score(con: Warehouse, out: Path, threshold: float | None = None) -> dict:
+    """The pipeline's profiles and a plain Splink clustering of the same candidates (at the
+    pipeline's link threshold unless given), scored against the data set's ground truth; `con`
+    is the benchmark's warehouse (`environment(out)["CDP_WAREHOUSE"]`)."""
     from cdp.identity.evaluation import evaluate
     from cdp.identity.matching import plain_splink_clusters
+
+    threshold = project_var("cdp_match_threshold") if threshold is None else threshold
 
     env = environment(out)
     candidates = con.execute("select * from intermediate.int_match_candidates").df()

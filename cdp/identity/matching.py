@@ -86,6 +86,9 @@ def _spelled_name_comparison():
     nothing = " or ".join(
         "(" + " and ".join(f"{c} is null" for c in columns) + ")" for columns in spellings.values()
     )
+    # A side with neither name. Not one that lacks only the family name (a review signed
+    # "Tracy"): there the given name agreed already, and the spelling counted it again; at 1M
+    # source records such pairs made 306 of 1,245 wrong links.
     nameless = " or ".join(
         "(" + " and ".join(f"{k}_{side} is null" for k in NAME_KEYS) + ")" for side in ("l", "r")
     )
@@ -400,11 +403,11 @@ def trained_model(
                         rules, recall=PRIOR_RECALL
                     )
                 )
-        model = _expectation_maximisation(con, linker, present, overrides, len(candidates))
+        model = _expectation_maximisation(con, linker, frame, present, overrides, len(candidates))
         # Once more with u counted among the random pairs that are not matches.
         model = _u_among_non_matches(con, frame, model)
         model = _expectation_maximisation(
-            con, _linker(con, frame, model), present, overrides, len(candidates)
+            con, _linker(con, frame, model), frame, present, overrides, len(candidates)
         )
         model = _given_the_family_name(model)
         if "probability_two_random_records_match" not in overrides:
@@ -444,28 +447,67 @@ def _given_the_family_name(model: dict) -> dict:
     return model
 
 
-def _expectation_maximisation(con, linker, present, overrides: dict, records: int) -> dict:
+def _m_at_least(model: dict, floor: float) -> dict:
+    """Every trained level's m at least `floor` (about one match in the records trained on),
+    the levels of a comparison renormalised: EM gives m = 0 to a level it never saw among
+    matches (a birth date one digit off, in data without such typos), a veto of hundreds of
+    bits that would keep every true pair with that typo apart on data that has them."""
+    for comparison in model["comparisons"]:
+        levels = [
+            lv
+            for lv in comparison["comparison_levels"]
+            if not lv.get("is_null_level") and isinstance(lv.get("m_probability"), float | int)
+        ]
+        total = sum(max(lv["m_probability"], floor) for lv in levels)
+        for level in levels:
+            level["m_probability"] = max(level["m_probability"], floor) / total
+    return model
+
+
+def _seen_agreeing(session) -> set[str]:
+    """The comparisons whose agreement level (the first that is not null) an EM session saw: a
+    level no pair reached keeps Splink's default m, which estimates nothing (the whole name
+    spelled by an email never agrees among pairs blocked on a birth date)."""
+    from splink.internals.constants import LEVEL_NOT_OBSERVED_TEXT
+
+    return {
+        comparison.output_column_name
+        for comparison in session.core_model_settings.comparisons
+        if comparison._comparison_levels_excluding_null[0]._m_probability
+        not in (None, LEVEL_NOT_OBSERVED_TEXT)
+    }
+
+
+def _expectation_maximisation(con, linker, frame, present, overrides: dict, records: int) -> dict:
     """m by EM sessions over the filled keys (u held), then the prior at its fixed point."""
     from splink import block_on
 
-    # A session trains every comparison but those over the keys it blocks on.
-    compared = set(_compared_names(present, overrides))
-    untrained = set(compared)
+    # A session trains every comparison but those over the keys it blocks on, and of those
+    # only the ones its pairs show: sessions go on until every comparison was seen agreeing.
+    untrained = set(_compared_names(present, overrides))
     for block in _EM_BLOCKS:
         blocked = _trained_by_blocking_on(block)
         if not set(block) <= set(present) or not (untrained - blocked):
             continue
+        # A session that fails (an m underflowing float64) can leave the linker without the
+        # comparisons it set aside: the next one starts from the model as it was.
+        before = linker.misc.save_model_to_json()
         session = _try(
-            lambda block=block: linker.training.estimate_parameters_using_expectation_maximisation(
-                block_on(*block), estimate_without_term_frequencies=True
+            lambda block=block, linker=linker: (
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    block_on(*block), estimate_without_term_frequencies=True
+                )
             )
         )
-        if session is not None:
-            untrained -= compared - blocked
+        if session is None:
+            linker = _linker(con, frame, before)
+        else:
+            untrained -= _seen_agreeing(session) - blocked
         if not untrained:
             break
-    model = linker.misc.save_model_to_json()
+    model = _m_at_least(linker.misc.save_model_to_json(), 1 / max(records, 1))
     if "probability_two_random_records_match" not in overrides:
+        linker = _linker(con, frame, model)
         prior = _try(lambda: _prior_at_fixed_point(con, linker, records, model))
         if prior is not None:
             model["probability_two_random_records_match"] = prior

@@ -30,14 +30,12 @@ records as (
         on
             mobile_quality.identifier_kind = 'phone'
             and records.mobile_phone = mobile_quality.identifier_value
+    -- every source: a web identify with a name and an email is a record like a sign-up
     where
-        records.source <> 'web'
-        and (
-            records.last_name is not null
-            or records.first_name is not null
-            or records.email is not null
-            or records.birth_date is not null
-        )
+        records.last_name is not null
+        or records.first_name is not null
+        or records.email is not null
+        or records.birth_date is not null
 
 ),
 
@@ -100,11 +98,12 @@ email_judged as (
 
     -- A local part that only spells the record's own name (anna.mueller, amueller, muellera)
     -- says nothing the names do not: namesakes share it as often as one person does, so counted
-    -- as its own evidence it merged namesakes. Digits or anything else in it stay evidence.
+    -- as its own evidence it merged namesakes. Digits or anything else in it stay evidence, and
+    -- so does the local part of a record without a whole name (null names spell nothing).
     select
         *,
         {{ regex_matches('email_local', '[a-z]+') }}
-        and email_local_letters in (
+        and coalesce(email_local_letters in (
             first_name_key || last_name_key,
             last_name_key || first_name_key,
             written_first_name_key || last_name_key,
@@ -115,7 +114,7 @@ email_judged as (
             last_name_key || substr(first_name_key, 1, 1),
             first_name_key,
             last_name_key
-        ) as email_local_spells_name
+        ), false) as email_local_spells_name
     from keyed
 
 )
