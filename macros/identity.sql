@@ -211,13 +211,13 @@ components as (
 {%- endmacro %}
 
 
-{% macro strongest_chains(seeds, steps, rounds=24) -%}
+{% macro strongest_chains(seeds, steps, rounds=24, prefix='') -%}
     {#- For every seed (seed, record_key) the strongest chain of steps (from_key, to_key,
         strength) to each record it reaches: a chain is as strong as its weakest step. Rounds of
         one join each (steps hold a record's step to itself, so what was reached stays), on
-        every engine; `rounds` bounds the chain length. Ends in CTE `chains` (seed, record_key,
-        strength). -#}
-reach_0 as (
+        every engine; `rounds` bounds the chain length. Ends in CTE `<prefix>chains` (seed,
+        record_key, strength); `prefix` names the CTEs apart for a second walk in one model. -#}
+{{ prefix }}reach_0 as (
 
     select
         seed,
@@ -228,22 +228,22 @@ reach_0 as (
 ),
 {%- for round in range(1, rounds + 1) %}
 
-reach_{{ round }} as (
+{{ prefix }}reach_{{ round }} as (
 
     select
         reach.seed,
         steps.to_key as record_key,
         max(least(reach.strength, steps.strength)) as strength
-    from reach_{{ round - 1 }} as reach
+    from {{ prefix }}reach_{{ round - 1 }} as reach
     inner join {{ steps }} as steps on reach.record_key = steps.from_key
     group by reach.seed, steps.to_key
 
 ),
 {%- endfor %}
 
-chains as (
+{{ prefix }}chains as (
 
-    select * from reach_{{ rounds }}
+    select * from {{ prefix }}reach_{{ rounds }}
 
 )
 {%- endmacro %}

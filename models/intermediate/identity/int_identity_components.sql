@@ -142,15 +142,145 @@ parts as (
 
 ),
 
+limited_values as (
+
+    select
+        record_key,
+        identifier_kind,
+        identifier_value,
+        max_per_profile,
+        priority
+    from {{ ref('int_identifiers_judged') }}
+    where can_merge and max_per_profile is not null
+
+),
+
+-- A part can still hold more values of a lower-priority kind than a profile may (two
+-- namesakes' shop accounts seeded two parts, and both their CRM contacts joined one): such a
+-- part is split once more the same way, by its highest-priority kind over the limit.
+part_over_limit as (
+
+    select
+        parts.part_key,
+        limited.identifier_kind,
+        row_number() over (
+            partition by parts.part_key
+            order by min(limited.priority), limited.identifier_kind
+        ) as kind_rank
+    from parts
+    inner join limited_values as limited on parts.record_key = limited.record_key
+    group by parts.part_key, limited.identifier_kind
+    having count(distinct limited.identifier_value) > max(limited.max_per_profile)
+
+),
+
+resplit_records as (
+
+    select
+        parts.record_key,
+        parts.part_key,
+        part_over_limit.identifier_kind as split_kind
+    from parts
+    inner join part_over_limit on parts.part_key = part_over_limit.part_key
+    where part_over_limit.kind_rank = 1
+
+),
+
+reseeds as (
+
+    select distinct
+        resplit_records.record_key,
+        limited.identifier_value as seed
+    from resplit_records
+    inner join limited_values as limited
+        on
+            resplit_records.record_key = limited.record_key
+            and resplit_records.split_kind = limited.identifier_kind
+
+),
+
+both_ways as (
+
+    -- the first walk's steps in both directions (it took none into its own seeds)
+    select
+        from_key,
+        to_key,
+        strength
+    from steps
+    union all
+    select
+        to_key as from_key,
+        from_key as to_key,
+        strength
+    from steps
+
+),
+
+resteps as (
+
+    -- inside one part, never into a seed's record of this walk but each record to itself
+    select
+        both_ways.from_key,
+        both_ways.to_key,
+        max(both_ways.strength) as strength
+    from both_ways
+    inner join resplit_records as from_records on both_ways.from_key = from_records.record_key
+    inner join resplit_records as to_records
+        on
+            both_ways.to_key = to_records.record_key
+            and from_records.part_key = to_records.part_key
+    where
+        both_ways.from_key = both_ways.to_key
+        or both_ways.to_key not in (select reseeds.record_key from reseeds)
+    group by both_ways.from_key, both_ways.to_key
+
+),
+
+{{ strongest_chains('reseeds', 'resteps', prefix='re') }},
+
+renearest_seed as (
+
+    select
+        record_key,
+        seed
+    from (
+        select
+            record_key,
+            seed,
+            row_number() over (
+                partition by record_key order by strength desc, seed asc
+            ) as seed_rank
+        from rechains
+    ) as ranked
+    where seed_rank = 1
+
+),
+
+reparts as (
+
+    select
+        resplit_records.record_key,
+        min(resplit_records.record_key) over (
+            partition by
+                resplit_records.part_key,
+                renearest_seed.seed is null,
+                coalesce(renearest_seed.seed, resplit_records.record_key)
+        ) as part_key
+    from resplit_records
+    left join renearest_seed on resplit_records.record_key = renearest_seed.record_key
+
+),
+
 guarded as (
 
     select
         components.record_key,
         components.component_key as linked_component_key,
-        coalesce(parts.part_key, components.component_key) as component_key,
+        coalesce(reparts.part_key, parts.part_key, components.component_key) as component_key,
         components.graph_fingerprint
     from components
     left join parts on components.record_key = parts.record_key
+    left join reparts on components.record_key = reparts.record_key
 
 )
 
