@@ -247,3 +247,79 @@ components as (
 
 )
 {%- endmacro %}
+
+
+{% macro limited_merge_values() -%}
+    {#- The values of merge-key kinds a profile may hold a limited number of (max_per_profile),
+        with the kind's limit and priority: what the guard counts. -#}
+    select
+        record_key,
+        identifier_kind,
+        identifier_value,
+        max_per_profile,
+        priority
+    from {{ ref('int_identifiers_judged') }}
+    where can_merge and max_per_profile is not null
+{%- endmacro %}
+
+
+{% macro kinds_over_limit(members, group_key, limited_values) -%}
+    {#- Per group of `members` (record_key, `group_key`), each merge-key kind whose distinct values
+        are more than a profile may hold, ranked by priority (kind_rank 1 is split first). -#}
+    select
+        members.{{ group_key }},
+        limited.identifier_kind,
+        row_number() over (
+            partition by members.{{ group_key }}
+            order by min(limited.priority), limited.identifier_kind
+        ) as kind_rank
+    from {{ members }} as members
+    inner join {{ limited_values }} as limited on members.record_key = limited.record_key
+    group by members.{{ group_key }}, limited.identifier_kind
+    having count(distinct limited.identifier_value) > max(limited.max_per_profile)
+{%- endmacro %}
+
+
+{% macro parts_by_nearest_seed(records, chains, group_key) -%}
+    {#- Splits each group of `records` (record_key, `group_key`) into parts: a record joins the
+        seed whose chain to it is strongest (`chains` from strongest_chains; ties to the lowest
+        seed); a record no seed reaches stands alone. A part is named by its lowest record_key. -#}
+    select
+        records.record_key,
+        min(records.record_key) over (
+            partition by
+                records.{{ group_key }},
+                nearest.seed is null,
+                coalesce(nearest.seed, records.record_key)
+        ) as part_key
+    from {{ records }} as records
+    left join (
+        select
+            ranked.record_key,
+            ranked.seed
+        from (
+            select
+                record_key,
+                seed,
+                row_number() over (
+                    partition by record_key order by strength desc, seed asc
+                ) as seed_rank
+            from {{ chains }}
+        ) as ranked
+        where ranked.seed_rank = 1
+    ) as nearest on records.record_key = nearest.record_key
+{%- endmacro %}
+
+
+{% macro seeds_of_split_kind(records, limited_values) -%}
+    {#- Each value of the kind a group is split by (`records`: record_key, split_kind) seeds one
+        part: (record_key, seed) for every record holding such a value. -#}
+    select distinct
+        records.record_key,
+        limited.identifier_value as seed
+    from {{ records }} as records
+    inner join {{ limited_values }} as limited
+        on
+            records.record_key = limited.record_key
+            and records.split_kind = limited.identifier_kind
+{%- endmacro %}

@@ -108,50 +108,15 @@ steps as (
 
 {{ strongest_chains('seeds', 'steps') }},
 
-nearest_seed as (
-
-    select
-        record_key,
-        seed
-    from (
-        select
-            record_key,
-            seed,
-            row_number() over (
-                partition by record_key order by strength desc, seed asc
-            ) as seed_rank
-        from chains
-    ) as ranked
-    where seed_rank = 1
-
-),
-
 parts as (
 
-    -- a record no seed reaches stands alone
-    select
-        split_records.record_key,
-        min(split_records.record_key) over (
-            partition by
-                split_records.component_key,
-                nearest_seed.seed is null,
-                coalesce(nearest_seed.seed, split_records.record_key)
-        ) as part_key
-    from split_records
-    left join nearest_seed on split_records.record_key = nearest_seed.record_key
+    {{ parts_by_nearest_seed('split_records', 'chains', 'component_key') }}
 
 ),
 
 limited_values as (
 
-    select
-        record_key,
-        identifier_kind,
-        identifier_value,
-        max_per_profile,
-        priority
-    from {{ ref('int_identifiers_judged') }}
-    where can_merge and max_per_profile is not null
+    {{ limited_merge_values() }}
 
 ),
 
@@ -160,17 +125,7 @@ limited_values as (
 -- part is split once more the same way, by its highest-priority kind over the limit.
 part_over_limit as (
 
-    select
-        parts.part_key,
-        limited.identifier_kind,
-        row_number() over (
-            partition by parts.part_key
-            order by min(limited.priority), limited.identifier_kind
-        ) as kind_rank
-    from parts
-    inner join limited_values as limited on parts.record_key = limited.record_key
-    group by parts.part_key, limited.identifier_kind
-    having count(distinct limited.identifier_value) > max(limited.max_per_profile)
+    {{ kinds_over_limit('parts', 'part_key', 'limited_values') }}
 
 ),
 
@@ -188,14 +143,7 @@ resplit_records as (
 
 reseeds as (
 
-    select distinct
-        resplit_records.record_key,
-        limited.identifier_value as seed
-    from resplit_records
-    inner join limited_values as limited
-        on
-            resplit_records.record_key = limited.record_key
-            and resplit_records.split_kind = limited.identifier_kind
+    {{ seeds_of_split_kind('resplit_records', 'limited_values') }}
 
 ),
 
@@ -238,36 +186,9 @@ resteps as (
 
 {{ strongest_chains('reseeds', 'resteps', prefix='re') }},
 
-renearest_seed as (
-
-    select
-        record_key,
-        seed
-    from (
-        select
-            record_key,
-            seed,
-            row_number() over (
-                partition by record_key order by strength desc, seed asc
-            ) as seed_rank
-        from rechains
-    ) as ranked
-    where seed_rank = 1
-
-),
-
 reparts as (
 
-    select
-        resplit_records.record_key,
-        min(resplit_records.record_key) over (
-            partition by
-                resplit_records.part_key,
-                renearest_seed.seed is null,
-                coalesce(renearest_seed.seed, resplit_records.record_key)
-        ) as part_key
-    from resplit_records
-    left join renearest_seed on resplit_records.record_key = renearest_seed.record_key
+    {{ parts_by_nearest_seed('resplit_records', 'rechains', 'part_key') }}
 
 ),
 

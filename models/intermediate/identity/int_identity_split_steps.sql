@@ -48,15 +48,7 @@ edges as (
 
 limited_values as (
 
-    -- values of merge-key kinds a profile may hold a limited number of
-    select
-        record_key,
-        identifier_kind,
-        identifier_value,
-        max_per_profile,
-        priority
-    from {{ ref('int_identifiers_judged') }}
-    where can_merge and max_per_profile is not null
+    {{ limited_merge_values() }}
 
 ),
 
@@ -70,20 +62,19 @@ decided_components as (
 
 ),
 
-over_limit as (
+undecided as (
 
     select
-        linked.component_key,
-        limited.identifier_kind,
-        row_number() over (
-            partition by linked.component_key
-            order by min(limited.priority), limited.identifier_kind
-        ) as kind_rank
+        record_key,
+        component_key
     from linked
-    inner join limited_values as limited on linked.record_key = limited.record_key
-    where linked.component_key not in (select d.component_key from decided_components as d)
-    group by linked.component_key, limited.identifier_kind
-    having count(distinct limited.identifier_value) > max(limited.max_per_profile)
+    where component_key not in (select d.component_key from decided_components as d)
+
+),
+
+over_limit as (
+
+    {{ kinds_over_limit('undecided', 'component_key', 'limited_values') }}
 
 ),
 
@@ -102,14 +93,7 @@ split_records as (
 seeds as (
 
     -- each value of the highest-priority kind over its limit seeds one part
-    select distinct
-        split_records.record_key,
-        limited.identifier_value as seed
-    from split_records
-    inner join limited_values as limited
-        on
-            split_records.record_key = limited.record_key
-            and split_records.split_kind = limited.identifier_kind
+    {{ seeds_of_split_kind('split_records', 'limited_values') }}
 
 ),
 
