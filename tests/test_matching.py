@@ -4,6 +4,9 @@ only names and birth dates (no postcode, no email, no address) trains and links.
 import csv
 import re
 
+import duckdb
+import pytest
+
 import pandas as pd
 
 from cdp.identity.benchmarks import _febrl_folder
@@ -14,6 +17,7 @@ from cdp.identity.matching import (
     _settings,
     _with_phones,
     present_columns,
+    score_incrementally,
     score_pairs,
     trained_model,
 )
@@ -144,3 +148,24 @@ def _exact_birth_date_u(model: dict) -> float:
     birth_date = next(c for c in model["comparisons"] if c["output_column_name"] == "birth_date")
     exact = next(lv for lv in birth_date["comparison_levels"] if not lv.get("is_null_level"))
     return exact["u_probability"]
+
+
+@pytest.mark.parametrize("records", [0, 2, 3, 60])
+def test_a_source_with_few_or_no_candidates_gives_typed_matches(records, tmp_path):
+    """No candidates, or too few for training to estimate anything (the prior came out as 1:
+    a math domain error in Splink), still give the matches table its types: untyped empty
+    columns broke int_identity_edges' contract and stopped the build."""
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.register("candidates", _febrl1_names_and_dates().sort_values("record_key").head(records))
+    matches = score_incrementally(
+        con,
+        schema="intermediate",
+        this="intermediate.int_identity_matches",
+        candidates=con.table("candidates"),
+        floor=0.5,
+    )
+    assert [str(t) for t in matches.types] == [
+        "VARCHAR", "VARCHAR", "DOUBLE", "DOUBLE", "VARCHAR", "VARCHAR"
+    ]  # fmt: skip
+    if records == 60:  # sorted by key: 30 originals, each beside its duplicate
+        assert matches.aggregate("count(*)").fetchall()[0][0] >= 15

@@ -30,6 +30,15 @@ PAIR_COLUMNS = [
     "agreed_fields",
     "disagreed_fields",
 ]
+_PAIR_TYPES = {"match_probability": "float64", "match_weight": "float64"}
+
+
+def no_pairs() -> pd.DataFrame:
+    """No pairs, typed: untyped empty columns reach the warehouse as NULL-typed columns, which
+    break the contracts downstream (a source with no candidates, or none alike)."""
+    return pd.DataFrame(
+        {column: pd.Series(dtype=_PAIR_TYPES.get(column, "string")) for column in PAIR_COLUMNS}
+    )
 
 
 # The comparison keys of int_match_candidates; `phones` is the array of phone and mobile.
@@ -394,10 +403,19 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return duckdb.connect(config={**duckdb_config(), "temp_directory": spill})
 
 
+# Splink takes the prior's log odds: a prior of 0 or 1 (a few records, every sure pair found)
+# is a math domain error, so it is kept inside these bounds.
+PRIOR_BOUNDS = (1e-12, 1 - 1e-6)
+
+
 def _linker(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame, settings):
     from splink import DuckDBAPI, Linker
 
     logging.getLogger("splink").setLevel(logging.WARNING)
+    prior = isinstance(settings, dict) and settings.get("probability_two_random_records_match")
+    if prior is not None and prior is not False:
+        low, high = PRIOR_BOUNDS
+        settings = {**settings, "probability_two_random_records_match": min(max(prior, low), high)}
     return Linker(
         DuckDBAPI(connection=con).register(candidates), settings, log_level=logging.WARNING
     )
@@ -668,7 +686,7 @@ def score_pairs(
     themselves; with `changed` (a boolean per candidate), score only the pairs that hold at
     least one changed record."""
     if len(candidates) < 2:
-        return pd.DataFrame(columns=PAIR_COLUMNS)
+        return no_pairs()
     model = model or trained_model(candidates)
     rules = [
         rule["blocking_rule"] if isinstance(rule, dict) else rule
@@ -691,7 +709,7 @@ def score_pairs(
     finally:
         con.close()
     if frame.empty:
-        return pd.DataFrame(columns=PAIR_COLUMNS)
+        return no_pairs()
     # A field agreed when its comparison added evidence for a match (positive weight) and
     # disagreed when it added evidence against; a field missing on either side does neither.
     weight_columns = {
