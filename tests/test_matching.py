@@ -5,9 +5,8 @@ import csv
 import re
 
 import duckdb
-import pytest
-
 import pandas as pd
+import pytest
 
 from cdp.identity.benchmarks import _febrl_folder
 from cdp.identity.matching import (
