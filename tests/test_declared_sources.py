@@ -47,8 +47,8 @@ def febrl3(tmp_path_factory):
     (members / "members.csv").write_text(
         "member_id,name,mail,newsletter,sms_ok,signed_up\n"
         "n1,Anna Berg,anna@example.org,ja,no,2025-05-01 10:00:00\n"
-        "n2,Bo Lind,bo@example.org,nein,,2025-05-02 10:00:00\n"
-        "n3,Cy Moe,cy@example.org,vielleicht,yes,2025-05-03 10:00:00\n",
+        'n2,"LIND, BO ERIK",bo@example.org,nein,,2025-05-02 10:00:00\n'
+        "n3,Cy Ann Moe,cy@example.org,vielleicht,yes,2025-05-03 10:00:00\n",
         encoding="utf-8",
     )
     code = run_pipeline(out)
@@ -116,6 +116,23 @@ def test_declared_consent_columns_become_consent_statements(febrl3):
         ("n1", "email_marketing", "sms", False, "members.sms_ok", "2025-05-01 10:00:00"),
         ("n2", "email_marketing", "email", False, "members.newsletter", "2025-05-02 10:00:00"),
         ("n3", "email_marketing", "sms", True, "members.sms_ok", "2025-05-03 10:00:00"),
+    ]
+
+
+def test_a_full_name_splits_in_either_order(febrl3):
+    """ "Given Middle Family" and "Family, Given Middle": the first given name is the one another
+    system keeps, so middle names stay out of it."""
+    out, code = febrl3
+    assert code == 0
+    with duckdb.connect(environment(out)["CDP_WAREHOUSE"], read_only=True) as con:
+        names = con.execute(
+            "select source_record_id, first_name, middle_name, last_name "
+            "from staging.stg_declared__person_records where source = 'newsletter' order by 1"
+        ).fetchall()
+    assert names == [
+        ("n1", "Anna", None, "Berg"),
+        ("n2", "Bo", "Erik", "Lind"),
+        ("n3", "Cy", "Ann", "Moe"),
     ]
 
 

@@ -466,6 +466,7 @@ def read_sources(folders: list[Path] | None = None) -> tuple[list[SourceSpec], l
     """Every declaration of the folders, and one line per file that cannot be used (it is left
     out; the others still load)."""
     found: list[SourceSpec] = []
+    declared_in: dict[str, Path] = {}
     problems: list[str] = []
     for folder in folders if folders is not None else source_folders():
         for path in sorted(Path(folder).glob("*.yml")) if Path(folder).is_dir() else []:
@@ -474,9 +475,13 @@ def read_sources(folders: list[Path] | None = None) -> tuple[list[SourceSpec], l
             except SourceError as exc:
                 problems.append(str(exc))
                 continue
-            if spec.system in {f.system for f in found}:
-                problems.append(f"{path}: system: {spec.system!r} is already declared")
+            if spec.system in declared_in:
+                problems.append(
+                    f"{path}: system: {spec.system!r} is already declared by "
+                    f"{declared_in[spec.system]}; give this system another name"
+                )
                 continue
+            declared_in[spec.system] = path
             found.append(spec)
     return found, problems
 

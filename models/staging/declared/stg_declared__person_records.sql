@@ -30,19 +30,57 @@ with_phone_country as (
 
 ),
 
+full_name_parts as (
+
+    -- "Family, Given Middle" or "Given Middle Family"
+    select
+        *,
+        case
+            when {{ dbt.position("','", 'clean_full_name') }} > 0
+                then nullif(trim(split_part(clean_full_name, ',', 2)), '')
+            else {{ first_words('clean_full_name') }}
+        end as full_name_given_names,
+        case
+            when {{ dbt.position("','", 'clean_full_name') }} > 0
+                then nullif(trim(split_part(clean_full_name, ',', 1)), '')
+            else {{ last_word('clean_full_name') }}
+        end as full_name_family
+    from with_phone_country
+
+),
+
+split_names as (
+
+    -- the first given name is the given name, the others middle names: another system that
+    -- keeps one given name compares it with the first
+    select
+        *,
+        split_part(full_name_given_names, ' ', 1) as full_name_given,
+        nullif(
+            trim(
+                substr(
+                    full_name_given_names,
+                    length(split_part(full_name_given_names, ' ', 1)) + 1
+                )
+            ),
+            ''
+        ) as full_name_middle
+    from full_name_parts
+
+),
+
 renamed as (
 
     select
         source,
         source_table,
         source_record_id,
+        coalesce({{ normalize_name('given_name') }}, full_name_given) as first_name,
         coalesce(
-            {{ normalize_name('given_name') }}, {{ first_words('clean_full_name') }}
-        ) as first_name,
-        {{ normalize_name('middle_name') }} as middle_name,
-        coalesce(
-            {{ normalize_name('family_name') }}, {{ last_word('clean_full_name') }}
-        ) as last_name,
+            {{ normalize_name('middle_name') }},
+            case when {{ normalize_name('given_name') }} is null then full_name_middle end
+        ) as middle_name,
+        coalesce({{ normalize_name('family_name') }}, full_name_family) as last_name,
         {{ normalize_email('email') }} as email,
         {{ normalize_phone('phone', 'phone_country_code') }} as phone,
         {{ normalize_phone('mobile_phone', 'phone_country_code') }} as mobile_phone,
@@ -60,7 +98,7 @@ renamed as (
         cast(coalesce(updated_at, created_at) as timestamp) as updated_at,
         is_one_record_per_person,
         loaded_at
-    from with_phone_country
+    from split_names
 
 ),
 
