@@ -73,11 +73,13 @@ bench: install  # SIZE=100k (default), 1m or 10m source records
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.identity_report
 
-# Identity on data this project did not write (FEBRL3, FEBRL4) beside plain Splink, and the
+# Identity on data this project did not write (FEBRL3, FEBRL4, US people generated apart from the
+# demo, cdp.identity.synthetic_us) beside plain Splink, and the
 # demo's scores if `make demo` ran; rendered into docs/identity.md.
 bench-identity: install
 	$(BIN)/cdp benchmark run febrl3 --json bench/results/identity_febrl3.json
 	$(BIN)/cdp benchmark run febrl4 --json bench/results/identity_febrl4.json
+	$(BIN)/cdp benchmark run us_households --json bench/results/identity_us_households.json
 	-$(BIN)/cdp eval identity --json > bench/results/identity_demo_10k.json || rm -f bench/results/identity_demo_10k.json
 	$(BIN)/python -m bench.identity_report
 

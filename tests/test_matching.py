@@ -168,3 +168,33 @@ def test_a_source_with_few_or_no_candidates_gives_typed_matches(records, tmp_pat
     ]  # fmt: skip
     if records == 60:  # sorted by key: 30 originals, each beside its duplicate
         assert matches.aggregate("count(*)").fetchall()[0][0] >= 15
+
+
+def test_the_us_data_set_is_written_the_same_way_twice_and_declared_validly(tmp_path):
+    """The independent benchmark data set (cdp.identity.synthetic_us): seeded, so a figure in
+    the docs can be reproduced; its declarations load; it holds what it is for (full names in
+    both orders, households at one address, nicknames the matcher's seed does not know)."""
+    from cdp.identity.benchmarks import write_dataset
+    from cdp.ingest.sources import read_sources
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    counts = write_dataset("us_households", first)
+    assert write_dataset("us_households", second) == counts
+    for path in ("landing/sales_crm/people/people.csv", "landing/ground_truth.csv"):
+        assert (first / path).read_bytes() == (second / path).read_bytes()
+    specs, problems = read_sources([first / "sources"])
+    assert problems == [] and sorted(s.system for s in specs) == ["sales_crm", "webstore"]
+    with (first / "landing/sales_crm/people/people.csv").open(encoding="utf-8") as fh:
+        crm = list(csv.DictReader(fh))
+    assert sum("," in r["name"] for r in crm) > len(crm) / 3
+    homes = pd.DataFrame(crm).groupby("address")["name"].nunique()
+    assert (homes >= 3).sum() > 50  # households: several people at one street line
+    from cdp.core.config import PROJECT_ROOT
+    from cdp.identity.synthetic_us import _nicknames
+
+    english = {nick for nicks in _nicknames().values() for nick in nicks}
+    seed = set(pd.read_csv(PROJECT_ROOT / "seeds" / "nicknames.csv").nickname.str.lower())
+    with (first / "landing/webstore/people/people.csv").open(encoding="utf-8") as fh:
+        given = [r["first"].lower() for r in csv.DictReader(fh)]
+    assert sum(name in english - seed for name in given) > 100
+    assert 5000 <= counts["records"] <= 7000

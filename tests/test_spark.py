@@ -59,7 +59,7 @@ def _dbt(folder: Path, *args: str) -> subprocess.CompletedProcess:
         env=_env(folder),
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=3600,  # the machine may be shared with a test run
     )
 
 

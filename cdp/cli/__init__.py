@@ -475,7 +475,7 @@ def identity_decisions_list() -> None:
 
 @benchmark_app.command("import")
 def benchmark_import(
-    name: str = typer.Argument(..., help="febrl1, febrl2, febrl3 or febrl4."),
+    name: str = typer.Argument(..., help="febrl1, febrl2, febrl3, febrl4 or us_households."),
     out: Path = typer.Option(..., "--out", help="Folder for sources/, landing/, warehouse."),
 ) -> None:
     """Write a data set as a new user would bring it: source YAML, files, ground truth."""
@@ -491,7 +491,7 @@ def benchmark_import(
 
 @benchmark_app.command("run")
 def benchmark_run(
-    name: str = typer.Argument(..., help="febrl1, febrl2, febrl3 or febrl4."),
+    name: str = typer.Argument(..., help="febrl1, febrl2, febrl3, febrl4 or us_households."),
     out: Path = typer.Option(None, "--out", help="Working folder (default: a temporary one)."),
     json_out: Path = typer.Option(None, "--json", help="Write the scores to this JSON file."),
 ) -> None:

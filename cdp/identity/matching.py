@@ -123,6 +123,23 @@ def _spelled_name_comparison():
     )
 
 
+FAMILY_LEVEL_SUFFIX = ", same family name"
+# The family names agree as the family-name comparison's two strongest levels count it: the same,
+# or one typo apart (Hardin and Hadin at one address are a household as much as two Hardins).
+SAME_FAMILY = (
+    "coalesce(last_name_key_l = last_name_key_r"
+    " or jaro_winkler_similarity(last_name_key_l, last_name_key_r) >= 0.92, false)"
+)
+# One street line (a typo allowed) with the same house number, postcode or city: what the address
+# comparison's street levels hold between them.
+SAME_STREET = (
+    "coalesce(jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9 and ("
+    "house_number_l = house_number_r or postal_code_l = postal_code_r"
+    " or city_key_l = city_key_r), false)"
+)
+HOUSEHOLD_LEVEL_SUFFIX = ", same family name and address"
+
+
 def _address_comparison():
     """Street, house number, postcode and city as one comparison: they are not independent
     (the same street implies the same postcode), and counted apart they gave a household
@@ -133,7 +150,7 @@ def _address_comparison():
     same_place = "(postal_code_l = postal_code_r or city_key_l = city_key_r)"
     # A household shares its address and its family name: where the family names agree too the
     # address is weighed given them (_given_the_family_name), not counted on top of them.
-    same_family = "coalesce(last_name_key_l = last_name_key_r, false)"
+    similar_street = "jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9"
     empty = " and ".join(f"{c}_{{side}} is null" for c in ("street_key", "postal_code", "city_key"))
     return cl.CustomComparison(
         output_column_name="address",
@@ -146,7 +163,7 @@ def _address_comparison():
             },
             {
                 "sql_condition": "street_key_l = street_key_r and house_number_l = house_number_r"
-                f" and {same_place} and {same_family}",
+                f" and {same_place} and {SAME_FAMILY}",
                 "label_for_charts": "same street, house number and postcode or city"
                 + FAMILY_LEVEL_SUFFIX,
             },
@@ -155,19 +172,27 @@ def _address_comparison():
                 f" and {same_place}",
                 "label_for_charts": "same street, house number and postcode or city",
             },
+            # a typo in one record's street: still a household's one address
             {
-                "sql_condition": "jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9"
-                " and house_number_l = house_number_r",
+                "sql_condition": f"{similar_street} and house_number_l = house_number_r"
+                f" and {SAME_FAMILY}",
+                "label_for_charts": "similar street, same house number" + FAMILY_LEVEL_SUFFIX,
+            },
+            {
+                "sql_condition": f"{similar_street} and house_number_l = house_number_r",
                 "label_for_charts": "similar street, same house number",
             },
             {
-                "sql_condition": "jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9"
-                f" and {same_place}",
+                "sql_condition": f"{similar_street} and {same_place} and {SAME_FAMILY}",
+                "label_for_charts": "similar street, same postcode or city" + FAMILY_LEVEL_SUFFIX,
+            },
+            {
+                "sql_condition": f"{similar_street} and {same_place}",
                 "label_for_charts": "similar street, same postcode or city",
             },
             {
                 "sql_condition": "postal_code_l = postal_code_r and city_key_l = city_key_r"
-                f" and {same_family}",
+                f" and {SAME_FAMILY}",
                 "label_for_charts": "same postcode and city" + FAMILY_LEVEL_SUFFIX,
             },
             {
@@ -197,7 +222,6 @@ def _phones_comparison():
     import splink.comparison_library as cl
 
     common = "array_length(list_intersect(phones_l, phones_r)) >= 1"
-    same_family = "coalesce(last_name_key_l = last_name_key_r, false)"
     return cl.CustomComparison(
         output_column_name="phones",
         comparison_description="phone and mobile",
@@ -207,8 +231,14 @@ def _phones_comparison():
                 "label_for_charts": "no phone on one side",
                 "is_null_level": True,
             },
+            # a household's landline: weighed given the family name and the address it shares
+            # too (_given_the_family_name), else it counted the household twice
             {
-                "sql_condition": f"{common} and {same_family}",
+                "sql_condition": f"{common} and {SAME_FAMILY} and {SAME_STREET}",
+                "label_for_charts": "a phone in common" + HOUSEHOLD_LEVEL_SUFFIX,
+            },
+            {
+                "sql_condition": f"{common} and {SAME_FAMILY}",
                 "label_for_charts": "a phone in common" + FAMILY_LEVEL_SUFFIX,
             },
             {"sql_condition": common, "label_for_charts": "a phone in common"},
@@ -466,31 +496,46 @@ def trained_model(
         con.close()
 
 
-FAMILY_LEVEL_SUFFIX = ", same family name"
-
-
 def _given_the_family_name(model: dict) -> dict:
     """The address and phone levels that hold the family name too weighed given the family
-    name (m and u over those of the family name's exact level), so a shared family name is not
-    counted twice: a household shares all three, and among non-matching pairs with one family
-    name the address and the landline agree far more often than among all of them."""
+    name (m and u over those of the family name's levels SAME_FAMILY holds), so a shared family
+    name is not counted twice: a household shares all three, and among non-matching pairs with
+    one family name the address and the landline agree far more often than among all of them.
+    A phone in common with both is weighed given both: a household's landline."""
     comparisons = {c["output_column_name"]: c for c in model["comparisons"]}
     if "last_name_key" not in comparisons:
         return model
-    exact = next(
-        lv
-        for lv in comparisons["last_name_key"]["comparison_levels"]
-        if not lv.get("is_null_level")
-    )
-    m_family, u_family = exact.get("m_probability"), exact.get("u_probability")
-    if not m_family or not u_family:
+    # the levels SAME_FAMILY holds: the exact one and one typo apart
+    levels = comparisons["last_name_key"]["comparison_levels"]
+    agreeing = [lv for lv in levels if not lv.get("is_null_level")][:2]
+    if not all(lv.get("m_probability") and lv.get("u_probability") for lv in agreeing):
         return model
+    m_family = sum(lv["m_probability"] for lv in agreeing)
+    u_family = sum(lv["u_probability"] for lv in agreeing)
+    # family name and street line together, as SAME_STREET and SAME_FAMILY hold them (before the
+    # address levels become conditional below)
+    household = [
+        lv
+        for lv in comparisons.get("address", {}).get("comparison_levels", [])
+        if lv["label_for_charts"].endswith(FAMILY_LEVEL_SUFFIX)
+        and lv["label_for_charts"].startswith(("same street", "similar street"))
+        and lv.get("m_probability")
+        and lv.get("u_probability")
+    ]
+    m_household = sum(lv["m_probability"] for lv in household)
+    u_household = sum(lv["u_probability"] for lv in household)
     for comparison in model["comparisons"]:
         for level in comparison["comparison_levels"]:
             m, u = level.get("m_probability"), level.get("u_probability")
-            if level["label_for_charts"].endswith(FAMILY_LEVEL_SUFFIX) and m and u:
+            label = level["label_for_charts"]
+            if not (m and u):
+                continue
+            if label.endswith(FAMILY_LEVEL_SUFFIX):
                 level["m_probability"] = min(m / m_family, 1.0)
                 level["u_probability"] = min(u / u_family, 1.0)
+            elif label.endswith(HOUSEHOLD_LEVEL_SUFFIX) and m_household and u_household:
+                level["m_probability"] = min(m / m_household, 1.0)
+                level["u_probability"] = min(u / u_household, 1.0)
     return model
 
 
