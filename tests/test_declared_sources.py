@@ -120,8 +120,8 @@ def test_declared_consent_columns_become_consent_statements(febrl3):
 
 
 def test_a_full_name_splits_in_either_order(febrl3):
-    """ "Given Middle Family" and "Family, Given Middle": the first given name is the one another
-    system keeps, so middle names stay out of it."""
+    """A full name as "Given Middle Family" or as "Family, Given Middle": the first given name is
+    the one another system keeps, so middle names stay out of it."""
     out, code = febrl3
     assert code == 0
     with duckdb.connect(environment(out)["CDP_WAREHOUSE"], read_only=True) as con:
