@@ -7,7 +7,8 @@
 
 -- Guards that decide: a linked component (int_linked_components) holding more values of a
 -- merge-key kind than a profile may (identifier rules' max_per_profile, e.g. two CRM contact
--- ids) is split, see `guarded`. Components within the limits pass unchanged.
+-- ids) is split into the parts int_identity_split_parts found, and a part still over a limit
+-- once more here, see `guarded`. Components within the limits pass unchanged.
 -- Incremental runs guard only the linked components holding a record that is new, or whose
 -- fingerprint or linked component changed (a changed membership changes the fingerprint of a
 -- record at the changed link). A model of its own so that Spark plans the chains of the split
@@ -67,50 +68,27 @@ components as (
 
 ),
 
-split as (
-
-    select steps.*
-    from {{ ref('int_identity_split_steps') }} as steps
-    inner join walked_components on steps.component_key = walked_components.component_key
-
-),
-
-split_records as (
+-- the first walk's parts
+parts as (
 
     select
-        from_key as record_key,
-        component_key
-    from split
-    where step_type = 'record'
-
-),
-
-seeds as (
-
-    select
-        from_key as record_key,
-        seed
-    from split
-    where step_type = 'seed'
+        split_parts.record_key,
+        split_parts.part_key
+    from {{ ref('int_identity_split_parts') }} as split_parts
+    inner join walked_components
+        on split_parts.component_key = walked_components.component_key
 
 ),
 
 steps as (
 
     select
-        from_key,
-        to_key,
-        strength
-    from split
-    where step_type = 'step'
-
-),
-
-{{ strongest_chains('seeds', 'steps') }},
-
-parts as (
-
-    {{ parts_by_nearest_seed('split_records', 'chains', 'component_key') }}
+        split.from_key,
+        split.to_key,
+        split.strength
+    from {{ ref('int_identity_split_steps') }} as split
+    inner join walked_components on split.component_key = walked_components.component_key
+    where split.step_type = 'step'
 
 ),
 
