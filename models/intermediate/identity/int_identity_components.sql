@@ -8,7 +8,8 @@
 -- Guards that decide: a linked component (int_linked_components) holding more values of a
 -- merge-key kind than a profile may (identifier rules' max_per_profile, e.g. two CRM contact
 -- ids) is split into the parts int_identity_split_parts found, and a part still over a limit
--- once more here, see `guarded`. Components within the limits pass unchanged.
+-- once more here (int_identity_resplit_steps), see `guarded`. Components within the limits
+-- pass unchanged.
 -- Incremental runs guard only the linked components holding a record that is new, or whose
 -- fingerprint or linked component changed (a changed membership changes the fingerprint of a
 -- record at the changed link). A model of its own so that Spark plans the chains of the split
@@ -80,85 +81,45 @@ parts as (
 
 ),
 
-steps as (
+-- the parts that still hold more values of a kind than a profile may (two namesakes' shop
+-- accounts seeded two parts, and both their CRM contacts joined one) are split once more the
+-- same way, by their highest-priority kind over the limit
+resplit as (
 
-    select
-        split.from_key,
-        split.to_key,
-        split.strength
-    from {{ ref('int_identity_split_steps') }} as split
-    inner join walked_components on split.component_key = walked_components.component_key
-    where split.step_type = 'step'
-
-),
-
-limited_values as (
-
-    {{ limited_merge_values() }}
-
-),
-
--- A part can still hold more values of a lower-priority kind than a profile may (two
--- namesakes' shop accounts seeded two parts, and both their CRM contacts joined one): such a
--- part is split once more the same way, by its highest-priority kind over the limit.
-part_over_limit as (
-
-    {{ kinds_over_limit('parts', 'part_key', 'limited_values') }}
+    select resplit.*
+    from {{ ref('int_identity_resplit_steps') }} as resplit
+    inner join walked_components on resplit.component_key = walked_components.component_key
 
 ),
 
 resplit_records as (
 
     select
-        parts.record_key,
-        parts.part_key,
-        part_over_limit.identifier_kind as split_kind
-    from parts
-    inner join part_over_limit on parts.part_key = part_over_limit.part_key
-    where part_over_limit.kind_rank = 1
+        from_key as record_key,
+        part_key
+    from resplit
+    where step_type = 'record'
 
 ),
 
 reseeds as (
 
-    {{ seeds_of_split_kind('resplit_records', 'limited_values') }}
-
-),
-
-both_ways as (
-
-    -- the first walk's steps in both directions (it took none into its own seeds)
     select
-        from_key,
-        to_key,
-        strength
-    from steps
-    union all
-    select
-        to_key as from_key,
-        from_key as to_key,
-        strength
-    from steps
+        from_key as record_key,
+        seed
+    from resplit
+    where step_type = 'seed'
 
 ),
 
 resteps as (
 
-    -- inside one part, never into a seed's record of this walk but each record to itself
     select
-        both_ways.from_key,
-        both_ways.to_key,
-        max(both_ways.strength) as strength
-    from both_ways
-    inner join resplit_records as from_records on both_ways.from_key = from_records.record_key
-    inner join resplit_records as to_records
-        on
-            both_ways.to_key = to_records.record_key
-            and from_records.part_key = to_records.part_key
-    where
-        both_ways.from_key = both_ways.to_key
-        or both_ways.to_key not in (select reseeds.record_key from reseeds)
-    group by both_ways.from_key, both_ways.to_key
+        from_key,
+        to_key,
+        strength
+    from resplit
+    where step_type = 'step'
 
 ),
 
