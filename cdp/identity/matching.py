@@ -123,19 +123,21 @@ def _spelled_name_comparison():
     )
 
 
+# Jaro-Winkler levels of the name comparisons: the first is "one typo apart".
+NAME_SIMILARITY_LEVELS = [0.92, 0.8]
 FAMILY_LEVEL_SUFFIX = ", same family name"
 # The family names agree as the family-name comparison's two strongest levels count it: the same,
 # or one typo apart (Hardin and Hadin at one address are a household as much as two Hardins).
 SAME_FAMILY = (
-    "coalesce(last_name_key_l = last_name_key_r"
-    " or jaro_winkler_similarity(last_name_key_l, last_name_key_r) >= 0.92, false)"
+    "coalesce(last_name_key_l = last_name_key_r or jaro_winkler_similarity(last_name_key_l, "
+    f"last_name_key_r) >= {NAME_SIMILARITY_LEVELS[0]}, false)"
 )
+SIMILAR_STREET = "jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9"
 # One street line (a typo allowed) with the same house number, postcode or city: what the address
 # comparison's street levels hold between them.
 SAME_STREET = (
-    "coalesce(jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9 and ("
-    "house_number_l = house_number_r or postal_code_l = postal_code_r"
-    " or city_key_l = city_key_r), false)"
+    f"coalesce({SIMILAR_STREET} and (house_number_l = house_number_r"
+    " or postal_code_l = postal_code_r or city_key_l = city_key_r), false)"
 )
 HOUSEHOLD_LEVEL_SUFFIX = ", same family name and address"
 
@@ -150,7 +152,6 @@ def _address_comparison():
     same_place = "(postal_code_l = postal_code_r or city_key_l = city_key_r)"
     # A household shares its address and its family name: where the family names agree too the
     # address is weighed given them (_given_the_family_name), not counted on top of them.
-    similar_street = "jaro_winkler_similarity(street_key_l, street_key_r) >= 0.9"
     empty = " and ".join(f"{c}_{{side}} is null" for c in ("street_key", "postal_code", "city_key"))
     return cl.CustomComparison(
         output_column_name="address",
@@ -174,20 +175,20 @@ def _address_comparison():
             },
             # a typo in one record's street: still a household's one address
             {
-                "sql_condition": f"{similar_street} and house_number_l = house_number_r"
+                "sql_condition": f"{SIMILAR_STREET} and house_number_l = house_number_r"
                 f" and {SAME_FAMILY}",
                 "label_for_charts": "similar street, same house number" + FAMILY_LEVEL_SUFFIX,
             },
             {
-                "sql_condition": f"{similar_street} and house_number_l = house_number_r",
+                "sql_condition": f"{SIMILAR_STREET} and house_number_l = house_number_r",
                 "label_for_charts": "similar street, same house number",
             },
             {
-                "sql_condition": f"{similar_street} and {same_place} and {SAME_FAMILY}",
+                "sql_condition": f"{SIMILAR_STREET} and {same_place} and {SAME_FAMILY}",
                 "label_for_charts": "similar street, same postcode or city" + FAMILY_LEVEL_SUFFIX,
             },
             {
-                "sql_condition": f"{similar_street} and {same_place}",
+                "sql_condition": f"{SIMILAR_STREET} and {same_place}",
                 "label_for_charts": "similar street, same postcode or city",
             },
             {
@@ -254,7 +255,7 @@ def _comparison(column: str):
     import splink.comparison_library as cl
 
     if column in ("first_name_key", "last_name_key"):
-        return cl.NameComparison(column, jaro_winkler_thresholds=[0.92, 0.8]).configure(
+        return cl.NameComparison(column, jaro_winkler_thresholds=NAME_SIMILARITY_LEVELS).configure(
             term_frequency_adjustments=True
         )
     if column == "birth_date":
