@@ -71,29 +71,34 @@ ui: install
 
 bench: install  # SIZE=100k (default), 1m or 10m source records
 	$(BIN)/python -m bench.run
-	$(BIN)/python -m bench.identity_report
+	$(BIN)/python -m bench.report
 
-# Identity on data this project did not write (FEBRL3, FEBRL4, US people generated apart from the
-# demo, cdp.identity.synthetic_us) beside plain Splink, and the
-# demo's scores if `make demo` ran; rendered into docs/identity.md.
+# Identity on data this project did not write (FEBRL1-4, US people generated apart from the demo,
+# cdp.identity.synthetic_us) beside plain Splink, and the demo's scores if `make demo` ran;
+# every bench target writes bench/results/*.json and renders the docs from them (bench.report).
 bench-identity: install
+	$(BIN)/cdp benchmark run febrl1 --json bench/results/identity_febrl1.json
+	$(BIN)/cdp benchmark run febrl2 --json bench/results/identity_febrl2.json
 	$(BIN)/cdp benchmark run febrl3 --json bench/results/identity_febrl3.json
 	$(BIN)/cdp benchmark run febrl4 --json bench/results/identity_febrl4.json
 	$(BIN)/cdp benchmark run us_households --json bench/results/identity_us_households.json
 	-$(BIN)/cdp eval identity --json > bench/results/identity_demo_10k.json || rm -f bench/results/identity_demo_10k.json
-	$(BIN)/python -m bench.identity_report
+	$(BIN)/python -m bench.report --stamp bench/results/identity_*.json
 
 # The event collector under load through /v1/batch (CLIENTS, BATCH, SECONDS); bench/results.
 bench-collector: install
 	$(BIN)/python -m bench.collector
+	$(BIN)/python -m bench.report
 
 # The profile API under concurrent reads (embedded store; CDP_BENCH_REDIS_URL for Redis).
 bench-api: install
 	$(BIN)/python -m bench.profile_api
+	$(BIN)/python -m bench.report
 
 # Delivery to the HubSpot emulator, quota lifted (RECORDS=50000, CONCURRENCY=1,4,8).
 bench-sync: install
 	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf target logs warehouse data .dagster_home

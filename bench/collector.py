@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from bench.report import save
 from cdp.core.local_servers import free_port, wait_until_up
 from cdp.core.warehouse import connect_warehouse
 from cdp.ingest.load import load_table
@@ -30,7 +31,6 @@ from cdp.ingest.sources import TABLES_BY_KEY
 from cdp.realtime.collector.app import web_events_landing
 from cdp.realtime.store import open_store
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = int(os.environ.get("CLIENTS", "4"))
 LOAD_EVERY = float(os.environ.get("LOAD_EVERY", "30"))
 TOKEN = "bench-token"
@@ -203,11 +203,8 @@ def main() -> None:
         "probes_loaded": len(to_warehouse),
         "cores": os.cpu_count(),
     }
-    out = ROOT / "bench" / "results" / "collector.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save("collector", result)
     print(json.dumps(result, indent=2))
-    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Profile API benchmark (not part of `make test`): `cdp serve api` over a store of PROFILES
 synthetic documents (Redis at CDP_BENCH_REDIS_URL, else the embedded file), read by concurrent
 clients in separate processes for SECONDS; requests per second and latency percentiles. Writes
-bench/results/profile_api_<store>.json.
+bench/results/profile_api_<store>_<server processes>p.json.
 
     make bench-api                  # embedded store (WORKERS=2: two server processes)
     CDP_BENCH_REDIS_URL=redis://127.0.0.1:6379/14 make bench-api
@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.report import save
 from cdp.core.local_servers import free_port, wait_until_up
 from cdp.realtime.store import open_store
 
-ROOT = Path(__file__).resolve().parent.parent
 PROFILES = int(os.environ.get("PROFILES", "100000"))
 PROCESSES = int(os.environ.get("PROCESSES", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "8"))  # per client process
@@ -147,9 +147,7 @@ def main() -> None:
         "server_workers": WORKERS,
         "note": "clients and server share the machine's cores",
     }
-    out = ROOT / "bench" / "results" / f"profile_api_{kind}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save(f"profile_api_{kind}_{WORKERS}p", result)
     print(json.dumps(result, indent=2))
 
 

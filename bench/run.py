@@ -28,6 +28,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from bench.report import save
 from cdp.core.config import PRODUCTION_DBT_EXCLUDE, project_var
 from cdp.core.warehouse import MEMORY_LIMIT_ENV, connect_warehouse
 from cdp.demo.generate import Generator
@@ -316,28 +317,23 @@ def main() -> None:
         f"first sync {first.added:,} records in {first.calls} calls; "
         f"unchanged re-sync {again.calls} calls; 1M-profile diff: {diff_1m}"
     )
-    out = ROOT / "bench" / "results" / f"pipeline_{size}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "people": people,
-                "source_rows": rows,
-                "cpus": os.cpu_count(),
-                "stages": bench.rows,
-                "identity": score.as_dict(),
-                "plain_splink": plain_score.as_dict(),
-                "first_sync_calls": first.calls,
-                "sync_concurrency": SYNC_CONCURRENCY,
-                "duckdb_memory_limit": os.environ[MEMORY_LIMIT_ENV],
-                "unchanged_resync_calls": again.calls,
-                "dbt_builds": builds,
-                "diff_1m_profiles": diff_1m,
-            },
-            indent=2,
-        )
+    save(
+        f"pipeline_{size}",
+        {
+            "people": people,
+            "source_rows": rows,
+            "cpus": os.cpu_count(),
+            "stages": bench.rows,
+            "identity": score.as_dict(),
+            "plain_splink": plain_score.as_dict(),
+            "first_sync_calls": first.calls,
+            "sync_concurrency": SYNC_CONCURRENCY,
+            "duckdb_memory_limit": os.environ[MEMORY_LIMIT_ENV],
+            "unchanged_resync_calls": again.calls,
+            "dbt_builds": builds,
+            "diff_1m_profiles": diff_1m,
+        },
     )
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ re-run. Writes bench/results/sync_hubspot.json.
     RECORDS=200000 make bench-sync
 """
 
-import json
 import os
 import tempfile
 import time
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import duckdb
 
+from bench.report import save
 from bench.run import hubspot_in_own_process
 from reverse_etl.config import load_syncs
 from reverse_etl.engine import run_sync
 
-ROOT = Path(__file__).resolve().parent.parent
 RECORDS = int(os.environ.get("RECORDS", "50000"))
 LEVELS = [int(n) for n in os.environ.get("CONCURRENCY", "1,4,8").split(",")]
 TOKEN = "bench-token"
@@ -77,10 +76,7 @@ def main() -> None:
             f"({first.added / seconds:,.0f}/s, {first.calls} calls); unchanged re-run "
             f"{unchanged_seconds:.2f} s, {again.calls} calls"
         )
-    out = ROOT / "bench" / "results" / "sync_hubspot.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cpus": os.cpu_count(), "runs": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    save("sync_hubspot", {"cpus": os.cpu_count(), "records": RECORDS, "runs": rows})
 
 
 if __name__ == "__main__":
