@@ -327,6 +327,8 @@ def main() -> None:
             "identity": score.as_dict(),
             "plain_splink": plain_score.as_dict(),
             "first_sync_calls": first.calls,
+            "first_sync_confirmed": first.added,
+            "first_sync_failed": first.failed,
             "sync_concurrency": SYNC_CONCURRENCY,
             "duckdb_memory_limit": os.environ[MEMORY_LIMIT_ENV],
             "unchanged_resync_calls": again.calls,
