@@ -198,3 +198,27 @@ def test_the_us_data_set_is_written_the_same_way_twice_and_declared_validly(tmp_
         given = [r["first"].lower() for r in csv.DictReader(fh)]
     assert sum(name in english - seed for name in given) > 100
     assert 5000 <= counts["records"] <= 7000
+
+
+def test_names_that_sound_alike_count_for_a_match():
+    """Catherine and Kathryn are far apart for Jaro-Winkler (0.76) and the same for Metaphone:
+    the phonetic level counts for a match, with a weight EM learned from FEBRL1's corrupted
+    names; a name that neither looks nor sounds alike counts against."""
+    frame = _febrl1_names_and_dates()
+    model = trained_model(frame)
+    probe = frame.iloc[:3].copy()
+    probe["record_key"] = ["probe-a", "probe-b", "probe-c"]
+    probe["first_name_key"] = ["catherine", "kathryn", "margaret"]
+    probe["last_name_key"] = "oyelaran"
+    probe["birth_date"] = "1931-07-17"
+    both = pd.concat([frame, probe], ignore_index=True)
+    pairs = score_pairs(
+        both, floor=0.0, model=model, changed=both.record_key.str.startswith("probe")
+    )
+    by_pair = {(row.record_key_l, row.record_key_r): row for row in pairs.itertuples()}
+
+    sounds_alike = by_pair[("probe-a", "probe-b")]
+    different = by_pair[("probe-a", "probe-c")]
+    assert "first_name" in sounds_alike.agreed_fields.split(",")
+    assert "first_name" in different.disagreed_fields.split(",")
+    assert sounds_alike.match_probability > different.match_probability

@@ -255,9 +255,11 @@ def _comparison(column: str):
     import splink.comparison_library as cl
 
     if column in ("first_name_key", "last_name_key"):
-        return cl.NameComparison(column, jaro_winkler_thresholds=NAME_SIMILARITY_LEVELS).configure(
-            term_frequency_adjustments=True
-        )
+        return cl.NameComparison(
+            column,
+            jaro_winkler_thresholds=NAME_SIMILARITY_LEVELS,
+            dmeta_col_name=_phonetic(column),
+        ).configure(term_frequency_adjustments=True)
     if column == "birth_date":
         # exact, one character off (typo, swapped digits), within a month, a year, else
         return cl.DateOfBirthComparison(
@@ -412,12 +414,29 @@ def _settings(present: tuple[str, ...], overrides: dict | None = None):
     )
 
 
+def _phonetic(column: str) -> str:
+    return f"{column}_sounds"
+
+
+def _sounds(names: pd.Series) -> pd.Series:
+    """Each name's Metaphone code as a one-value array (Splink's phonetic level intersects
+    arrays): Kathryn and Catherine, Filip and Philipp, Meyer and Maier sound alike where
+    Jaro-Winkler sees different strings. Coded once per distinct name."""
+    import jellyfish
+
+    codes = {name: [jellyfish.metaphone(name)] for name in names.dropna().unique() if name}
+    return pd.Series([codes.get(name) for name in names], index=names.index, dtype=object)
+
+
 def _with_phones(candidates: pd.DataFrame) -> pd.DataFrame:
+    """The frame Splink reads: the phones as one array, and the names' phonetic codes."""
+    sounds = {_phonetic(key): _sounds(candidates[key]) for key in NAME_KEYS if key in candidates}
     return candidates.assign(
         phones=[
             [p for p in pair if isinstance(p, str)] or None
             for pair in zip(candidates["phone"], candidates["mobile_phone"], strict=True)
-        ]
+        ],
+        **sounds,
     )
 
 
