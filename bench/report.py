@@ -145,8 +145,16 @@ def _cell(stage: dict | None) -> str:
     seconds = stage["seconds"]
     text = f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
     if stage.get("rows_per_s"):
-        text += f" ({stage['rows']:,}: {stage['rows_per_s'] / 1000:.1f}k/s)"
+        text += f" ({stage['rows']:,}: {_rate(stage['rows_per_s'])})"
     return text
+
+
+def _rate(per_second: float) -> str:
+    if per_second >= 1_000_000:
+        return f"{per_second / 1_000_000:.1f}M/s"
+    if per_second >= 10_000:
+        return f"{per_second / 1000:.0f}k/s"
+    return f"{per_second:,.0f}/s"
 
 
 def pipeline_stages(runs: dict[str, dict]) -> str:
@@ -248,7 +256,7 @@ def targets(runs: dict[str, dict]) -> str:
         rows.append(
             (
                 f"{size}: unchanged re-sync sends nothing but what was rejected",
-                f"{run['unchanged_resync_calls']} calls ({run.get('first_sync_failed', 0)} "
+                f"{run['unchanged_resync_calls']} call(s) ({run.get('first_sync_failed', 0)} "
                 "rejected before)",
                 run["unchanged_resync_calls"] <= retry_calls,
             )
