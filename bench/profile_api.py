@@ -29,6 +29,9 @@ PROCESSES = int(os.environ.get("PROCESSES", "2"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "8"))  # per client process
 SECONDS = float(os.environ.get("SECONDS", "15"))
 WORKERS = int(os.environ.get("WORKERS", "1"))  # server processes
+# Requests per second offered in all (0: as fast as the server answers). A service level is a
+# latency at a load: at saturation every request also waits behind the others in the queue.
+RATE = float(os.environ.get("RATE", "0"))
 TOKEN = "bench-token"
 CDP = str(Path(sys.executable).parent / "cdp")
 
@@ -46,12 +49,17 @@ def _documents(count: int):
         }
 
 
-async def _connection(host: str, port: int, deadline: float, latencies: list[float]) -> None:
+async def _connection(
+    host: str, port: int, deadline: float, latencies: list[float], interval: float
+) -> None:
     """One keep-alive HTTP/1.1 connection asking for random profiles until the deadline: a raw
     asyncio client, since a requests.Session spends more CPU per call than the server does and
-    the two share the machine's cores."""
+    the two share the machine's cores. With an `interval`, requests are due on a schedule and
+    each latency counts from when it was due, so a slow answer that delays the next request is
+    counted in full (no coordinated omission)."""
     reader, writer = await asyncio.open_connection(host, port)
     rng = random.Random()
+    due = time.perf_counter() + rng.uniform(0, interval)
     try:
         while time.monotonic() < deadline:
             n = rng.randrange(PROFILES)
@@ -59,7 +67,11 @@ async def _connection(host: str, port: int, deadline: float, latencies: list[flo
                 f"GET /v1/profiles/email:person{n}@example.com HTTP/1.1\r\n"
                 f"Host: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
             )
-            started = time.perf_counter()
+            if interval:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                started, due = due, due + interval
+            else:
+                started = time.perf_counter()
             writer.write(request.encode())
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
@@ -76,9 +88,14 @@ def _client(url: str, seconds: float, results) -> None:
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
 
+    interval = PROCESSES * CONNECTIONS / RATE if RATE else 0.0
+
     async def run() -> None:
         await asyncio.gather(
-            *(_connection(host, int(port), deadline, latencies) for _ in range(CONNECTIONS))
+            *(
+                _connection(host, int(port), deadline, latencies, interval)
+                for _ in range(CONNECTIONS)
+            )
         )
 
     asyncio.run(run())
@@ -145,9 +162,10 @@ def main() -> None:
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
         "cores": os.cpu_count(),
         "server_workers": WORKERS,
+        "offered_per_s": RATE or None,
         "note": "clients and server share the machine's cores",
     }
-    save(f"profile_api_{kind}_{WORKERS}p", result)
+    save(f"profile_api_{kind}_{WORKERS}p" + (f"_{RATE:.0f}rps" if RATE else ""), result)
     print(json.dumps(result, indent=2))
 
 
