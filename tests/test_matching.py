@@ -14,7 +14,7 @@ from cdp.identity.matching import (
     _connection,
     _linker,
     _settings,
-    _with_phones,
+    _splink_frame,
     present_columns,
     score_incrementally,
     score_pairs,
@@ -132,7 +132,7 @@ def test_u_is_counted_among_the_pairs_that_do_not_match():
     present = present_columns(frame)
     con = _connection()
     try:
-        sampling = _linker(con, _with_phones(frame), _settings(present))
+        sampling = _linker(con, _splink_frame(frame), _settings(present))
         sampling.training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
         sampled = _exact_birth_date_u(sampling.misc.save_model_to_json())
     finally:

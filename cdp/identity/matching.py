@@ -335,7 +335,7 @@ def _keys_of(expressions: tuple[str, ...]) -> set[str]:
 def present_columns(candidates: pd.DataFrame | duckdb.DuckDBPyRelation) -> tuple[str, ...]:
     """The comparison keys the data fills (on at least MIN_FILLED of the candidates)."""
     if isinstance(candidates, pd.DataFrame):
-        frame = _with_phones(candidates)
+        frame = _splink_frame(candidates)
         if frame.empty:
             return ()
         filled = {c: frame[c].notna().mean() for c in COMPARED if c in frame}
@@ -420,7 +420,7 @@ def _phonetic(column: str) -> str:
 
 def _sounds(names: pd.Series) -> pd.Series:
     """Each name's Metaphone code as a one-value array (Splink's phonetic level intersects
-    arrays): Kathryn and Catherine, Filip and Philipp, Meyer and Maier sound alike where
+    arrays): Kathryn and Catherine, Filip and Philipp, Vogel and Fogel sound alike where
     Jaro-Winkler sees different strings. Coded once per distinct name."""
     import jellyfish
 
@@ -428,7 +428,7 @@ def _sounds(names: pd.Series) -> pd.Series:
     return pd.Series([codes.get(name) for name in names], index=names.index, dtype=object)
 
 
-def _with_phones(candidates: pd.DataFrame) -> pd.DataFrame:
+def _splink_frame(candidates: pd.DataFrame) -> pd.DataFrame:
     """The frame Splink reads: the phones as one array, and the names' phonetic codes."""
     sounds = {_phonetic(key): _sounds(candidates[key]) for key in NAME_KEYS if key in candidates}
     return candidates.assign(
@@ -486,7 +486,7 @@ def trained_model(
         candidates = candidates.sample(n=TRAINING_RECORDS, random_state=1)
     con = _connection()
     try:
-        frame = _with_phones(candidates)
+        frame = _splink_frame(candidates)
         linker = _linker(con, frame, _settings(present, overrides))
         training = linker.training
         training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
@@ -719,7 +719,7 @@ def plain_splink_clusters(candidates: pd.DataFrame, threshold: float) -> pd.Data
     model = trained_model(candidates)
     con = _connection()
     try:
-        linker = _linker(con, _with_phones(candidates), model)
+        linker = _linker(con, _splink_frame(candidates), model)
         predictions = linker.inference.predict(threshold_match_probability=threshold)
         clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
             predictions, threshold_match_probability=threshold
@@ -757,7 +757,7 @@ def score_pairs(
         rule["blocking_rule"] if isinstance(rule, dict) else rule
         for rule in model["blocking_rules_to_generate_predictions"]
     ]
-    frame = _with_phones(candidates)
+    frame = _splink_frame(candidates)
     if changed is not None:
         # One side changed, as two rules: a condition on one side is filtered before the join,
         # so a block is joined for its changed records only (an OR is checked after the join).
