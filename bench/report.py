@@ -205,8 +205,8 @@ def floor_build(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _met(ok: bool | None) -> str:
-    return "" if ok is None else ("met" if ok else "**not met**")
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
 
 
 def targets(runs: dict[str, dict]) -> str:
@@ -378,8 +378,12 @@ BLOCKS = (
 )
 
 
+def _markers(block: Block) -> tuple[str, str]:
+    return f"<!-- {block.name}:start -->", f"<!-- {block.name}:end -->"
+
+
 def _pattern(block: Block) -> re.Pattern:
-    start, end = f"<!-- {block.name}:start -->", f"<!-- {block.name}:end -->"
+    start, end = _markers(block)
     return re.compile(re.escape(start) + r"\n(.*?)\n?" + re.escape(end), flags=re.S)
 
 
@@ -412,7 +416,8 @@ def render_docs(root: Path = ROOT) -> int:
         if not _pattern(block).search(text):
             print(f"{block.doc}: no {block.name} markers", file=sys.stderr)
             return 1
-        block_text = f"<!-- {block.name}:start -->\n{expected}\n<!-- {block.name}:end -->"
+        start, end = _markers(block)
+        block_text = f"{start}\n{expected}\n{end}"
         text = _pattern(block).sub(lambda _, new=block_text: new, text)
         path.write_text(text, encoding="utf-8")
         print(f"{block.doc}: {block.name} rendered")
