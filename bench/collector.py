@@ -27,7 +27,7 @@ from bench.report import save
 from cdp.core.local_servers import free_port, wait_until_up
 from cdp.core.warehouse import connect_warehouse
 from cdp.ingest.load import load_table
-from cdp.ingest.sources import TABLES_BY_KEY
+from cdp.ingest.sources import table as source_table
 from cdp.realtime.collector.app import web_events_landing
 from cdp.realtime.store import open_store
 
@@ -133,7 +133,7 @@ def main() -> None:
 
         def loader() -> None:
             con = connect_warehouse(path=work / "warehouse.duckdb")
-            table = TABLES_BY_KEY["web__events"]
+            table = source_table("web__events")
             while not loading.wait(LOAD_EVERY):
                 load_table(con, table, work)
                 loaded = time.time()

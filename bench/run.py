@@ -36,7 +36,7 @@ from cdp.identity.evaluation import evaluate
 from cdp.identity.matching import plain_splink_clusters
 from cdp.ingest.declared import publish
 from cdp.ingest.load import load_table
-from cdp.ingest.sources import DECLARED_SPECS, TABLES
+from cdp.ingest.sources import declarations
 from reverse_etl.config import load_syncs
 from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
 from reverse_etl.engine import run_sync
@@ -213,8 +213,10 @@ def main() -> None:
     def load_all():
         con = connect_warehouse(path=warehouse)
         try:
-            loaded = sum(load_table(con, t, landing).rows_new for t in TABLES)
-            publish(con, DECLARED_SPECS)  # what the declared staging models read, as Dagster does
+            loaded = sum(load_table(con, t, landing).rows_new for t in declarations().tables)
+            publish(
+                con, declarations().declared_specs
+            )  # what the declared staging models read, as Dagster does
             return loaded
         finally:
             con.close()

@@ -23,7 +23,7 @@ import requests
 from cdp.core.local_servers import free_port, wait_until_up
 from cdp.core.warehouse import connect_warehouse
 from cdp.ingest.load import load_table
-from cdp.ingest.sources import TABLES_BY_KEY
+from cdp.ingest.sources import table
 from cdp.realtime.collector.app import web_events_landing
 from tests.conftest import dbt_build
 
@@ -134,7 +134,7 @@ def test_the_official_segment_sdk_delivers_every_call_into_the_raw_loader(server
 
     # The landed segment is an ordinary web events file for the raw loader.
     con = connect_warehouse(path=tmp_path / "wh.duckdb")
-    result = load_table(con, TABLES_BY_KEY["web__events"], server.landing)
+    result = load_table(con, table("web__events"), server.landing)
     assert (result.rows_new, result.rows_quarantined, result.files_rejected) == (7, 0, {})
     loaded = con.execute("select count(distinct event_id) from raw.web__events").fetchall()
     assert loaded == [(7,)]
@@ -280,7 +280,7 @@ def test_kill_9_under_load_loses_no_acknowledged_event_and_the_warehouse_holds_n
 
     warehouse = tmp_path / "wh.duckdb"
     con = connect_warehouse(path=warehouse)
-    load_table(con, TABLES_BY_KEY["web__events"], server.landing)
+    load_table(con, table("web__events"), server.landing)
     con.close()
     dbt_build("--select", "stg_web__events", env={"CDP_WAREHOUSE": str(warehouse)}, command="run")
     with duckdb.connect(str(warehouse), read_only=True) as con:

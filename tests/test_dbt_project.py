@@ -8,7 +8,7 @@ import pytest
 
 from cdp.core.config import PROJECT_ROOT
 from cdp.ingest.declared import DECLARED_RELATIONS
-from cdp.ingest.sources import TABLES
+from cdp.ingest.sources import tables
 from orchestration.project import prepared_dbt_project
 from tests.conftest import dbt_build
 
@@ -26,8 +26,8 @@ def test_source_yml_columns_match_the_loader_declaration(manifest):
     }
     # Besides the loaded tables, raw holds what the loader and the identity commands publish.
     published = {("declared", name) for name in DECLARED_RELATIONS} | {("identity", "decisions")}
-    assert set(sources) == {(t.source, t.name) for t in TABLES} | published
-    for t in TABLES:
+    assert set(sources) == {(t.source, t.name) for t in tables()} | published
+    for t in tables():
         node = sources[(t.source, t.name)]
         assert node["identifier"] == t.key
         assert node["schema"] == "raw"

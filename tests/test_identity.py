@@ -16,7 +16,7 @@ from cdp.core.config import project_var
 from cdp.core.warehouse import connect_warehouse
 from cdp.identity.evaluation import evaluate
 from cdp.ingest.load import load_table
-from cdp.ingest.sources import TABLES
+from cdp.ingest.sources import tables
 from orchestration.project import PROJECT_ROOT
 from tests.conftest import TEST_PEOPLE, TEST_SEED, dbt_build, generate
 
@@ -245,7 +245,7 @@ def test_ten_percent_more_data_keeps_profile_ids_of_unaffected_people(full_run, 
             "select record_key, profile_id from intermediate.int_profile_assignments"
         ).fetchall()
     )
-    for table in TABLES:
+    for table in tables():
         load_table(con, table, new_landing)
     con.close()
     done = subprocess.run(
@@ -333,7 +333,7 @@ def test_one_percent_more_people_scores_only_their_pairs(full_run, landing, tmp_
     shutil.copytree(landing, new_landing)
     generate(new_landing, people=TEST_PEOPLE // 100, batch="2026-11-21", first_person=90_001)
     con = connect_warehouse(path=warehouse)
-    for table in TABLES:
+    for table in tables():
         load_table(con, table, new_landing)
     con.close()
 
@@ -420,7 +420,7 @@ def test_incremental_identity_run_equals_recomputing_every_profile(full_run, lan
     shutil.copytree(landing, new_landing)
     generate(new_landing, people=TEST_PEOPLE // 100, batch="2026-11-22", first_person=80_001)
     con = connect_warehouse(path=incremental)
-    for table in TABLES:
+    for table in tables():
         load_table(con, table, new_landing)
     taker, giver, giver_email = con.execute(
         """select crm.contact_id, shop.customer_id, shop.email

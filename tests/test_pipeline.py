@@ -12,7 +12,7 @@ import pytest
 from dagster import AssetKey, AssetSelection, materialize
 
 from cdp.ingest.declared import DECLARED_RELATIONS
-from cdp.ingest.sources import TABLES
+from cdp.ingest.sources import tables
 from orchestration.project import PROJECT_ROOT
 
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -24,13 +24,13 @@ def test_definitions_group_assets_by_layer_and_join_lineage(defs):
     for key in graph.get_all_asset_keys():
         groups.setdefault(graph.get(key).group_name, set()).add(key)
     # raw: one asset per source table, plus the relations declared (YAML) sources publish
-    assert groups["raw"] == {AssetKey([t.source, t.name]) for t in TABLES} | {
+    assert groups["raw"] == {AssetKey([t.source, t.name]) for t in tables()} | {
         AssetKey(["declared", n]) for n in DECLARED_RELATIONS
     }
     # staging: one model per source table, plus the caches Python assets write, the declared
     # sources' models and the identity decisions
     assert {k.path[-1] for k in groups["staging"]} == {
-        f"stg_{t.source}__{t.name}" for t in TABLES
+        f"stg_{t.source}__{t.name}" for t in tables()
     } | {
         "stg_enrichment__companies",
         "stg_ml__customer_predictions",
@@ -57,7 +57,7 @@ def test_definitions_group_assets_by_layer_and_join_lineage(defs):
     assert {AssetKey(["crm", "contacts"]), AssetKey(["intermediate", "int_identity_matches"])} <= (
         upstream
     )
-    for t in TABLES:
+    for t in tables():
         staging = AssetKey(["staging", f"stg_{t.source}__{t.name}"])
         assert AssetKey([t.source, t.name]) in graph.get(staging).parent_keys
     assert defs.resolve_schedule_def("daily_full_graph").cron_schedule == "0 3 * * *"
@@ -86,7 +86,7 @@ def test_full_graph_run_succeeds_with_no_failing_error_check(full_run):
 
 
 def test_raw_assets_report_rows_read_new_and_quarantined(full_run):
-    for t in TABLES:
+    for t in tables():
         [event] = [
             m
             for m in full_run.get_asset_materialization_events()
@@ -200,7 +200,7 @@ def test_source_freshness_passes_after_a_load(full_run):
         text=True,
     )
     assert done.returncode == 0, done.stdout[-2000:]
-    assert done.stdout.count("PASS freshness of") == len(TABLES), done.stdout[-2000:]
+    assert done.stdout.count("PASS freshness of") == len(tables()), done.stdout[-2000:]
 
 
 def test_an_unreadable_file_is_rejected_with_a_clear_line_and_the_asset_succeeds(tmp_path):
@@ -334,6 +334,23 @@ def test_the_cdp_entry_point_fails_in_one_line_not_a_traceback(tmp_path):
     assert done.returncode == 2, output
     assert "Traceback" not in output
     assert len(output.splitlines()) == 1 and output.startswith("cdp privacy export: ")
+
+
+def test_importing_the_code_location_and_the_cli_reads_no_source_declaration():
+    """Source declarations are read when definitions are built, not when a module is imported:
+    a folder of declarations that does not exist yet must not matter to an import."""
+    script = (
+        "import orchestration.definitions, cdp.cli, cdp.privacy.erasure, cdp.demo.generate\n"
+        "from cdp.ingest import sources\n"
+        "before = sources.declarations.cache_info().currsize\n"
+        "print(before, len(sources.tables()), sources.declarations.cache_info().currsize)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, table_count, after = map(int, done.stdout.split())
+    assert (before, after) == (0, 1) and table_count >= 10
 
 
 def test_every_command_the_docs_show_exists_with_its_options():

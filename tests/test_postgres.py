@@ -18,7 +18,7 @@ import pytest
 from cdp.core.sql import quote
 from cdp.core.warehouse import CDP_SCHEMAS
 from cdp.demo.destinations import start_emulators
-from cdp.ingest.sources import TABLES
+from cdp.ingest.sources import tables
 from orchestration.project import PROJECT_ROOT
 from reverse_etl.config import load_syncs
 from tests.conftest import GOLDEN_COLUMNS, PG, pg_answers, pg_connect
@@ -82,7 +82,7 @@ def test_the_whole_graph_runs_on_postgres(postgres_build):
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "postgresql://" in done.stdout + done.stderr
     loaded = dict(_pg_rows(pg, 'select table_key, sum(rows_new) from raw."_load_files" group by 1'))
-    assert set(loaded) == {t.key for t in TABLES}
+    assert set(loaded) == {t.key for t in tables()}
     assert _pg_rows(pg, "select count(*) from raw.quarantine")[0][0] > 0
     found = _pg_rows(pg, "select count(*) from enrichment.company_firmographics")[0][0]
     assert found > 100
@@ -98,14 +98,14 @@ def test_the_loader_keeps_and_quarantines_the_same_rows_on_both(postgres_build, 
     _, pg = postgres_build
     query = "select table_name, reason, count(*) from raw.quarantine group by 1, 2 order by 1, 2"
     assert _pg_rows(pg, query) == duck.execute(query).fetchall()
-    for t in TABLES:
+    for t in tables():
         count = f"select count(*) from raw.{quote(t.key)}"
         assert _pg_rows(pg, count) == duck.execute(count).fetchall(), t.key
 
 
 def test_postgres_and_duckdb_stage_the_same_rows(postgres_build, duck):
     _, pg = postgres_build
-    for t in TABLES:
+    for t in tables():
         model = f"stg_{t.source}__{t.name}"
         with pg.cursor() as cur:
             cur.execute(f"select count(*) from staging.{model}")

@@ -23,7 +23,7 @@ import pytest
 from cdp.core.config import PROJECT_ROOT
 from cdp.ingest.declared import DECLARED_RELATIONS
 from cdp.ingest.load import export_raw_parquet
-from cdp.ingest.sources import TABLES
+from cdp.ingest.sources import tables
 from tests.conftest import GOLDEN_COLUMNS
 
 DBT = str(Path(sys.executable).parent / "dbt")
@@ -127,13 +127,13 @@ def test_every_model_and_test_passes_on_spark(spark_build):
     build, _, exported = spark_build
     assert build.returncode == 0, build.stdout[-5000:]
     assert "ERROR=0" in build.stdout and "PASS=" in build.stdout
-    assert set(exported) >= {t.key for t in TABLES} | {
+    assert set(exported) >= {t.key for t in tables()} | {
         f"declared__{name}" for name in DECLARED_RELATIONS
     }
 
 
 def test_spark_stages_the_same_rows_as_duckdb(spark, warehouse):
-    for t in TABLES:
+    for t in tables():
         model = f"staging.stg_{t.source}__{t.name}"
         on_spark = spark.sql(f"select count(*) from {model}").collect()[0][0]
         assert on_spark == warehouse.execute(f"select count(*) from {model}").fetchall()[0][0]

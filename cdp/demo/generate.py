@@ -22,11 +22,10 @@ import orjson
 from faker import Faker
 
 from cdp.demo.generate_vocabulary import GENERATOR_NICKNAMES
-from cdp.ingest.sources import SOURCE_SPECS, Table
+from cdp.ingest.sources import Table, declarations
 
 # The demo systems the generator plays (their declarations are sources/<system>.yml).
 DEMO_SYSTEMS = ("crm", "shop", "web", "support", "email", "loyalty", "reviews")
-TABLES = tuple(t for spec in SOURCE_SPECS if spec.system in DEMO_SYSTEMS for t in spec.as_tables())
 # What the simulated systems write; their declarations' checks hold what the pipeline accepts
 # (a test compares the two).
 LEAD_STATUSES = (
@@ -655,7 +654,7 @@ class Generator:
                     stack,
                     self,
                 )
-                for t in TABLES
+                for t in demo_tables()
             }
             truth_path = self.out / (
                 "ground_truth.csv" if self.batch == "initial" else f"ground_truth_{self.batch}.csv"
@@ -1137,3 +1136,8 @@ def _iso_offset(ts: dt.datetime) -> str:
 
 def _german(ts: dt.datetime) -> str:
     return _berlin(ts).strftime("%d.%m.%Y %H:%M")
+
+
+def demo_tables() -> tuple[Table, ...]:
+    """The tables of the systems the generator plays, as their declarations give them."""
+    return tuple(t for t in declarations().tables if t.source in DEMO_SYSTEMS)

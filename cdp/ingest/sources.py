@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -486,16 +487,39 @@ def read_sources(folders: list[Path] | None = None) -> tuple[list[SourceSpec], l
     return found, problems
 
 
-# Read once per process: the Dagster code location and the CLI see one set of tables.
-SOURCE_SPECS, SOURCE_PROBLEMS = read_sources()
-TABLES: tuple[Table, ...] = tuple(t for spec in SOURCE_SPECS for t in spec.as_tables())
-TABLES_BY_KEY = {t.key: t for t in TABLES}
-SOURCES = tuple(spec.system for spec in SOURCE_SPECS)
-DECLARED_SPECS = [spec for spec in SOURCE_SPECS if spec.staging == "declared"]
+@dataclass(frozen=True)
+class Declarations:
+    """What the source folders declare: the usable systems, one line per file left out, and
+    their tables."""
+
+    specs: tuple[SourceSpec, ...]
+    problems: tuple[str, ...]
+    tables: tuple[Table, ...]
+    by_key: dict[str, Table]
+
+    @property
+    def declared_specs(self) -> list[SourceSpec]:
+        """The systems whose person records the macro-driven staging reads."""
+        return [spec for spec in self.specs if spec.staging == "declared"]
+
+
+@cache
+def declarations() -> Declarations:
+    """Read on first use, once per process: the Dagster code location and the CLI see one set
+    of tables, and importing this module reads no file."""
+    specs, problems = read_sources()
+    tables = tuple(t for spec in specs for t in spec.as_tables())
+    return Declarations(tuple(specs), tuple(problems), tables, {t.key: t for t in tables})
+
+
+def tables() -> tuple[Table, ...]:
+    """Every declared table."""
+    return declarations().tables
 
 
 def table(key: str) -> Table:
+    by_key = declarations().by_key
     try:
-        return TABLES_BY_KEY[key]
+        return by_key[key]
     except KeyError:
-        raise KeyError(f"unknown source table {key!r}; known: {sorted(TABLES_BY_KEY)}") from None
+        raise KeyError(f"unknown source table {key!r}; known: {sorted(by_key)}") from None

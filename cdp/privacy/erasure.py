@@ -27,7 +27,7 @@ import pandas as pd
 
 from cdp.core.sql import quote, table_exists, utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
-from cdp.ingest.sources import EMAIL_TOKEN, TABLES, TABLES_BY_KEY, Table
+from cdp.ingest.sources import EMAIL_TOKEN, Table, declarations, tables
 from cdp.ingest.suppression import PRIVACY_SCHEMA, Suppressions, digest, ensure_privacy_schema
 
 REQUESTS = f"{PRIVACY_SCHEMA}.erasure_requests"
@@ -201,7 +201,7 @@ def _raw_links(con: Warehouse, table: Table) -> list[str]:
     ]
     if table.parent:
         column, parent_key, parent_column = table.parent
-        parent = TABLES_BY_KEY[parent_key]
+        parent = declarations().by_key[parent_key]
         parent_match = " or ".join(
             _raw_links(con, parent) + _text_conditions(con, parent.column_names)
         )
@@ -225,8 +225,8 @@ def _quarantined_ids(con: Warehouse) -> str:
 
 def _subject_rows(con: Warehouse, schema: str, table: str) -> str | None:
     """The WHERE condition selecting the subject's rows of one table, or None."""
-    if schema == "raw" and table in TABLES_BY_KEY:
-        source_table = TABLES_BY_KEY[table]
+    if schema == "raw" and table in declarations().by_key:
+        source_table = declarations().by_key[table]
         conditions = _raw_links(con, source_table) + _text_conditions(
             con, source_table.column_names
         )
@@ -259,7 +259,7 @@ def _warehouse_tables(con: Warehouse) -> list[tuple[str, str]]:
         ).fetchall()
         if con.holds_cdp_data(schema)
     ]
-    has_parent = {t.key for t in TABLES if t.parent}
+    has_parent = {t.key for t in tables() if t.parent}
     return sorted(rows, key=lambda r: (r[0] != "raw", r[1] not in has_parent, r))
 
 
@@ -488,7 +488,7 @@ def _erase_in_collector_log(con, request_id: str) -> int:
     from cdp.realtime.collector.log import scrub_landed
 
     suppressions = Suppressions.read(con)
-    table = TABLES_BY_KEY["web__events"]
+    table = declarations().by_key["web__events"]
 
     def belongs(row: dict) -> bool:
         as_exported = {

@@ -22,7 +22,7 @@ from dagster import (
 
 from cdp.core.warehouse import target as warehouse_target
 from cdp.ingest.load import raw_relation
-from cdp.ingest.sources import TABLES, Table
+from cdp.ingest.sources import Table, tables
 from orchestration.ingest.raw import raw_asset_key
 from orchestration.resources import WarehouseResource
 
@@ -90,7 +90,7 @@ def freshness_checks(manifest_path: Path) -> list[AssetChecksDefinition]:
     declared = declared_freshness(manifest_path)
     return [
         _freshness_check(table, declared[(table.source, table.name)])
-        for table in TABLES
+        for table in tables()
         if (table.source, table.name) in declared
     ]
 

@@ -17,7 +17,7 @@ from dagster import (
 from cdp.core.sql import table_exists
 from cdp.core.warehouse import WAREHOUSE_ERRORS
 from cdp.ingest.load import LOAD_FILES, landing_files
-from cdp.ingest.sources import TABLES
+from cdp.ingest.sources import tables
 from orchestration.groups import SYNC_ASSETS
 from orchestration.ingest.raw import raw_asset_key
 from orchestration.resources import WarehouseResource
@@ -32,7 +32,7 @@ landing_job = define_asset_job(
 def _landing_files(landing: Path) -> dict[str, tuple[str, str]]:
     """File -> (signature, table key), built-in and declared tables alike."""
     found = {}
-    for table in TABLES:
+    for table in tables():
         for path in landing_files(table, landing):
             stat = path.stat()
             found[str(path.relative_to(landing))] = (
@@ -81,10 +81,10 @@ def landing_folder_sensor(context: SensorEvaluationContext, warehouse: Warehouse
     if not changed:
         context.update_cursor(json.dumps(current))  # a first look is remembered
         return SkipReason(f"no new files in {landing}")
-    tables = sorted({files[f][1] for f in changed})
+    touched = sorted({files[f][1] for f in changed})
     run_key = hashlib.sha256(json.dumps({f: current[f] for f in changed}).encode()).hexdigest()
     context.update_cursor(json.dumps(current))
-    raw_keys = [raw_asset_key(t) for t in TABLES if t.key in tables]
+    raw_keys = [raw_asset_key(t) for t in tables() if t.key in touched]
     selection = None  # the whole job, when the sensor runs outside its code location
     if context.repository_def is not None:
         selection = list(
@@ -95,5 +95,5 @@ def landing_folder_sensor(context: SensorEvaluationContext, warehouse: Warehouse
     return RunRequest(
         run_key=run_key,
         asset_selection=selection,
-        tags={"cdp/new_files": ", ".join(changed)[:1000], "cdp/tables": ", ".join(tables)},
+        tags={"cdp/new_files": ", ".join(changed)[:1000], "cdp/tables": ", ".join(touched)},
     )

@@ -21,7 +21,7 @@ from dagster import (
 from cdp.core.sql import quote
 from cdp.ingest.declared import DECLARED_RELATIONS, publish
 from cdp.ingest.load import load_table, raw_relation
-from cdp.ingest.sources import DECLARED_SPECS, SOURCE_PROBLEMS, TABLES, Expectation, Table
+from cdp.ingest.sources import Expectation, Table, declarations, tables
 from orchestration.resources import WarehouseResource, warehouse_kind
 
 
@@ -165,7 +165,7 @@ def _declared_person_relations() -> AssetsDefinition:
                 "dbt sources declared.*.",
                 deps=[
                     raw_asset_key(t)
-                    for spec in DECLARED_SPECS
+                    for spec in declarations().declared_specs
                     for t, x in zip(spec.as_tables(), spec.tables, strict=True)
                     if x.entity == "person"
                 ],
@@ -177,17 +177,18 @@ def _declared_person_relations() -> AssetsDefinition:
     def declared_person_relations(context: AssetExecutionContext, warehouse: WarehouseResource):
         # A declaration that cannot be used is left out with a warning, so one bad file never
         # stops the other systems.
-        for problem in SOURCE_PROBLEMS:
+        declared = declarations()
+        for problem in declared.problems:
             context.log.warning(f"source declaration left out: {problem}")
         with warehouse.connection() as con:
-            published = publish(con, DECLARED_SPECS)
+            published = publish(con, declared.declared_specs)
         for key in DECLARED_KEYS:
             yield MaterializeResult(
                 asset_key=key,
                 metadata={
                     **published,
-                    "systems": ", ".join(spec.system for spec in DECLARED_SPECS) or "none",
-                    "declarations_left_out": len(SOURCE_PROBLEMS),
+                    "systems": ", ".join(s.system for s in declared.declared_specs) or "none",
+                    "declarations_left_out": len(declared.problems),
                 },
             )
 
@@ -196,8 +197,8 @@ def _declared_person_relations() -> AssetsDefinition:
 
 def raw_assets() -> list[AssetsDefinition]:
     """One asset per declared source table, and the declared systems' person relations."""
-    return [*(_raw_asset(t) for t in TABLES), _declared_person_relations()]
+    return [*(_raw_asset(t) for t in tables()), _declared_person_relations()]
 
 
 def raw_asset_checks() -> list[AssetChecksDefinition]:
-    return [_raw_check(t, e) for t in TABLES for e in t.expectations]
+    return [_raw_check(t, e) for t in tables() for e in t.expectations]

@@ -60,9 +60,9 @@ class CollectorSettings:
 
 def web_events_landing(landing_root: Path) -> Path:
     """Where closed segments land: the folder the web events export is loaded from."""
-    from cdp.ingest.sources import TABLES_BY_KEY
+    from cdp.ingest.sources import table
 
-    return Path(landing_root) / Path(TABLES_BY_KEY["web__events"].landing_glob).parent
+    return Path(landing_root) / Path(table("web__events").landing_glob).parent
 
 
 def write_keys_from_env() -> frozenset[str]:
