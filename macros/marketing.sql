@@ -83,3 +83,16 @@
     {{ "union all" if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
+
+
+{% macro ticket_channel(channel_column) -%}
+    {#- The contact channel of a support ticket's channel value, by var
+        cdp_preferences.ticket_channels (lower case); null for a value it does not list. -#}
+    case lower(trim({{ channel_column }}))
+    {%- for channel, values in var('cdp_preferences').ticket_channels.items() %}
+        {%- for value in values %}
+        when '{{ value }}' then '{{ channel }}'
+        {%- endfor %}
+    {%- endfor %}
+    end
+{%- endmacro %}

@@ -259,6 +259,47 @@ def test_training_features_never_see_the_future(full_run, tmp_path):
     assert with_future.equals(without_future)
 
 
+def test_recommended_products_are_new_to_the_profile_and_their_counts_true(warehouse):
+    """Each co-purchase recommendation, recomputed from the shop's orders and lines: the profile
+    bought the product the reason names and not the one offered, and "k of n who bought it also
+    bought this" are the true counts of profiles."""
+    bought: dict[str, set[str]] = {}
+    for profile_id, sku in warehouse.execute(
+        """select distinct r.profile_id, l.sku
+           from staging.stg_shop__order_lines l
+           join staging.stg_shop__orders o on o.order_id = l.order_id
+           join marts.customer_profile_records r
+             on r.source = 'shop' and r.source_record_id = cast(o.customer_id as varchar)
+           where o.order_status not in ('cancelled', 'refunded') and l.quantity > 0
+             and o.total_amount is not null and o.ordered_at is not null"""
+    ).fetchall():
+        bought.setdefault(profile_id, set()).add(sku)
+    names = dict(
+        warehouse.execute(
+            "select sku, product_name from intermediate.int_profile_product_purchases"
+        ).fetchall()
+    )
+    rows = warehouse.execute(
+        """select profile_id, recommended_sku, recommendation_reason
+           from marts.customer_preferences where recommendation_basis = 'co_purchase'"""
+    ).fetchall()
+    assert rows, "the test data should give co-purchase recommendations"
+    for profile_id, offered, reason in rows:
+        match = re.fullmatch(r"bought (.+); (\d+) of (\d+) who bought it also bought this", reason)
+        assert match, reason
+        assert offered not in bought[profile_id], (profile_id, reason)
+        counts = set()  # a name may stand for more than one product
+        for source in (sku for sku in bought[profile_id] if names[sku] == match[1]):
+            buyers = {p for p, skus in bought.items() if source in skus}
+            counts.add((len({p for p in buyers if offered in bought[p]}), len(buyers)))
+        assert (int(match[2]), int(match[3])) in counts, (profile_id, reason, counts)
+    cross_sells = warehouse.execute(
+        """select count(*), count(recommended_sku) from marts.customer_next_best_actions
+           where next_best_action = 'cross_sell_recommendation'"""
+    ).fetchone()
+    assert cross_sells[1] > 0 and cross_sells[1] <= cross_sells[0]
+
+
 def test_email_is_the_next_best_channel_only_with_consent(warehouse):
     without = warehouse.execute(
         """select count(*) from marts.customer_next_best_actions a
@@ -285,6 +326,9 @@ def test_insights_prints_the_headline_figures(full_run):
     ]
     assert figures["top_channels_by_attributed_revenue"]
     assert figures["model_metrics"]["churn_auc"] > 0.5
+    channels = {c["channel"] for c in figures["preferences"]["preferred_channels"]}
+    assert "web" in channels and channels <= {"email", "web", "app", "store", "phone"}
+    assert "co_purchase" in {r["basis"] for r in figures["preferences"]["recommendations"]}
 
 
 def test_the_prediction_inputs_are_every_relation_its_sql_reads():

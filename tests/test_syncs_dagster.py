@@ -92,6 +92,9 @@ def test_access_export_shows_everything_held_and_where_it_was_sent(full_run, war
         and "churn_probability" in (document["predictions_and_next_best_action"])
     )
     assert isinstance(document["audiences"], list)
+    preferences = document["preferences_and_recommendation"]
+    assert preferences["profile_id"] == profile_id and "engagement_score" in preferences
+    assert isinstance(document["lead_scores"], list)
     assert document["profile_api"]["document"]["profile_id"] == profile_id
     syncs = {d["sync_name"] for d in document["deliveries"]}
     assert "hubspot_contacts" in syncs

@@ -883,7 +883,8 @@ def audiences_list() -> None:
 def insights(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Headline figures: audience sizes, funnel, attributed revenue, routing, model quality."""
+    """Headline figures: audience sizes, funnel, attributed revenue, routing, preferred
+    channels and product recommendations, model quality."""
     import json
 
     from cdp.intelligence.insights import ATTRIBUTION_MODELS, collect
@@ -940,6 +941,16 @@ def insights(
             [(r["routing_rule"], r["leads"], r["reps"]) for r in figures["lead_routing"]],
         )
     )
+    chosen = figures["preferences"]
+    console.print(
+        rows_table(
+            "Preferred channel (last year's interactions)",
+            ["channel", "profiles"],
+            [(c["channel"], f"{c['profiles']:,}") for c in chosen["preferred_channels"]],
+        )
+    )
+    offered = ", ".join(f"{r['basis']} {r['profiles']:,}" for r in chosen["recommendations"])
+    console.print(f"Product recommendations: {offered or 'none'}")
     metrics = figures["model_metrics"]
     if metrics:
         console.print(

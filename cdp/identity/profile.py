@@ -94,6 +94,20 @@ def profile_360(con: Warehouse, email_or_profile_id: str, events: int = 15) -> d
             )
             or [{}]
         )[0],
+        "preferences": (
+            dict_rows(
+                con, "select * from marts.customer_preferences where profile_id = $pid", params
+            )
+            or [{}]
+        )[0],
+        "lead_scores": dict_rows(
+            con,
+            """
+            select contact_id, lead_status, behaviour_score, fit_score, lead_score,
+                score_reasons, is_marketing_qualified
+            from marts.lead_scores where profile_id = $pid order by contact_id""",
+            params,
+        ),
         "audiences": [
             row["audience"]
             for row in dict_rows(

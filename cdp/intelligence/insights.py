@@ -1,5 +1,5 @@
 """Headline figures of the intelligence layer, read from the marts: audience sizes, the funnel,
-attribution, lead routing, predictions and enrichment. `cdp insights` prints them."""
+attribution, lead routing, preferences, predictions and enrichment. `cdp insights` prints them."""
 
 from __future__ import annotations
 
@@ -59,6 +59,24 @@ def routing(con) -> list[dict]:
     )
 
 
+def preferences(con) -> dict[str, list[dict]]:
+    """Profiles per preferred channel and per kind of product recommendation."""
+    return {
+        "preferred_channels": dict_rows(
+            con,
+            """select preferred_channel as channel, count(*) as profiles
+               from marts.customer_preferences where preferred_channel is not null
+               group by preferred_channel order by profiles desc, channel""",
+        ),
+        "recommendations": dict_rows(
+            con,
+            """select recommendation_basis as basis, count(*) as profiles
+               from marts.customer_preferences where recommendation_basis is not null
+               group by recommendation_basis order by profiles desc, basis""",
+        ),
+    }
+
+
 def model_metrics(con) -> dict[str, float]:
     row = con.execute(f"select metric, value from {RUNS} order by trained_at desc limit 1")
     found = row.fetchone()
@@ -72,5 +90,6 @@ def collect(con) -> dict:
         "mql_to_sal_by_source": mql_to_sal_by_source(con),
         "top_channels_by_attributed_revenue": top_channels(con),
         "lead_routing": routing(con),
+        "preferences": preferences(con),
         "model_metrics": model_metrics(con),
     }

@@ -60,6 +60,8 @@ def access_export(con: Warehouse, email_or_profile_id: str) -> dict:
         "consent_history": consent_history,
         "traits": view["traits"],
         "predictions_and_next_best_action": view["actions"],
+        "preferences_and_recommendation": view["preferences"],
+        "lead_scores": view["lead_scores"],
         "audiences": view["audiences"],
         "merges": view["merges"],
         "changes": view["changes"],

@@ -17,6 +17,12 @@ predictions as (
 
 ),
 
+preferences as (
+
+    select * from {{ ref('customer_preferences') }}
+
+),
+
 leads as (
 
     select
@@ -59,10 +65,14 @@ decided as (
             else 'nurture_content'
         end as next_best_action,
         traits.consent_email_marketing_email,
-        traits.consent_personalization_web
+        traits.consent_personalization_web,
+        preferences.recommended_sku,
+        preferences.recommended_product_name,
+        preferences.recommendation_reason
     from traits
     left join predictions on traits.profile_id = predictions.profile_id
     left join leads on traits.profile_id = leads.profile_id
+    left join preferences on traits.profile_id = preferences.profile_id
 
 )
 
@@ -80,7 +90,12 @@ select
         when 'second_purchase_nudge' then 'first purchase in the last 60 days'
         when 'sales_follow_up' then 'marketing-qualified lead'
         when 'first_purchase_incentive' then 'active on the website, no purchase yet'
-        when 'cross_sell_recommendation' then 'customer without a more urgent need'
+        when 'cross_sell_recommendation'
+            then
+                coalesce(
+                    'offer ' || recommended_product_name || ': ' || recommendation_reason,
+                    'customer without a more urgent need'
+                )
         else 'no purchase and no recent activity'
     end as next_best_action_reason,
     case
@@ -89,5 +104,12 @@ select
         when consent_email_marketing_email then 'email'
         when consent_personalization_web is not false then 'website'
         else 'none'
-    end as next_best_channel
+    end as next_best_channel,
+    -- the product a cross-sell offers (customer_preferences)
+    case
+        when next_best_action = 'cross_sell_recommendation' then recommended_sku
+    end as recommended_sku,
+    case
+        when next_best_action = 'cross_sell_recommendation' then recommended_product_name
+    end as recommended_product_name
 from decided
