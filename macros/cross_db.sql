@@ -248,14 +248,16 @@
 {%- endmacro %}
 
 
-{% macro delete_rows_gone_from(relation, key) -%}
+{% macro delete_rows_gone_from(relation, key, relation_key=none) -%}
     {#- Post-hook of incremental models: rows whose key is gone from `relation` (an erased
         person's raw rows, a profile merged into another) leave this model too, as a rebuild
-        would drop them. -#}
+        would drop them. `relation_key`: the expression over `current_rows` that gives the key
+        when the model derives it (e.g. trimmed), else the column of the same name. -#}
     {%- if model.config.materialized == 'incremental' -%}
     delete from {{ this }} as kept
     where not exists (
-        select 1 from {{ relation }} as current_rows where current_rows.{{ key }} = kept.{{ key }}
+        select 1 from {{ relation }} as current_rows
+        where {{ relation_key or 'current_rows.' ~ key }} = kept.{{ key }}
     )
     {%- endif -%}
 {%- endmacro %}

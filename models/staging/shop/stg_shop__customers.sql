@@ -1,8 +1,33 @@
+{{ config(
+    materialized=incremental_materialization(),
+    unique_key='customer_id',
+    incremental_strategy=incremental_strategy_for_target(),
+    post_hook="{{ delete_rows_gone_from(
+        source('shop', 'customers'), 'customer_id', 'trim(current_rows.customer_id)'
+    ) }}",
+) }}
+
+-- Incremental: a run re-stages only the accounts with a version loaded since the last run, but
+-- every version of each of them, since dating the marketing choice reads the account's history.
+
 with
+
+{% if is_incremental() -%}
+changed_accounts as (
+
+    select distinct trim(customer_id) as customer_id
+    from {{ source('shop', 'customers') }}
+    {{ loaded_since_last_run() }}
+
+),
+{%- endif %}
 
 source as (
 
     select * from {{ source('shop', 'customers') }}
+    {%- if is_incremental() %}
+        where trim(customer_id) in (select customer_id from changed_accounts)
+    {%- endif %}
 
 ),
 
