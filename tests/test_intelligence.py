@@ -2,6 +2,7 @@
 attribution, lead routing, audiences and predictions, each checked against an independent
 computation from the layers below, and rebuilt with dbt on a copy to see history and stability."""
 
+import csv
 import datetime as dt
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cdp.core.config import PROJECT_ROOT
 from cdp.intelligence import predict
 from cdp.intelligence.audiences import (
     AudienceError,
@@ -300,6 +302,43 @@ def test_recommended_products_are_new_to_the_profile_and_their_counts_true(wareh
     assert cross_sells[1] > 0 and cross_sells[1] <= cross_sells[0]
 
 
+def test_campaign_spend_is_the_cost_export_in_eur_and_roas_its_credited_revenue(warehouse):
+    """Spend per campaign recomputed from the raw cost lines (the newest of each line, parsed,
+    converted with the seed's rates), and ROAS from the credited revenue."""
+    from decimal import Decimal
+
+    with (PROJECT_ROOT / "seeds" / "currency_rates.csv").open(encoding="utf-8") as rates_file:
+        rates = {
+            row["currency"]: Decimal(row["eur_per_unit"]) for row in csv.DictReader(rates_file)
+        }
+    newest: dict[str, tuple] = {}
+    for cost_id, campaign, cost, currency, loaded_at in warehouse.execute(
+        "select cost_id, campaign, cost, currency, _loaded_at from raw.ads__campaign_costs"
+    ).fetchall():
+        if cost_id not in newest or loaded_at > newest[cost_id][3]:
+            newest[cost_id] = (campaign.strip().lower(), cost, currency.strip().upper(), loaded_at)
+    spend: dict[str, Decimal] = {}
+    for campaign, cost, currency, _ in newest.values():
+        spend[campaign] = spend.get(campaign, Decimal(0)) + Decimal(cost) * rates[currency]
+    rows = warehouse.execute(
+        """select lower(campaign), spend_eur, time_decay_revenue_eur, time_decay_roas
+           from marts.campaign_roi where campaign not in ('(all)', '(none)')"""
+    ).fetchall()
+    with_spend = [row for row in rows if row[1] is not None]
+    assert {campaign for campaign, *_ in with_spend} == set(spend)
+    for campaign, spend_eur, revenue, roas in with_spend:
+        assert float(spend_eur) == pytest.approx(float(spend[campaign]), abs=0.01), campaign
+        assert float(roas) == pytest.approx(float(revenue / spend_eur), abs=0.005), campaign
+    credited = warehouse.execute(
+        """select sum(time_decay_revenue_eur) from marts.attribution_by_channel
+           where conversion_type = 'purchase' and channel != 'unattributed'"""
+    ).fetchone()[0]
+    total = warehouse.execute(
+        "select sum(time_decay_revenue_eur) from marts.campaign_roi where campaign = '(all)'"
+    ).fetchone()[0]
+    assert float(total) == pytest.approx(float(credited), abs=0.01)
+
+
 def test_email_is_the_next_best_channel_only_with_consent(warehouse):
     without = warehouse.execute(
         """select count(*) from marts.customer_next_best_actions a
@@ -325,6 +364,8 @@ def test_insights_prints_the_headline_figures(full_run):
         "opportunity",
     ]
     assert figures["top_channels_by_attributed_revenue"]
+    returns = [c["roas"] for c in figures["top_campaigns_by_return"]]
+    assert returns and returns == sorted(returns, reverse=True)
     assert figures["model_metrics"]["churn_auc"] > 0.5
     channels = {c["channel"] for c in figures["preferences"]["preferred_channels"]}
     assert "web" in channels and channels <= {"email", "web", "app", "store", "phone"}

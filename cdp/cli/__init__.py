@@ -883,8 +883,8 @@ def audiences_list() -> None:
 def insights(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """Headline figures: audience sizes, funnel, attributed revenue, routing, preferred
-    channels and product recommendations, model quality."""
+    """Headline figures: audience sizes, funnel, attributed revenue, campaign returns, routing,
+    preferred channels and product recommendations, model quality."""
     import json
 
     from cdp.intelligence.insights import ATTRIBUTION_MODELS, collect
@@ -931,6 +931,23 @@ def insights(
             [
                 (c["channel"], *(f"{c[m]:,.0f}" for m in ATTRIBUTION_MODELS))
                 for c in figures["top_channels_by_attributed_revenue"]
+            ],
+        )
+    )
+    console.print(
+        rows_table(
+            "Best campaign returns (time decay)",
+            ["channel", "campaign", "spend EUR", "revenue EUR", "ROAS", "ROI"],
+            [
+                (
+                    c["channel"],
+                    c["campaign"],
+                    f"{c['spend_eur']:,.0f}",
+                    f"{c['revenue_eur']:,.0f}",
+                    f"{c['roas']:.2f}",
+                    f"{c['roi']:.1%}",
+                )
+                for c in figures["top_campaigns_by_return"]
             ],
         )
     )

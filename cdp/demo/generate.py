@@ -25,7 +25,7 @@ from cdp.demo.generate_vocabulary import GENERATOR_NICKNAMES
 from cdp.ingest.sources import Table, declarations
 
 # The demo systems the generator plays (their declarations are sources/<system>.yml).
-DEMO_SYSTEMS = ("crm", "shop", "web", "support", "email", "loyalty", "reviews")
+DEMO_SYSTEMS = ("crm", "shop", "web", "support", "email", "loyalty", "reviews", "ads")
 # What the simulated systems write; their declarations' checks hold what the pipeline accepts
 # (a test compares the two).
 LEAD_STATUSES = (
@@ -168,6 +168,19 @@ UTM = (
     ("linkedin", "paid_social", "b2b_leads"),
     ("idealo", "affiliate", "price_comparison"),
 )
+# What each campaign of UTM costs a day (EUR; LinkedIn bills in USD) and each email campaign a
+# month: budgets that differ by an order of magnitude, so campaign_roi has something to rank.
+DAILY_BUDGETS = {
+    "brand_search": 150.0,
+    "generic_search": 600.0,
+    "winter_sale": 500.0,
+    "newsletter_weekly": 30.0,
+    "influencer_q3": 900.0,
+    "b2b_leads": 1400.0,
+    "price_comparison": 400.0,
+}
+USD_PLATFORMS = ("linkedin",)
+EMAIL_CAMPAIGN_MONTHLY_COST = 250.0
 REFERRERS = (
     "https://www.google.com/",
     "https://www.google.de/",
@@ -681,9 +694,44 @@ class Generator:
                     progress(1000)
             if progress:
                 progress(self.people % 1000)
+            self._campaign_costs(writers["ads__campaign_costs"])
             self.stats.people = self.people
             self.stats.rows = {k: w.count for k, w in writers.items()}
         return self.stats
+
+    def _campaign_costs(self, writer: _Writer) -> None:
+        """The ad platforms' and the email tool's costs: every day of the history in the first
+        export, the batch's day (its name, when it is a date) in later ones."""
+        # a generator of its own: the people's draws stay as they were
+        rng = random.Random(f"{self.seed}:costs:{self.batch}")
+        if self.batch == "initial":
+            days = [self.as_of.date() - dt.timedelta(days=d) for d in range(HISTORY_DAYS)]
+        else:
+            try:
+                days = [dt.date.fromisoformat(self.batch)]
+            except ValueError:
+                days = [self.as_of.date() + dt.timedelta(days=1)]
+        for day in sorted(days):
+            for platform, medium, campaign in UTM:
+                usd = platform in USD_PLATFORMS
+                cost = DAILY_BUDGETS[campaign] * rng.uniform(0.7, 1.3) / (0.92 if usd else 1.0)
+                writer.write(self._cost_row(day, platform, medium, campaign, cost, usd))
+            if day.day == 1:  # the email tool invoices each campaign monthly
+                for _, name in CAMPAIGNS:
+                    cost = EMAIL_CAMPAIGN_MONTHLY_COST * rng.uniform(0.8, 1.2)
+                    writer.write(self._cost_row(day, "newsletter", "email", name, cost, False))
+
+    @staticmethod
+    def _cost_row(day, platform, medium, campaign, cost, usd) -> dict:
+        return {
+            "cost_id": f"{platform}:{campaign}:{day.isoformat()}",
+            "cost_date": day.isoformat(),
+            "platform": platform,
+            "medium": medium,
+            "campaign": campaign,
+            "cost": f"{cost:.2f}",
+            "currency": "USD" if usd else "EUR",
+        }
 
     def _account_row(self, acc_id: str, name: str, domain: str) -> dict:
         rng = random.Random(f"{self.seed}:{acc_id}")  # the same account in every export

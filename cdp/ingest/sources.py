@@ -1,5 +1,5 @@
 """The source systems and their tables, declared in YAML: `sources/*.yml` in the project (the
-seven demo systems and any system a team adds there) and, when set, the folder
+eight demo systems and any system a team adds there) and, when set, the folder
 `CDP_SOURCES_DIR` names. One declaration is used by the raw loader, the raw data-quality checks,
 erasure and suppression, and (for systems with `staging: declared`) by the macro-driven staging
 of person records, so a column is named in exactly one place.

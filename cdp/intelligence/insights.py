@@ -1,5 +1,6 @@
 """Headline figures of the intelligence layer, read from the marts: audience sizes, the funnel,
-attribution, lead routing, preferences, predictions and enrichment. `cdp insights` prints them."""
+attribution and campaign returns, lead routing, preferences, predictions and enrichment.
+`cdp insights` prints them."""
 
 from __future__ import annotations
 
@@ -51,6 +52,20 @@ def top_channels(con, model: str = "time_decay", limit: int = 5) -> list[dict]:
     )
 
 
+def campaign_returns(con, model: str = "time_decay", limit: int = 5) -> list[dict]:
+    """The campaigns with recorded spend, best return first under `model`."""
+    if model not in ATTRIBUTION_MODELS:
+        raise ValueError(f"unknown attribution model {model!r}; known: {ATTRIBUTION_MODELS}")
+    return dict_rows(
+        con,
+        f"""select channel, campaign, spend_eur, {model}_revenue_eur as revenue_eur,
+                   {model}_roas as roas, {model}_roi as roi
+            from marts.campaign_roi
+            where campaign not in ('(all)', '(none)') and spend_eur > 0
+            order by {model}_roas desc, channel, campaign limit {int(limit)}""",
+    )
+
+
 def routing(con) -> list[dict]:
     return dict_rows(
         con,
@@ -89,6 +104,7 @@ def collect(con) -> dict:
         "funnel": funnel(con),
         "mql_to_sal_by_source": mql_to_sal_by_source(con),
         "top_channels_by_attributed_revenue": top_channels(con),
+        "top_campaigns_by_return": campaign_returns(con),
         "lead_routing": routing(con),
         "preferences": preferences(con),
         "model_metrics": model_metrics(con),
