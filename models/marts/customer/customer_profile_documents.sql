@@ -1,5 +1,5 @@
 -- One row per profile with everything the profile API serves about it: the golden record,
--- traits, predictions and next best action, and its identifiers, audiences and consent
+-- traits, predictions, next best action and preferences, and its identifiers, audiences and consent
 -- statements as lists. The `profile_api` sync writes it to the profile store.
 
 with
@@ -19,6 +19,12 @@ traits as (
 actions as (
 
     select * from {{ ref('customer_next_best_actions') }}
+
+),
+
+preferences as (
+
+    select * from {{ ref('customer_preferences') }}
 
 ),
 
@@ -98,12 +104,18 @@ select
     actions.next_best_action,
     actions.next_best_action_reason,
     actions.next_best_channel,
+    preferences.top_category,
+    preferences.recommended_sku,
+    preferences.recommended_product_name,
+    preferences.engagement_score,
+    preferences.preferred_channel,
     identifiers.identifiers,
     audiences.audiences,
     consents.consents
 from customers
 left join traits on customers.profile_id = traits.profile_id
 left join actions on customers.profile_id = actions.profile_id
+left join preferences on customers.profile_id = preferences.profile_id
 left join identifiers on customers.profile_id = identifiers.profile_id
 left join audiences on customers.profile_id = audiences.profile_id
 left join consents on customers.profile_id = consents.profile_id
