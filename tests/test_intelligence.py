@@ -339,6 +339,33 @@ def test_campaign_spend_is_the_cost_export_in_eur_and_roas_its_credited_revenue(
     assert float(total) == pytest.approx(float(credited), abs=0.01)
 
 
+def test_account_profiles_hold_every_account_its_contacts_and_their_revenue(warehouse):
+    accounts, contacts, revenue = warehouse.execute(
+        "select count(*), sum(contact_count), sum(revenue_eur) from marts.account_profiles"
+    ).fetchone()
+    assert (
+        accounts
+        == warehouse.execute("select count(*) from staging.stg_crm__accounts").fetchone()[0]
+    )
+    assert (
+        contacts
+        == warehouse.execute(
+            "select count(*) from staging.stg_crm__contacts where account_id is not null"
+        ).fetchone()[0]
+    )
+    # revenue of each account's distinct profiles, recomputed from the CRM contacts
+    expected = warehouse.execute(
+        """select sum(t.revenue_eur) from (
+               select distinct c.account_id, r.profile_id
+               from staging.stg_crm__contacts c
+               join marts.customer_profile_records r
+                 on r.source = 'crm' and r.source_record_id = c.contact_id
+               where c.account_id is not null) p
+           join marts.customer_traits t using (profile_id)"""
+    ).fetchone()[0]
+    assert revenue == expected and revenue > 0
+
+
 def test_email_is_the_next_best_channel_only_with_consent(warehouse):
     without = warehouse.execute(
         """select count(*) from marts.customer_next_best_actions a
