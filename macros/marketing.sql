@@ -96,3 +96,18 @@
     {%- endfor %}
     end
 {%- endmacro %}
+
+
+{% macro activity_share_score(column) -%}
+    {#- 0 when `column` is 0 or null; else 1-100, the share of rows with some activity whose
+        value is at most this row's: a share, not a count, so it reads the same on any data's
+        volume (engagement of customers and accounts, account intent). -#}
+    case
+        when {{ column }} > 0
+            then
+                cast(ceil(100 * cume_dist() over (
+                    partition by {{ column }} > 0 order by {{ column }}
+                )) as integer)
+        else 0
+    end
+{%- endmacro %}

@@ -322,14 +322,12 @@ engagement as (
 
 ),
 
--- a share of the engaged, not a count: the same score reads the same on any data's volume
 engagement_scores as (
 
     select
         profile_id,
         engagement_points,
-        cast(ceil(100 * cume_dist() over (order by engagement_points)) as integer)
-            as engagement_score
+        {{ activity_share_score('engagement_points') }} as engagement_score
     from engagement
 
 )

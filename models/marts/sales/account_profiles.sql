@@ -91,23 +91,8 @@ scored as (
 
     select
         account_id,
-        case
-            when engagement_points > 0
-                then
-                    cast(ceil(100 * cume_dist() over (
-                        partition by engagement_points > 0 order by engagement_points
-                    )) as integer)
-            else 0
-        end as engagement_score,
-        case
-            when web_events_last_30_days > 0
-                then
-                    cast(ceil(100 * cume_dist() over (
-                        partition by web_events_last_30_days > 0
-                        order by web_events_last_30_days
-                    )) as integer)
-            else 0
-        end as intent_score
+        {{ activity_share_score('engagement_points') }} as engagement_score,
+        {{ activity_share_score('web_events_last_30_days') }} as intent_score
     from profile_facts
 
 )
