@@ -48,7 +48,21 @@ def test_syncs_job_delivers_golden_records_then_sends_nothing(
                 and c.purpose = 'email_marketing' and c.is_granted
                where m.audience = 'high_value_at_risk'"""
         ).fetchone()[0]
+        accounts = con.execute(
+            "select account_id, revenue_eur, intent_score from marts.account_profiles"
+        ).fetchall()
         con.close()
+        # every CRM account reached Salesforce as an Account with its figures
+        held = {
+            key: record
+            for (sobject, key), record in emulators["salesforce"].records.items()
+            if sobject == "Account"
+        }
+        assert set(held) == {account_id for account_id, _, _ in accounts}
+        for account_id, revenue, intent in accounts:
+            assert held[account_id]["Id"].startswith("001")
+            assert held[account_id]["CDP_Intent_Score__c"] == intent
+            assert float(held[account_id]["CDP_Revenue_EUR__c"]) == float(revenue)
         assert notifications > 0
         assert sum(r.get("object") == "lead_notification" for r in webhook) == notifications
         assert sum(r.get("object") == "win_back_member" for r in webhook) == members

@@ -58,5 +58,12 @@ def dbt_models(project: DbtProject) -> AssetsDefinition:
 
 
 def dbt_model_key(models: AssetsDefinition, model: str) -> AssetKey:
-    """The asset key of a dbt model, by model name."""
-    return next(key for key in models.keys if key.path[-1] == model)
+    """The asset key of a dbt model, by model name; a model the manifest lacks (a sync or an
+    asset names a model added since the manifest was parsed) is named in the error."""
+    found = next((key for key in models.keys if key.path[-1] == model), None)
+    if found is None:
+        raise LookupError(
+            f"dbt model {model!r} is not in the parsed dbt manifest: run `make manifest` "
+            "(dbt parse) after adding a model"
+        )
+    return found

@@ -13,6 +13,8 @@ from cdp.core.emulator import Emulator
 ROUTE = re.compile(r"^/services/data/v\d+\.\d+/composite/sobjects/(\w+)/(\w+)$")
 DELETE_ROUTE = re.compile(r"^/services/data/v\d+\.\d+/composite/sobjects\?(.*)$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+# An 18-character id starts with its object's key prefix (custom objects: a00-a0Z)
+KEY_PREFIXES = {"Account": "001", "Contact": "003", "Lead": "00Q", "Opportunity": "006"}
 
 
 class SalesforceEmulator(Emulator):
@@ -106,7 +108,8 @@ class SalesforceEmulator(Emulator):
             with self.lock:
                 created = (sobject, key) not in self.records
                 if created:
-                    self.records[(sobject, key)] = {"Id": f"003{self._next:015d}"}
+                    prefix = KEY_PREFIXES.get(sobject, "a00")
+                    self.records[(sobject, key)] = {"Id": f"{prefix}{self._next:015d}"}
                     self._next += 1
                 stored = self.records[(sobject, key)]
                 stored.update({k: v for k, v in record.items() if k != "attributes"})
