@@ -27,14 +27,15 @@ def _between(lines: list[str], first: str, last: str) -> list[str]:
 
 def _starting(lines: list[str], *prefixes: str) -> list[str]:
     """Each line starting with one of `prefixes`, joined with the lines a narrow terminal
-    wrapped off it (they start no section of their own: no `name:`, no table)."""
+    wrapped off it (they start no section of their own: no `name:`, no table, no centred
+    table title)."""
     found = []
     for i, line in enumerate(lines):
         if not line.lstrip().startswith(prefixes):
             continue
         parts = [line]
         for following in lines[i + 1 :]:
-            if not following.strip() or re.match(r"^\s*([\w ]+:|[┏┃┡│└])", following):
+            if not following.strip() or re.match(r"^(\s|[\w ]+:|[┏┃┡│└])", following):
                 break
             parts.append(following.strip())
         found.append(" ".join(parts))

@@ -421,6 +421,7 @@ def test_the_readme_figures_are_an_excerpt_of_a_demo_log():
     shown = excerpt(log)
     assert shown[0] == "Warehouse warehouse/cdp.duckdb"  # no machine path
     assert "Audiences" not in shown and "noise before" not in shown
+    assert "Churn model: AUC 0.6" in shown  # the centred table title after it is no wrap
     assert shown[-1].startswith("make demo: done in 300 s")
     assert "│ f1 │ 0.98 │" in shown and "hot path: the API showed them 1.2 s" in shown
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
