@@ -213,10 +213,10 @@ def main() -> None:
     def load_all():
         con = connect_warehouse(path=warehouse)
         try:
-            loaded = sum(load_table(con, t, landing).rows_new for t in declarations().tables)
-            publish(
-                con, declarations().declared_specs
-            )  # what the declared staging models read, as Dagster does
+            declared = declarations()
+            loaded = sum(load_table(con, t, landing).rows_new for t in declared.tables)
+            # what the declared staging models read, as Dagster does
+            publish(con, declared.declared_specs)
             return loaded
         finally:
             con.close()

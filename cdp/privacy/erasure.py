@@ -28,6 +28,7 @@ import pandas as pd
 from cdp.core.sql import quote, table_exists, utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
 from cdp.ingest.sources import EMAIL_TOKEN, Table, declarations, tables
+from cdp.ingest.sources import table as declared_table
 from cdp.ingest.suppression import PRIVACY_SCHEMA, Suppressions, digest, ensure_privacy_schema
 
 REQUESTS = f"{PRIVACY_SCHEMA}.erasure_requests"
@@ -201,7 +202,7 @@ def _raw_links(con: Warehouse, table: Table) -> list[str]:
     ]
     if table.parent:
         column, parent_key, parent_column = table.parent
-        parent = declarations().by_key[parent_key]
+        parent = declared_table(parent_key)
         parent_match = " or ".join(
             _raw_links(con, parent) + _text_conditions(con, parent.column_names)
         )
@@ -488,7 +489,7 @@ def _erase_in_collector_log(con, request_id: str) -> int:
     from cdp.realtime.collector.log import scrub_landed
 
     suppressions = Suppressions.read(con)
-    table = declarations().by_key["web__events"]
+    table = declared_table("web__events")
 
     def belongs(row: dict) -> bool:
         as_exported = {
