@@ -1,19 +1,27 @@
 """HTTP delivery shared by every destination: rate limiting to the destination's quota, retries
 with exponential backoff and jitter on 429, 5xx, timeouts and dropped connections, Retry-After
 honoured. Non-retryable answers raise RequestRejected with the destination's message; 401 and 403
-raise AuthenticationFailed (no record can go through: the run fails at once)."""
+raise AuthenticationFailed (no record can go through: the run fails at once).
+
+Calls go through urllib3's connection pool directly: requests on top of it cost 780 µs of CPU
+a 100-record call against 490 µs (measured against the HubSpot emulator), a third of what the
+client spent per record at 20k records/s."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit
 
+import certifi
 import orjson
-import requests
+import urllib3
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -80,6 +88,38 @@ class DeliveryStats:
             setattr(self, name, getattr(self, name) + 1)
 
 
+@dataclass
+class Answer:
+    """A destination's answer: status, headers, body, and the request it answers (for messages)."""
+
+    status_code: int
+    headers: urllib3.HTTPHeaderDict
+    content: bytes
+    method: str = ""
+    path: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self):
+        return orjson.loads(self.content)
+
+
+def _pool_for(base_url: str, headers: dict[str, str]) -> urllib3.PoolManager:
+    """A pool for one API: through the proxy the environment names for it (HTTPS_PROXY,
+    NO_PROXY, ...), trusting the CA bundle the environment names or certifi's, as requests
+    does; the environment is read once, not per call."""
+    ca_bundle = (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or certifi.where()
+    )
+    parts = urlsplit(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return urllib3.ProxyManager(proxy, headers=headers, ca_certs=ca_bundle, maxsize=16)
+    return urllib3.PoolManager(headers=headers, ca_certs=ca_bundle, maxsize=16)
+
+
 class HttpTransport:
     def __init__(
         self,
@@ -95,15 +135,8 @@ class HttpTransport:
     ):
         self.base_url = base_url.rstrip("/")
         self.name = name or self.base_url
-        self.session = requests.Session()
-        self.session.headers.update(headers)
-        # Proxies and CA bundle from the environment, read once: requests reads the whole
-        # environment again on every call (a tenth of a sync's time at 20k records/s).
-        environment = self.session.merge_environment_settings(self.base_url, {}, None, None, None)
-        self.session.proxies.update(environment["proxies"])
-        self.session.verify = environment["verify"]
-        self.session.trust_env = False
-        self.limiter, self.timeout = limiter, timeout
+        self.pool = _pool_for(self.base_url, headers)
+        self.limiter, self.timeout = limiter, urllib3.Timeout(total=timeout)
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
         self.sleep = sleep
         self.stats = DeliveryStats()
@@ -116,22 +149,41 @@ class HttpTransport:
                 delay = max(delay, float(retry_after))
         self.sleep(delay)
 
-    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json=None,
+        data: bytes | None = None,
+        params: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
         """`json=` bodies are encoded with orjson (several times faster than the standard
         library's, and NaN becomes null rather than invalid JSON)."""
-        url = f"{self.base_url}{path}"
-        if "json" in kwargs:
-            kwargs["data"] = orjson.dumps(kwargs.pop("json"))
-            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
+        url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
+        headers = dict(headers or {})
+        if json is not None:
+            data = orjson.dumps(json)
+            headers["Content-Type"] = "application/json"
         last_problem = ""
         for attempt in range(self.max_retries + 1):
             self.limiter.acquire()
             self.stats.count("calls")
             try:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            except (requests.Timeout, requests.ConnectionError) as exc:
+                raw = self.pool.request(
+                    method,
+                    url,
+                    body=data,
+                    headers={**self.pool.headers, **headers} if headers else None,
+                    timeout=self.timeout,
+                    retries=False,
+                    redirect=False,
+                )
+            except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or dropped connections
                 last_problem = f"{type(exc).__name__}: {exc}"
             else:
+                response = Answer(raw.status, raw.headers, raw.data, method, path or "/")
                 if response.status_code < 400:
                     return response
                 if response.status_code in AUTH_STATUS:
@@ -161,12 +213,12 @@ class HttpTransport:
         return json_body(self.request(method, path, **kwargs), expected, self.name)
 
 
-def excerpt(response: requests.Response, limit: int = 300) -> str:
+def excerpt(response: Answer, limit: int = 300) -> str:
     text = response.text.strip().replace("\n", " ")
     return repr(text[:limit] + ("..." if len(text) > limit else "")) if text else "an empty body"
 
 
-def json_body(response: requests.Response, expected: type | None = None, destination: str = ""):
+def json_body(response: Answer, expected: type | None = None, destination: str = ""):
     """A response's JSON, decoded with orjson; None for an empty body. With `expected`, anything
     but a JSON value of that type raises UnexpectedAnswer naming the destination, the request,
     the status and an excerpt of the body."""
@@ -177,8 +229,7 @@ def json_body(response: requests.Response, expected: type | None = None, destina
         if expected is None:
             raise
     if expected is not None and not isinstance(payload, expected):
-        request = response.request
-        where = f"{request.method} {request.path_url}" if request is not None else response.url
+        where = f"{response.method} {response.path}"
         raise UnexpectedAnswer(
             f"{destination or 'the destination'} answered {where} with HTTP "
             f"{response.status_code} and {excerpt(response)}, not the documented JSON "

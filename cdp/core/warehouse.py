@@ -94,9 +94,16 @@ class Warehouse(ABC):
     temp_schema = "temp"
 
     def replace_temp_table(self, name: str, select_sql: str, params=None) -> None:
-        """(Re)create a session-private table from a query."""
-        self.execute(f"drop table if exists {self.temp_schema}.{name}")
+        """(Re)create a session-private table from a query; views on the old one are dropped
+        with it (PostgreSQL refuses otherwise) and are made again by their owner."""
+        self.execute(f"drop table if exists {self.temp_schema}.{name} cascade")
         self.execute(f"create temporary table {name} as {select_sql}", params)
+
+    def replace_temp_view(self, name: str, select_sql: str) -> None:
+        """(Re)create a session-private view: a query read once or twice costs less than
+        writing its rows into a table."""
+        self.execute(f"drop view if exists {self.temp_schema}.{name}")
+        self.execute(f"create temporary view {name} as {select_sql}")
 
     def checkpoint(self) -> None:  # noqa: B027 - only DuckDB needs one
         """Write deletions out so freed space is reused (DuckDB keeps old blocks otherwise)."""
