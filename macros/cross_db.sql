@@ -166,6 +166,20 @@
 {%- endmacro %}
 
 
+{% macro column_or_null(relation, column, data_type) -%}
+    {#- A column of an incremental model's own table, or null where a table built by an older
+        version lacks it (the run then fills it in: on_schema_change adds the column). -#}
+    {#- A unit test gives the table as its fixture (a name, not a relation): its columns. -#}
+    {%- set names = adapter.get_columns_in_relation(relation) | map(attribute='name')
+        | map('lower') | list if execute and relation is not string else [] -%}
+    {%- if relation is string or column | lower in names -%}
+    {{ column }}
+    {%- else -%}
+    cast(null as {{ data_type }})
+    {%- endif -%}
+{%- endmacro %}
+
+
 {% macro distinct_list(expression) -%}
     {#- The distinct values of a group, sorted, as one comma-separated text. -#}
     {{ return(adapter.dispatch('distinct_list', 'cdp')(expression)) }}

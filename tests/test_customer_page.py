@@ -1,6 +1,7 @@
 """The 360° customer page in a real headless Chromium: sign-in, search by identifier and by
 name, the golden record with a source on every field, masking for a role without personal
-data, and deciding a review pair, which lands in the warehouse as an identity decision.
+data, deciding a review pair, which lands in the warehouse as an identity decision, and
+rejecting a lead routed to a rep, which lands as a lead decision.
 Screenshots are kept in target/screenshots/."""
 
 import os
@@ -19,7 +20,7 @@ from tests.browser import Browser, chromium_binary
 CDP = str(Path(sys.executable).parent / "cdp")
 SCREENSHOTS = PROJECT_ROOT / "target" / "screenshots"
 ANALYST, READER = "page-analyst-token", "page-reader-token"
-TOKENS = f"{ANALYST}=profiles:read profiles:pii identity:decide;{READER}=profiles:read"
+TOKENS = f"{ANALYST}=profiles:read profiles:pii identity:decide leads:decide;{READER}=profiles:read"
 
 pytestmark = pytest.mark.skipif(
     chromium_binary() is None,
@@ -165,3 +166,32 @@ def test_an_analyst_decides_a_review_pair_on_the_page(site, browser):
         "same phone and birth date, checked by phone",
     )
     assert by.startswith("page:")
+
+
+def test_a_rep_rejects_a_lead_on_the_page_with_a_reason(site, browser):
+    url, warehouse = site
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        task = con.execute(
+            """select task_id, contact_id, profile_id from marts.lead_tasks
+            where status = 'open' and profile_id is not null order by contact_id limit 1"""
+        ).fetchone()
+    if task is None:
+        pytest.skip("the test data routed no lead")
+    task_id, contact_id, profile_id = task
+    _sign_in(browser, url, READER, f"/customers/{profile_id}")
+    assert "Reject" not in browser.text("#lead-tasks")  # deciding needs leads:decide
+    browser.click("#logout")
+    _sign_in(browser, url, ANALYST, f"/customers/{profile_id}")
+    form = f"form[action='/customers/{profile_id}/lead/{contact_id}']"
+    browser.click(f"{form} button[value=rejected]")  # no reason given
+    assert "say why" in browser.text("#note")
+    browser.type(f"{form} input[name=reason]", "a student project, no budget")
+    browser.click(f"{form} button[value=rejected]")
+    assert "stored" in browser.text("#note")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        decided = con.execute(
+            """select task_id, contact_id, decision, reason, decided_by from raw.lead_decisions"""
+        ).fetchall()
+    assert len(decided) == 1
+    assert decided[0][:4] == (task_id, contact_id, "rejected", "a student project, no budget")
+    assert decided[0][4].startswith("page:")

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.core.config import PROJECT_ROOT
+from cdp.core.config import PROJECT_ROOT, project_var
 from cdp.intelligence import predict
 from cdp.intelligence.audiences import (
     AudienceError,
@@ -407,3 +407,98 @@ def test_the_prediction_inputs_are_every_relation_its_sql_reads():
         re.findall(r"\b(?:staging|intermediate|marts)\.\w+", source.replace(declaration, ""))
     )
     assert read == set(predict.INPUTS)
+
+
+SLA_VARS = (
+    "{{cdp_lead_workflow: {{grades: [{{grade: A, min_score: 0, sla_hours: {hours}}}], "
+    "max_reassignments: 2, aging_half_life_days: 14}}}}"
+)
+WORKFLOW_MODELS = (
+    "stg_lead_workflow__decisions lead_assignments lead_tasks lead_notifications "
+    "lead_status_history"
+)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CDP, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_lead_workflow_records_decisions_and_reassigns_breached_tasks(full_run, tmp_path):
+    path = tmp_path / "leads.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
+    env = {"CDP_WAREHOUSE": str(path), "CDP_USER": "anna.rep"}
+    con = duckdb.connect(str(path), read_only=True)
+    grades = {g["grade"]: g for g in project_var("cdp_lead_workflow")["grades"]}
+    tasks = con.execute(
+        """select contact_id, owner_name, grade, lead_score, created_at, due_at
+           from marts.lead_tasks where status = 'open' order by contact_id"""
+    ).fetchall()
+    con.close()
+    assert len(tasks) > 10
+    for _, _, grade, score, created_at, due_at in tasks:
+        assert score >= grades[grade]["min_score"]
+        assert due_at - created_at == dt.timedelta(hours=grades[grade]["sla_hours"])
+    accepted, rejected = tasks[0], tasks[1]
+
+    done = _cli("leads", "accept", accepted[0], env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    refused = _cli("leads", "reject", rejected[0], "--reason", " ", env=env)
+    assert refused.returncode == 2 and "reason" in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+    done = _cli("leads", "reject", rejected[0], "--reason", "student, no budget", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    unknown = _cli("leads", "accept", "C-NOBODY", env=env)
+    assert unknown.returncode == 2 and "no lead task" in unknown.stdout + unknown.stderr
+
+    # Every task due at once, rebuilt from scratch: the same routing, so the decisions apply;
+    # the next run finds the others breached and gives them to another rep (due in an hour).
+    build = ("--select", *WORKFLOW_MODELS.split())
+    dbt_build(*build, "--full-refresh", "--vars", SLA_VARS.format(hours=0), env=env)
+    dbt_build(*build, "--vars", SLA_VARS.format(hours=1), env=env)
+
+    con = duckdb.connect(str(path), read_only=True)
+    status = dict(
+        con.execute(
+            "select contact_id, status from marts.lead_tasks where assignment_number = 1"
+        ).fetchall()
+    )
+    assert status[accepted[0]] == "accepted" and status[rejected[0]] == "rejected"
+    history = con.execute(
+        """select contact_id, lead_status, changed_by, reason from marts.lead_status_history
+           where recorded_in = 'cdp' and lead_status in ('SAL', 'Rejected')"""
+    ).fetchall()
+    assert sorted(history) == sorted(
+        [
+            (accepted[0], "SAL", "anna.rep", ""),
+            (rejected[0], "Rejected", "anna.rep", "student, no budget"),
+        ]
+    )
+    moved = con.execute(
+        """select a.contact_id, a.owner_name, a.previous_owner_name, a.territory, r.territory
+           from marts.lead_assignments a join reference.sales_reps r on r.rep_name = a.owner_name
+           where a.routing_rule = 'sla_reassigned'"""
+    ).fetchall()
+    assert moved
+    for contact_id, owner, previous_owner, territory, rep_territory in moved:
+        assert owner != previous_owner and territory == rep_territory
+        assert status[contact_id] == "breached"
+    assert not {accepted[0], rejected[0]} & {m[0] for m in moved}
+    second = dict(
+        con.execute(
+            """select contact_id, status from marts.lead_tasks where assignment_number = 2"""
+        ).fetchall()
+    )
+    assert set(second) == {m[0] for m in moved} and set(second.values()) == {"open"}
+    alerts = con.execute(
+        """select n.contact_id, n.rep_name, n.reassigned_to from marts.lead_notifications n
+           where n.notification_kind = 'sla_breached'"""
+    ).fetchall()
+    breached = {c for c, s in status.items() if s == "breached"}
+    assert {a[0] for a in alerts} == breached
+    reassigned_to = {m[0]: (m[2], m[1]) for m in moved}
+    for contact_id, rep, new_rep in alerts:
+        if contact_id in reassigned_to:
+            assert (rep, new_rep) == reassigned_to[contact_id]
+    con.close()

@@ -104,6 +104,12 @@ benchmark_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(benchmark_app, name="benchmark")
+leads_app = typer.Typer(
+    help="The lead workflow: reps' tasks for routed leads, accepted or rejected (kept with who, "
+    "when and why; the next run applies them).",
+    no_args_is_help=True,
+)
+app.add_typer(leads_app, name="leads")
 load_app = typer.Typer(help="Landing files: rejected files and their retry.", no_args_is_help=True)
 app.add_typer(load_app, name="load")
 serve_app = typer.Typer(help="Servers: the event collector, the profile API.", no_args_is_help=True)
@@ -395,6 +401,76 @@ def _decide(action: str, a: str, b: str | None, reason: str, by: str | None) -> 
     console.print(
         f"decision {decision_id}: {action.replace('_', ' ')} {what}; the next `cdp run` applies it"
     )
+
+
+@leads_app.command("tasks")
+def leads_tasks(
+    owner: str = typer.Option(None, "--owner", help="Only this rep's tasks."),
+    status: str = typer.Option(
+        None, "--status", help="open, accepted, rejected, breached or worked_in_crm."
+    ),
+    limit: int = typer.Option(30, help="How many tasks to list."),
+) -> None:
+    """Lead tasks, newest first: the rep, the grade, the score (as routed and aged), the
+    status and the SLA deadline."""
+    from cdp.intelligence.lead_workflow import LeadDecisionError, tasks
+
+    with connect_warehouse(read_only=True) as con:
+        try:
+            rows = tasks(con, owner=owner, status=status)
+        except LeadDecisionError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    columns = ["lead", "rep", "grade", "score", "aged", "status", "due", "decided by"]
+    shown = [
+        (
+            t["contact_id"],
+            t["owner_name"],
+            t["grade"],
+            t["lead_score"],
+            t["aged_lead_score"],
+            t["status"],
+            f"{t['due_at']:%Y-%m-%d %H:%M}",
+            t["decided_by"] or "",
+        )
+        for t in rows[:limit]
+    ]
+    console.print(rows_table(f"Lead tasks ({len(rows):,})", columns, shown))
+
+
+def _decide_lead(contact_id: str, decision: str, reason: str, by: str | None) -> None:
+    from cdp.intelligence.lead_workflow import LeadDecisionError, decide
+
+    with connect_warehouse() as con:
+        try:
+            decision_id, task = decide(con, contact_id, decision, reason=reason, decided_by=by)
+        except LeadDecisionError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    console.print(
+        f"decision {decision_id}: {contact_id} {decision} (task of {task['owner_name']}, due "
+        f"{task['due_at']:%Y-%m-%d %H:%M} UTC); the next `cdp run` applies it"
+    )
+
+
+@leads_app.command("accept")
+def leads_accept(
+    contact_id: str = typer.Argument(..., help="The lead's CRM contact id, e.g. C-00000042."),
+    reason: str = typer.Option("", "--reason", "-r", help="A note (optional)."),
+    by: str = BY,
+) -> None:
+    """Accept a lead routed to you: it becomes a sales accepted lead (SAL)."""
+    _decide_lead(contact_id, "accepted", reason, by)
+
+
+@leads_app.command("reject")
+def leads_reject(
+    contact_id: str = typer.Argument(..., help="The lead's CRM contact id."),
+    reason: str = REASON,
+    by: str = BY,
+) -> None:
+    """Reject a lead routed to you, saying why (marketing reads it)."""
+    _decide_lead(contact_id, "rejected", reason, by)
 
 
 @identity_app.command("review")
@@ -956,6 +1032,16 @@ def insights(
             "Lead routing",
             ["rule", "leads", "reps"],
             [(r["routing_rule"], r["leads"], r["reps"]) for r in figures["lead_routing"]],
+        )
+    )
+    console.print(
+        rows_table(
+            "Lead tasks",
+            ["status", "tasks", "decided within SLA", "median hours to decide"],
+            [
+                (t["status"], t["tasks"], t["within_sla"], t["median_hours_to_decision"] or "")
+                for t in figures["lead_tasks"]
+            ],
         )
     )
     chosen = figures["preferences"]

@@ -2,6 +2,7 @@
 are relative to the project root, as dbt (run from there) sees them."""
 
 import functools
+import getpass
 import os
 from pathlib import Path
 
@@ -19,6 +20,11 @@ def warehouse_path() -> str:
 
 def landing_path() -> str:
     return from_root(os.environ.get("CDP_LANDING", "data/demo"))
+
+
+def who() -> str:
+    """Who is deciding, for decisions kept with who, when and why: CDP_USER or the login name."""
+    return os.environ.get("CDP_USER") or getpass.getuser()
 
 
 def project_var(name: str, default=None):

@@ -11,10 +11,9 @@ the next run of the identity models (`cdp run`, or the daily schedule).
 
 from __future__ import annotations
 
-import getpass
-import os
 import uuid
 
+from cdp.core.config import who
 from cdp.core.sql import RAW_SCHEMA, quote, table_exists, utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
 
@@ -32,10 +31,6 @@ def ensure_table(con: Warehouse) -> None:
     con.execute(f"""create table if not exists {DECISIONS} (
         decision_id varchar, action varchar, record_key_a varchar, record_key_b varchar,
         decided_by varchar, decided_at timestamp, reason varchar)""")
-
-
-def who() -> str:
-    return os.environ.get("CDP_USER") or getpass.getuser()
 
 
 def _known_records(con: Warehouse, keys: list[str]) -> None:

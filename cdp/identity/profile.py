@@ -108,6 +108,18 @@ def profile_360(con: Warehouse, email_or_profile_id: str, events: int = 15) -> d
             from marts.lead_scores where profile_id = $pid order by contact_id""",
             params,
         ),
+        # The lead workflow's tasks, decisions and deadlines (absent before the models first
+        # built them).
+        "lead_tasks": dict_rows(
+            con,
+            """
+            select task_id, contact_id, owner_name, grade, lead_score, aged_lead_score,
+                status, created_at, due_at, decided_by, decided_at, decision_reason
+            from marts.lead_tasks where profile_id = $pid order by created_at desc""",
+            params,
+        )
+        if table_exists(con, "marts", "lead_tasks")
+        else [],
         "audiences": [
             row["audience"]
             for row in dict_rows(

@@ -74,6 +74,19 @@ def routing(con) -> list[dict]:
     )
 
 
+def lead_tasks(con) -> list[dict]:
+    """Lead tasks per status: how many, how many of the decided ones within their SLA, and the
+    median hours to a decision."""
+    return dict_rows(
+        con,
+        """select status, count(*) as tasks,
+               count(*) filter (where is_within_sla) as within_sla,
+               percentile_cont(0.5) within group (order by hours_to_decision)
+                   as median_hours_to_decision
+           from marts.lead_tasks group by status order by tasks desc, status""",
+    )
+
+
 def preferences(con) -> dict[str, list[dict]]:
     """Profiles per preferred channel and per kind of product recommendation."""
     return {
@@ -106,6 +119,7 @@ def collect(con) -> dict:
         "top_channels_by_attributed_revenue": top_channels(con),
         "top_campaigns_by_return": campaign_returns(con),
         "lead_routing": routing(con),
+        "lead_tasks": lead_tasks(con),
         "preferences": preferences(con),
         "model_metrics": model_metrics(con),
     }

@@ -62,6 +62,7 @@ def access_export(con: Warehouse, email_or_profile_id: str) -> dict:
         "predictions_and_next_best_action": view["actions"],
         "preferences_and_recommendation": view["preferences"],
         "lead_scores": view["lead_scores"],
+        "lead_tasks": view["lead_tasks"],
         "audiences": view["audiences"],
         "merges": view["merges"],
         "changes": view["changes"],

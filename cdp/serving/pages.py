@@ -5,7 +5,8 @@ merges and the review pairs to decide. Server-rendered Jinja templates; no JavaS
 
 Sign-in takes an access token of CDP_API_TOKENS; a signed cookie keeps the session (signed with
 CDP_PAGE_SECRET, else a key derived from all the tokens). Without
-scope `profiles:pii` personal values are masked; deciding a review pair needs `identity:decide`.
+scope `profiles:pii` personal values are masked; deciding a review pair needs `identity:decide`,
+accepting or rejecting a lead routed to a rep `leads:decide`.
 The page reads the warehouse (read-only), so it shows what the last build holds; the live
 section comes from the profile store, as in the API.
 """
@@ -29,7 +30,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from cdp.core.config import PROJECT_ROOT
 from cdp.core.warehouse import connect_warehouse
 
-PII, DECIDE = "profiles:pii", "identity:decide"
+PII, DECIDE, DECIDE_LEADS = "profiles:pii", "identity:decide", "leads:decide"
 SECRET_ENV = "CDP_PAGE_SECRET"
 COOKIE = "cdp_session"
 SESSION_SECONDS = 8 * 3600
@@ -217,33 +218,60 @@ def create_router(tokens: dict[str, frozenset[str]]) -> APIRouter:
             p=profile,
             session=session,
             may_decide=DECIDE in session["scopes"],
+            may_decide_leads=DECIDE_LEADS in session["scopes"],
             masked=PII not in session["scopes"],
             note=note,
         )
+
+    async def decided(request: Request, scope: str) -> tuple[dict, dict[str, str]]:
+        """The session and the form of a decision, for a session with the scope to decide."""
+        session = session_of(request)
+        if scope not in session["scopes"]:
+            raise HTTPException(403, f"deciding needs scope {scope}")
+        return session, await form(request)
+
+    def stored(profile_id: str, store, refused: type[Exception]) -> RedirectResponse:
+        """Store a decision with `store(con)` (its id) and go back to the customer's page with a
+        note saying what happened."""
+        try:
+            with connect_warehouse() as con:
+                note = f"Decision {store(con)} stored: the next run applies it."
+        except refused as exc:
+            note = str(exc)
+        except Exception as exc:  # a run holds the warehouse
+            note = f"The warehouse could not be written: {str(exc).splitlines()[0]}"
+        return RedirectResponse(f"/customers/{profile_id}?note={quote(note)}", 303)
+
+    @router.post("/customers/{profile_id}/lead/{contact_id}")
+    async def decide_lead(request: Request, profile_id: str, contact_id: str):
+        from cdp.intelligence.lead_workflow import LeadDecisionError, decide
+
+        session, fields = await decided(request, DECIDE_LEADS)
+
+        def store(con) -> str:
+            return decide(
+                con, contact_id, fields.get("decision", ""), reason=fields.get("reason", ""),
+                decided_by=f"page:{session['user']}",
+            )[0]  # fmt: skip
+
+        return stored(profile_id, store, LeadDecisionError)
 
     @router.post("/customers/{profile_id}/review/{pair_id}")
     async def decide_pair(request: Request, profile_id: str, pair_id: str):
         from cdp.identity.decisions import DecisionError, decide, review_pair
 
-        session = session_of(request)
-        if DECIDE not in session["scopes"]:
-            raise HTTPException(403, f"deciding needs scope {DECIDE}")
-        fields = await form(request)
+        session, fields = await decided(request, DECIDE)
         action = {"accept": "merge", "reject": "keep_apart"}.get(fields.get("decision", ""))
         if action is None:
             raise HTTPException(400, "decision must be accept or reject")
-        try:
-            with connect_warehouse() as con:
-                a, b = review_pair(con, pair_id)
-                decision_id = decide(
-                    con, action, a, b, reason=fields.get("reason", ""),
-                    decided_by=f"page:{session['user']}",
-                )  # fmt: skip
-            note = f"Decision {decision_id} stored: the next run applies it."
-        except DecisionError as exc:
-            note = str(exc)
-        except Exception as exc:  # a run holds the warehouse
-            note = f"The warehouse could not be written: {str(exc).splitlines()[0]}"
-        return RedirectResponse(f"/customers/{profile_id}?note={quote(note)}", 303)
+
+        def store(con) -> str:
+            a, b = review_pair(con, pair_id)
+            return decide(
+                con, action, a, b, reason=fields.get("reason", ""),
+                decided_by=f"page:{session['user']}",
+            )  # fmt: skip
+
+        return stored(profile_id, store, DecisionError)
 
     return router

@@ -1,7 +1,11 @@
 -- Marketing-qualified leads routed to a sales rep, once: a lead keeps its rep on later runs
 -- (incremental). Leads of a CRM account go to the account owner; the others to the active reps
 -- of their country's territory, least loaded first, never above a rep's capacity of open leads.
--- Leads no rep has room for wait as queued and are routed on a later run.
+-- Leads no rep has room for wait as queued and are routed on a later run. A routed lead is a
+-- task for its rep, due within its grade's SLA (var cdp_lead_workflow); when the rep neither
+-- accepts nor rejects it in time, the next run gives it to the least loaded other rep of its
+-- territory with room (sla_reassigned), at most max_reassignments times.
+{%- set workflow = var('cdp_lead_workflow') %}
 
 {{ config(
     materialized=incremental_materialization(),
@@ -37,17 +41,60 @@ territories as (
 
 ),
 
+decisions as (
+
+    select * from {{ ref('stg_lead_workflow__decisions') }}
+
+),
+
 previous as (
 
     {%- if is_incremental() %}
-    select contact_id, owner_name, first_queued_at from {{ this }}
+    select
+        contact_id,
+        owner_name,
+        first_queued_at,
+        territory,
+        {{ column_or_null(this, 'due_at', 'timestamp') }} as due_at,
+        coalesce({{ column_or_null(this, 'assignment_number', 'integer') }}, 1)
+            as assignment_number
+    from {{ this }}
     {%- else %}
         select
             cast(null as {{ dbt.type_string() }}) as contact_id,
             cast(null as {{ dbt.type_string() }}) as owner_name,
-            cast(null as timestamp) as first_queued_at
+            cast(null as timestamp) as first_queued_at,
+            cast(null as {{ dbt.type_string() }}) as territory,
+            cast(null as timestamp) as due_at,
+            cast(null as integer) as assignment_number
         where 1 = 0
     {%- endif %}
+
+),
+
+breached as (
+
+    -- Tasks past their due time that nobody accepted or rejected, of leads still with sales.
+    select
+        previous.contact_id,
+        previous.owner_name as previous_owner_name,
+        previous.territory,
+        previous.assignment_number,
+        scores.profile_id,
+        scores.lead_score,
+        scores.score_reasons
+    from previous
+    inner join scores on previous.contact_id = scores.contact_id
+    left join decisions
+        on decisions.task_id = {{ lead_task_id(
+            'previous.contact_id', 'previous.owner_name', 'previous.assignment_number'
+        ) }}
+    where
+        previous.owner_name is not null
+        and previous.due_at < {{ current_utc() }}
+        and decisions.task_id is null
+        and previous.assignment_number <= {{ workflow.max_reassignments }}
+        and scores.lead_status in ('New', 'Open', 'In Progress', 'MQL')
 
 ),
 
@@ -167,6 +214,62 @@ to_territories as (
 
 ),
 
+loads_after_routing as (
+
+    select
+        rep_loads.rep_name,
+        rep_loads.territory,
+        rep_loads.capacity,
+        rep_loads.current_load + (
+            select count(*) from to_territories
+            where to_territories.owner_name = rep_loads.rep_name
+        ) as current_load
+    from rep_loads
+
+),
+
+reassignment_candidates as (
+
+    -- Each breached lead's other reps of its territory with room, least loaded first.
+    select
+        breached.*,
+        loads_after_routing.rep_name,
+        row_number() over (
+            partition by breached.contact_id
+            order by loads_after_routing.current_load, loads_after_routing.rep_name
+        ) as rep_rank,
+        count(*) over (partition by breached.contact_id) as rep_count,
+        dense_rank() over (
+            partition by breached.territory
+            order by breached.lead_score desc, breached.contact_id asc
+        ) as lead_rank
+    from breached
+    inner join loads_after_routing
+        on
+            breached.territory = loads_after_routing.territory
+            and breached.previous_owner_name != loads_after_routing.rep_name
+            and loads_after_routing.current_load < loads_after_routing.capacity
+
+),
+
+reassigned as (
+
+    -- Round robin over the candidates, so a run's breaches do not all go to one rep.
+    select
+        contact_id,
+        profile_id,
+        lead_score,
+        score_reasons,
+        territory,
+        rep_name as owner_name,
+        'sla_reassigned' as routing_rule,
+        assignment_number + 1 as assignment_number,
+        previous_owner_name
+    from reassignment_candidates
+    where rep_rank = mod(lead_rank - 1, rep_count) + 1
+
+),
+
 routed as (
 
     select
@@ -176,7 +279,9 @@ routed as (
         score_reasons,
         territory,
         owner_name,
-        routing_rule
+        routing_rule,
+        1 as assignment_number,
+        cast(null as {{ dbt.type_string() }}) as previous_owner_name
     from to_account_owners
     union all
     select
@@ -186,8 +291,12 @@ routed as (
         score_reasons,
         territory,
         owner_name,
-        routing_rule
+        routing_rule,
+        1 as assignment_number,
+        cast(null as {{ dbt.type_string() }}) as previous_owner_name
     from to_territories
+    union all
+    select * from reassigned
 
 )
 
@@ -201,7 +310,18 @@ select
     routed.lead_score,
     routed.score_reasons,
     coalesce(previous.first_queued_at, {{ current_utc() }}) as first_queued_at,
-    case when routed.owner_name is not null then {{ current_utc() }} end as routed_at
+    case when routed.owner_name is not null then {{ current_utc() }} end as routed_at,
+    cast(routed.assignment_number as integer) as assignment_number,
+    routed.previous_owner_name,
+    case
+        when routed.owner_name is not null
+            then {{ lead_task_id('routed.contact_id', 'routed.owner_name', 'routed.assignment_number') }}
+    end as task_id,
+    {{ lead_grade('routed.lead_score') }} as grade,
+    case
+        when routed.owner_name is not null
+            then {{ dbt.dateadd('hour', lead_sla_hours('routed.lead_score'), current_utc()) }}
+    end as due_at
 from routed
 left join reps on routed.owner_name = reps.rep_name
 left join previous on routed.contact_id = previous.contact_id
