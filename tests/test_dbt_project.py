@@ -24,8 +24,12 @@ def test_source_yml_columns_match_the_loader_declaration(manifest):
         for n in manifest["sources"].values()
         if n["package_name"] == "cdp" and n["schema"] == "raw"
     }
-    # Besides the loaded tables, raw holds what the loader and the identity commands publish.
-    published = {("declared", name) for name in DECLARED_RELATIONS} | {("identity", "decisions")}
+    # Besides the loaded tables, raw holds what the loader, the identity commands and the lead
+    # workflow's commands publish.
+    published = {("declared", name) for name in DECLARED_RELATIONS} | {
+        ("identity", "decisions"),
+        ("lead_workflow", "decisions"),
+    }
     assert set(sources) == {(t.source, t.name) for t in tables()} | published
     for t in tables():
         node = sources[(t.source, t.name)]
