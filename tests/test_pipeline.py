@@ -28,7 +28,7 @@ def test_definitions_group_assets_by_layer_and_join_lineage(defs):
         AssetKey(["declared", n]) for n in DECLARED_RELATIONS
     }
     # staging: one model per source table, plus the caches Python assets write, the declared
-    # sources' models and the identity decisions
+    # sources' models and the identity and lead decisions
     assert {k.path[-1] for k in groups["staging"]} == {
         f"stg_{t.source}__{t.name}" for t in tables()
     } | {
@@ -39,6 +39,7 @@ def test_definitions_group_assets_by_layer_and_join_lineage(defs):
         "stg_declared__identifier_kinds",
         "stg_declared__consent_statements",
         "stg_identity__decisions",
+        "stg_lead_workflow__decisions",
     }
     assert groups["reference"] == {
         AssetKey(["reference", seed])
