@@ -598,6 +598,12 @@ def run_sync(
         )
 
 
+def _count(result: SyncResult, change: str, confirmed: int, sent: int) -> None:
+    """Count what the destination confirmed under its kind of change, the rest as failed."""
+    setattr(result, change, getattr(result, change) + confirmed)
+    result.failed += sent - confirmed
+
+
 def _holds_errors(con, sync_name: str) -> bool:
     return bool(
         con.execute(
@@ -633,17 +639,12 @@ def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult
         done = _deliver_upserts(con, sync, destination, result, progress)
     size = sync.batch_size or destination.batch_size
 
-    def count(change: str, confirmed_keys: list[str], sent: int) -> None:
-        setattr(result, change, getattr(result, change) + len(confirmed_keys))
-        result.failed += sent - len(confirmed_keys)
-
     pairs = _merge_pairs(con, sync)
     for start in range(0, len(pairs), size):
         chunk = pairs[start : start + size]
         outcomes = destination.merge(chunk)
-        count(
-            "merged", _record_outcomes(con, sync, result.run_id, outcomes, {}, "merge"), len(chunk)
-        )
+        confirmed = _record_outcomes(con, sync, result.run_id, outcomes, {}, "merge")
+        _count(result, "merged", len(confirmed), len(chunk))
         done += len(chunk)
         if progress:
             progress(done, result.planned)
@@ -655,9 +656,8 @@ def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult
         for start in range(0, len(leaving), size):
             batch = leaving[start : start + size]
             outcomes = leave(batch)
-            count(
-                change, _record_outcomes(con, sync, result.run_id, outcomes, {}, action), len(batch)
-            )
+            confirmed = _record_outcomes(con, sync, result.run_id, outcomes, {}, action)
+            _count(result, change, len(confirmed), len(batch))
             done += len(batch)
             if progress:
                 progress(done, result.planned)
@@ -698,8 +698,7 @@ def _deliver_upserts(con, sync: SyncConfig, destination: Destination, result, pr
         errors_held = errors_held or any(not o.ok for o in confirmed)
         written_at = time.monotonic()
         for change, (sent, ok) in group.items():
-            setattr(result, change, getattr(result, change) + ok)
-            result.failed += sent - ok
+            _count(result, change, ok, sent)
         confirmed.clear()
         group.clear()
         hashes.clear()

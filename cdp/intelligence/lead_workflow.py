@@ -47,9 +47,8 @@ def tasks(
     owner: str | None = None,
     status: str | None = None,
     contact_id: str | None = None,
-    profile_id: str | None = None,
 ) -> list[dict]:
-    """Lead tasks, newest first, optionally of one rep, status, lead or profile."""
+    """Lead tasks, newest first, optionally of one rep, status or lead."""
     con = as_warehouse(con)
     _require_tasks(con)
     conditions, params = [], []
@@ -57,7 +56,6 @@ def tasks(
         ("owner_name", owner),
         ("status", status),
         ("contact_id", contact_id),
-        ("profile_id", profile_id),
     )
     for column, value in filters:
         if value:
@@ -76,10 +74,10 @@ def tasks(
 
 def current_task(con: Warehouse, contact_id: str) -> dict:
     """The task a rep can decide on for this lead."""
-    candidates = [t for t in tasks(con, contact_id=contact_id) if t["status"] in DECIDABLE]
+    known = tasks(con, contact_id=contact_id)
+    candidates = [t for t in known if t["status"] in DECIDABLE]
     if candidates:
         return candidates[0]
-    known = tasks(con, contact_id=contact_id)
     if not known:
         raise LeadDecisionError(f"{contact_id}: no lead task (only routed leads have one)")
     latest = known[0]
