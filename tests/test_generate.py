@@ -1,5 +1,6 @@
 """The demo-data generator: deterministic, streaming, and as messy as real exports."""
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -37,7 +38,8 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path):
     generate(tmp_path / "c", people=500, seed=4)
     a, b, c = (_digest(tmp_path / x) for x in "abc")
     assert a == b
-    assert len(a) == len(demo_tables()) + 1  # one file per table plus ground truth
+    # one file per table, the identity ground truth and the true drivers and effects
+    assert len(a) == len(demo_tables()) + 4
     assert a.keys() == c.keys()
     assert all(a[f] != c[f] for f in a)
 
@@ -79,6 +81,57 @@ def _lines(landing: Path, source: str, name: str) -> list[str]:
     folder = landing / source / name
     encoding = EXPORT_ENCODINGS.get(f"{source}__{name}", "utf-8")
     return next(folder.iterdir()).read_text(encoding=encoding).splitlines()
+
+
+def _truth(landing: Path, name: str) -> list[dict]:
+    return list(csv.DictReader((landing / name).open(encoding="utf-8")))
+
+
+def _json_rows(landing: Path, source: str, name: str) -> list[dict]:
+    rows = []
+    for line in _lines(landing, source, name):
+        with contextlib.suppress(json.JSONDecodeError):  # a row broken on purpose
+            rows.append(json.loads(line))
+    return rows
+
+
+def test_the_true_drivers_are_written_and_the_exports_follow_them(landing):
+    """What the models are checked against: the exports hold the purchases and lead outcomes
+    the truth files name, and the latent intent shows in behaviour a CDP can see."""
+    effects = json.loads((landing / "true_effects.json").read_text(encoding="utf-8"))
+    assert effects["lead_funnel_ordered_logit"]["effects"]["intent"] > 0
+    people = {row["person_id"]: row for row in _truth(landing, "true_behaviour.csv")}
+    assert len(people) == TEST_PEOPLE
+
+    orders = {row.get("order_id") for row in _json_rows(landing, "shop", "orders")}
+    store = {r.get("purchase_id") for r in csv.DictReader(_lines(landing, "loyalty", "purchases"))}
+    exported = len(orders - {None}) + len(store - {None, ""})
+    promised = sum(int(row["purchases"]) for row in people.values())
+    assert abs(exported - promised) <= 0.01 * promised  # broken rows lose or cut a few ids
+
+    latest = {}
+    for row in csv.DictReader(_lines(landing, "crm", "contacts")):
+        latest[row["contact_id"]] = row["lead_status"]  # a later row is the update
+    leads = _truth(landing, "true_leads.csv")
+    same = sum(latest.get(lead["contact_id"]) == lead["final_status"] for lead in leads)
+    assert leads and same >= 0.99 * len(leads)
+
+    # intent -> email clicks, through the subscriber's person in the ground truth
+    person_of = {
+        row["source_record_id"]: row["person_id"]
+        for row in _truth(landing, "ground_truth.csv")
+        if row["source"] == "email"
+    }
+    clicks = Counter(
+        person_of.get(row["subscriber_id"])
+        for row in csv.DictReader(_lines(landing, "email", "activity"))
+        if row["activity_type"] == "click"
+    )
+    subscribers = sorted(set(person_of.values()), key=lambda pid: float(people[pid]["intent"]))
+    quarter = len(subscribers) // 4
+    low = sum(clicks[pid] for pid in subscribers[:quarter]) / quarter
+    high = sum(clicks[pid] for pid in subscribers[-quarter:]) / quarter
+    assert high > 2 * low
 
 
 def test_data_is_messy_like_real_life(landing):

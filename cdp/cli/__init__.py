@@ -960,7 +960,8 @@ def insights(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Headline figures: audience sizes, funnel, attributed revenue, campaign returns, routing,
-    preferred channels and product recommendations, model quality."""
+    preferred channels and product recommendations, model quality, the lead model against the
+    rule score."""
     import json
 
     from cdp.intelligence.insights import ATTRIBUTION_MODELS, collect
@@ -1061,6 +1062,57 @@ def insights(
             f"(ranking by recency: {metrics['churn_auc_recency_baseline']:.3f}); "
             f"CLV model: MAE {metrics['clv_mae_eur']:,.0f} EUR "
             f"(everyone the average: {metrics['clv_mae_mean_baseline_eur']:,.0f} EUR)"
+        )
+    leads = figures["lead_model"]
+    if leads:
+        scored = leads["metrics"]
+        console.print(
+            f"Lead model: AUC {scored['model_auc_sal']:.3f} for sales acceptance on the "
+            f"{leads['holdout_leads']:,} newest decided leads (rule score: "
+            f"{scored['rule_auc_sal']:.3f})"
+            + (
+                f"; for won deals {scored['model_auc_won']:.3f} (rule score "
+                f"{scored['rule_auc_won']:.3f})"
+                if "model_auc_won" in scored
+                else ""
+            )
+        )
+
+        def lift(value) -> str:
+            return "" if value is None else f"{value:.2f}"
+
+        console.print(
+            rows_table(
+                "Lead score lift by decile (1 = top tenth; SAL rate over the base rate)",
+                ["decile", "model lift", "model SAL rate", "rule lift", "rule SAL rate"],
+                [
+                    (
+                        d["decile"],
+                        lift(d["model_lift"]),
+                        "" if d["model_rate"] is None else f"{d['model_rate']:.1%}",
+                        lift(d["rule_lift"]),
+                        "" if d["rule_rate"] is None else f"{d['rule_rate']:.1%}",
+                    )
+                    for d in leads["lift_by_decile"]
+                ],
+            )
+        )
+        console.print(
+            rows_table(
+                "Lead rules: configured points and points refitted on outcomes "
+                "(10 points double the odds)",
+                ["rule", "configured", "refitted", "leads", "SAL rate when fired"],
+                [
+                    (
+                        r["rule_name"],
+                        r["configured_points"],
+                        r["calibrated_points"],
+                        r["fired_leads"],
+                        f"{r['conversion_rate_when_fired']:.1%}",
+                    )
+                    for r in leads["rule_points"]
+                ],
+            )
         )
 
 

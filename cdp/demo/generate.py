@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import math
 import random
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -21,6 +22,18 @@ from zoneinfo import ZoneInfo
 import orjson
 from faker import Faker
 
+from cdp.demo.behaviour import (
+    BEHAVIOUR_BASES,
+    BEHAVIOUR_EFFECTS,
+    LEAD_DISQUALIFIED,
+    PURCHASES,
+    Latent,
+    chance_of_stage,
+    lead_value,
+    shifted,
+    stage_reached,
+    true_effects,
+)
 from cdp.demo.generate_vocabulary import GENERATOR_NICKNAMES
 from cdp.ingest.sources import Table, declarations
 
@@ -308,6 +321,10 @@ class Person:
     work_email: str | None = None
     cookies: list[str] = field(default_factory=list)
     shop_customer_id: str | None = None
+    latent: Latent | None = None
+    # (when, channel) of every purchase, online or store; whether still a customer at the end
+    purchases: list[tuple[dt.datetime, str]] = field(default_factory=list)
+    alive: bool = False
 
 
 @dataclass
@@ -422,6 +439,8 @@ class Generator:
         self.rng = random.Random(f"{seed}:{batch}")
         self.stats = Stats()
         self._used_emails: set[str] = set()
+        self.account_rows: dict[str, dict] = {}
+        self.lead_truth: list[tuple] = []  # of the person being written
         self._build_pools()
 
     # ---------------------------------------------------------------- reference pools
@@ -677,7 +696,9 @@ class Generator:
             truth.writerow(("source", "source_record_id", "person_id"))
             # The CRM exports all accounts every time.
             for acc_id, name, domain in self.accounts:
-                writers["crm__accounts"].write(self._account_row(acc_id, name, domain))
+                self.account_rows[acc_id] = self._account_row(acc_id, name, domain)
+                writers["crm__accounts"].write(self.account_rows[acc_id])
+            people_truth, leads_truth = self._truth_writers(stack)
             household: Person | None = None
             for i in range(self.people):
                 n = self.first_person + i
@@ -686,6 +707,9 @@ class Generator:
                 household = person
                 for source, record_id in self._emit_person(person, writers):
                     truth.writerow((source, record_id, person.person_id))
+                self._write_person_truth(person, people_truth)
+                leads_truth.writerows(self.lead_truth)
+                self.lead_truth.clear()
                 for anon in range(self.rng.randint(0, 1)):
                     cookie = self._cookie()
                     self._web_session(None, cookie, writers, anonymous=True)
@@ -698,6 +722,70 @@ class Generator:
             self.stats.people = self.people
             self.stats.rows = {k: w.count for k, w in writers.items()}
         return self.stats
+
+    def _truth_writers(self, stack: ExitStack):
+        """CSV writers of the people's and the leads' true drivers (true_behaviour*.csv,
+        true_leads*.csv), and true_effects.json: what the models should find."""
+        suffix = "" if self.batch == "initial" else f"_{self.batch}"
+        (self.out / "true_effects.json").write_bytes(
+            orjson.dumps(true_effects(self.seed), option=orjson.OPT_INDENT_2)
+        )
+        writers = []
+        for name, header in (
+            (
+                "true_behaviour",
+                ("person_id", "intent", "purchase_rate_per_year", "dropout_probability",
+                 "purchases", "alive_at_as_of", "favourite_category"),
+            ),
+            (
+                "true_leads",
+                ("contact_id", "person_id", "lead_value", "chance_of_sal", "chance_of_customer",
+                 "stage_reached", "final_status"),
+            ),
+        ):  # fmt: skip
+            fh = stack.enter_context(
+                (self.out / f"{name}{suffix}.csv").open("w", encoding="utf-8", newline="")
+            )
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            writers.append(writer)
+        return writers
+
+    @staticmethod
+    def _write_person_truth(p: Person, writer) -> None:
+        latent = p.latent
+        writer.writerow(
+            (
+                p.person_id,
+                f"{latent.intent:.4f}",
+                f"{latent.purchase_rate:.4f}",
+                f"{latent.dropout:.4f}",
+                len(p.purchases),
+                p.alive,
+                CATEGORIES[latent.favourite_category],
+            )
+        )
+
+    def _purchase_times(self, p: Person, since: dt.datetime, newsletter: bool, tickets: bool):
+        """BG/NBD: purchases at the person's rate while alive, each followed by a chance to
+        leave; the first soon after signing up. Sets p.purchases (channel undecided) and
+        p.alive."""
+        latent = p.latent
+        if not latent.buys:
+            return []
+        rng = random.Random(f"{self.seed}:{p.person_id}:purchases")
+        per_day = latent.purchase_rate * math.exp(PURCHASES["rate_newsletter"] * newsletter) / 365
+        dropout = min(0.95, latent.dropout + PURCHASES["dropout_support_tickets"] * tickets)
+        times = []
+        when = since + dt.timedelta(days=rng.expovariate(per_day * 3))
+        p.alive = True
+        while when < self.as_of and len(times) < PURCHASES["max_purchases"]:
+            times.append(when)
+            if rng.random() < dropout:
+                p.alive = False
+                break
+            when += dt.timedelta(days=rng.expovariate(per_day))
+        return times
 
     def _campaign_costs(self, writer: _Writer) -> None:
         """The ad platforms' and the email tool's costs: every day of the history in the first
@@ -762,24 +850,50 @@ class Generator:
         if not (in_crm or in_shop or in_email or in_loyalty or in_support or in_reviews):
             in_shop = True
         p.cookies = [self._cookie() for _ in range(rng.randint(1, 3))]
+        p.latent = Latent.draw(self.seed, p.person_id, len(CATEGORIES))
+        p.alive = False
+        buying_since = self._ts(p.first_seen)
+        if in_shop or in_loyalty:
+            store_share = (rng.uniform(0.2, 0.8) if in_shop else 1.0) if in_loyalty else 0.0
+            p.purchases = [
+                (when, "store" if rng.random() < store_share else "online")
+                for when in self._purchase_times(p, buying_since, in_email, in_support)
+            ]
+        else:
+            p.purchases = []
         if in_crm:
             yield "crm", self._crm(p, w)
         if in_shop:
-            yield "shop", self._shop(p, w)
+            yield "shop", self._shop(p, w, buying_since)
         if in_shop or in_crm or in_email or rng.random() < 0.5:
             for cookie in p.cookies:
                 self._web_session(p, cookie, w)
                 yield "web", cookie
+            # people in the market now visit more, and lately
+            recent = self._poisson(
+                BEHAVIOUR_BASES["recent_visits"]
+                * math.exp(BEHAVIOUR_EFFECTS["recent_visits"] * p.latent.intent)
+            )
+            for _ in range(min(recent, 12)):
+                start = self.as_of - dt.timedelta(days=rng.random() * 60)
+                self._web_session(p, rng.choice(p.cookies), w, start=start)
         if in_email:
             yield "email", self._email(p, w)
         if in_loyalty:
-            yield "loyalty", self._loyalty(p, w)
+            yield "loyalty", self._loyalty(p, w, buying_since)
         if in_support:
             for ticket_id in self._support(p, w):
                 yield "support", ticket_id
         if in_reviews:
             for review_id in self._reviews(p, w):
                 yield "reviews", review_id
+
+    def _poisson(self, mean: float) -> int:
+        count, threshold, product = 0, math.exp(-mean), self.rng.random()
+        while product > threshold:
+            count += 1
+            product *= self.rng.random()
+        return count
 
     def _crm(self, p: Person, w: dict[str, _Writer]) -> str:
         rng = self.rng
@@ -790,7 +904,6 @@ class Generator:
         if p.account and rng.random() < 0.05:
             email = f"info@{p.account[2]}"  # a shared group mailbox
         addr = self.address_at(p, created)
-        status_i = rng.randrange(len(LEAD_STATUSES))
         row = {
             "contact_id": contact_id,
             "account_id": p.account[0] if p.account else None,
@@ -809,35 +922,65 @@ class Generator:
             if p.account
             else None,
             "owner": rng.choice(REPS),
-            "lead_status": LEAD_STATUSES[status_i],
+            "lead_status": None,
             "lead_source": rng.choice(LEAD_SOURCES),
             "created_at": _local(created),
             "updated_at": _local(created),
         }
+        path = self._lead_path(p, contact_id, row)
+        updated_later = rng.random() < 0.15 and len(path) > 1
+        # updated later: the first export had the status before the last, maybe the old address
+        row["lead_status"] = path[-2] if updated_later else path[-1]
         w["crm__contacts"].write(row)
-        if rng.random() < 0.15:  # updated later: status progressed, maybe moved
+        if updated_later:
             updated = self._ts(created)
-            row = dict(
-                row, updated_at=_local(updated), lead_status=LEAD_STATUSES[min(status_i + 1, 7)]
-            )
+            row = dict(row, updated_at=_local(updated), lead_status=path[-1])
             addr = self.address_at(p, updated)
             row.update(street=addr.street, postal_code=addr.postal_code, city=addr.city)
             w["crm__contacts"].write(row)
-        self._lead_history(contact_id, row["lead_status"], created, row["owner"], w)
+        self._lead_history(contact_id, path, created, row["owner"], w)
         return contact_id
 
+    def _lead_path(self, p: Person, contact_id: str, row: dict) -> list[str]:
+        """The statuses the lead went through, the last its current one: how far it got follows
+        its fit and the person's intent (cdp.demo.behaviour), drawn from its own RNG."""
+        rng = random.Random(f"{self.seed}:{contact_id}:outcome")
+        account = self.account_rows.get(row["account_id"] or "", {})
+        value = lead_value(
+            p.latent.intent,
+            row["job_title"],
+            account.get("employees"),
+            account.get("industry"),
+            row["lead_source"],
+            p.country,
+        )
+        stage = stage_reached(value, rng)
+        if stage < len(FUNNEL_STATUSES) - 1 and rng.random() < LEAD_DISQUALIFIED:
+            path = [*FUNNEL_STATUSES[: stage + 1], "Unqualified"]
+        elif stage == 0:
+            path = ["New", *([rng.choice(("Open", "In Progress"))] if rng.random() < 0.6 else [])]
+        else:
+            path = list(FUNNEL_STATUSES[: stage + 1])
+        self.lead_truth.append(
+            (
+                contact_id,
+                p.person_id,
+                f"{value:.4f}",
+                f"{chance_of_stage(value, 2):.4f}",
+                f"{chance_of_stage(value, 5):.4f}",
+                stage,
+                path[-1],
+            )
+        )
+        return path
+
     def _lead_history(
-        self, contact_id: str, final: str, created: dt.datetime, owner: str, w: dict
+        self, contact_id: str, path: list[str], created: dt.datetime, owner: str, w: dict
     ) -> None:
         """The status changes that led to the contact's current status (its own RNG, so the
         other exports do not change with it)."""
         rng = random.Random(f"{self.seed}:{contact_id}:history")
-        if final == "Unqualified":
-            path = [*FUNNEL_STATUSES[: rng.randint(1, 4)], "Unqualified"]
-        elif final in FUNNEL_STATUSES:
-            path = list(FUNNEL_STATUSES[: FUNNEL_STATUSES.index(final) + 1])
-        else:
-            path = ["New", final]
+        path = list(path)
         if len(path) > 2 and path[1] == "MQL" and rng.random() < 0.5:
             path.insert(1, rng.choice(("Open", "In Progress")))
         when = created
@@ -855,12 +998,11 @@ class Generator:
                 }
             )
 
-    def _shop(self, p: Person, w: dict[str, _Writer]) -> str:
+    def _shop(self, p: Person, w: dict[str, _Writer], created: dt.datetime) -> str:
         rng = self.rng
         # Shopware-style ids: 32 hex characters, stable per person across exports.
         customer_id = hashlib.md5(f"{self.seed}:{p.person_id}".encode()).hexdigest()
         p.shop_customer_id = customer_id
-        created = self._ts(p.first_seen)
         first, last = self.name_variant(p)
         addr = self.address_at(p, created)
         row = {
@@ -892,18 +1034,25 @@ class Generator:
                 ),
             )
             w["shop__customers"].write(row)
-        for _ in range(min(12, int(rng.expovariate(1 / 2.2)))):
-            self._order(p, customer_id, created, w)
+        for ordered, channel in p.purchases:
+            if channel == "online":
+                self._order(p, customer_id, ordered, w)
         return customer_id
 
-    def _order(self, p: Person, customer_id: str, after: dt.datetime, w: dict) -> None:
+    def _product(self, p: Person) -> tuple:
+        """Most lines come from the buyer's favourite category."""
+        favourite = CATEGORIES[p.latent.favourite_category]
+        if self.rng.random() < PURCHASES["favourite_category_share"]:
+            return self.rng.choice([item for item in self.products if item[2] == favourite])
+        return self.rng.choice(self.products)
+
+    def _order(self, p: Person, customer_id: str, ordered: dt.datetime, w: dict) -> None:
         rng = self.rng
-        ordered = self._ts(after)
         order_id = f"O-{rng.getrandbits(40):012d}"
         utm = rng.choice(UTM) if rng.random() < 0.4 else (None, None, None)
         total = 0.0
         for ln in range(rng.randint(1, 4)):
-            sku, name, category, price = rng.choice(self.products)
+            sku, name, category, price = self._product(p)
             qty = rng.choice((1, 1, 1, 2, 3))
             total += qty * price
             w["shop__order_lines"].write(
@@ -932,9 +1081,20 @@ class Generator:
             }
         )
 
-    def _web_session(self, p: Person | None, cookie: str, w: dict, anonymous: bool = False) -> None:
+    def _web_session(
+        self,
+        p: Person | None,
+        cookie: str,
+        w: dict,
+        anonymous: bool = False,
+        start: dt.datetime | None = None,
+    ) -> None:
         rng = self.rng
-        start = self._ts(p.first_seen if p else self.as_of - dt.timedelta(days=HISTORY_DAYS))
+        intent = p.latent.intent if p and p.latent else 0.0
+        contact_page = shifted(BEHAVIOUR_BASES["contact_page_view"], "contact_page_view", intent)
+        start = start or self._ts(
+            p.first_seen if p else self.as_of - dt.timedelta(days=HISTORY_DAYS)
+        )
         country = p.country if p else rng.choices(self.country_codes, self.country_weights)[0]
         utm = rng.choice(UTM) if rng.random() < 0.35 else (None, None, None)
         device = rng.choice(("desktop", "mobile", "mobile", "tablet"))
@@ -952,7 +1112,7 @@ class Generator:
             ctx = dict(
                 context,
                 page={
-                    "path": rng.choice(PAGES),
+                    "path": "/kontakt" if rng.random() < contact_page else rng.choice(PAGES),
                     "referrer": context["page"]["referrer"] if i == 0 else "",
                 },
             )
@@ -984,7 +1144,7 @@ class Generator:
                     "context": context,
                 }
             )
-        elif rng.random() < 0.3:
+        elif rng.random() < shifted(BEHAVIOUR_BASES["form_submission"], "form_submission", intent):
             ts += dt.timedelta(seconds=rng.randint(5, 120))
             first, last = self.name_variant(p)
             w["web__events"].write(
@@ -1026,6 +1186,8 @@ class Generator:
             "updated_at": _iso_offset(created),
         }
         w["email__subscribers"].write(row)
+        opens = shifted(BEHAVIOUR_BASES["email_open"], "email_open", p.latent.intent)
+        clicks = shifted(BEHAVIOUR_BASES["email_click"], "email_click", p.latent.intent)
         for _ in range(rng.randint(2, 8)):
             cid, cname = rng.choice(CAMPAIGNS)
             sent = self._ts(created)
@@ -1033,10 +1195,10 @@ class Generator:
             if status == "cleaned" and rng.random() < 0.5:
                 self._activity(w, sub_id, email, cid, cname, "bounce", None, sent)
                 continue
-            if rng.random() < 0.4:
+            if rng.random() < opens:
                 opened = sent + dt.timedelta(minutes=rng.randint(1, 3000))
                 self._activity(w, sub_id, email, cid, cname, "open", None, opened)
-                if rng.random() < 0.25:
+                if rng.random() < clicks:
                     self._activity(
                         w,
                         sub_id,
@@ -1066,10 +1228,9 @@ class Generator:
             }
         )
 
-    def _loyalty(self, p: Person, w: dict[str, _Writer]) -> str:
+    def _loyalty(self, p: Person, w: dict[str, _Writer], issued: dt.datetime) -> str:
         rng = self.rng
         digits = f"4000{int(p.person_id[1:]):09d}"
-        issued = self._ts(p.first_seen)
         first, last = self.name_variant(p)
         addr = self.address_at(p, issued)
         w["loyalty__cards"].write(
@@ -1090,7 +1251,9 @@ class Generator:
                 "issued_at": _local(issued),
             }
         )
-        for _ in range(rng.randint(1, 6)):
+        for purchased, channel in p.purchases:
+            if channel != "store":
+                continue
             w["loyalty__purchases"].write(
                 {
                     "purchase_id": f"POS-{rng.getrandbits(40):012d}",
@@ -1099,7 +1262,7 @@ class Generator:
                     "amount": f"{rng.uniform(5, 300):.2f}",
                     "currency": p.currency,
                     "items": rng.randint(1, 8),
-                    "purchased_at": _local(self._ts(issued)),
+                    "purchased_at": _local(purchased),
                 }
             )
         return digits

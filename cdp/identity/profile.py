@@ -120,6 +120,17 @@ def profile_360(con: Warehouse, email_or_profile_id: str, events: int = 15) -> d
         )
         if table_exists(con, "marts", "lead_tasks")
         else [],
+        # The predictive lead score and its reasons (absent before the first lead model).
+        "lead_predictions": dict_rows(
+            con,
+            """
+            select contact_id, sal_probability, predicted_rank, rule_score, score_reasons,
+                model_run_id, model_version, scored_at
+            from ml.lead_predictions where profile_id = $pid order by contact_id""",
+            params,
+        )
+        if table_exists(con, "ml", "lead_predictions")
+        else [],
         "audiences": [
             row["audience"]
             for row in dict_rows(

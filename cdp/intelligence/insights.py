@@ -4,7 +4,8 @@ attribution and campaign returns, lead routing, preferences, predictions and enr
 
 from __future__ import annotations
 
-from cdp.core.sql import dict_rows
+from cdp.core.sql import dict_rows, table_exists
+from cdp.intelligence import lead_scoring
 from cdp.intelligence.predict import RUNS
 
 ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
@@ -111,6 +112,37 @@ def model_metrics(con) -> dict[str, float]:
     return dict(zip(found[0], found[1], strict=True)) if found else {}
 
 
+def lead_model(con) -> dict:
+    """The predictive lead score against the rule score on the newest decided leads: AUC, lift
+    by decile, and the rules' points refitted on outcomes. Empty before the first model."""
+    schema, table = lead_scoring.RUNS.split(".")
+    if not table_exists(con, schema, table):
+        return {}
+    found = con.execute(
+        f"select metric, value, holdout_rows from {lead_scoring.RUNS} "
+        "order by trained_at desc limit 1"
+    ).fetchone()
+    return {
+        "metrics": dict(zip(found[0], found[1], strict=True)),
+        "holdout_leads": found[2],
+        "lift_by_decile": dict_rows(
+            con,
+            f"""select decile,
+                   max(case when scorer = 'model' then lift end) as model_lift,
+                   max(case when scorer = 'rule' then lift end) as rule_lift,
+                   max(case when scorer = 'model' then conversion_rate end) as model_rate,
+                   max(case when scorer = 'rule' then conversion_rate end) as rule_rate
+               from {lead_scoring.LIFT} group by decile order by decile""",
+        ),
+        "rule_points": dict_rows(
+            con,
+            f"""select rule_name, configured_points, calibrated_points, fired_leads,
+                   conversion_rate_when_fired
+               from {lead_scoring.CALIBRATION} order by calibrated_points desc, rule_name""",
+        ),
+    }
+
+
 def collect(con) -> dict:
     return {
         "audiences": audience_sizes(con),
@@ -122,4 +154,5 @@ def collect(con) -> dict:
         "lead_tasks": lead_tasks(con),
         "preferences": preferences(con),
         "model_metrics": model_metrics(con),
+        "lead_model": lead_model(con),
     }

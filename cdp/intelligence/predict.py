@@ -6,6 +6,12 @@ year after it (churn = no purchase in the next 180 days, CLV = revenue in the ne
 future leaks into a feature. A quarter of those customers is held out; the holdout metrics, set
 against naive baselines, and the permutation importance of every feature are stored in schema
 `ml` with each run. The fitted models then score every customer as of now.
+
+Two kinds of model compete on the holdout: regularized linear models on behaviour features, and
+the probabilistic BG/NBD plus Gamma-Gamma on recency, frequency and order value
+(cdp/intelligence/purchase_model.py). Each run serves, for churn and for CLV, the one that did
+better on the holdout, and stores every model's figures; the probabilistic model's chance that a
+customer is still active and expected purchases are stored for everyone.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from cdp.core.sql import table_exists, utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
+from cdp.intelligence.purchase_model import BetaGeometricNBD, GammaGamma
 
 SCHEMA = "ml"
 PREDICTIONS = f"{SCHEMA}.customer_predictions"
@@ -46,7 +53,7 @@ INPUTS = (
 CHURN_DAYS, CLV_DAYS = 180, 365
 # Regularized linear models on log-scaled, standardized features: on a few thousand customers they
 # beat gradient boosting on the holdout, and their coefficients explain themselves.
-MODEL_VERSION = "glm-v1"
+MODEL_VERSION = "glm-bgnbd-v2"
 
 # What each feature means, stored beside its importance so a marketer can read the ranking.
 FEATURES = {
@@ -176,6 +183,52 @@ class TrainingRun:
     scored: int
 
 
+@dataclass(frozen=True)
+class PurchaseModel:
+    """BG/NBD and Gamma-Gamma fitted on the features of `features_as_of`."""
+
+    counts: BetaGeometricNBD
+    values: GammaGamma
+
+    @staticmethod
+    def _rfm(x: pd.DataFrame):
+        age = x["tenure_days"].astype(float).to_numpy()
+        recency = age - x["days_since_last_purchase"].astype(float).to_numpy()
+        return x["purchase_count"].to_numpy() - 1.0, recency, age
+
+    @classmethod
+    def fit(cls, x: pd.DataFrame) -> PurchaseModel:
+        frequency, recency, age = cls._rfm(x)
+        # the average of all purchases stands in for that of the repeat ones
+        return cls(
+            BetaGeometricNBD.fit(frequency, recency, age),
+            GammaGamma.fit(frequency, x["average_order_value_eur"].astype(float)),
+        )
+
+    def churn(self, x: pd.DataFrame) -> np.ndarray:
+        return self.counts.probability_no_purchase(CHURN_DAYS, *self._rfm(x))
+
+    def alive(self, x: pd.DataFrame) -> np.ndarray:
+        return self.counts.probability_alive(*self._rfm(x))
+
+    def purchases(self, x: pd.DataFrame) -> np.ndarray:
+        return self.counts.expected_purchases(CLV_DAYS, *self._rfm(x))
+
+    def clv(self, x: pd.DataFrame) -> np.ndarray:
+        frequency = self._rfm(x)[0]
+        value = self.values.expected_value(frequency, x["average_order_value_eur"].astype(float))
+        return self.purchases(x) * value
+
+
+def _calibration_error(outcome, predicted, bins: int = 10) -> float:
+    """Mean gap between predicted and observed churn over deciles of the prediction,
+    weighted by their size."""
+    frame = pd.DataFrame({"outcome": np.asarray(outcome, dtype=float), "p": predicted})
+    frame["bin"] = pd.qcut(frame["p"].rank(method="first"), bins, labels=False)
+    grouped = frame.groupby("bin").agg(n=("p", "size"), p=("p", "mean"), o=("outcome", "mean"))
+    return float((grouped["n"] * (grouped["p"] - grouped["o"]).abs()).sum() / len(frame))
+
+
 def _pipeline(estimator) -> Pipeline:
     return make_pipeline(FunctionTransformer(np.log1p), StandardScaler(), estimator)
 
@@ -225,12 +278,31 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
     churn_model = _pipeline(LogisticRegression(C=0.3, max_iter=1000)).fit(x_train, churn_train)
     clv_model = _pipeline(PoissonRegressor(alpha=0.1, max_iter=1000)).fit(x_train, clv_train)
 
-    churn_p = churn_model.predict_proba(x_hold)[:, 1]
-    clv_p = clv_model.predict(x_hold)
+    purchase_model = PurchaseModel.fit(x_train)
+
+    linear_churn = churn_model.predict_proba(x_hold)[:, 1]
+    linear_clv = clv_model.predict(x_hold)
+    probabilistic_churn = purchase_model.churn(x_hold)
+    probabilistic_clv = purchase_model.clv(x_hold)
+    churn_auc_linear = float(roc_auc_score(churn_hold, linear_churn))
+    churn_auc_probabilistic = float(roc_auc_score(churn_hold, probabilistic_churn))
+    clv_mae_linear = float(mean_absolute_error(clv_hold, linear_clv))
+    clv_mae_probabilistic = float(mean_absolute_error(clv_hold, probabilistic_clv))
+    # serve whichever did better on the holdout
+    churn_served_probabilistic = churn_auc_probabilistic > churn_auc_linear
+    clv_served_probabilistic = clv_mae_probabilistic < clv_mae_linear
+    churn_p = probabilistic_churn if churn_served_probabilistic else linear_churn
+    clv_p = probabilistic_clv if clv_served_probabilistic else linear_clv
     naive_clv = x_hold["revenue_last_365_days"]  # "next year looks like last year"
     metrics = {
         "churn_base_rate": float(churn_hold.mean()),
         "churn_auc": float(roc_auc_score(churn_hold, churn_p)),
+        "churn_auc_linear": churn_auc_linear,
+        "churn_auc_bg_nbd": churn_auc_probabilistic,
+        "churn_served_bg_nbd": float(churn_served_probabilistic),
+        "churn_calibration_error": _calibration_error(churn_hold, churn_p),
+        "churn_calibration_error_linear": _calibration_error(churn_hold, linear_churn),
+        "churn_calibration_error_bg_nbd": _calibration_error(churn_hold, probabilistic_churn),
         "churn_auc_recency_baseline": float(
             roc_auc_score(churn_hold, x_hold["days_since_last_purchase"])
         ),
@@ -239,6 +311,9 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
             brier_score_loss(churn_hold, np.full(len(churn_hold), churn_train.mean()))
         ),
         "clv_mae_eur": float(mean_absolute_error(clv_hold, clv_p)),
+        "clv_mae_linear_eur": clv_mae_linear,
+        "clv_mae_bg_nbd_gamma_gamma_eur": clv_mae_probabilistic,
+        "clv_served_bg_nbd_gamma_gamma": float(clv_served_probabilistic),
         "clv_mae_last_year_baseline_eur": float(mean_absolute_error(clv_hold, naive_clv)),
         "clv_mae_mean_baseline_eur": float(
             mean_absolute_error(clv_hold, np.full(len(clv_hold), clv_train.mean()))
@@ -256,11 +331,20 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
 
     current = features_as_of(con, as_of)
     x_now = current[list(FEATURES)].astype(float)
+    purchase_model = PurchaseModel.fit(x_now)  # all history up to now
+    churn_now = (
+        purchase_model.churn(x_now)
+        if churn_served_probabilistic
+        else churn_model.predict_proba(x_now)[:, 1]
+    )
+    clv_now = purchase_model.clv(x_now) if clv_served_probabilistic else clv_model.predict(x_now)
     scores = pd.DataFrame(
         {
             "profile_id": current["profile_id"],
-            "churn_probability": np.round(churn_model.predict_proba(x_now)[:, 1], 4),
-            "predicted_clv_12m_eur": np.round(clv_model.predict(x_now), 2),
+            "churn_probability": np.round(churn_now, 4),
+            "predicted_clv_12m_eur": np.round(clv_now, 2),
+            "probability_active": np.round(purchase_model.alive(x_now), 4),
+            "expected_purchases_12m": np.round(purchase_model.purchases(x_now), 3),
         }
     )
     run = TrainingRun(
@@ -322,6 +406,7 @@ def _store(con: Warehouse, run: TrainingRun, scores: pd.DataFrame) -> None:
         con.execute(
             f"""create table {PREDICTIONS} as
                 select profile_id, churn_probability, predicted_clv_12m_eur,
+                       probability_active, expected_purchases_12m,
                        ? as model_run_id, ? as model_version, ? as scored_at
                 from score_frame""",
             [run.run_id, MODEL_VERSION, trained_at],

@@ -63,6 +63,7 @@ def access_export(con: Warehouse, email_or_profile_id: str) -> dict:
         "preferences_and_recommendation": view["preferences"],
         "lead_scores": view["lead_scores"],
         "lead_tasks": view["lead_tasks"],
+        "lead_predictions": view["lead_predictions"],
         "audiences": view["audiences"],
         "merges": view["merges"],
         "changes": view["changes"],

@@ -1,6 +1,7 @@
 """Group `ml`: churn and 12-month CLV models trained on the warehouse's history each run, scoring
-every customer. Holdout metrics and feature importance land in schema ml and in the asset's
-metadata; a check compares the models with naive baselines."""
+every customer, and the predictive lead score beside the rule score. Holdout metrics and feature
+importance land in schema ml and in the assets' metadata; checks compare the models with naive
+baselines and the lead model with the rule score."""
 
 from dagster import (
     AssetCheckResult,
@@ -15,6 +16,7 @@ from dagster import (
 )
 
 from cdp.core.sql import table_exists
+from cdp.intelligence import lead_scoring
 from cdp.intelligence.predict import (
     IMPORTANCE,
     INPUTS,
@@ -27,6 +29,7 @@ from orchestration.resources import WarehouseResource, warehouse_kind
 from orchestration.transform.dbt import dbt_model_key
 
 PREDICTIONS_KEY = AssetKey(["ml", "customer_predictions"])  # the dbt source's key
+LEAD_PREDICTIONS_KEY = AssetKey(["ml", "lead_predictions"])
 
 
 def customer_predictions(models: AssetsDefinition) -> AssetsDefinition:
@@ -48,14 +51,61 @@ def customer_predictions(models: AssetsDefinition) -> AssetsDefinition:
     return customer_predictions
 
 
-def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResource):
+def lead_predictions(models: AssetsDefinition) -> AssetsDefinition:
+    @asset(
+        key=LEAD_PREDICTIONS_KEY,
+        group_name="ml",
+        deps=[dbt_model_key(models, relation.split(".")[-1]) for relation in lead_scoring.INPUTS],
+        kinds={"scikitlearn", warehouse_kind()},
+        description=f"Chance of each lead to be accepted by sales, with its reasons, in "
+        f"`{lead_scoring.PREDICTIONS}`; model and rule score compared on the newest leads in "
+        f"`{lead_scoring.RUNS}` and `{lead_scoring.LIFT}`, the rules' points refitted on "
+        f"outcomes in `{lead_scoring.CALIBRATION}`.",
+    )
+    def lead_predictions(
+        context: AssetExecutionContext, warehouse: WarehouseResource
+    ) -> MaterializeResult:
+        run = _trained(context, warehouse, lead_scoring.train_and_score_leads, "lead scores")
+        if run is None:
+            return MaterializeResult(metadata={"skipped": "not enough lead outcomes"})
+        context.log.info(
+            f"lead model: AUC {run.metrics['model_auc_sal']:.3f} against "
+            f"{run.metrics['rule_auc_sal']:.3f} for the rule score on {run.holdout_rows} leads "
+            f"since {run.holdout_since:%Y-%m-%d}; scored {run.scored}"
+        )
+        return MaterializeResult(
+            metadata={
+                "model_run_id": run.run_id,
+                "train_rows": run.train_rows,
+                "holdout_rows": run.holdout_rows,
+                "scored": run.scored,
+                **{k: round(v, 4) for k, v in run.metrics.items()},
+                "lift_by_decile": MetadataValue.md(
+                    run.lift.pivot(index="decile", columns="scorer", values="lift")
+                    .round(2)
+                    .to_markdown()
+                ),
+            }
+        )
+
+    return lead_predictions
+
+
+def _trained(context: AssetExecutionContext, warehouse: WarehouseResource, train, what: str):
+    """The training run, or None when the data cannot support a model: an optional stage, the
+    run goes on and the last scores stay (audiences and next best action work without)."""
     with warehouse.connection() as con:
         try:
-            run = train_and_score(con)
+            return train(con)
         except NotEnoughData as exc:
-            # Optional stage: the run goes on; audiences and next best action use no scores.
-            context.log.warning(f"predictions skipped, the last ones stay: {exc}")
-            return MaterializeResult(metadata={"skipped": str(exc)})
+            context.log.warning(f"{what} skipped, the last ones stay: {exc}")
+            return None
+
+
+def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResource):
+    run = _trained(context, warehouse, train_and_score, "predictions")
+    if run is None:
+        return MaterializeResult(metadata={"skipped": "not enough data"})
     top = run.importance.groupby("model").head(3)
     context.log.info(
         f"trained on {run.train_rows} customers as of {run.cutoff:%Y-%m-%d}, "
@@ -104,6 +154,34 @@ def models_beat_naive_baselines(warehouse: WarehouseResource) -> AssetCheckResul
     clv_ok = metrics["clv_mae_eur"] < metrics["clv_mae_mean_baseline_eur"]
     return AssetCheckResult(
         passed=churn_ok and clv_ok,
+        severity=AssetCheckSeverity.WARN,
+        metadata={k: round(v, 4) for k, v in metrics.items()},
+    )
+
+
+@asset_check(
+    asset=LEAD_PREDICTIONS_KEY,
+    name="lead_model_beats_rule_score",
+    description="On the newest leads with a known outcome, the predictive lead score ranks "
+    "sales-accepted leads better (AUC) than the rule score.",
+)
+def lead_model_beats_rule_score(warehouse: WarehouseResource) -> AssetCheckResult:
+    with warehouse.connection(read_only=True) as con:
+        schema, table = lead_scoring.RUNS.split(".")
+        latest = (
+            con.execute(
+                f"select metric, value from {lead_scoring.RUNS} order by trained_at desc limit 1"
+            ).fetchone()
+            if table_exists(con, schema, table)
+            else None
+        )
+    if latest is None:
+        return AssetCheckResult(
+            passed=True, metadata={"skipped": "no lead model trained yet (not enough outcomes)"}
+        )
+    metrics = dict(zip(*latest, strict=True))
+    return AssetCheckResult(
+        passed=metrics["model_auc_sal"] > max(0.5, metrics["rule_auc_sal"]),
         severity=AssetCheckSeverity.WARN,
         metadata={k: round(v, 4) for k, v in metrics.items()},
     )

@@ -40,6 +40,8 @@ visits as (
         profile_id,
         count(case when started_at >= {{ cdp_now() }} - interval '90 days' then 1 end)
             as visits_last_90_days,
+        count(*) as visits,
+        coalesce(sum(page_views), 0) as page_views,
         coalesce(sum(contact_page_views), 0) as contact_page_views,
         coalesce(sum(form_submissions), 0) as form_submissions
     from {{ ref('int_web_sessions') }}
@@ -67,6 +69,10 @@ select
     coalesce(cast(visits.visits_last_90_days as integer), 0) as visits_last_90_days,
     coalesce(cast(visits.contact_page_views as integer), 0) as contact_page_views,
     coalesce(cast(visits.form_submissions as integer), 0) as form_submissions,
+    coalesce(cast(visits.visits as integer), 0) as visits,
+    coalesce(cast(visits.page_views as integer), 0) as page_views,
+    coalesce(engagement.emails_sent, 0) as emails_received,
+    coalesce(engagement.emails_opened, 0) as email_opens,
     coalesce(engagement.emails_clicked, 0) as email_clicks,
     coalesce(engagement.has_unsubscribed, false) as has_unsubscribed
 from contacts

@@ -39,6 +39,22 @@ select
         as lead_score,
     coalesce(totals.score_reasons, '') as score_reasons,
     coalesce(totals.behaviour_score, 0) + coalesce(totals.fit_score, 0)
-    >= {{ scoring.mql_threshold }} as is_marketing_qualified
+    >= {{ scoring.mql_threshold }} as is_marketing_qualified,
+    -- what the rules look at, for the predictive lead score (cdp/intelligence/lead_scoring.py)
+    features.job_title,
+    features.employee_count,
+    features.industry,
+    features.country_code,
+    features.lead_source,
+    features.web_events_last_30_days,
+    features.visits_last_90_days,
+    features.contact_page_views,
+    features.form_submissions,
+    features.visits,
+    features.page_views,
+    features.emails_received,
+    features.email_opens,
+    features.email_clicks,
+    features.has_unsubscribed
 from features
 left join totals on features.contact_id = totals.contact_id
