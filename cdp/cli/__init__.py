@@ -134,7 +134,8 @@ def generate(
         help="The export date; history reaches 3 years back.",
     ),
 ) -> None:
-    """Write a messy demo data set from seven source systems plus ground_truth.csv."""
+    """Write a messy demo data set from seven source systems plus ground_truth.csv and the true
+    drivers of behaviour and outcomes (true_effects.json, true_behaviour.csv, true_leads.csv)."""
     from cdp.demo.generate import Generator
 
     gen = Generator(people, seed=seed, out=out, as_of=as_of, batch=batch, first_person=first_person)
