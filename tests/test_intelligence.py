@@ -15,7 +15,6 @@ import duckdb
 import pytest
 
 from cdp.core.config import PROJECT_ROOT, project_var
-from cdp.intelligence import predict
 from cdp.intelligence.audiences import (
     AudienceError,
     compile_audiences,
@@ -451,14 +450,18 @@ def test_insights_prints_the_headline_figures(full_run):
     assert "co_purchase" in {r["basis"] for r in figures["preferences"]["recommendations"]}
 
 
-def test_the_prediction_inputs_are_every_relation_its_sql_reads():
-    """Dagster's deps of the predictions come from INPUTS: it must name what the SQL reads."""
-    source = Path(predict.__file__).read_text(encoding="utf-8")
+@pytest.mark.parametrize("module", ["predict", "lead_scoring"])
+def test_the_models_inputs_are_every_relation_their_sql_reads(module):
+    """Dagster's deps of the model assets come from INPUTS: it must name what the SQL reads."""
+    import importlib
+
+    code = importlib.import_module(f"cdp.intelligence.{module}")
+    source = Path(code.__file__).read_text(encoding="utf-8")
     declaration = source[source.index("INPUTS = (") :].split(")", 1)[0]
     read = set(
         re.findall(r"\b(?:staging|intermediate|marts)\.\w+", source.replace(declaration, ""))
     )
-    assert read == set(predict.INPUTS)
+    assert read == set(code.INPUTS)
 
 
 SLA_VARS = (

@@ -30,6 +30,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from cdp.core.config import project_var
 from cdp.core.sql import utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
+from cdp.intelligence.explain import top_reasons
 from cdp.intelligence.predict import SCHEMA, NotEnoughData
 
 PREDICTIONS = f"{SCHEMA}.lead_predictions"
@@ -132,19 +133,10 @@ def _deciles(score: np.ndarray, outcome: np.ndarray) -> pd.DataFrame:
     return table.reset_index()
 
 
-def _reasons(model: Pipeline, x: pd.DataFrame, top: int = 3) -> list[str]:
-    """Per lead, the features that raise its score most (coefficient times the standardized
-    value; a category counts its coefficient)."""
-    columns, logistic = model[0], model[-1]
-    matrix = columns.transform(x)
-    matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
-    contributions = matrix * logistic.coef_[0]
-    names = [_readable(name) for name in columns.get_feature_names_out()]
-    reasons = []
-    for row in contributions:
-        best = np.argsort(-row)[:top]
-        reasons.append(", ".join(names[i] for i in best if row[i] > 0.05))
-    return reasons
+def _reasons(model: Pipeline, x: pd.DataFrame) -> list[str]:
+    """Per lead, the features that raise its score most (a category counts its coefficient)."""
+    names = [_readable(name) for name in model[0].get_feature_names_out()]
+    return top_reasons(model, x, names)
 
 
 def _readable(name: str) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression, PoissonRegressor
 from sklearn.metrics import (
@@ -37,6 +38,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from cdp.core.sql import table_exists, utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
+from cdp.intelligence.explain import top_reasons
 from cdp.intelligence.purchase_model import BetaGeometricNBD, GammaGamma
 
 SCHEMA = "ml"
@@ -53,7 +55,7 @@ INPUTS = (
 CHURN_DAYS, CLV_DAYS = 180, 365
 # Regularized linear models on log-scaled, standardized features: on a few thousand customers they
 # beat gradient boosting on the holdout, and their coefficients explain themselves.
-MODEL_VERSION = "glm-bgnbd-v2"
+MODEL_VERSION = "glm-gbm-bgnbd-v2"
 
 # What each feature means, stored beside its importance so a marketer can read the ranking.
 FEATURES = {
@@ -229,6 +231,54 @@ def _calibration_error(outcome, predicted, bins: int = 10) -> float:
     return float((grouped["n"] * (grouped["p"] - grouped["o"]).abs()).sum() / len(frame))
 
 
+def _linear_churn(x: pd.DataFrame, y) -> Pipeline:
+    """Also the source of the importance ranking and of each customer's reasons."""
+    return _pipeline(LogisticRegression(C=0.3, max_iter=1000)).fit(x, y)
+
+
+def _linear_clv(x: pd.DataFrame, y) -> Pipeline:
+    return _pipeline(PoissonRegressor(alpha=0.1, max_iter=1000)).fit(x, y)
+
+
+# Shallow trees and large leaves: a few thousand customers overfit deeper ones.
+BOOSTING = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 8, "min_samples_leaf": 40}
+
+
+def _churn_candidates(x: pd.DataFrame, y, unsupervised_x=None, only: str | None = None):
+    """Churn models fitted on `x`, `y`, each a function from features to churn probability;
+    BG/NBD needs no labels and is fitted on `unsupervised_x` (default `x`). `only`: fit just
+    that one."""
+
+    def probability(fitted):
+        return lambda features: fitted.predict_proba(features)[:, 1]
+
+    fits = {
+        "linear": lambda: probability(_linear_churn(x, y)),
+        "boosted": lambda: probability(
+            HistGradientBoostingClassifier(**BOOSTING, random_state=7).fit(x, y)
+        ),
+        "bg_nbd": lambda: PurchaseModel.fit(x if unsupervised_x is None else unsupervised_x).churn,
+    }
+    return {name: fit() for name, fit in fits.items() if only in (None, name)}
+
+
+def _clv_candidates(x: pd.DataFrame, y, unsupervised_x=None, only: str | None = None):
+    """12-month CLV models, as _churn_candidates: linear (Poisson), boosted (Poisson loss),
+    BG/NBD with Gamma-Gamma."""
+    fits = {
+        "linear": lambda: _linear_clv(x, y).predict,
+        "boosted": lambda: (
+            HistGradientBoostingRegressor(loss="poisson", **BOOSTING, random_state=7)
+            .fit(x, y)
+            .predict
+        ),
+        "bg_nbd_gamma_gamma": lambda: (
+            PurchaseModel.fit(x if unsupervised_x is None else unsupervised_x).clv
+        ),
+    }
+    return {name: fit() for name, fit in fits.items() if only in (None, name)}
+
+
 def _pipeline(estimator) -> Pipeline:
     return make_pipeline(FunctionTransformer(np.log1p), StandardScaler(), estimator)
 
@@ -275,34 +325,27 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
         random_state=seed,
         stratify=data["churned"],
     )
-    churn_model = _pipeline(LogisticRegression(C=0.3, max_iter=1000)).fit(x_train, churn_train)
-    clv_model = _pipeline(PoissonRegressor(alpha=0.1, max_iter=1000)).fit(x_train, clv_train)
-
-    purchase_model = PurchaseModel.fit(x_train)
-
-    linear_churn = churn_model.predict_proba(x_hold)[:, 1]
-    linear_clv = clv_model.predict(x_hold)
-    probabilistic_churn = purchase_model.churn(x_hold)
-    probabilistic_clv = purchase_model.clv(x_hold)
-    churn_auc_linear = float(roc_auc_score(churn_hold, linear_churn))
-    churn_auc_probabilistic = float(roc_auc_score(churn_hold, probabilistic_churn))
-    clv_mae_linear = float(mean_absolute_error(clv_hold, linear_clv))
-    clv_mae_probabilistic = float(mean_absolute_error(clv_hold, probabilistic_clv))
-    # serve whichever did better on the holdout
-    churn_served_probabilistic = churn_auc_probabilistic > churn_auc_linear
-    clv_served_probabilistic = clv_mae_probabilistic < clv_mae_linear
-    churn_p = probabilistic_churn if churn_served_probabilistic else linear_churn
-    clv_p = probabilistic_clv if clv_served_probabilistic else linear_clv
+    churn_models = _churn_candidates(x_train, churn_train)
+    clv_models = _clv_candidates(x_train, clv_train)
+    churn_scores = {name: predict(x_hold) for name, predict in churn_models.items()}
+    clv_scores = {name: predict(x_hold) for name, predict in clv_models.items()}
+    churn_auc = {name: float(roc_auc_score(churn_hold, p)) for name, p in churn_scores.items()}
+    clv_mae = {name: float(mean_absolute_error(clv_hold, p)) for name, p in clv_scores.items()}
+    # serve, for each, the model that did better on the holdout
+    churn_served = max(churn_auc, key=churn_auc.get)
+    clv_served = min(clv_mae, key=clv_mae.get)
+    churn_p, clv_p = churn_scores[churn_served], clv_scores[clv_served]
     naive_clv = x_hold["revenue_last_365_days"]  # "next year looks like last year"
     metrics = {
         "churn_base_rate": float(churn_hold.mean()),
-        "churn_auc": float(roc_auc_score(churn_hold, churn_p)),
-        "churn_auc_linear": churn_auc_linear,
-        "churn_auc_bg_nbd": churn_auc_probabilistic,
-        "churn_served_bg_nbd": float(churn_served_probabilistic),
+        "churn_auc": churn_auc[churn_served],
+        **{f"churn_auc_{name}": auc for name, auc in churn_auc.items()},
+        **{f"churn_served_{name}": float(name == churn_served) for name in churn_auc},
         "churn_calibration_error": _calibration_error(churn_hold, churn_p),
-        "churn_calibration_error_linear": _calibration_error(churn_hold, linear_churn),
-        "churn_calibration_error_bg_nbd": _calibration_error(churn_hold, probabilistic_churn),
+        **{
+            f"churn_calibration_error_{name}": _calibration_error(churn_hold, p)
+            for name, p in churn_scores.items()
+        },
         "churn_auc_recency_baseline": float(
             roc_auc_score(churn_hold, x_hold["days_since_last_purchase"])
         ),
@@ -310,10 +353,9 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
         "churn_brier_base_rate": float(
             brier_score_loss(churn_hold, np.full(len(churn_hold), churn_train.mean()))
         ),
-        "clv_mae_eur": float(mean_absolute_error(clv_hold, clv_p)),
-        "clv_mae_linear_eur": clv_mae_linear,
-        "clv_mae_bg_nbd_gamma_gamma_eur": clv_mae_probabilistic,
-        "clv_served_bg_nbd_gamma_gamma": float(clv_served_probabilistic),
+        "clv_mae_eur": clv_mae[clv_served],
+        **{f"clv_mae_{name}_eur": mae for name, mae in clv_mae.items()},
+        **{f"clv_served_{name}": float(name == clv_served) for name in clv_mae},
         "clv_mae_last_year_baseline_eur": float(mean_absolute_error(clv_hold, naive_clv)),
         "clv_mae_mean_baseline_eur": float(
             mean_absolute_error(clv_hold, np.full(len(clv_hold), clv_train.mean()))
@@ -322,27 +364,29 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
         "clv_spearman": float(spearmanr(clv_hold, clv_p).statistic),
         "clv_total_predicted_vs_actual": float(clv_p.sum() / max(clv_hold.sum(), 1e-9)),
     }
+    linear_churn, linear_clv = _linear_churn(x_train, churn_train), _linear_clv(x_train, clv_train)
     importance = pd.concat(
         [
-            _importance(churn_model, x_hold, churn_hold, "roc_auc", "churn"),
-            _importance(clv_model, x_hold, clv_hold, "neg_mean_absolute_error", "clv_12m"),
+            _importance(linear_churn, x_hold, churn_hold, "roc_auc", "churn"),
+            _importance(linear_clv, x_hold, clv_hold, "neg_mean_absolute_error", "clv_12m"),
         ]
     )
 
+    # The served models refitted on every customer with a known outcome; BG/NBD on all history
     current = features_as_of(con, as_of)
     x_now = current[list(FEATURES)].astype(float)
-    purchase_model = PurchaseModel.fit(x_now)  # all history up to now
-    churn_now = (
-        purchase_model.churn(x_now)
-        if churn_served_probabilistic
-        else churn_model.predict_proba(x_now)[:, 1]
-    )
-    clv_now = purchase_model.clv(x_now) if clv_served_probabilistic else clv_model.predict(x_now)
+    churn_now = _churn_candidates(x, data["churned"], x_now, only=churn_served)[churn_served]
+    clv_now = _clv_candidates(x, data["revenue_next_year"], x_now, only=clv_served)[clv_served]
+    purchase_model = PurchaseModel.fit(x_now)
+    linear_churn = _linear_churn(x, data["churned"])
     scores = pd.DataFrame(
         {
             "profile_id": current["profile_id"],
-            "churn_probability": np.round(churn_now, 4),
-            "predicted_clv_12m_eur": np.round(clv_now, 2),
+            "churn_probability": np.round(churn_now(x_now), 4),
+            "predicted_clv_12m_eur": np.round(clv_now(x_now), 2),
+            "churn_reasons": top_reasons(
+                linear_churn, x_now, [name.replace("_", " ") for name in FEATURES], direction=True
+            ),
             "probability_active": np.round(purchase_model.alive(x_now), 4),
             "expected_purchases_12m": np.round(purchase_model.purchases(x_now), 3),
         }
@@ -406,7 +450,7 @@ def _store(con: Warehouse, run: TrainingRun, scores: pd.DataFrame) -> None:
         con.execute(
             f"""create table {PREDICTIONS} as
                 select profile_id, churn_probability, predicted_clv_12m_eur,
-                       probability_active, expected_purchases_12m,
+                       probability_active, expected_purchases_12m, churn_reasons,
                        ? as model_run_id, ? as model_version, ? as scored_at
                 from score_frame""",
             [run.run_id, MODEL_VERSION, trained_at],
