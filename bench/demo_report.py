@@ -43,7 +43,7 @@ def _starting(lines: list[str], *prefixes: str) -> list[str]:
 
 
 def excerpt(log: str) -> list[str]:
-    """What the README shows of a demo run: the run summary, the models' quality line, the
+    """What the README shows of a demo run: the run summary, the models' quality lines, the
     identity scores, what the syncs delivered, the live part and the time it took."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line.rstrip()) for line in log.splitlines()]
     # the clone's own path says nothing to a reader
@@ -54,7 +54,7 @@ def excerpt(log: str) -> list[str]:
         raise SystemExit("no run summary in the log: did `make demo` run to its end?")
     return [
         *summary,
-        *_starting(lines, "Churn model:"),
+        *_starting(lines, "Churn model:", "Lead model:"),
         *identity,
         *_starting(lines, "Emulators now hold:"),
         *_between(lines, "collector:", "after they were sent"),

@@ -1058,11 +1058,25 @@ def insights(
     console.print(f"Product recommendations: {offered or 'none'}")
     metrics = figures["model_metrics"]
     if metrics:
+
+        def served(kind: str) -> str:
+            """Which model a run served for churn or CLV, and how the others did."""
+            names = [k.removeprefix(f"{kind}_served_") for k in metrics if "_served_" in k
+                     and k.startswith(kind)]  # fmt: skip
+            chosen = next((n for n in names if metrics[f"{kind}_served_{n}"]), "linear")
+            figure = "churn_auc_{}" if kind == "churn" else "clv_mae_{}_eur"
+            others = ", ".join(
+                f"{n} {metrics[figure.format(n)]:,.3f}" if kind == "churn"
+                else f"{n} {metrics[figure.format(n)]:,.0f}"
+                for n in names if n != chosen
+            )  # fmt: skip
+            return f"{chosen} served; {others}" if others else chosen
+
         console.print(
-            f"Churn model: AUC {metrics['churn_auc']:.3f} on the holdout "
-            f"(ranking by recency: {metrics['churn_auc_recency_baseline']:.3f}); "
-            f"CLV model: MAE {metrics['clv_mae_eur']:,.0f} EUR "
-            f"(everyone the average: {metrics['clv_mae_mean_baseline_eur']:,.0f} EUR)"
+            f"Churn model: AUC {metrics['churn_auc']:.3f} on the holdout ({served('churn')}; "
+            f"ranking by recency: {metrics['churn_auc_recency_baseline']:.3f}); "
+            f"CLV model: MAE {metrics['clv_mae_eur']:,.0f} EUR ({served('clv')}; "
+            f"everyone the average: {metrics['clv_mae_mean_baseline_eur']:,.0f} EUR)"
         )
     leads = figures["lead_model"]
     if leads:
