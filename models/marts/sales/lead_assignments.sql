@@ -4,7 +4,8 @@
 -- Leads no rep has room for wait as queued and are routed on a later run. A routed lead is a
 -- task for its rep, due within its grade's SLA (var cdp_lead_workflow); when the rep neither
 -- accepts nor rejects it in time, the next run gives it to the least loaded other rep of its
--- territory with room (sla_reassigned), at most max_reassignments times.
+-- territory with room (sla_reassigned), at most max_reassignments times; breached leads beyond
+-- the reps' room stay with their rep until a later run finds room.
 {%- set workflow = var('cdp_lead_workflow') %}
 
 {{ config(
@@ -239,6 +240,7 @@ reassignment_candidates as (
             order by loads_after_routing.current_load, loads_after_routing.rep_name
         ) as rep_rank,
         count(*) over (partition by breached.contact_id) as rep_count,
+        loads_after_routing.capacity - loads_after_routing.current_load as room,
         dense_rank() over (
             partition by breached.territory
             order by breached.lead_score desc, breached.contact_id asc
@@ -252,9 +254,22 @@ reassignment_candidates as (
 
 ),
 
-reassigned as (
+picked_reps as (
 
     -- Round robin over the candidates, so a run's breaches do not all go to one rep.
+    select
+        *,
+        row_number() over (
+            partition by rep_name order by lead_score desc, contact_id asc
+        ) as taken_rank
+    from reassignment_candidates
+    where rep_rank = mod(lead_rank - 1, rep_count) + 1
+
+),
+
+reassigned as (
+
+    -- A rep takes no more than their room; the other breached leads wait for the next run.
     select
         contact_id,
         profile_id,
@@ -265,8 +280,8 @@ reassigned as (
         'sla_reassigned' as routing_rule,
         assignment_number + 1 as assignment_number,
         previous_owner_name
-    from reassignment_candidates
-    where rep_rank = mod(lead_rank - 1, rep_count) + 1
+    from picked_reps
+    where taken_rank <= room
 
 ),
 
