@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from cdp.demo.generate import (
+    DEAL_STAGES,
     EXPORT_ENCODINGS,
     LEAD_STATUSES,
     LOYALTY_TIERS,
@@ -185,6 +186,7 @@ def test_the_generators_vocabulary_is_what_the_declarations_accept():
     pairs = {
         ("crm__contacts", "lead_status"): LEAD_STATUSES,
         ("crm__lead_status_history", "lead_status"): LEAD_STATUSES,
+        ("crm__opportunities", "stage"): DEAL_STAGES,
         ("shop__orders", "status"): ORDER_STATUSES,
         ("email__subscribers", "status"): SUBSCRIPTION_STATUSES,
         ("loyalty__cards", "tier"): LOYALTY_TIERS,

@@ -216,6 +216,10 @@ PAGES = (
     "/konto",
 )
 CATEGORIES = ("Schuhe", "Jacken", "Hosen", "Accessoires", "Outdoor")
+# A deal's typical value by the account's employees (None: no account), EUR-like units.
+DEAL_SIZES = {None: 3_000, 8: 2_000, 25: 5_000, 120: 15_000, 480: 40_000, 2500: 120_000}
+DEAL_STAGES = ("Open", "Won", "Lost")
+DEAL_NAMES = ("Rahmenvertrag", "Erstausstattung", "Jahreslizenz", "Pilotprojekt", "Erweiterung")
 TICKET_SUBJECTS = (
     "Lieferung verspätet",
     "Rücksendung",
@@ -938,7 +942,8 @@ class Generator:
             addr = self.address_at(p, updated)
             row.update(street=addr.street, postal_code=addr.postal_code, city=addr.city)
             w["crm__contacts"].write(row)
-        self._lead_history(contact_id, path, created, row["owner"], w)
+        entered = self._lead_history(contact_id, path, created, row["owner"], w)
+        self._opportunity(p, row, entered, w)
         return contact_id
 
     def _lead_path(self, p: Person, contact_id: str, row: dict) -> list[str]:
@@ -976,17 +981,18 @@ class Generator:
 
     def _lead_history(
         self, contact_id: str, path: list[str], created: dt.datetime, owner: str, w: dict
-    ) -> None:
+    ) -> dict[str, dt.datetime]:
         """The status changes that led to the contact's current status (its own RNG, so the
-        other exports do not change with it)."""
+        other exports do not change with it); when it entered each status."""
         rng = random.Random(f"{self.seed}:{contact_id}:history")
         path = list(path)
         if len(path) > 2 and path[1] == "MQL" and rng.random() < 0.5:
             path.insert(1, rng.choice(("Open", "In Progress")))
-        when = created
+        when, entered = created, {}
         for step, status in enumerate(path):
             if step:
                 when = min(self.as_of, when + dt.timedelta(days=rng.expovariate(1 / 9)))
+            entered[status] = when
             late_stage = status in ("SAL", "SQL", "Opportunity", "Customer")
             w["crm__lead_status_history"].write(
                 {
@@ -997,6 +1003,36 @@ class Generator:
                     "changed_at": _local(when),
                 }
             )
+        return entered
+
+    def _opportunity(self, p: Person, row: dict, entered: dict, w: dict) -> None:
+        """The deal of a lead that reached Opportunity: worth more the larger its account, won
+        when the lead became a customer, lost when it was disqualified (its own RNG)."""
+        opened = entered.get("Opportunity") or entered.get("Customer")
+        if opened is None:
+            return
+        contact_id = row["contact_id"]
+        rng = random.Random(f"{self.seed}:{contact_id}:deal")
+        account = self.account_rows.get(row["account_id"] or "", {})
+        typical = DEAL_SIZES.get(account.get("employees"), DEAL_SIZES[None])
+        stage, closed = DEAL_STAGES[0], None
+        if "Customer" in entered:
+            stage, closed = DEAL_STAGES[1], entered["Customer"]
+        elif "Unqualified" in entered:
+            stage, closed = DEAL_STAGES[2], entered["Unqualified"]
+        w["crm__opportunities"].write(
+            {
+                "opportunity_id": f"OPP-{contact_id[2:]}",
+                "contact_id": contact_id,
+                "account_id": row["account_id"],
+                "name": f"{account.get('name') or row['last_name']} - {rng.choice(DEAL_NAMES)}",
+                "stage": stage,
+                "amount": f"{typical * rng.lognormvariate(0, 0.5):.2f}",
+                "currency": p.currency,
+                "created_at": _local(opened),
+                "closed_at": _local(closed) if closed else None,
+            }
+        )
 
     def _shop(self, p: Person, w: dict[str, _Writer], created: dt.datetime) -> str:
         rng = self.rng

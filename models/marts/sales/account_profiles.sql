@@ -1,6 +1,7 @@
 -- One row per CRM account for account-based marketing and sales: its contacts and the
 -- customer profiles behind them, what they bought, the leads and open opportunities among
--- them, and how engaged and active on the website they are. Engagement and intent are
+-- them, the value of their open and won deals, and how engaged and active on the website they
+-- are. Engagement and intent are
 -- shares among accounts, so they read the same on any data's volume.
 
 with
@@ -40,6 +41,33 @@ preferences as (
 lead_scores as (
 
     select * from {{ ref('lead_scores') }}
+
+),
+
+deals as (
+
+    select * from {{ ref('stg_crm__opportunities') }}
+    where account_id is not null
+
+),
+
+rates as (
+
+    select * from {{ ref('currency_rates') }}
+
+),
+
+deal_facts as (
+
+    select
+        deals.account_id,
+        sum(case when deals.stage = 'Open' then deals.amount * rates.eur_per_unit end)
+            as open_pipeline_eur,
+        sum(case when deals.stage = 'Won' then deals.amount * rates.eur_per_unit end)
+            as won_deals_eur
+    from deals
+    left join rates on deals.currency = rates.currency
+    group by deals.account_id
 
 ),
 
@@ -110,6 +138,8 @@ select
     coalesce(profile_facts.customer_count, 0) as customer_count,
     coalesce(profile_facts.revenue_eur, 0) as revenue_eur,
     coalesce(contact_facts.open_opportunities, 0) as open_opportunities,
+    round(coalesce(deal_facts.open_pipeline_eur, 0), 2) as open_pipeline_eur,
+    round(coalesce(deal_facts.won_deals_eur, 0), 2) as won_deals_eur,
     coalesce(contact_facts.marketing_qualified_contacts, 0) as marketing_qualified_contacts,
     contact_facts.highest_lead_score,
     coalesce(profile_facts.web_events_last_30_days, 0) as web_events_last_30_days,
@@ -120,3 +150,4 @@ from accounts
 left join contact_facts on accounts.account_id = contact_facts.account_id
 left join profile_facts on accounts.account_id = profile_facts.account_id
 left join scored on accounts.account_id = scored.account_id
+left join deal_facts on accounts.account_id = deal_facts.account_id
