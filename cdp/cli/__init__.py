@@ -1081,9 +1081,10 @@ def insights(
     leads = figures["lead_model"]
     if leads:
         scored = leads["metrics"]
+        holdout = scored.get("holdout_leads")  # runs before it was kept lack it
         console.print(
             f"Lead model: AUC {scored['model_auc_sal']:.3f} for sales acceptance on the "
-            f"{leads['holdout_leads']:,} newest decided leads (rule score: "
+            f"{f'{holdout:,.0f} ' if holdout else ''}newest decided leads (rule score: "
             f"{scored['rule_auc_sal']:.3f})"
             + (
                 f"; for won deals {scored['model_auc_won']:.3f} (rule score "

@@ -4,9 +4,9 @@ attribution and campaign returns, lead routing, preferences, predictions and enr
 
 from __future__ import annotations
 
-from cdp.core.sql import dict_rows, table_exists
+from cdp.core.sql import dict_rows
 from cdp.intelligence import lead_scoring
-from cdp.intelligence.predict import RUNS
+from cdp.intelligence.predict import RUNS, latest_metrics
 
 ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
 
@@ -107,24 +107,17 @@ def preferences(con) -> dict[str, list[dict]]:
 
 
 def model_metrics(con) -> dict[str, float]:
-    row = con.execute(f"select metric, value from {RUNS} order by trained_at desc limit 1")
-    found = row.fetchone()
-    return dict(zip(found[0], found[1], strict=True)) if found else {}
+    return latest_metrics(con, RUNS)
 
 
 def lead_model(con) -> dict:
     """The predictive lead score against the rule score on the newest decided leads: AUC, lift
     by decile, and the rules' points refitted on outcomes. Empty before the first model."""
-    schema, table = lead_scoring.RUNS.split(".")
-    if not table_exists(con, schema, table):
+    metrics = latest_metrics(con, lead_scoring.RUNS)
+    if not metrics:
         return {}
-    found = con.execute(
-        f"select metric, value, holdout_rows from {lead_scoring.RUNS} "
-        "order by trained_at desc limit 1"
-    ).fetchone()
     return {
-        "metrics": dict(zip(found[0], found[1], strict=True)),
-        "holdout_leads": found[2],
+        "metrics": metrics,
         "lift_by_decile": dict_rows(
             con,
             f"""select decile,

@@ -31,7 +31,7 @@ from cdp.core.config import project_var
 from cdp.core.sql import utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
 from cdp.intelligence.explain import top_reasons
-from cdp.intelligence.predict import SCHEMA, NotEnoughData
+from cdp.intelligence.predict import SCHEMA, NotEnoughData, record_run
 
 PREDICTIONS = f"{SCHEMA}.lead_predictions"
 RUNS = f"{SCHEMA}.lead_model_runs"
@@ -231,6 +231,7 @@ def train_and_score_leads(
     outcome, won = hold["reached_sal"].to_numpy(), hold["won"].to_numpy()
     rule = hold["lead_score"].astype(float).to_numpy()
     metrics = {
+        "holdout_leads": float(len(hold)),
         "holdout_sal_rate": float(outcome.mean()),
         "model_auc_sal": float(roc_auc_score(outcome, predicted)),
         "rule_auc_sal": float(roc_auc_score(outcome, rule)),
@@ -289,28 +290,7 @@ def _store(con: Warehouse, run: LeadModelRun, scores: pd.DataFrame) -> None:
         "lead_rule_frame": run.calibration.assign(run_id=run.run_id),
     }
     try:
-        con.execute(
-            f"""create table if not exists {RUNS} (
-                run_id varchar primary key, model_version varchar, trained_at timestamp,
-                as_of timestamp, holdout_since timestamp, train_rows integer,
-                holdout_rows integer, scored_rows integer, metric varchar[],
-                value double precision[])"""
-        )
-        con.execute(
-            f"insert into {RUNS} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run.run_id,
-                MODEL_VERSION,
-                trained_at,
-                run.as_of,
-                run.holdout_since,
-                run.train_rows,
-                run.holdout_rows,
-                run.scored,
-                list(run.metrics),
-                list(run.metrics.values()),
-            ],
-        )
+        record_run(con, RUNS, "holdout_since", run.holdout_since, run, MODEL_VERSION, trained_at)
         for name, frame in frames.items():
             con.register(name, frame)
         for table, select in (

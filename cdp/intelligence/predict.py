@@ -405,6 +405,44 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
     return run
 
 
+def record_run(con: Warehouse, table: str, time_column: str, time, run, version, trained_at):
+    """Append a training run and its holdout metrics to `table` (created if missing): its id,
+    version, as-of time, `time_column` (what bounds its training data), row counts."""
+    con.execute(
+        f"""create table if not exists {table} (
+            run_id varchar primary key, model_version varchar, trained_at timestamp,
+            as_of timestamp, {time_column} timestamp, train_rows integer,
+            holdout_rows integer, scored_rows integer, metric varchar[],
+            value double precision[])"""
+    )
+    con.execute(
+        f"insert into {table} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run.run_id,
+            version,
+            trained_at,
+            run.as_of,
+            time,
+            run.train_rows,
+            run.holdout_rows,
+            run.scored,
+            list(run.metrics),
+            list(run.metrics.values()),
+        ],
+    )
+
+
+def latest_metrics(con: Warehouse, table: str = RUNS) -> dict[str, float]:
+    """The newest run's holdout metrics in `table`; empty before the first run."""
+    schema, name = table.split(".")
+    if not table_exists(con, schema, name):
+        return {}
+    found = con.execute(
+        f"select metric, value from {table} order by trained_at desc limit 1"
+    ).fetchone()
+    return dict(zip(found[0], found[1], strict=True)) if found else {}
+
+
 def _store(con: Warehouse, run: TrainingRun, scores: pd.DataFrame) -> None:
     """Replace the predictions and append the run's metrics, in one transaction."""
     trained_at = utc_now()
@@ -412,28 +450,7 @@ def _store(con: Warehouse, run: TrainingRun, scores: pd.DataFrame) -> None:
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute("begin transaction")
     try:
-        con.execute(
-            f"""create table if not exists {RUNS} (
-                run_id varchar primary key, model_version varchar, trained_at timestamp,
-                as_of timestamp, training_cutoff timestamp, train_rows integer,
-                holdout_rows integer, scored_rows integer, metric varchar[],
-                value double precision[])"""
-        )
-        con.execute(
-            f"insert into {RUNS} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run.run_id,
-                MODEL_VERSION,
-                trained_at,
-                run.as_of,
-                run.cutoff,
-                run.train_rows,
-                run.holdout_rows,
-                run.scored,
-                list(run.metrics),
-                list(run.metrics.values()),
-            ],
-        )
+        record_run(con, RUNS, "training_cutoff", run.cutoff, run, MODEL_VERSION, trained_at)
         con.execute(
             f"""create table if not exists {IMPORTANCE} (
                 run_id varchar, model varchar, feature varchar, importance_mean double precision,

@@ -15,7 +15,6 @@ from dagster import (
     asset_check,
 )
 
-from cdp.core.sql import table_exists
 from cdp.intelligence import lead_scoring
 from cdp.intelligence.predict import (
     IMPORTANCE,
@@ -23,6 +22,7 @@ from cdp.intelligence.predict import (
     PREDICTIONS,
     RUNS,
     NotEnoughData,
+    latest_metrics,
     train_and_score,
 )
 from orchestration.resources import WarehouseResource, warehouse_kind
@@ -136,20 +136,11 @@ def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResourc
 )
 def models_beat_naive_baselines(warehouse: WarehouseResource) -> AssetCheckResult:
     with warehouse.connection(read_only=True) as con:
-        schema, table = RUNS.split(".")
-        latest = (
-            con.execute(
-                f"select metric, value from {RUNS} order by trained_at desc limit 1"
-            ).fetchone()
-            if table_exists(con, schema, table)
-            else None
-        )
-    if latest is None:
+        metrics = latest_metrics(con, RUNS)
+    if not metrics:
         return AssetCheckResult(
             passed=True, metadata={"skipped": "no model trained yet (not enough data)"}
         )
-    metric, value = latest
-    metrics = dict(zip(metric, value, strict=True))
     churn_ok = metrics["churn_auc"] > max(0.5, metrics["churn_auc_recency_baseline"])
     clv_ok = metrics["clv_mae_eur"] < metrics["clv_mae_mean_baseline_eur"]
     return AssetCheckResult(
@@ -167,19 +158,11 @@ def models_beat_naive_baselines(warehouse: WarehouseResource) -> AssetCheckResul
 )
 def lead_model_beats_rule_score(warehouse: WarehouseResource) -> AssetCheckResult:
     with warehouse.connection(read_only=True) as con:
-        schema, table = lead_scoring.RUNS.split(".")
-        latest = (
-            con.execute(
-                f"select metric, value from {lead_scoring.RUNS} order by trained_at desc limit 1"
-            ).fetchone()
-            if table_exists(con, schema, table)
-            else None
-        )
-    if latest is None:
+        metrics = latest_metrics(con, lead_scoring.RUNS)
+    if not metrics:
         return AssetCheckResult(
             passed=True, metadata={"skipped": "no lead model trained yet (not enough outcomes)"}
         )
-    metrics = dict(zip(*latest, strict=True))
     return AssetCheckResult(
         passed=metrics["model_auc_sal"] > max(0.5, metrics["rule_auc_sal"]),
         severity=AssetCheckSeverity.WARN,
