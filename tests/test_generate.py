@@ -97,8 +97,8 @@ def _json_rows(landing: Path, source: str, name: str) -> list[dict]:
 
 
 def test_the_true_drivers_are_written_and_the_exports_follow_them(landing):
-    """What the models are checked against: the exports hold the purchases and lead outcomes
-    the truth files name, and the latent intent shows in behaviour a CDP can see."""
+    """What the models are checked against: the exports hold the purchases, sizes and lead
+    outcomes the truth files name, and the latent intent shows in behaviour a CDP can see."""
     effects = json.loads((landing / "true_effects.json").read_text(encoding="utf-8"))
     assert effects["lead_funnel_ordered_logit"]["effects"]["intent"] > 0
     people = {row["person_id"]: row for row in _truth(landing, "true_behaviour.csv")}
@@ -128,6 +128,25 @@ def test_the_true_drivers_are_written_and_the_exports_follow_them(landing):
         for row in csv.DictReader(_lines(landing, "email", "activity"))
         if row["activity_type"] == "click"
     )
+    # each buyer's own shoe size is the one most of their shoe lines carry
+    buyer_of = {
+        row["source_record_id"]: row["person_id"]
+        for row in _truth(landing, "ground_truth.csv")
+        if row["source"] == "shop"
+    }
+    person_of_order = {
+        row.get("order_id"): buyer_of.get(row.get("customer_id"))
+        for row in _json_rows(landing, "shop", "orders")
+    }
+    shoe_sizes: dict[str, Counter] = {}
+    for line in _json_rows(landing, "shop", "order_lines"):
+        buyer = person_of_order.get(line.get("order_id"))
+        if buyer and line.get("category") == "Schuhe":
+            shoe_sizes.setdefault(buyer, Counter())[line.get("size")] += 1
+    frequent = [pid for pid, sizes in shoe_sizes.items() if sum(sizes.values()) >= 4]
+    own = sum(shoe_sizes[pid].most_common(1)[0][0] == people[pid]["shoe_size"] for pid in frequent)
+    assert len(frequent) > 50 and own >= 0.9 * len(frequent)
+
     subscribers = sorted(set(person_of.values()), key=lambda pid: float(people[pid]["intent"]))
     quarter = len(subscribers) // 4
     low = sum(clicks[pid] for pid in subscribers[:quarter]) / quarter

@@ -7,7 +7,8 @@ visits (and how recent they are), contact-page views, form submissions, email op
 Lead outcomes follow an ordered logit on the lead's fit and its intent; purchases follow the
 BG/NBD process (a Poisson rate while alive, a dropout chance after each purchase), with the rate
 raised by intent and a newsletter subscription and the dropout raised by support tickets; each
-buyer has a favourite category. The CDP never sees intent, only its traces."""
+buyer has a favourite category and brand and their own shoe and clothing size. The CDP never
+sees intent, only its traces."""
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ PURCHASES = {
     "dropout_b": 9.0,
     "dropout_support_tickets": 0.12,  # added to the dropout chance with support tickets
     "favourite_category_share": 0.6,  # lines from the buyer's favourite category
+    "favourite_brand_share": 0.6,  # of those, lines of the buyer's favourite brand
+    "own_size_share": 0.85,  # lines in the buyer's own size (else a neighbouring one)
     "max_purchases": 40,
 }
 
@@ -87,10 +90,13 @@ class Latent:
     purchase_rate: float  # purchases per year while alive
     dropout: float  # chance of leaving after a purchase (before support tickets)
     buys: bool  # a shop account that orders at all
-    favourite_category: int
+    favourite_category: int  # positions in the generator's lists
+    favourite_brand: int
+    shoe_size: int
+    clothing_size: int
 
     @classmethod
-    def draw(cls, seed: int, person_id: str, categories: int) -> Latent:
+    def draw(cls, seed: int, person_id: str, categories, brands, shoe_sizes, clothing_sizes):
         # a generator of its own: the other draws of the export do not move with it
         rng = random.Random(f"{seed}:{person_id}:latent")
         intent = rng.gauss(0.0, 1.0)
@@ -103,7 +109,11 @@ class Latent:
             purchase_rate=rate,
             dropout=rng.betavariate(PURCHASES["dropout_a"], PURCHASES["dropout_b"]),
             buys=rng.random() >= sigmoid(PURCHASES["never_buys_logit"] - intent),
-            favourite_category=rng.randrange(categories),
+            favourite_category=rng.randrange(len(categories)),
+            favourite_brand=rng.randrange(len(brands)),
+            # sizes bunch in the middle
+            shoe_size=round(rng.triangular(0, len(shoe_sizes) - 1)),
+            clothing_size=round(rng.triangular(0, len(clothing_sizes) - 1)),
         )
 
 

@@ -216,6 +216,11 @@ PAGES = (
     "/konto",
 )
 CATEGORIES = ("Schuhe", "Jacken", "Hosen", "Accessoires", "Outdoor")
+BRANDS = ("Alpenläufer", "Nordkamm", "Urbanwerk", "Fjellgrat", "Stadtfuchs", "Bergfink")
+SHOE_SIZES = tuple(str(size) for size in range(36, 47))
+CLOTHING_SIZES = ("XS", "S", "M", "L", "XL", "XXL")
+# The sizes a category is sold in (none: one size).
+SIZES_OF = {"Schuhe": SHOE_SIZES, "Jacken": CLOTHING_SIZES, "Hosen": CLOTHING_SIZES}
 # A deal's typical value by the account's employees (None: no account), EUR-like units.
 DEAL_SIZES = {None: 3_000, 8: 2_000, 25: 5_000, 120: 15_000, 480: 40_000, 2500: 120_000}
 DEAL_STAGES = ("Open", "Won", "Lost")
@@ -739,7 +744,8 @@ class Generator:
             (
                 "true_behaviour",
                 ("person_id", "intent", "purchase_rate_per_year", "dropout_probability",
-                 "purchases", "alive_at_as_of", "favourite_category"),
+                 "purchases", "alive_at_as_of", "favourite_category", "favourite_brand",
+                 "shoe_size", "clothing_size"),
             ),
             (
                 "true_leads",
@@ -767,6 +773,9 @@ class Generator:
                 len(p.purchases),
                 p.alive,
                 CATEGORIES[latent.favourite_category],
+                BRANDS[latent.favourite_brand],
+                SHOE_SIZES[latent.shoe_size],
+                CLOTHING_SIZES[latent.clothing_size],
             )
         )
 
@@ -854,7 +863,9 @@ class Generator:
         if not (in_crm or in_shop or in_email or in_loyalty or in_support or in_reviews):
             in_shop = True
         p.cookies = [self._cookie() for _ in range(rng.randint(1, 3))]
-        p.latent = Latent.draw(self.seed, p.person_id, len(CATEGORIES))
+        p.latent = Latent.draw(
+            self.seed, p.person_id, CATEGORIES, BRANDS, SHOE_SIZES, CLOTHING_SIZES
+        )
         p.alive = False
         buying_since = self._ts(p.first_seen)
         if in_shop or in_loyalty:
@@ -1076,11 +1087,33 @@ class Generator:
         return customer_id
 
     def _product(self, p: Person) -> tuple:
-        """Most lines come from the buyer's favourite category."""
-        favourite = CATEGORIES[p.latent.favourite_category]
-        if self.rng.random() < PURCHASES["favourite_category_share"]:
-            return self.rng.choice([item for item in self.products if item[2] == favourite])
-        return self.rng.choice(self.products)
+        """Most lines come from the buyer's favourite category, many of its favourite brand."""
+        latent = p.latent
+        if self.rng.random() >= PURCHASES["favourite_category_share"]:
+            return self.rng.choice(self.products)
+        favourite = [
+            item for item in self.products if item[2] == CATEGORIES[latent.favourite_category]
+        ]
+        if self.rng.random() < PURCHASES["favourite_brand_share"]:
+            of_brand = [
+                item for item in favourite if self._brand(item[0]) == BRANDS[latent.favourite_brand]
+            ]
+            favourite = of_brand or favourite
+        return self.rng.choice(favourite)
+
+    @staticmethod
+    def _brand(sku: str) -> str:
+        return BRANDS[int(sku[4:]) // len(CATEGORIES) % len(BRANDS)]
+
+    def _size(self, p: Person, category: str) -> str | None:
+        """The buyer's own size mostly, a neighbouring one when it is a gift or runs small."""
+        sizes = SIZES_OF.get(category)
+        if not sizes:
+            return None
+        own = p.latent.shoe_size if sizes is SHOE_SIZES else p.latent.clothing_size
+        if self.rng.random() >= PURCHASES["own_size_share"]:
+            own = min(len(sizes) - 1, max(0, own + self.rng.choice((-1, 1))))
+        return sizes[own]
 
     def _order(self, p: Person, customer_id: str, ordered: dt.datetime, w: dict) -> None:
         rng = self.rng
@@ -1098,6 +1131,8 @@ class Generator:
                     "sku": sku,
                     "product_name": name,
                     "category": category,
+                    "brand": self._brand(sku),
+                    "size": self._size(p, category),
                     "quantity": qty,
                     "unit_price": f"{price:.2f}",
                 }

@@ -1,6 +1,7 @@
--- What each profile bought, per product: shop order lines of orders that count as revenue,
--- joined to the profile through int_customer_transactions (which owns the order-to-profile
--- link), in EUR. Store purchases carry no lines, so they name no product.
+-- What each profile bought, per product (with its brand and the size bought most): shop order
+-- lines of orders that count as revenue, joined to the profile through
+-- int_customer_transactions (which owns the order-to-profile link), in EUR. Store purchases
+-- carry no lines, so they name no product.
 
 with
 
@@ -31,6 +32,8 @@ lines as (
         order_lines.sku,
         order_lines.product_name,
         order_lines.product_category,
+        order_lines.brand,
+        order_lines.size,
         order_lines.order_id,
         order_lines.quantity,
         orders.transacted_at,
@@ -41,17 +44,35 @@ lines as (
 
 ),
 
--- one name and category per product, the newest sold, however the shop renamed it over time
+-- one name, category and brand per product, the newest sold, however the shop renamed it
 catalog as (
 
     select
         sku,
         product_name,
         product_category,
+        brand,
         row_number() over (
             partition by sku order by transacted_at desc, product_name asc, product_category asc
         ) as recency
     from lines
+
+),
+
+-- the size the profile bought most of each product (sizes are per line, not per product)
+sizes as (
+
+    select
+        profile_id,
+        sku,
+        size,
+        row_number() over (
+            partition by profile_id, sku
+            order by sum(quantity) desc, max(transacted_at) desc, size asc
+        ) as size_rank
+    from lines
+    where size is not null
+    group by profile_id, sku, size
 
 ),
 
@@ -75,6 +96,8 @@ select
     bought.sku,
     catalog.product_name,
     catalog.product_category,
+    catalog.brand,
+    sizes.size as most_bought_size,
     bought.order_count,
     bought.quantity,
     bought.spend_eur,
@@ -82,3 +105,5 @@ select
     bought.last_bought_at
 from bought
 inner join catalog on bought.sku = catalog.sku and catalog.recency = 1
+left join sizes
+    on bought.profile_id = sizes.profile_id and bought.sku = sizes.sku and sizes.size_rank = 1

@@ -1,4 +1,5 @@
--- What each profile prefers and what to offer it next: its top product categories by spend,
+-- What each profile prefers and what to offer it next: its top product categories and brands
+-- by spend and its shoe and clothing sizes,
 -- one product it has not bought yet that the buyers of its products also bought (or, without
 -- such a product, the most bought one of its top category), how engaged it is compared with
 -- everyone else, and the channel it uses most. Settings in var cdp_preferences.
@@ -77,6 +78,79 @@ top_categories as (
         max(case when category_rank = 3 then product_category end) as third_category,
         count(*) as categories_bought
     from ranked_categories
+    group by profile_id
+
+),
+
+ranked_brands as (
+
+    select
+        profile_id,
+        brand,
+        row_number() over (
+            partition by profile_id
+            order by sum(spend_eur) desc, sum(quantity) desc, max(last_bought_at) desc, brand asc
+        ) as brand_rank
+    from purchases
+    where brand is not null
+    group by profile_id, brand
+
+),
+
+top_brands as (
+
+    select
+        profile_id,
+        max(case when brand_rank = 1 then brand end) as top_brand,
+        max(case when brand_rank = 2 then brand end) as second_brand
+    from ranked_brands
+    group by profile_id
+
+),
+
+-- Sizes by the pieces bought in them, per size system: numbers (42, 42.5) are shoe sizes,
+-- letters (XS to XXL) clothing sizes; others (32/34) are not compared.
+sized as (
+
+    select
+        profile_id,
+        most_bought_size as size,
+        quantity,
+        last_bought_at,
+        case
+            when {{ regex_matches('most_bought_size', '[0-9]{1,2}([.,]5)?') }} then 'shoe'
+            when {{ regex_matches('most_bought_size', 'X{0,3}S|M|X{0,3}L|[2-5]XL') }}
+                then 'clothing'
+        end as size_system
+    from purchases
+    where most_bought_size is not null
+
+),
+
+ranked_sizes as (
+
+    select
+        profile_id,
+        size_system,
+        size,
+        row_number() over (
+            partition by profile_id, size_system
+            order by sum(quantity) desc, max(last_bought_at) desc, size asc
+        ) as size_rank
+    from sized
+    where size_system is not null
+    group by profile_id, size_system, size
+
+),
+
+sizes as (
+
+    select
+        profile_id,
+        max(case when size_system = 'shoe' then size end) as shoe_size,
+        max(case when size_system = 'clothing' then size end) as clothing_size
+    from ranked_sizes
+    where size_rank = 1
     group by profile_id
 
 ),
@@ -338,6 +412,10 @@ select
     top_categories.second_category,
     top_categories.third_category,
     coalesce(top_categories.categories_bought, 0) as categories_bought,
+    top_brands.top_brand,
+    top_brands.second_brand,
+    sizes.shoe_size as preferred_shoe_size,
+    sizes.clothing_size as preferred_clothing_size,
     recommendations.recommended_sku,
     recommended.product_name as recommended_product_name,
     recommended.product_category as recommended_product_category,
@@ -350,6 +428,8 @@ select
         as preferred_channel_interactions
 from profiles
 left join top_categories on profiles.profile_id = top_categories.profile_id
+left join top_brands on profiles.profile_id = top_brands.profile_id
+left join sizes on profiles.profile_id = sizes.profile_id
 left join recommendations on profiles.profile_id = recommendations.profile_id
 left join catalog as recommended on recommendations.recommended_sku = recommended.sku
 left join engagement_scores on profiles.profile_id = engagement_scores.profile_id

@@ -22,6 +22,8 @@ renamed as (
         sku,
         product_name,
         category as product_category,
+        nullif(trim(brand), '') as brand,
+        upper(nullif(trim(size), '')) as size,
         cast(quantity as integer) as quantity,
         cast(unit_price as decimal(12, 2)) as unit_price,
         cast(quantity as integer) * cast(unit_price as decimal(12, 2)) as line_amount,
