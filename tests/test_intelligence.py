@@ -293,6 +293,58 @@ def test_lead_model_beats_the_rule_score_and_follows_the_true_drivers(warehouse,
     assert refitted["decision_maker"] > 0  # a true driver of the generated data
 
 
+def test_preferred_sizes_and_brands_recover_the_true_ones(warehouse, landing):
+    """The generator gives every buyer their own sizes and a favourite brand
+    (true_behaviour.csv); the preferences, read from messy order lines through identity
+    resolution, find them for most buyers."""
+    folder = str(landing).replace("'", "''")
+    shoes, clothing, brand, buyers = warehouse.execute(
+        f"""with truth as (select * from read_csv('{folder}/true_behaviour.csv', all_varchar=true)),
+        records as (
+            select records.profile_id, known.person_id
+            from intermediate.int_profile_records as records
+            inner join read_csv('{folder}/ground_truth.csv', all_varchar=true) as known
+                on records.source = 'shop' and records.source_record_id = known.source_record_id
+        )
+        select
+            avg(case when p.preferred_shoe_size = t.shoe_size then 1.0 else 0 end)
+                filter (where p.preferred_shoe_size is not null),
+            avg(case when p.preferred_clothing_size = t.clothing_size then 1.0 else 0 end)
+                filter (where p.preferred_clothing_size is not null),
+            avg(case when p.top_brand = t.favourite_brand then 1.0 else 0 end)
+                filter (where p.top_brand is not null),
+            count(*) filter (where p.top_brand is not null)
+        from marts.customer_preferences as p
+        inner join records using (profile_id)
+        inner join truth as t using (person_id)"""
+    ).fetchone()
+    assert buyers > 1000
+    # one purchase can be a gift in a neighbouring size, or another brand than the favourite
+    assert shoes > 0.75 and clothing > 0.75 and brand > 0.4  # a guess: 1 in 6
+
+
+def test_campaign_returns_rank_the_campaigns_as_their_true_returns(warehouse, landing):
+    """Campaigns win orders in proportion to spend times a true return (true_effects.json):
+    the ROAS each attribution model gives must rank them the same way."""
+    import json
+
+    from scipy.stats import spearmanr
+
+    truth = json.loads((landing / "true_effects.json").read_text(encoding="utf-8"))
+    returns = truth["campaign_relative_return_per_eur"]
+    for model in ("last_touch", "time_decay"):
+        roas = dict(
+            warehouse.execute(
+                f"""select campaign, {model}_roas from marts.campaign_roi
+                    where spend_eur > 0 and campaign in ({", ".join("?" * len(returns))})""",
+                list(returns),
+            ).fetchall()
+        )
+        assert set(roas) == set(returns), model
+        ranked = spearmanr([returns[c] for c in roas], [roas[c] for c in roas]).statistic
+        assert ranked > 0.8, (model, roas)
+
+
 def test_training_features_never_see_the_future(full_run, tmp_path):
     path = tmp_path / "past.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], path)

@@ -7,7 +7,8 @@ visits (and how recent they are), contact-page views, form submissions, email op
 Lead outcomes follow an ordered logit on the lead's fit and its intent; purchases follow the
 BG/NBD process (a Poisson rate while alive, a dropout chance after each purchase), with the rate
 raised by intent and a newsletter subscription and the dropout raised by support tickets; each
-buyer has a favourite category and brand and their own shoe and clothing size. The CDP never
+buyer has a favourite category and brand and their own shoe and clothing size. Ad campaigns
+win orders in proportion to their spend and a true return of their own. The CDP never
 sees intent, only its traces."""
 
 from __future__ import annotations
@@ -66,6 +67,19 @@ PURCHASES = {
     "favourite_brand_share": 0.6,  # of those, lines of the buyer's favourite brand
     "own_size_share": 0.85,  # lines in the buyer's own size (else a neighbouring one)
     "max_purchases": 40,
+}
+
+
+# Each ad campaign's true return: orders it wins per EUR spent, relative to the others (visits
+# follow spend; orders follow spend times this), so ROAS should rank the campaigns this way.
+CAMPAIGN_RETURNS = {
+    "brand_search": 3.0,
+    "generic_search": 1.0,
+    "winter_sale": 1.3,
+    "newsletter_weekly": 5.0,
+    "influencer_q3": 0.3,
+    "b2b_leads": 0.15,
+    "price_comparison": 1.8,
 }
 
 
@@ -159,4 +173,5 @@ def true_effects(seed: int) -> dict:
             for name, effect in BEHAVIOUR_EFFECTS.items()
         },
         "purchases_bg_nbd": PURCHASES,
+        "campaign_relative_return_per_eur": CAMPAIGN_RETURNS,
     }

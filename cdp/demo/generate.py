@@ -25,6 +25,7 @@ from faker import Faker
 from cdp.demo.behaviour import (
     BEHAVIOUR_BASES,
     BEHAVIOUR_EFFECTS,
+    CAMPAIGN_RETURNS,
     LEAD_DISQUALIFIED,
     PURCHASES,
     Latent,
@@ -193,6 +194,8 @@ DAILY_BUDGETS = {
     "price_comparison": 400.0,
 }
 USD_PLATFORMS = ("linkedin",)
+VISIT_WEIGHTS = [DAILY_BUDGETS[campaign] for _, _, campaign in UTM]
+ORDER_WEIGHTS = [DAILY_BUDGETS[c] * CAMPAIGN_RETURNS[c] for _, _, c in UTM]
 EMAIL_CAMPAIGN_MONTHLY_COST = 250.0
 REFERRERS = (
     "https://www.google.com/",
@@ -1118,7 +1121,8 @@ class Generator:
     def _order(self, p: Person, customer_id: str, ordered: dt.datetime, w: dict) -> None:
         rng = self.rng
         order_id = f"O-{rng.getrandbits(40):012d}"
-        utm = rng.choice(UTM) if rng.random() < 0.4 else (None, None, None)
+        # campaigns win orders in proportion to their spend and their true return
+        utm = rng.choices(UTM, ORDER_WEIGHTS)[0] if rng.random() < 0.4 else (None, None, None)
         total = 0.0
         for ln in range(rng.randint(1, 4)):
             sku, name, category, price = self._product(p)
@@ -1167,7 +1171,8 @@ class Generator:
             p.first_seen if p else self.as_of - dt.timedelta(days=HISTORY_DAYS)
         )
         country = p.country if p else rng.choices(self.country_codes, self.country_weights)[0]
-        utm = rng.choice(UTM) if rng.random() < 0.35 else (None, None, None)
+        # visits follow spend (traffic bought), not what it earns
+        utm = rng.choices(UTM, VISIT_WEIGHTS)[0] if rng.random() < 0.35 else (None, None, None)
         device = rng.choice(("desktop", "mobile", "mobile", "tablet"))
         city = p.address.city if p else rng.choice(self.pools[country]["place"])[1]
         context = {
