@@ -55,7 +55,7 @@ BEHAVIOUR_BASES = {
 # BG/NBD: purchases per year while alive are Gamma(shape, rate scaled by the drivers); after each
 # purchase the customer drops out with a Beta(a, b) chance, raised by support tickets.
 PURCHASES = {
-    "rate_shape": 2.0,
+    "rate_shape": 0.8,  # customers differ widely in how often they buy (fits find r < 1)
     "rate_median_per_year": 3.0,
     "rate_intent": 0.45,  # log-rate per unit of intent
     "rate_newsletter": 0.25,  # log-rate for a newsletter subscriber
