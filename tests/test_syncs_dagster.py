@@ -87,7 +87,9 @@ def test_access_export_shows_everything_held_and_where_it_was_sent(full_run, war
     email, profile_id = warehouse.execute(
         "select c.email, c.profile_id from marts.customers c"
         " join reverse_etl.sync_deliveries d on d.record_key = c.profile_id"
-        " where c.record_count >= 4 order by c.profile_id limit 1"
+        " where c.record_count >= 4"
+        " and c.profile_id in (select profile_id from marts.customer_consents)"
+        " order by c.profile_id limit 1"
     ).fetchall()[0]
     done = subprocess.run(
         [str(Path(sys.executable).parent / "cdp"), "privacy", "export", email],
