@@ -15,7 +15,7 @@ import gc
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -242,17 +242,6 @@ def consent_condition(sync: SyncConfig, profile_id: str) -> str:
 def _record_rows(con, sync: SyncConfig, change: str, limit: int | None = None) -> list[tuple]:
     """The rows of one kind of change, in key order: (record key, the row hash and trigger hash
     its state will hold once confirmed, identifier, destination id, *mapped fields)."""
-    return _record_rows_query(con, sync, change, limit).fetchall()
-
-
-def _record_row_chunks(con, sync: SyncConfig, change: str, size: int):
-    """_record_rows in chunks of `size` as they are read, so sending starts with the first."""
-    result = _record_rows_query(con, sync, change)
-    while rows := result.fetchmany(size):
-        yield rows
-
-
-def _record_rows_query(con, sync: SyncConfig, change: str, limit: int | None = None):
     identifier = quote(sync.identifier.source)
     columns = ", ".join(f"c.{quote(col)}" for col in sync.fields.values())
     return con.execute(
@@ -263,7 +252,7 @@ def _record_rows_query(con, sync: SyncConfig, change: str, limit: int | None = N
         left join {SCHEMA}.sync_state s on s.sync_name = ? and s.record_key = d.record_key
         where d.change = ? order by d.record_key {_limit(limit)}""",
         [sync.name, change],
-    )
+    ).fetchall()
 
 
 def _as_records(sync: SyncConfig, rows: list[tuple]) -> list[Record]:
@@ -432,26 +421,22 @@ def _record_errors(con, sync_name, errors: list[tuple], run_id, now) -> None:
         con.unregister("failed_records")
 
 
-def _sent_in_order(send, batches: Iterable[Batch], concurrency: int):
+def _sent_in_order(send, batches: list[Batch], concurrency: int):
     """(batch, outcomes) in batch order, up to `concurrency` batches in flight. Outcomes are
     recorded by the caller's thread (one warehouse connection). On an error, batches not yet
     started are cancelled, those in flight are waited for and yielded if they succeeded (the
     destination holds them: confirming them saves re-sending), then the first error is raised.
     A killed process may leave batches delivered unconfirmed: sent again next run, at least once,
-    never lost. `batches` may be read lazily from the warehouse: it is read to its end before
-    the first outcome is yielded, so the caller may then use the connection."""
+    never lost."""
     if concurrency <= 1:
-        for batch in list(batches):
+        for batch in batches:
             yield batch, send(batch)
         return
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sync") as pool:
-        submitted, futures = [], []
-        for batch in batches:  # sending starts with the first batch read
-            submitted.append(batch)
-            futures.append(pool.submit(send, batch))
+        futures = [pool.submit(send, batch) for batch in batches]
         failure: BaseException | None = None
         try:
-            for batch, future in zip(submitted, futures, strict=True):
+            for batch, future in zip(batches, futures, strict=True):
                 if failure is not None and future.cancelled():
                     continue
                 try:
@@ -684,13 +669,12 @@ def _deliver_upserts(con, sync: SyncConfig, destination: Destination, result, pr
     millisecond a statement). A destination error writes what was confirmed before it; only a
     killed process re-sends up to one group. How many records were sent."""
     size = sync.batch_size or destination.batch_size
-    # Read while the first batches are sent: all rows are read before the first outcome is
-    # written, so the warehouse connection serves one statement at a time.
-    batches = (
-        Batch(change, rows)
-        for change in ("added", "changed")
-        for rows in _record_row_chunks(con, sync, change, size)
-    )
+    batches = []
+    for change in ("added", "changed"):
+        rows = _record_rows(con, sync, change)
+        batches += [
+            Batch(change, rows[start : start + size]) for start in range(0, len(rows), size)
+        ]
 
     def send(batch: Batch) -> list[Outcome]:
         # Records are made by the sending thread: sending starts as soon as the rows are read.

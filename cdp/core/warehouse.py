@@ -183,9 +183,6 @@ class PostgresCursor:
     def fetchone(self):
         return self.cursor.fetchone()
 
-    def fetchmany(self, size: int) -> list[tuple]:
-        return self.cursor.fetchmany(size) if self.cursor.description else []
-
     @property
     def description(self):
         return self.cursor.description
