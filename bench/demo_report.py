@@ -27,15 +27,20 @@ def _between(lines: list[str], first: str, last: str) -> list[str]:
 
 def _starting(lines: list[str], *prefixes: str) -> list[str]:
     """Each line starting with one of `prefixes`, joined with the lines a narrow terminal
-    wrapped off it (they start no section of their own: no `name:`, no table, no centred
-    table title)."""
+    wrapped off it (they start no section of their own: no `name:`, no table, no table
+    title, centred or above its table's top border)."""
     found = []
     for i, line in enumerate(lines):
         if not line.lstrip().startswith(prefixes):
             continue
         parts = [line]
-        for following in lines[i + 1 :]:
-            if not following.strip() or re.match(r"^(\s|[\w ]+:|[┏┃┡│└])", following):
+        for j in range(i + 1, len(lines)):
+            following, after = lines[j], lines[j + 1] if j + 1 < len(lines) else ""
+            if (
+                not following.strip()
+                or re.match(r"^(\s|[\w ]+:|[┏┃┡│└])", following)
+                or after.startswith("┏")
+            ):
                 break
             parts.append(following.strip())
         found.append(" ".join(parts))
