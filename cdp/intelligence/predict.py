@@ -7,16 +7,17 @@ future leaks into a feature. A quarter of those customers is held out; the holdo
 against naive baselines, and the permutation importance of every feature are stored in schema
 `ml` with each run. The fitted models then score every customer as of now.
 
-Two kinds of model compete on the holdout: regularized linear models on behaviour features, and
-the probabilistic BG/NBD plus Gamma-Gamma on recency, frequency and order value
-(cdp/intelligence/purchase_model.py). Each run serves, for churn and for CLV, the one that did
-better on the holdout, and stores every model's figures; the probabilistic model's chance that a
-customer is still active and expected purchases are stored for everyone.
+Three models compete on the holdout: regularized linear models and gradient-boosted trees on
+behaviour features, and the probabilistic BG/NBD plus Gamma-Gamma on recency, frequency and order
+value (cdp/intelligence/purchase_model.py). Each run serves, for churn and for CLV, the one that
+did better on the holdout, and stores every model's figures; the probabilistic model's chance
+that a customer is still active and expected purchases are stored for everyone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass
 
@@ -53,8 +54,7 @@ INPUTS = (
     "marts.customer_events",
 )
 CHURN_DAYS, CLV_DAYS = 180, 365
-# Regularized linear models on log-scaled, standardized features: on a few thousand customers they
-# beat gradient boosting on the holdout, and their coefficients explain themselves.
+# Linear, gradient-boosted and BG/NBD models compete on the holdout; the better one is served.
 MODEL_VERSION = "glm-gbm-bgnbd-v2"
 
 # What each feature means, stored beside its importance so a marketer can read the ranking.
@@ -231,52 +231,56 @@ def _calibration_error(outcome, predicted, bins: int = 10) -> float:
     return float((grouped["n"] * (grouped["p"] - grouped["o"]).abs()).sum() / len(frame))
 
 
-def _linear_churn(x: pd.DataFrame, y) -> Pipeline:
-    """Also the source of the importance ranking and of each customer's reasons."""
-    return _pipeline(LogisticRegression(C=0.3, max_iter=1000)).fit(x, y)
-
-
-def _linear_clv(x: pd.DataFrame, y) -> Pipeline:
-    return _pipeline(PoissonRegressor(alpha=0.1, max_iter=1000)).fit(x, y)
-
-
 # Shallow trees and large leaves: a few thousand customers overfit deeper ones.
 BOOSTING = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 8, "min_samples_leaf": 40}
+CHURN_MODELS = ("linear", "boosted", "bg_nbd")
+CLV_MODELS = ("linear", "boosted", "bg_nbd_gamma_gamma")
 
 
-def _churn_candidates(x: pd.DataFrame, y, unsupervised_x=None, only: str | None = None):
-    """Churn models fitted on `x`, `y`, each a function from features to churn probability;
-    BG/NBD needs no labels and is fitted on `unsupervised_x` (default `x`). `only`: fit just
-    that one."""
+class _Models:
+    """The candidate churn and CLV models on one training set, each fitted once, when first
+    asked for. BG/NBD needs no labels and is fitted on `history` (default the training
+    features)."""
 
-    def probability(fitted):
-        return lambda features: fitted.predict_proba(features)[:, 1]
+    def __init__(self, x: pd.DataFrame, churned, revenue, history: pd.DataFrame | None = None):
+        self.x, self.churned, self.revenue = x, churned, revenue
+        self.history = x if history is None else history
 
-    fits = {
-        "linear": lambda: probability(_linear_churn(x, y)),
-        "boosted": lambda: probability(
-            HistGradientBoostingClassifier(**BOOSTING, random_state=7).fit(x, y)
-        ),
-        "bg_nbd": lambda: PurchaseModel.fit(x if unsupervised_x is None else unsupervised_x).churn,
-    }
-    return {name: fit() for name, fit in fits.items() if only in (None, name)}
+    @functools.cached_property
+    def linear_churn(self) -> Pipeline:
+        """Also the source of the importance ranking and of each customer's reasons."""
+        return _pipeline(LogisticRegression(C=0.3, max_iter=1000)).fit(self.x, self.churned)
 
+    @functools.cached_property
+    def linear_clv(self) -> Pipeline:
+        return _pipeline(PoissonRegressor(alpha=0.1, max_iter=1000)).fit(self.x, self.revenue)
 
-def _clv_candidates(x: pd.DataFrame, y, unsupervised_x=None, only: str | None = None):
-    """12-month CLV models, as _churn_candidates: linear (Poisson), boosted (Poisson loss),
-    BG/NBD with Gamma-Gamma."""
-    fits = {
-        "linear": lambda: _linear_clv(x, y).predict,
-        "boosted": lambda: (
-            HistGradientBoostingRegressor(loss="poisson", **BOOSTING, random_state=7)
-            .fit(x, y)
-            .predict
-        ),
-        "bg_nbd_gamma_gamma": lambda: (
-            PurchaseModel.fit(x if unsupervised_x is None else unsupervised_x).clv
-        ),
-    }
-    return {name: fit() for name, fit in fits.items() if only in (None, name)}
+    @functools.cached_property
+    def boosted_churn(self) -> HistGradientBoostingClassifier:
+        return HistGradientBoostingClassifier(**BOOSTING, random_state=7).fit(self.x, self.churned)
+
+    @functools.cached_property
+    def boosted_clv(self) -> HistGradientBoostingRegressor:
+        return HistGradientBoostingRegressor(loss="poisson", **BOOSTING, random_state=7).fit(
+            self.x, self.revenue
+        )
+
+    @functools.cached_property
+    def purchase(self) -> PurchaseModel:
+        return PurchaseModel.fit(self.history)
+
+    def churn(self, name: str, x: pd.DataFrame) -> np.ndarray:
+        """Churn probabilities of model `name` (one of CHURN_MODELS)."""
+        if name == "bg_nbd":
+            return self.purchase.churn(x)
+        model = self.linear_churn if name == "linear" else self.boosted_churn
+        return model.predict_proba(x)[:, 1]
+
+    def clv(self, name: str, x: pd.DataFrame) -> np.ndarray:
+        """12-month CLV of model `name` (one of CLV_MODELS)."""
+        if name == "bg_nbd_gamma_gamma":
+            return self.purchase.clv(x)
+        return (self.linear_clv if name == "linear" else self.boosted_clv).predict(x)
 
 
 def _pipeline(estimator) -> Pipeline:
@@ -325,10 +329,9 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
         random_state=seed,
         stratify=data["churned"],
     )
-    churn_models = _churn_candidates(x_train, churn_train)
-    clv_models = _clv_candidates(x_train, clv_train)
-    churn_scores = {name: predict(x_hold) for name, predict in churn_models.items()}
-    clv_scores = {name: predict(x_hold) for name, predict in clv_models.items()}
+    trained = _Models(x_train, churn_train, clv_train)
+    churn_scores = {name: trained.churn(name, x_hold) for name in CHURN_MODELS}
+    clv_scores = {name: trained.clv(name, x_hold) for name in CLV_MODELS}
     churn_auc = {name: float(roc_auc_score(churn_hold, p)) for name, p in churn_scores.items()}
     clv_mae = {name: float(mean_absolute_error(clv_hold, p)) for name, p in clv_scores.items()}
     # serve, for each, the model that did better on the holdout
@@ -364,31 +367,30 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
         "clv_spearman": float(spearmanr(clv_hold, clv_p).statistic),
         "clv_total_predicted_vs_actual": float(clv_p.sum() / max(clv_hold.sum(), 1e-9)),
     }
-    linear_churn, linear_clv = _linear_churn(x_train, churn_train), _linear_clv(x_train, clv_train)
     importance = pd.concat(
         [
-            _importance(linear_churn, x_hold, churn_hold, "roc_auc", "churn"),
-            _importance(linear_clv, x_hold, clv_hold, "neg_mean_absolute_error", "clv_12m"),
+            _importance(trained.linear_churn, x_hold, churn_hold, "roc_auc", "churn"),
+            _importance(trained.linear_clv, x_hold, clv_hold, "neg_mean_absolute_error", "clv_12m"),
         ]
     )
 
     # The served models refitted on every customer with a known outcome; BG/NBD on all history
     current = features_as_of(con, as_of)
     x_now = current[list(FEATURES)].astype(float)
-    churn_now = _churn_candidates(x, data["churned"], x_now, only=churn_served)[churn_served]
-    clv_now = _clv_candidates(x, data["revenue_next_year"], x_now, only=clv_served)[clv_served]
-    purchase_model = PurchaseModel.fit(x_now)
-    linear_churn = _linear_churn(x, data["churned"])
+    final = _Models(x, data["churned"], data["revenue_next_year"], history=x_now)
     scores = pd.DataFrame(
         {
             "profile_id": current["profile_id"],
-            "churn_probability": np.round(churn_now(x_now), 4),
-            "predicted_clv_12m_eur": np.round(clv_now(x_now), 2),
+            "churn_probability": np.round(final.churn(churn_served, x_now), 4),
+            "predicted_clv_12m_eur": np.round(final.clv(clv_served, x_now), 2),
             "churn_reasons": top_reasons(
-                linear_churn, x_now, [name.replace("_", " ") for name in FEATURES], direction=True
+                final.linear_churn,
+                x_now,
+                [name.replace("_", " ") for name in FEATURES],
+                direction=True,
             ),
-            "probability_active": np.round(purchase_model.alive(x_now), 4),
-            "expected_purchases_12m": np.round(purchase_model.purchases(x_now), 3),
+            "probability_active": np.round(final.purchase.alive(x_now), 4),
+            "expected_purchases_12m": np.round(final.purchase.purchases(x_now), 3),
         }
     )
     run = TrainingRun(
