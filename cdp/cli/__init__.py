@@ -966,6 +966,7 @@ def insights(
     import json
 
     from cdp.intelligence.insights import ATTRIBUTION_MODELS, collect
+    from cdp.intelligence.predict import CHURN_MODELS, CLV_MODELS
 
     try:
         with connect_warehouse(read_only=True) as con:
@@ -1059,23 +1060,23 @@ def insights(
     metrics = figures["model_metrics"]
     if metrics:
 
-        def served(kind: str) -> str:
-            """Which model a run served for churn or CLV, and how the others did."""
-            names = [k.removeprefix(f"{kind}_served_") for k in metrics if "_served_" in k
-                     and k.startswith(kind)]  # fmt: skip
-            chosen = next((n for n in names if metrics[f"{kind}_served_{n}"]), "linear")
-            figure = "churn_auc_{}" if kind == "churn" else "clv_mae_{}_eur"
+        def served(kind: str, names: tuple[str, ...], figure: str, digits: int) -> str:
+            """Which model a run served for churn or CLV, and how the others did (runs from
+            before the models competed served the linear one and name no others)."""
+            chosen = next((n for n in names if metrics.get(f"{kind}_served_{n}")), "linear")
             others = ", ".join(
-                f"{n} {metrics[figure.format(n)]:,.3f}" if kind == "churn"
-                else f"{n} {metrics[figure.format(n)]:,.0f}"
-                for n in names if n != chosen
-            )  # fmt: skip
+                f"{n} {metrics[figure.format(n)]:,.{digits}f}"
+                for n in names
+                if n != chosen and figure.format(n) in metrics
+            )
             return f"{chosen} served; {others}" if others else chosen
 
+        churn = served("churn", CHURN_MODELS, "churn_auc_{}", 3)
+        clv = served("clv", CLV_MODELS, "clv_mae_{}_eur", 0)
         console.print(
-            f"Churn model: AUC {metrics['churn_auc']:.3f} on the holdout ({served('churn')}; "
+            f"Churn model: AUC {metrics['churn_auc']:.3f} on the holdout ({churn}; "
             f"ranking by recency: {metrics['churn_auc_recency_baseline']:.3f}); "
-            f"CLV model: MAE {metrics['clv_mae_eur']:,.0f} EUR ({served('clv')}; "
+            f"CLV model: MAE {metrics['clv_mae_eur']:,.0f} EUR ({clv}; "
             f"everyone the average: {metrics['clv_mae_mean_baseline_eur']:,.0f} EUR)"
         )
     leads = figures["lead_model"]
