@@ -77,7 +77,7 @@ def lead_history(con: Warehouse) -> tuple[pd.DataFrame, dt.datetime]:
                   s.form_submissions, s.visits, s.page_views, s.emails_received, s.email_opens,
                   s.email_clicks, s.has_unsubscribed,
                   f.lead_at, f.sal_at is not null as reached_sal,
-                  f.customer_at is not null as won, f.unqualified_at is not null as unqualified
+                  f.customer_at is not null as won
            from marts.lead_scores as s
            join marts.lead_funnel as f on f.contact_id = s.contact_id
            order by s.contact_id"""
@@ -285,7 +285,7 @@ def _store(con: Warehouse, run: LeadModelRun, scores: pd.DataFrame) -> None:
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute("begin transaction")
     frames = {
-        "lead_score_frame": scores,
+        "lead_score_frame": scores.assign(model_run_id=run.run_id),
         "lead_lift_frame": run.lift.assign(run_id=run.run_id),
         "lead_rule_frame": run.calibration.assign(run_id=run.run_id),
     }
@@ -297,7 +297,7 @@ def _store(con: Warehouse, run: LeadModelRun, scores: pd.DataFrame) -> None:
             (
                 PREDICTIONS,
                 "select contact_id, profile_id, sal_probability, predicted_rank, rule_score, "
-                "score_reasons, ? as model_run_id, ? as model_version, ? as scored_at "
+                "score_reasons, model_run_id, ? as model_version, ? as scored_at "
                 "from lead_score_frame",
             ),
             (
@@ -315,10 +315,7 @@ def _store(con: Warehouse, run: LeadModelRun, scores: pd.DataFrame) -> None:
             ),
         ):
             con.execute(f"drop table if exists {table}")
-            params = [MODEL_VERSION, trained_at]
-            if table == PREDICTIONS:
-                params.insert(0, run.run_id)
-            con.execute(f"create table {table} as {select}", params)
+            con.execute(f"create table {table} as {select}", [MODEL_VERSION, trained_at])
         con.execute("commit")
     except Exception:
         con.execute("rollback")
