@@ -497,6 +497,11 @@ class Generator:
             )
             for i in range(60)
         ]
+        # per category, and per category and brand, in catalogue order
+        self.products_of: dict = {}
+        for item in self.products:
+            for key in (item[2], (item[2], self._brand(item[0]))):
+                self.products_of.setdefault(key, []).append(item)
         self.accounts = []
         for i in range(max(8, (self.first_person + self.people) // 40)):
             company = fk.company()
@@ -783,9 +788,8 @@ class Generator:
         )
 
     def _purchase_times(self, p: Person, since: dt.datetime, newsletter: bool, tickets: bool):
-        """BG/NBD: purchases at the person's rate while alive, each followed by a chance to
-        leave; the first soon after signing up. Sets p.purchases (channel undecided) and
-        p.alive."""
+        """BG/NBD: the times of the person's purchases, at their rate while alive, each followed
+        by a chance to leave; the first soon after signing up. Sets p.alive."""
         latent = p.latent
         if not latent.buys:
             return []
@@ -869,7 +873,6 @@ class Generator:
         p.latent = Latent.draw(
             self.seed, p.person_id, CATEGORIES, BRANDS, SHOE_SIZES, CLOTHING_SIZES
         )
-        p.alive = False
         buying_since = self._ts(p.first_seen)
         if in_shop or in_loyalty:
             store_share = (rng.uniform(0.2, 0.8) if in_shop else 1.0) if in_loyalty else 0.0
@@ -877,8 +880,6 @@ class Generator:
                 (when, "store" if rng.random() < store_share else "online")
                 for when in self._purchase_times(p, buying_since, in_email, in_support)
             ]
-        else:
-            p.purchases = []
         if in_crm:
             yield "crm", self._crm(p, w)
         if in_shop:
@@ -1094,14 +1095,10 @@ class Generator:
         latent = p.latent
         if self.rng.random() >= PURCHASES["favourite_category_share"]:
             return self.rng.choice(self.products)
-        favourite = [
-            item for item in self.products if item[2] == CATEGORIES[latent.favourite_category]
-        ]
+        category = CATEGORIES[latent.favourite_category]
+        favourite = self.products_of[category]
         if self.rng.random() < PURCHASES["favourite_brand_share"]:
-            of_brand = [
-                item for item in favourite if self._brand(item[0]) == BRANDS[latent.favourite_brand]
-            ]
-            favourite = of_brand or favourite
+            favourite = self.products_of.get((category, BRANDS[latent.favourite_brand]), favourite)
         return self.rng.choice(favourite)
 
     @staticmethod
