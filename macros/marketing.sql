@@ -111,3 +111,23 @@
         else 0
     end
 {%- endmacro %}
+
+
+{% macro ranked_by_spend(relation, column) -%}
+    {#- Per profile, each value of `column` its purchases (profile, spend_eur, quantity,
+        last_bought_at rows) name, ranked by spend, then pieces, then the latest purchase. -#}
+    select
+        profile_id,
+        {{ column }},
+        row_number() over (
+            partition by profile_id
+            order by
+                sum(spend_eur) desc,
+                sum(quantity) desc,
+                max(last_bought_at) desc,
+                {{ column }} asc
+        ) as spend_rank
+    from {{ relation }}
+    where {{ column }} is not null
+    group by profile_id, {{ column }}
+{%- endmacro %}

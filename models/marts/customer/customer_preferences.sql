@@ -42,30 +42,15 @@ as_of as (
 
 ),
 
-category_spend as (
+ranked_categories as (
 
-    select
-        profile_id,
-        product_category,
-        sum(spend_eur) as spend_eur,
-        sum(quantity) as quantity,
-        max(last_bought_at) as last_bought_at
-    from purchases
-    where product_category is not null
-    group by profile_id, product_category
+    {{ ranked_by_spend('purchases', 'product_category') }}
 
 ),
 
-ranked_categories as (
+ranked_brands as (
 
-    select
-        profile_id,
-        product_category,
-        row_number() over (
-            partition by profile_id
-            order by spend_eur desc, quantity desc, last_bought_at desc, product_category asc
-        ) as category_rank
-    from category_spend
+    {{ ranked_by_spend('purchases', 'brand') }}
 
 ),
 
@@ -73,27 +58,12 @@ top_categories as (
 
     select
         profile_id,
-        max(case when category_rank = 1 then product_category end) as top_category,
-        max(case when category_rank = 2 then product_category end) as second_category,
-        max(case when category_rank = 3 then product_category end) as third_category,
+        max(case when spend_rank = 1 then product_category end) as top_category,
+        max(case when spend_rank = 2 then product_category end) as second_category,
+        max(case when spend_rank = 3 then product_category end) as third_category,
         count(*) as categories_bought
     from ranked_categories
     group by profile_id
-
-),
-
-ranked_brands as (
-
-    select
-        profile_id,
-        brand,
-        row_number() over (
-            partition by profile_id
-            order by sum(spend_eur) desc, sum(quantity) desc, max(last_bought_at) desc, brand asc
-        ) as brand_rank
-    from purchases
-    where brand is not null
-    group by profile_id, brand
 
 ),
 
@@ -101,8 +71,8 @@ top_brands as (
 
     select
         profile_id,
-        max(case when brand_rank = 1 then brand end) as top_brand,
-        max(case when brand_rank = 2 then brand end) as second_brand
+        max(case when spend_rank = 1 then brand end) as top_brand,
+        max(case when spend_rank = 2 then brand end) as second_brand
     from ranked_brands
     group by profile_id
 
