@@ -922,3 +922,103 @@ def test_pointing_a_sync_at_another_account_sends_everything_there(con):
         assert len(real.live_contacts()) == 250
         again = run_sync(con, sync_for("hubspot", real.url))
         assert (again.added, again.unchanged, again.message) == (0, 250, "")
+
+
+TYPED_ROWS = """
+    ('p_1', 'eins@example.org', timestamp '2024-01-02 03:04:05',
+        timestamptz '2024-01-02 03:04:05+00', date '2024-01-02', 12.50, 0.25,
+        'sagt "hallo" – grüß dich', true, 3),
+    ('p_2', 'zwei@example.org', timestamp '2024-01-02 03:04:05.123456', null, null, null,
+        'NaN', null, false, null),
+    ('p_3', 'drei@example.org', null, null, null, -0.5, 'Infinity', '', null, -7)"""
+TYPED_EXPECTED = {
+    "eins@example.org": {
+        "at": "2024-01-02T03:04:05",
+        "on": "2024-01-02",
+        "amount": 12.5,
+        "ratio": 0.25,
+        "note": 'sagt "hallo" – grüß dich',
+        "flag": True,
+        "visits": 3,
+    },
+    "zwei@example.org": {
+        "at": "2024-01-02T03:04:05.123456",
+        "on": None,
+        "amount": None,
+        "ratio": None,  # NaN: JSON has no such number
+        "note": None,
+        "flag": False,
+        "visits": None,
+    },
+    "drei@example.org": {
+        "at": None,
+        "on": None,
+        "amount": -0.5,
+        "ratio": None,
+        "note": "",
+        "flag": None,
+        "visits": -7,
+    },
+}
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def typed_warehouse(request, tmp_path):
+    """A warehouse of either kind holding values of every common type, NaN and infinity."""
+    from cdp.core.warehouse import DuckDBWarehouse, PostgresWarehouse
+
+    columns = """profile_id varchar, email varchar, seen_at timestamp, seen_at_tz timestamptz,
+        on_date date, amount decimal(10, 2), ratio double precision, note varchar, flag boolean,
+        visits integer"""
+    if request.param == "duckdb":
+        warehouse = DuckDBWarehouse(duckdb.connect(str(tmp_path / "typed.duckdb")))
+    else:
+        from tests.conftest import PG, pg_answers, pg_connect
+
+        if not pg_answers():
+            pytest.skip(f"no PostgreSQL answers at {PG['host']}:{PG['port']}")
+        admin = pg_connect("postgres")
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("drop database if exists cdp_typed_values")
+            cursor.execute("create database cdp_typed_values")
+        warehouse = PostgresWarehouse(**{**PG, "dbname": "cdp_typed_values"})
+    warehouse.execute("create schema marts")
+    warehouse.execute(f"create table marts.typed ({columns})")
+    warehouse.execute(f"insert into marts.typed values {TYPED_ROWS}")
+    yield warehouse
+    warehouse.close()
+    if request.param == "postgres":
+        with admin.cursor() as cursor:
+            cursor.execute("drop database cdp_typed_values")
+        admin.close()
+
+
+@pytest.mark.parametrize("destination", ["hubspot", "braze"])
+def test_values_of_every_type_reach_the_destination_as_json(typed_warehouse, destination):
+    """The warehouse encodes each record's fields: timestamps in ISO 8601, decimals as numbers,
+    NaN and infinity as null (valid JSON), text as it is; HubSpot embeds the encoded fields,
+    Braze reads them as values."""
+    import datetime as dt
+
+    fields = {
+        "at": "seen_at",
+        "at_tz": "seen_at_tz",
+        "on": "on_date",
+        "amount": "amount",
+        "ratio": "ratio",
+        "note": "note",
+        "flag": "flag",
+        "visits": "visits",
+    }
+    target = HubSpotEmulator() if destination == "hubspot" else BrazeEmulator()
+    with target:
+        sync = sync_for(destination, target.url, source="marts.typed", fields=fields)
+        result = run_sync(typed_warehouse, sync)
+        assert (result.status, result.added) == ("succeeded", 3)
+        held = target.held()
+    at_tz = held["eins@example.org"].pop("at_tz")
+    assert dt.datetime.fromisoformat(at_tz) == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    for email, expected in TYPED_EXPECTED.items():
+        got = {name: held[email].get(name) for name in expected}
+        assert got == expected, email

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,14 +23,55 @@ from pydantic import (
 from cdp.core.http import HttpTransport, RateLimiter
 
 
-@dataclass
 class Record:
-    """One row to deliver: its key, its mapped fields, and what the destination knows it by."""
+    """One row to deliver: its key, its mapped fields, and what the destination knows it by.
+    The engine hands over the fields as the warehouse encoded them (`encoded`, a JSON object's
+    text), decoded when a destination first reads `fields`; a destination that embeds them in
+    its request as they are (`fields_json_with`) builds no dict per record."""
 
-    record_key: str
-    identifier: str
-    fields: dict
-    destination_id: str | None = None
+    __slots__ = ("_fields", "destination_id", "encoded", "identifier", "record_key")
+
+    def __init__(
+        self,
+        record_key: str,
+        identifier: str,
+        fields: dict | None = None,
+        destination_id: str | None = None,
+        encoded: str | None = None,
+    ):
+        self.record_key, self.identifier = record_key, identifier
+        self.destination_id, self.encoded = destination_id, encoded
+        self._fields = fields
+
+    @property
+    def fields(self) -> dict:
+        if self._fields is None:
+            self._fields = orjson.loads(self.encoded) if self.encoded else {}
+        return self._fields
+
+    def fields_json_with(self, name: str, value) -> orjson.Fragment:
+        """The fields and one more (`name`: `value`, which wins over a field of that name) as
+        JSON to embed in a request body."""
+        if self._fields is not None or not self.encoded:
+            return orjson.Fragment(orjson.dumps({**self.fields, name: value}))
+        head = self.encoded.rstrip()[:-1].rstrip()  # the object without its closing brace
+        separator = "" if head.endswith("{") else ","
+        # A repeated name: JSON parsers keep the last, as the dict merge above does.
+        extra = f"{orjson.dumps(name).decode()}:{orjson.dumps(value).decode()}"
+        return orjson.Fragment(f"{head}{separator}{extra}}}")
+
+    def __repr__(self) -> str:
+        return f"Record({self.record_key!r}, {self.identifier!r}, {self.destination_id!r})"
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return (self.record_key, self.identifier, self.destination_id, self.fields) == (
+            other.record_key,
+            other.identifier,
+            other.destination_id,
+            other.fields,
+        )
 
 
 @dataclass

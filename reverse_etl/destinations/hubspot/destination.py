@@ -37,8 +37,8 @@ class HubSpotContacts(HttpDestination):
                 outcome.absent = True
         return [outcomes[r.record_key] for r in records]
 
-    def _properties(self, record: Record) -> dict:
-        return {**record.fields, self.id_field: record.identifier}
+    def _properties(self, record: Record):
+        return record.fields_json_with(self.id_field, record.identifier)
 
     def _update(self, records: list[Record], by_id: bool) -> dict[str, Outcome]:
         def key(r: Record) -> str:
