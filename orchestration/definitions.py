@@ -5,12 +5,13 @@ from dagster import Definitions, definitions, in_process_executor
 
 from orchestration import activation, ingest, intelligence, operations, privacy, transform
 from orchestration.project import prepared_dbt_project
-from orchestration.resources import build_resources
+from orchestration.resources import build_resources, export_locations
 from orchestration.transform.dbt import dbt_models
 
 
 @definitions
 def defs() -> Definitions:
+    export_locations()
     project = prepared_dbt_project()
     dbt = dbt_models(project)
     return Definitions.merge(

@@ -36,13 +36,18 @@ def warehouse_kind() -> str:
     return warehouse_target()
 
 
-def build_resources(project: DbtProject) -> dict:
-    # The defaults, written back: dbt reads CDP_WAREHOUSE itself, so loader and dbt always
-    # share one file, and the resources below read both from the environment.
+def export_locations() -> None:
+    """The defaults, written back: dbt reads CDP_WAREHOUSE itself, so loader and dbt always
+    share one file, and the resources read both from the environment. Before the manifest is
+    parsed: dbt keeps its parse only while the profile it renders stays the same."""
     os.environ[WAREHOUSE_ENV] = warehouse_path()
     os.environ[LANDING_ENV] = landing_path()
     # dbt may open the file first (seeds run before any load): DuckDB creates files, not folders.
     Path(warehouse_path()).parent.mkdir(parents=True, exist_ok=True)
+
+
+def build_resources(project: DbtProject) -> dict:
+    export_locations()
     return {
         "warehouse": WarehouseResource(path=EnvVar(WAREHOUSE_ENV), landing_dir=EnvVar(LANDING_ENV)),
         "dbt": DbtCliResource(
