@@ -56,7 +56,7 @@ BEHAVIOUR_BASES = {
 # purchase the customer drops out with a Beta(a, b) chance, raised by support tickets.
 PURCHASES = {
     "rate_shape": 0.8,  # customers differ widely in how often they buy (fits find r < 1)
-    "rate_median_per_year": 3.0,
+    "rate_mean_per_year": 3.0,  # the mean over customers, before intent and newsletter
     "rate_intent": 0.45,  # log-rate per unit of intent
     "rate_newsletter": 0.25,  # log-rate for a newsletter subscriber
     "never_buys_logit": -1.0,  # an account that never orders, minus intent
@@ -116,7 +116,7 @@ class Latent:
         intent = rng.gauss(0.0, 1.0)
         shape = PURCHASES["rate_shape"]
         heterogeneity = rng.gammavariate(shape, 1.0 / shape)  # mean 1
-        rate = PURCHASES["rate_median_per_year"] * heterogeneity
+        rate = PURCHASES["rate_mean_per_year"] * heterogeneity
         rate *= math.exp(PURCHASES["rate_intent"] * intent)
         return cls(
             intent=intent,

@@ -28,6 +28,7 @@ from cdp.demo.behaviour import (
     CAMPAIGN_RETURNS,
     LEAD_DISQUALIFIED,
     PURCHASES,
+    STAGES,
     Latent,
     chance_of_stage,
     lead_value,
@@ -46,7 +47,7 @@ LEAD_STATUSES = (
     "New", "Open", "In Progress", "MQL", "SAL", "SQL", "Opportunity", "Customer", "Unqualified",
 )  # fmt: skip
 # The order a lead moves through; Open and In Progress are working states before MQL.
-FUNNEL_STATUSES = ("New", "MQL", "SAL", "SQL", "Opportunity", "Customer")
+FUNNEL_STATUSES = ("New", *STAGES)
 TICKET_PRIORITIES = ("Niedrig", "Normal", "Hoch", "Kritisch")
 TICKET_STATUSES = ("offen", "wartend", "gelöst", "geschlossen")
 SUBSCRIPTION_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending")
