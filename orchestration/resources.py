@@ -47,7 +47,7 @@ def export_locations() -> None:
 
 
 def build_resources(project: DbtProject) -> dict:
-    export_locations()
+    """The resources, read from the environment `export_locations` wrote."""
     return {
         "warehouse": WarehouseResource(path=EnvVar(WAREHOUSE_ENV), landing_dir=EnvVar(LANDING_ENV)),
         "dbt": DbtCliResource(

@@ -311,12 +311,15 @@ class PostgresWarehouse(Warehouse):
         )
 
     def _json_value(self, expression: str, type_code) -> str:
-        # float4, float8, numeric: json_build_object writes NaN and Infinity as strings
-        if type_code in (700, 701, 1700):
+        # json_build_object writes NaN and infinity as strings; numeric has no infinity before
+        # PostgreSQL 14, so only its NaN is asked for
+        if type_code in (700, 701):  # float4, float8
             return (
                 f"case when {expression} in ('NaN', 'Infinity', '-Infinity') then null "
                 f"else {expression} end"
             )
+        if type_code == 1700:  # numeric
+            return f"case when {expression} = 'NaN' then null else {expression} end"
         return expression  # timestamps come in ISO 8601 already
 
     def _json_object_of(self, pairs: str) -> str:
