@@ -9,13 +9,14 @@ import duckdb
 import pytest
 
 from cdp.core.http import DeliveryError
+from cdp.core.warehouse import as_warehouse
 from reverse_etl.config import SyncConfig, SyncConfigError, load_sync, load_syncs
 from reverse_etl.destinations import destination_names, emulator_class, get_destination
 from reverse_etl.destinations.braze.emulator import BrazeEmulator
 from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
 from reverse_etl.destinations.salesforce.emulator import SalesforceEmulator
 from reverse_etl.destinations.webhook.emulator import WebhookEmulator
-from reverse_etl.engine import run_sync
+from reverse_etl.engine import delivery_log, run_sync
 
 FAST = {"backoff": 0.01, "max_retries": 4, "timeout": 2}
 
@@ -1022,3 +1023,38 @@ def test_values_of_every_type_reach_the_destination_as_json(typed_warehouse, des
     for email, expected in TYPED_EXPECTED.items():
         got = {name: held[email].get(name) for name in expected}
         assert got == expected, email
+
+
+def test_the_delivery_log_gives_each_delivery_its_run_destination_object_and_fields(con):
+    """A run's destination, object and fields are stored once, in sync_runs, not on each of its
+    deliveries; the log joins them back, also for rows an earlier version wrote in full."""
+    con.execute("create schema reverse_etl")
+    con.execute("""create table reverse_etl.sync_deliveries (run_id varchar, sync_name varchar,
+        record_key varchar, destination varchar, object varchar, action varchar, fields varchar,
+        destination_id varchar, delivered_at timestamp)""")
+    con.execute("""insert into reverse_etl.sync_deliveries values ('earlier', 'test_hubspot',
+        'p_00001', 'hubspot', 'contacts', 'upsert', 'email, firstname', '7',
+        timestamp '2026-01-01 00:00')""")
+    # No run has made the view yet (a read-only export must still read): the table itself.
+    assert delivery_log(as_warehouse(con)) == "reverse_etl.sync_deliveries"
+    with HubSpotEmulator() as hubspot:
+        sync = sync_for("hubspot", hubspot.url, mode="mirror")
+        assert run_sync(con, sync).added == 250
+        con.execute("delete from marts.customers where profile_id = 'p_00001'")
+        assert run_sync(con, sync).removed == 1
+    log = delivery_log(as_warehouse(con))
+    assert log == "reverse_etl.delivery_log"
+    rows = con.execute(
+        f"select run_id = 'earlier', destination, object, action, fields from {log} "
+        "where record_key = 'p_00001' order by delivered_at"
+    ).fetchall()
+    assert rows == [
+        (True, "hubspot", "contacts", "upsert", "email, firstname"),
+        (False, "hubspot", "contacts", "upsert", "email, firstname, lastname, country"),
+        (False, "hubspot", "contacts", "delete", ""),
+    ]
+    written_per_row = con.execute(
+        "select count(*) from reverse_etl.sync_deliveries "
+        "where destination is not null or object is not null or fields is not null"
+    ).fetchone()[0]
+    assert written_per_row == 1  # only the earlier version's row

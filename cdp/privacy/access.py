@@ -8,6 +8,7 @@ import datetime as dt
 from cdp.core.sql import dict_rows, table_exists
 from cdp.core.warehouse import Warehouse, as_warehouse
 from cdp.identity.profile import profile_360
+from reverse_etl.engine import delivery_log
 
 
 def access_export(con: Warehouse, email_or_profile_id: str) -> dict:
@@ -34,9 +35,9 @@ def access_export(con: Warehouse, email_or_profile_id: str) -> dict:
     if table_exists(con, "reverse_etl", "sync_deliveries"):
         deliveries = dict_rows(
             con,
-            """
+            f"""
             select sync_name, destination, object, action, fields, destination_id,
-                delivered_at from reverse_etl.sync_deliveries where record_key = $pid
+                delivered_at from {delivery_log(con)} where record_key = $pid
             order by delivered_at""",
             pid,
         )
@@ -109,12 +110,12 @@ def processing_record(con, profile_id: str) -> list[dict]:
     try:
         return dict_rows(
             con,
-            """
+            f"""
             with deliveries as (
                 select sync_name, destination, object, action, fields, delivered_at,
                     lag(delivered_at) over (partition by sync_name order by delivered_at)
                         as previous_delivery_at
-                from reverse_etl.sync_deliveries where record_key = $pid
+                from {delivery_log(con)} where record_key = $pid
             )
             select d.sync_name, d.destination, d.object, d.action, d.fields, d.delivered_at,
                 c.attribute, c.old_value, c.new_value, c.changed_at,
