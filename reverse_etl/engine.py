@@ -177,19 +177,19 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
     gone = "state.record_key not in (select record_key from sync_current)"
     merged = f"""
         union all
-        select state.record_key, 'merged' as change, null as row_hash
+        select state.record_key, 'merged' as change, null as row_hash, null as trigger_hash
         from {{state}} as state
         where {gone} and state.record_key in (select loser_key from sync_merges)"""
     not_merged = "state.record_key not in (select loser_key from sync_merges)"
     withdrawn = f"""
         union all
-        select state.record_key, 'withdrawn' as change, null as row_hash
+        select state.record_key, 'withdrawn' as change, null as row_hash, null as trigger_hash
         from {{state}} as state
         where {gone} and {not_merged}
             and state.record_key in (select record_key from sync_source where not is_allowed)"""
     removed = f"""
         union all
-        select state.record_key, 'removed' as change, null as row_hash
+        select state.record_key, 'removed' as change, null as row_hash, null as trigger_hash
         from {{state}} as state
         where {gone} and {not_merged}
             and state.record_key not in (
@@ -206,7 +206,7 @@ def _prepare_diff(con, sync: SyncConfig, full_resync: bool) -> None:
             case when state.record_key is null then 'added'
                  when state.row_hash <> current.row_hash then 'changed'
                  else 'unchanged' end as change,
-            current.row_hash
+            current.row_hash, current.trigger_hash
         from sync_current as current
         left join {state} as state on state.record_key = current.record_key
         {"".join(tail.format(state=state) for tail in tails)}""",
@@ -261,16 +261,15 @@ def consent_condition(sync: SyncConfig, profile_id: str) -> str:
 
 
 def _record_rows(con, sync: SyncConfig, change: str, limit: int | None = None) -> list[tuple]:
-    """The rows of one kind of change, in key order: (record key, the row hash and trigger hash
-    its state will hold once confirmed, identifier, destination id, the mapped fields as JSON)."""
+    """The rows of one kind of change, in key order: (record key, identifier, destination id,
+    the mapped fields as JSON). The hashes their state will hold stay in sync_diff."""
     identifier = quote(sync.identifier.source)
     fields = con.json_object(
         {name: f"c.{quote(column)}" for name, column in sync.fields.items()},
         "sync_current as c",
     )
     return con.execute(
-        f"""select d.record_key, d.row_hash, c.trigger_hash, cast(c.{identifier} as varchar),
-            s.destination_id, {fields}
+        f"""select d.record_key, cast(c.{identifier} as varchar), s.destination_id, {fields}
         from sync_diff d
         join sync_current c on c.record_key = d.record_key
         left join {SCHEMA}.sync_state s on s.sync_name = ? and s.record_key = d.record_key
@@ -283,7 +282,7 @@ def _as_records(rows: list[tuple]) -> list[Record]:
     """Records from rows of _record_rows."""
     return [
         Record(key, identifier, None, destination_id, encoded)
-        for key, _, _, identifier, destination_id, encoded in rows
+        for key, identifier, destination_id, encoded in rows
     ]
 
 
@@ -317,29 +316,19 @@ def _record_outcomes(
     sync: SyncConfig,
     run_id: str,
     outcomes: list[Outcome],
-    hashes: dict[str, tuple[str, str | None]],
     action: str = "upsert",
     errors_held: bool = True,
 ) -> list[str]:
     """Write state for confirmed records and errors for rejected ones, in one transaction; the
-    keys the destination confirmed. Deletes and withdrawals drop the record's state. Without
-    `errors_held` (the sync has no error rows) there are none to clear for confirmed records."""
+    keys the destination confirmed. Upserts store the hashes the run's diff holds for the record
+    (what was sent); deletes and withdrawals drop the record's state. Without `errors_held` (the
+    sync has no error rows) there are none to clear for confirmed records."""
     now = utc_now()
     ok = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]
     keys = [o.record_key for o in ok]
-    no_hashes = (None, None)
-    row_hashes, trigger_hashes = (
-        zip(*(hashes.get(key, no_hashes) for key in keys), strict=True) if keys else ((), ())
-    )
     confirmed = pd.DataFrame(
-        {
-            "record_key": keys,
-            "row_hash": row_hashes,
-            "trigger_hash": trigger_hashes,
-            "destination_id": [o.destination_id for o in ok],
-        },
-        dtype=object,
+        {"record_key": keys, "destination_id": [o.destination_id for o in ok]}, dtype=object
     )
     con.execute("begin transaction")
     try:
@@ -354,8 +343,10 @@ def _record_outcomes(
             con.execute(
                 f"""insert into {SCHEMA}.sync_state
                     (sync_name, record_key, row_hash, destination_id, synced_at, trigger_hash)
-                select ?, record_key, row_hash, destination_id, ?, trigger_hash
-                from confirmed_records
+                select ?, c.record_key, d.row_hash, c.destination_id, ?, d.trigger_hash
+                from confirmed_records as c
+                join sync_diff as d on d.record_key = c.record_key
+                    and d.change in ('added', 'changed')
                 on conflict (sync_name, record_key) do update set row_hash = excluded.row_hash,
                     destination_id = excluded.destination_id, synced_at = excluded.synced_at,
                     trigger_hash = excluded.trigger_hash""",
@@ -645,7 +636,7 @@ def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult
     for start in range(0, len(pairs), size):
         chunk = pairs[start : start + size]
         outcomes = destination.merge(chunk)
-        confirmed = _record_outcomes(con, sync, result.run_id, outcomes, {}, "merge")
+        confirmed = _record_outcomes(con, sync, result.run_id, outcomes, "merge")
         _count(result, "merged", len(confirmed), len(chunk))
         done += len(chunk)
         if progress:
@@ -658,7 +649,7 @@ def _deliver(con, sync: SyncConfig, destination: Destination, result: SyncResult
         for start in range(0, len(leaving), size):
             batch = leaving[start : start + size]
             outcomes = leave(batch)
-            confirmed = _record_outcomes(con, sync, result.run_id, outcomes, {}, action)
+            confirmed = _record_outcomes(con, sync, result.run_id, outcomes, action)
             _count(result, change, len(confirmed), len(batch))
             done += len(batch)
             if progress:
@@ -685,8 +676,6 @@ def _deliver_upserts(con, sync: SyncConfig, destination: Destination, result, pr
             return destination.update_existing(records)
         return destination.upsert(records)
 
-    hashes: dict[str, tuple] = {}  # of the records in `confirmed`
-
     confirmed: list[Outcome] = []
     # Of the group not yet written, by kind of change: (records sent, records confirmed).
     group: dict[str, list[int]] = {}
@@ -696,21 +685,19 @@ def _deliver_upserts(con, sync: SyncConfig, destination: Destination, result, pr
 
     def write_confirmed() -> None:
         nonlocal errors_held, written_at
-        _record_outcomes(con, sync, result.run_id, confirmed, hashes, errors_held=errors_held)
+        _record_outcomes(con, sync, result.run_id, confirmed, errors_held=errors_held)
         errors_held = errors_held or any(not o.ok for o in confirmed)
         written_at = time.monotonic()
         for change, (sent, ok) in group.items():
             _count(result, change, ok, sent)
         confirmed.clear()
         group.clear()
-        hashes.clear()
 
     try:
         for batch, outcomes in _sent_in_order(send, batches, sync.concurrency):
             held = [o for o in outcomes if not o.absent]
             result.absent += len(outcomes) - len(held)
             confirmed.extend(held)
-            hashes.update((row[0], (row[1], row[2])) for row in batch.rows)
             counts = group.setdefault(batch.change, [0, 0])
             counts[0] += len(held)
             counts[1] += sum(1 for o in held if o.ok)
