@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp.core.http import DeliveryError
+from cdp.core.http import DeliveryError, RateLimiter
 from cdp.core.warehouse import as_warehouse
 from reverse_etl.config import SyncConfig, SyncConfigError, load_sync, load_syncs
 from reverse_etl.destinations import destination_names, emulator_class, get_destination
@@ -435,6 +435,33 @@ def test_client_keeps_to_the_quota_so_the_destination_never_throttles(con):
         assert (result.added, result.retries, result.calls) == (250, 0, 3)
         assert len(hubspot.requests) == 3  # no 429 answered, nothing retried
 
+
+
+def test_the_rate_limiter_lets_a_call_through_once_the_oldest_leaves_the_window():
+    now = [0.0]
+    waits = []
+
+    def sleep(seconds):
+        waits.append(round(seconds, 3))
+        now[0] += seconds
+
+    limiter = RateLimiter(3, 10.0, clock=lambda: now[0], sleep=sleep)
+    for at in (0.0, 1.0, 2.0):
+        now[0] = at
+        limiter.acquire()
+    limiter.acquire()  # at 2 s: waits until the call at 0 s is 10 s old
+    assert waits == [8.001]
+    now[0] = 10.5  # the calls at 1, 2 and 10 s are still in the window
+    limiter.acquire()
+    assert waits == [8.001, 0.501]
+    now[0] = 13.0  # 1 and 2 s have left: no wait
+    limiter.acquire()
+    assert waits == [8.001, 0.501]
+    # A lifted quota: thousands in the window, none waiting.
+    lifted = RateLimiter(1_000_000, 10.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5_000):
+        lifted.acquire()
+    assert len(waits) == 2 and len(lifted.sent) == 5_000
 
 def test_a_hanging_destination_times_out_and_is_retried(con):
     with HubSpotEmulator() as hubspot:

@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
@@ -61,14 +62,17 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.calls, self.period, self.clock, self.sleep = calls, period, clock, sleep
-        self.sent: list[float] = []
+        # Oldest first: expired sends leave from the left, not by rebuilding a list per call
+        # (quadratic once a lifted quota lets thousands into the window).
+        self.sent: deque[float] = deque()
         self.lock = threading.Lock()
 
     def acquire(self) -> None:
         with self.lock:
             while True:
                 now = self.clock()
-                self.sent = [t for t in self.sent if now - t < self.period]
+                while self.sent and now - self.sent[0] >= self.period:
+                    self.sent.popleft()
                 if len(self.sent) < self.calls:
                     self.sent.append(now)
                     return
