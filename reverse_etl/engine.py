@@ -24,7 +24,7 @@ import duckdb
 import pandas as pd
 
 from cdp.core.sql import quote, table_exists, utc_now
-from cdp.core.warehouse import Warehouse, as_warehouse
+from cdp.core.warehouse import WAREHOUSE_ERRORS, Warehouse, as_warehouse
 from reverse_etl.config import SyncConfig
 from reverse_etl.destinations import Destination, Outcome, Record, get_destination
 
@@ -71,19 +71,30 @@ def ensure_state(con: Warehouse) -> None:
         delivered_at timestamp)""")
     for column in ("object", "fields"):
         con.execute(f"alter table {SCHEMA}.sync_runs add column if not exists {column} varchar")
-    con.execute(f"""create or replace view {SCHEMA}.delivery_log as
-        select d.run_id, d.sync_name, d.record_key,
-            coalesce(d.destination, r.destination) as destination,
-            coalesce(d.object, r.object) as object, d.action,
-            coalesce(d.fields, case when d.action = 'upsert' then r.fields else '' end)
-                as fields,
-            d.destination_id, d.delivered_at
-        from {SCHEMA}.sync_deliveries as d
-        left join {SCHEMA}.sync_runs as r on r.run_id = d.run_id""")
+    if not table_exists(con, SCHEMA, "delivery_log"):
+        _create_delivery_log(con)
     con.execute(f"""create table if not exists {SCHEMA}.sync_errors (
         sync_name varchar, record_key varchar, error_kind varchar, message varchar,
         first_failed_at timestamp, last_failed_at timestamp, attempts bigint,
         last_run_id varchar, primary key (sync_name, record_key))""")
+
+
+def _create_delivery_log(con: Warehouse) -> None:
+    """Made once, not replaced by every run: PostgreSQL has no `create view if not exists`, and
+    syncs running side by side would replace it concurrently ("tuple concurrently updated")."""
+    try:
+        con.execute(f"""create view {SCHEMA}.delivery_log as
+            select d.run_id, d.sync_name, d.record_key,
+                coalesce(d.destination, r.destination) as destination,
+                coalesce(d.object, r.object) as object, d.action,
+                coalesce(d.fields, case when d.action = 'upsert' then r.fields else '' end)
+                    as fields,
+                d.destination_id, d.delivered_at
+            from {SCHEMA}.sync_deliveries as d
+            left join {SCHEMA}.sync_runs as r on r.run_id = d.run_id""")
+    except WAREHOUSE_ERRORS:
+        if not table_exists(con, SCHEMA, "delivery_log"):
+            raise  # not a run beside this one that made it first
 
 
 def delivery_log(con: Warehouse) -> str:

@@ -16,7 +16,7 @@ from reverse_etl.destinations.braze.emulator import BrazeEmulator
 from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
 from reverse_etl.destinations.salesforce.emulator import SalesforceEmulator
 from reverse_etl.destinations.webhook.emulator import WebhookEmulator
-from reverse_etl.engine import delivery_log, run_sync
+from reverse_etl.engine import _create_delivery_log, delivery_log, run_sync
 
 FAST = {"backoff": 0.01, "max_retries": 4, "timeout": 2}
 
@@ -436,7 +436,6 @@ def test_client_keeps_to_the_quota_so_the_destination_never_throttles(con):
         assert len(hubspot.requests) == 3  # no 429 answered, nothing retried
 
 
-
 def test_the_rate_limiter_lets_a_call_through_once_the_oldest_leaves_the_window():
     now = [0.0]
     waits = []
@@ -462,6 +461,7 @@ def test_the_rate_limiter_lets_a_call_through_once_the_oldest_leaves_the_window(
     for _ in range(5_000):
         lifted.acquire()
     assert len(waits) == 2 and len(lifted.sent) == 5_000
+
 
 def test_a_hanging_destination_times_out_and_is_retried(con):
     with HubSpotEmulator() as hubspot:
@@ -1071,6 +1071,7 @@ def test_the_delivery_log_gives_each_delivery_its_run_destination_object_and_fie
         assert run_sync(con, sync).removed == 1
     log = delivery_log(as_warehouse(con))
     assert log == "reverse_etl.delivery_log"
+    _create_delivery_log(as_warehouse(con))  # as a run beside this one would: no error
     rows = con.execute(
         f"select run_id = 'earlier', destination, object, action, fields from {log} "
         "where record_key = 'p_00001' order by delivered_at"
