@@ -6,7 +6,14 @@ import pytest
 from dagster import materialize
 
 from cdp.core.http import AuthenticationFailed
-from cdp.ingest.enrichment import CACHE, KEY_ENV, URL_ENV, FirmographicsClient, enrich
+from cdp.ingest.enrichment import (
+    CACHE,
+    KEY_ENV,
+    RPS_ENV,
+    URL_ENV,
+    FirmographicsClient,
+    enrich,
+)
 from cdp.ingest.firmographics_emulator import FirmographicsEmulator
 from orchestration.ingest.enrichment import company_firmographics
 from orchestration.resources import WarehouseResource
@@ -67,6 +74,29 @@ def test_rate_limit_answers_are_waited_out_and_nothing_is_lost(con):
     assert client.transport.stats.throttled > 0  # the API said 429 and we waited
     assert result.looked_up == len(COMPANY_DOMAINS)
     assert "error" not in statuses(con)
+
+
+def test_the_demo_asks_its_emulated_api_at_that_api_quota_without_a_429(tmp_path, monkeypatch):
+    from contextlib import ExitStack
+
+    from cdp.demo.destinations import start_enrichment_emulator
+
+    for name in (URL_ENV, KEY_ENV, RPS_ENV):
+        monkeypatch.delenv(name, raising=False)  # restored after the test
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema raw")
+    con.execute("create table raw.crm__contacts (email varchar)")
+    con.execute("create table raw.crm__accounts (domain varchar)")
+    con.executemany(
+        "insert into raw.crm__contacts values (?)", [[f"a@firma{i}.de"] for i in range(150)]
+    )
+    with ExitStack() as stack:
+        api = start_enrichment_emulator(stack)
+        client = FirmographicsClient.from_env()
+        calls, period = api.rate_limit
+        assert client.transport.limiter.calls == int(calls / period * 0.9)
+        result = enrich(con, client)
+    assert result.looked_up == 150 and client.transport.stats.throttled == 0
 
 
 def test_an_api_outage_stops_early_without_failing_and_the_next_run_catches_up(con):

@@ -29,6 +29,7 @@ from cdp.core.warehouse import Warehouse
 SCHEMA = "enrichment"
 CACHE = f"{SCHEMA}.company_firmographics"
 URL_ENV, KEY_ENV = "CDP_FIRMOGRAPHICS_URL", "CDP_FIRMOGRAPHICS_API_KEY"
+RPS_ENV = "CDP_FIRMOGRAPHICS_RPS"
 SEEDS = PROJECT_ROOT / "seeds"
 
 
@@ -127,7 +128,7 @@ class FirmographicsClient:
         url, key = os.environ.get(URL_ENV, ""), os.environ.get(KEY_ENV, "")
         if not url or not key:
             raise EnrichmentNotConfigured(f"set {URL_ENV} and {KEY_ENV} to enrich companies")
-        return cls(url, key, calls_per_second=int(os.environ.get("CDP_FIRMOGRAPHICS_RPS", "20")))
+        return cls(url, key, calls_per_second=int(os.environ.get(RPS_ENV, "20")))
 
     @property
     def calls(self) -> int:
