@@ -24,7 +24,7 @@ import duckdb
 import pandas as pd
 
 from cdp.core.sql import quote, table_exists, utc_now
-from cdp.core.warehouse import WAREHOUSE_ERRORS, Warehouse, as_warehouse
+from cdp.core.warehouse import Warehouse, as_warehouse
 from reverse_etl.config import SyncConfig
 from reverse_etl.destinations import Destination, Outcome, Record, get_destination
 
@@ -45,6 +45,14 @@ def relation(name: str) -> str:
 
 
 def ensure_state(con: Warehouse) -> None:
+    """The schema's tables and view, made or brought up to date, by one session at a time:
+    syncs may start side by side, and on PostgreSQL `if not exists` does not hold for two
+    sessions creating at once."""
+    with con.serialized(f"{SCHEMA}.ensure_state"):
+        _ensure_state(con)
+
+
+def _ensure_state(con: Warehouse) -> None:
     con.execute(f"create schema if not exists {SCHEMA}")
     con.execute(f"""create table if not exists {SCHEMA}.sync_state (
         sync_name varchar, record_key varchar, row_hash varchar, destination_id varchar,
@@ -71,18 +79,7 @@ def ensure_state(con: Warehouse) -> None:
         delivered_at timestamp)""")
     for column in ("object", "fields"):
         con.execute(f"alter table {SCHEMA}.sync_runs add column if not exists {column} varchar")
-    if not table_exists(con, SCHEMA, "delivery_log"):
-        _create_delivery_log(con)
-    con.execute(f"""create table if not exists {SCHEMA}.sync_errors (
-        sync_name varchar, record_key varchar, error_kind varchar, message varchar,
-        first_failed_at timestamp, last_failed_at timestamp, attempts bigint,
-        last_run_id varchar, primary key (sync_name, record_key))""")
-
-
-def _create_delivery_log(con: Warehouse) -> None:
-    """Made once, not replaced by every run: PostgreSQL has no `create view if not exists`, and
-    syncs running side by side would replace it concurrently ("tuple concurrently updated")."""
-    try:
+    if not table_exists(con, SCHEMA, "delivery_log"):  # made once, not replaced by every run
         con.execute(f"""create view {SCHEMA}.delivery_log as
             select d.run_id, d.sync_name, d.record_key,
                 coalesce(d.destination, r.destination) as destination,
@@ -92,9 +89,10 @@ def _create_delivery_log(con: Warehouse) -> None:
                 d.destination_id, d.delivered_at
             from {SCHEMA}.sync_deliveries as d
             left join {SCHEMA}.sync_runs as r on r.run_id = d.run_id""")
-    except WAREHOUSE_ERRORS:
-        if not table_exists(con, SCHEMA, "delivery_log"):
-            raise  # not a run beside this one that made it first
+    con.execute(f"""create table if not exists {SCHEMA}.sync_errors (
+        sync_name varchar, record_key varchar, error_kind varchar, message varchar,
+        first_failed_at timestamp, last_failed_at timestamp, attempts bigint,
+        last_run_id varchar, primary key (sync_name, record_key))""")
 
 
 def delivery_log(con: Warehouse) -> str:

@@ -16,7 +16,7 @@ from reverse_etl.destinations.braze.emulator import BrazeEmulator
 from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
 from reverse_etl.destinations.salesforce.emulator import SalesforceEmulator
 from reverse_etl.destinations.webhook.emulator import WebhookEmulator
-from reverse_etl.engine import _create_delivery_log, delivery_log, run_sync
+from reverse_etl.engine import delivery_log, ensure_state, run_sync
 
 FAST = {"backoff": 0.01, "max_retries": 4, "timeout": 2}
 
@@ -1071,7 +1071,6 @@ def test_the_delivery_log_gives_each_delivery_its_run_destination_object_and_fie
         assert run_sync(con, sync).removed == 1
     log = delivery_log(as_warehouse(con))
     assert log == "reverse_etl.delivery_log"
-    _create_delivery_log(as_warehouse(con))  # as a run beside this one would: no error
     rows = con.execute(
         f"select run_id = 'earlier', destination, object, action, fields from {log} "
         "where record_key = 'p_00001' order by delivered_at"
@@ -1086,3 +1085,45 @@ def test_the_delivery_log_gives_each_delivery_its_run_destination_object_and_fie
         "where destination is not null or object is not null or fields is not null"
     ).fetchone()[0]
     assert written_per_row == 1  # only the earlier version's row
+
+
+def test_syncs_starting_side_by_side_on_postgres_set_up_their_schema_once():
+    """Three sessions make the state schema at once on an empty PostgreSQL database: its
+    `create ... if not exists` alone lets two of them collide on the catalog."""
+    import threading
+
+    from cdp.core.warehouse import PostgresWarehouse
+    from tests.conftest import PG, pg_answers, pg_connect
+
+    if not pg_answers():
+        pytest.skip(f"no PostgreSQL answers at {PG['host']}:{PG['port']}")
+    admin = pg_connect("postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("drop database if exists cdp_state_race")
+        cursor.execute("create database cdp_state_race")
+    errors = []
+    try:
+        for _ in range(5):
+            with PostgresWarehouse(**{**PG, "dbname": "cdp_state_race"}) as con:
+                con.execute("drop schema if exists reverse_etl cascade")
+            start = threading.Barrier(3)
+
+            def set_up(start=start):
+                try:
+                    with PostgresWarehouse(**{**PG, "dbname": "cdp_state_race"}) as con:
+                        start.wait()
+                        ensure_state(con)
+                except Exception as exc:  # collected: the assertion names them
+                    errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+            sessions = [threading.Thread(target=set_up) for _ in range(3)]
+            for session in sessions:
+                session.start()
+            for session in sessions:
+                session.join()
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute("drop database cdp_state_race with (force)")
+        admin.close()
+    assert errors == []

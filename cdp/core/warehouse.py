@@ -15,6 +15,8 @@ import io
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -107,6 +109,13 @@ class Warehouse(ABC):
 
     def checkpoint(self) -> None:  # noqa: B027 - only DuckDB needs one
         """Write deletions out so freed space is reused (DuckDB keeps old blocks otherwise)."""
+
+    @contextmanager
+    def serialized(self, name: str) -> Iterator[None]:
+        """Statements that must not run beside the same statements of another session, such as
+        setting up a schema: PostgreSQL's `create ... if not exists` fails when two sessions
+        create the same object at once. DuckDB has one writer per file already."""
+        yield
 
     def prepare_wide_scans(self) -> None:  # noqa: B027 - only PostgreSQL needs it
         """Before queries that OR dozens of conditions over every column of a table (erasure
@@ -262,6 +271,19 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, **settings):
         self.con = psycopg2.connect(connect_timeout=5, **settings)
         self.con.autocommit = True
+
+    @contextmanager
+    def serialized(self, name: str) -> Iterator[None]:
+        """One transaction holding an advisory lock on `name`: the next session waits for the
+        commit, then finds what this one created."""
+        self.execute("begin transaction")
+        try:
+            self.execute("select pg_advisory_xact_lock(hashtext(?))", [name])
+            yield
+            self.execute("commit")
+        except BaseException:
+            self.execute("rollback")
+            raise
 
     def execute(self, sql: str, params=None):
         cursor = self.con.cursor()
