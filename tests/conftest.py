@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -46,6 +47,25 @@ def pg_answers() -> bool:
         return True
     except Exception:
         return False
+
+
+@contextmanager
+def pg_database(name: str):
+    """An empty PostgreSQL database for one test (its connection settings), dropped after it;
+    the test skips, saying why, without a server."""
+    if not pg_answers():
+        pytest.skip(f"no PostgreSQL answers at {PG['host']}:{PG['port']}")
+    admin = pg_connect("postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"drop database if exists {name} with (force)")
+        cursor.execute(f"create database {name}")
+    try:
+        yield {**PG, "dbname": name}
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"drop database if exists {name} with (force)")
+        admin.close()
 
 
 def dbt_build(*args: str, env: dict[str, str], command: str = "build") -> None:

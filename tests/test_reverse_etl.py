@@ -998,28 +998,18 @@ def typed_warehouse(request, tmp_path):
     columns = """profile_id varchar, email varchar, seen_at timestamp, seen_at_tz timestamptz,
         on_date date, amount decimal(10, 2), ratio double precision, note varchar, flag boolean,
         visits integer"""
-    if request.param == "duckdb":
-        warehouse = DuckDBWarehouse(duckdb.connect(str(tmp_path / "typed.duckdb")))
-    else:
-        from tests.conftest import PG, pg_answers, pg_connect
+    with ExitStack() as stack:
+        if request.param == "duckdb":
+            warehouse = DuckDBWarehouse(duckdb.connect(str(tmp_path / "typed.duckdb")))
+        else:
+            from tests.conftest import pg_database
 
-        if not pg_answers():
-            pytest.skip(f"no PostgreSQL answers at {PG['host']}:{PG['port']}")
-        admin = pg_connect("postgres")
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("drop database if exists cdp_typed_values")
-            cursor.execute("create database cdp_typed_values")
-        warehouse = PostgresWarehouse(**{**PG, "dbname": "cdp_typed_values"})
-    warehouse.execute("create schema marts")
-    warehouse.execute(f"create table marts.typed ({columns})")
-    warehouse.execute(f"insert into marts.typed values {TYPED_ROWS}")
-    yield warehouse
-    warehouse.close()
-    if request.param == "postgres":
-        with admin.cursor() as cursor:
-            cursor.execute("drop database cdp_typed_values")
-        admin.close()
+            warehouse = PostgresWarehouse(**stack.enter_context(pg_database("cdp_typed_values")))
+        stack.callback(warehouse.close)
+        warehouse.execute("create schema marts")
+        warehouse.execute(f"create table marts.typed ({columns})")
+        warehouse.execute(f"insert into marts.typed values {TYPED_ROWS}")
+        yield warehouse
 
 
 @pytest.mark.parametrize("destination", ["hubspot", "braze"])
@@ -1093,25 +1083,18 @@ def test_syncs_starting_side_by_side_on_postgres_set_up_their_schema_once():
     import threading
 
     from cdp.core.warehouse import PostgresWarehouse
-    from tests.conftest import PG, pg_answers, pg_connect
+    from tests.conftest import pg_database
 
-    if not pg_answers():
-        pytest.skip(f"no PostgreSQL answers at {PG['host']}:{PG['port']}")
-    admin = pg_connect("postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("drop database if exists cdp_state_race")
-        cursor.execute("create database cdp_state_race")
     errors = []
-    try:
+    with pg_database("cdp_state_race") as settings:
         for _ in range(5):
-            with PostgresWarehouse(**{**PG, "dbname": "cdp_state_race"}) as con:
+            with PostgresWarehouse(**settings) as con:
                 con.execute("drop schema if exists reverse_etl cascade")
             start = threading.Barrier(3)
 
             def set_up(start=start):
                 try:
-                    with PostgresWarehouse(**{**PG, "dbname": "cdp_state_race"}) as con:
+                    with PostgresWarehouse(**settings) as con:
                         start.wait()
                         ensure_state(con)
                 except Exception as exc:  # collected: the assertion names them
@@ -1122,8 +1105,4 @@ def test_syncs_starting_side_by_side_on_postgres_set_up_their_schema_once():
                 session.start()
             for session in sessions:
                 session.join()
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute("drop database cdp_state_race with (force)")
-        admin.close()
     assert errors == []
