@@ -10,7 +10,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, materialize
 from cdp.core.config import PROJECT_ROOT
 from orchestration.ingest.enrichment import FIRMOGRAPHICS, company_firmographics
 from orchestration.resources import WarehouseResource
-from tests.conftest import PG, pg_answers, pg_connect
+from tests.conftest import PG, pg_answers, pg_connect, pg_database
 
 DATABASE = "cdp_dagster_test"
 
@@ -21,19 +21,14 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def dagster_home(tmp_path, monkeypatch):
-    admin = pg_connect("postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f"drop database if exists {DATABASE} with (force)")
-        cur.execute(f"create database {DATABASE}")
-    admin.close()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
-    url = f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{DATABASE}"
-    monkeypatch.setenv("DAGSTER_PG_URL", url)
-    monkeypatch.delenv("CDP_FIRMOGRAPHICS_URL", raising=False)  # enrichment skips: fast
-    return home
+    with pg_database(DATABASE):
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copy(PROJECT_ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
+        url = f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{DATABASE}"
+        monkeypatch.setenv("DAGSTER_PG_URL", url)
+        monkeypatch.delenv("CDP_FIRMOGRAPHICS_URL", raising=False)  # enrichment skips: fast
+        yield home
 
 
 def test_runs_and_materializations_are_stored_in_postgres(dagster_home, tmp_path):
