@@ -28,7 +28,7 @@ manifest: install
 
 # The output is kept in logs/demo.log too: `make readme` renders the README's figures from it.
 demo: install
-	@mkdir -p $(DAGSTER_HOME) logs && touch $(DAGSTER_HOME)/dagster.yaml
+	@mkdir -p logs  # cdp run writes $(DAGSTER_HOME)/dagster.yaml where it is missing
 	@set -o pipefail; { \
 		$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING) \
 		&& $(BIN)/cdp run --emulate-apis \
@@ -66,7 +66,6 @@ lint: install
 		--disable-progress-bar
 
 ui: install
-	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/cdp ui
 
 bench: install  # SIZE=100k (default), 1m or 10m source records

@@ -158,15 +158,6 @@ def generate(
     )
 
 
-def _dagster_instance():
-    """The run history of `make ui` where DAGSTER_HOME is set, else a throwaway one."""
-    import os
-
-    from dagster import DagsterInstance
-
-    return DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-
-
 @app.command()
 def run(
     job: str = typer.Option(
@@ -192,8 +183,9 @@ def run(
 
     from cdp.cli.summary import print_run_summary
     from orchestration.definitions import defs as code_location
+    from orchestration.storage import recording_instance
 
-    instance = _dagster_instance()
+    instance = recording_instance()
     console.print(f"Running Dagster job [b]{job}[/b] into {describe()} ...")
     started = time.perf_counter()
     run_id = str(uuid.uuid4())
@@ -276,15 +268,16 @@ def ui(
     import signal
     import subprocess
 
+    from orchestration.storage import local_instance_config
+
     def child_setup() -> None:
         # Started from a script or with `&`, SIGINT is ignored and Dagster would not hear it.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     dagster = str(Path(sys.executable).parent / "dagster")
     command = [dagster, "dev", "-m", "orchestration.definitions", "--port", str(port)]
-    Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve()))).mkdir(
-        parents=True, exist_ok=True
-    )
+    home = os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve()))
+    local_instance_config(home)
     process = subprocess.Popen(command, start_new_session=True, preexec_fn=child_setup)
     stopping = False
 
@@ -840,8 +833,9 @@ def privacy_erase(
     if not run:
         return
     from orchestration.definitions import defs as code_location
+    from orchestration.storage import recording_instance
 
-    instance = _dagster_instance()
+    instance = recording_instance()
     with console.status("erasing: destinations, warehouse, dbt rebuild, verification ..."):
         result = (
             code_location()

@@ -230,8 +230,6 @@ def demo() -> None:
     """Run every sync against local emulators, twice (the second run must send nothing)."""
     from contextlib import ExitStack
 
-    from dagster import DagsterInstance
-
     from cdp.core.config import PROJECT_ROOT
     from cdp.demo.destinations import received, start_emulators
 
@@ -239,12 +237,9 @@ def demo() -> None:
     with ExitStack() as stack:
         emulators = start_emulators(stack)
         from orchestration.definitions import defs as code_location
+        from orchestration.storage import recording_instance
 
-        instance = (
-            DagsterInstance.get()
-            if os.environ.get("DAGSTER_HOME")
-            else stack.enter_context(DagsterInstance.ephemeral())
-        )
+        instance = stack.enter_context(recording_instance())
         job = code_location().resolve_job_def("syncs")
         # The emulators start empty: the first run re-sends everything, the second nothing.
         resync = {
