@@ -5,12 +5,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 
 from cdp.core.config import PROJECT_ROOT, landing_path, warehouse_path
 from cdp.core.warehouse import connect_warehouse
 from cdp.core.warehouse import target as warehouse_target
-from orchestration.project import DBT_EXECUTABLE
+from orchestration.project import DBT_EXECUTABLE, DbtCli
 
 WAREHOUSE_ENV, LANDING_ENV = "CDP_WAREHOUSE", "CDP_LANDING"
 
@@ -50,7 +50,7 @@ def build_resources(project: DbtProject) -> dict:
     """The resources, read from the environment `export_locations` wrote."""
     return {
         "warehouse": WarehouseResource(path=EnvVar(WAREHOUSE_ENV), landing_dir=EnvVar(LANDING_ENV)),
-        "dbt": DbtCliResource(
+        "dbt": DbtCli(
             project_dir=project, profiles_dir=str(PROJECT_ROOT), dbt_executable=DBT_EXECUTABLE
         ),
     }
