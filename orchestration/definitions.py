@@ -13,14 +13,17 @@ from orchestration.transform.dbt import dbt_models
 def defs() -> Definitions:
     export_locations()
     project = prepared_dbt_project()
-    dbt = dbt_models(project)
-    return Definitions.merge(
+    dbt = dbt_models(project)  # where the other domains look up the models they read
+    others = Definitions.merge(
         ingest.definitions(project.manifest_path),
-        transform.definitions(project, dbt),
         intelligence.definitions(dbt),
         activation.definitions(dbt),
         privacy.definitions(),
         operations.definitions(),
+    )
+    return Definitions.merge(
+        others,
+        transform.definitions(project, dbt, others),
         Definitions(
             resources=build_resources(project),
             # DuckDB allows one writing process: steps run one after another in the run's process.
