@@ -798,15 +798,22 @@ class Generator:
         per_day = latent.purchase_rate * math.exp(PURCHASES["rate_newsletter"] * newsletter) / 365
         dropout = min(0.95, latent.dropout + PURCHASES["dropout_support_tickets"] * tickets)
         times = []
-        when = since + dt.timedelta(days=rng.expovariate(per_day * 3))
+        when = self._within_history(since, rng.expovariate(per_day * 3))
         p.alive = True
-        while when < self.as_of and len(times) < PURCHASES["max_purchases"]:
+        while when is not None and len(times) < PURCHASES["max_purchases"]:
             times.append(when)
             if rng.random() < dropout:
                 p.alive = False
                 break
-            when += dt.timedelta(days=rng.expovariate(per_day))
+            when = self._within_history(when, rng.expovariate(per_day))
         return times
+
+    def _within_history(self, start: dt.datetime, days: float) -> dt.datetime | None:
+        """`days` after `start`, or None past the as-of time. A slow buyer's gap can outrun what
+        a datetime holds (year 9999): 48,076 people at seed 1 met one."""
+        if days >= (self.as_of - start).total_seconds() / 86400:
+            return None
+        return start + dt.timedelta(days=days)
 
     def _campaign_costs(self, writer: _Writer) -> None:
         """The ad platforms' and the email tool's costs: every day of the history in the first
