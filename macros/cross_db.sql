@@ -1,4 +1,5 @@
-{#- The few functions DuckDB and PostgreSQL spell differently (or DuckDB runs faster spelled its own way). -#}
+{#- The few functions DuckDB and PostgreSQL spell differently, or DuckDB runs faster spelled
+    its own way. -#}
 
 {% macro regex_matches(expression, pattern, pattern_column=none) -%}
     {#- Whole-value match against a literal pattern, or against the patterns in a column. -#}

@@ -75,6 +75,6 @@ def _prepared(target: str) -> DbtProject:
         preparer.prepare(project)
     # dagster-dbt gives each dbt invocation a target folder of its own under DBT_TARGET_PATH and
     # copies the partial-parse file found there into it; pointed at the prepared project, every
-    # invocation skips the full parse (7-10 s saved per dbt step of a demo run, four per run).
+    # invocation skips the full parse (7-10 s saved per dbt step of a demo run).
     os.environ.setdefault("DBT_TARGET_PATH", str(project.target_path))
     return project
