@@ -14,7 +14,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
-from dagster import Field, StringSource
+from dagster import DagsterInstance, Field, StringSource
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
@@ -118,11 +118,9 @@ def local_instance_config(dagster_home: str | os.PathLike) -> Path:
     return config
 
 
-def recording_instance():
+def recording_instance() -> DagsterInstance:
     """The instance runs are recorded in: $DAGSTER_HOME's (the UI's history; its dagster.yaml
     written where missing), else a throwaway one."""
-    from dagster import DagsterInstance
-
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return DagsterInstance.ephemeral()
