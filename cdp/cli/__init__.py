@@ -171,9 +171,17 @@ def run(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Show Dagster's log and dbt's line per model and test."
     ),
+    full_build: bool = typer.Option(
+        False,
+        "--full-build",
+        help="Build every dbt model and run every test, also those whose code and inputs are "
+        "unchanged since their last build (the nightly schedule does this).",
+    ),
 ) -> None:
-    """Materialize the Dagster asset graph in-process (raw loads, dbt build, all checks): a
-    line per finished step, then a summary. dbt's own output goes to logs/cdp_run.log."""
+    """Materialize the Dagster asset graph in-process (raw loads, dbt build, checks): a line
+    per finished step, then a summary. dbt builds only what changed since its last build
+    (new rows in a source, edited code) unless --full-build. dbt's own output goes to
+    logs/cdp_run.log."""
     import uuid
     from contextlib import ExitStack
 
@@ -182,6 +190,7 @@ def run(
         os.environ.setdefault("DBT_USE_COLORS", "false")  # no colour codes in files and pipes
 
     from cdp.cli.summary import print_run_summary
+    from cdp.core.build_state import FULL_BUILD_TAG
     from orchestration.definitions import defs as code_location
     from orchestration.storage import recording_instance
 
@@ -209,6 +218,7 @@ def run(
                 raise_on_error=False,
                 run_id=run_id,
                 run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+                tags={FULL_BUILD_TAG: "true"} if full_build else None,
             )
         )
     print_run_summary(console, result, time.perf_counter() - started)

@@ -151,6 +151,11 @@ class Warehouse(ABC):
     @abstractmethod
     def _json_object_of(self, pairs: str) -> str: ...
 
+    @abstractmethod
+    def content_fingerprint(self, relation: str) -> str:
+        """SQL: one text value that changes when any row of `relation` is added, removed or
+        altered (its row count and an order-free sum of row hashes)."""
+
     def holds_cdp_data(self, schema: str) -> bool:
         """Whether a schema is the CDP's (erasure scans those): every schema of the DuckDB
         file; on a shared PostgreSQL database, only the project's own."""
@@ -207,6 +212,12 @@ class DuckDBWarehouse(Warehouse):
 
     def _json_object_of(self, pairs: str) -> str:
         return f"cast(json_object({pairs}) as varchar)"
+
+    def content_fingerprint(self, relation: str) -> str:
+        return (
+            "select cast(count(*) as varchar) || ':' || "
+            f"cast(coalesce(sum(cast(hash(t) as hugeint)), 0) as varchar) from {relation} as t"
+        )
 
     def close(self) -> None:
         self.con.close()
@@ -346,6 +357,12 @@ class PostgresWarehouse(Warehouse):
 
     def _json_object_of(self, pairs: str) -> str:
         return f"json_build_object({pairs})::text"
+
+    def content_fingerprint(self, relation: str) -> str:
+        return (
+            "select count(*)::text || ':' || "
+            f"coalesce(sum(hashtextextended(t::text, 0)), 0)::text from {relation} as t"
+        )
 
     def holds_cdp_data(self, schema: str) -> bool:
         return schema in CDP_SCHEMAS or schema == os.environ.get("CDP_PG_SCHEMA", "cdp")

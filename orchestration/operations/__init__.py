@@ -1,5 +1,5 @@
-"""Domain operations: the whole graph every night (syncs apart), and an alert when a run
-fails."""
+"""Domain operations: the whole graph every night (syncs apart), built in full with every
+test (runs in between build what changed), and an alert when a run fails."""
 
 from dagster import (
     AssetSelection,
@@ -9,6 +9,7 @@ from dagster import (
     define_asset_job,
 )
 
+from cdp.core.build_state import FULL_BUILD_TAG
 from orchestration.groups import SYNC_ASSETS
 from orchestration.operations.alerts import run_failure_alert
 
@@ -24,6 +25,7 @@ daily_full_graph = ScheduleDefinition(
     cron_schedule="0 3 * * *",
     execution_timezone="Europe/Berlin",
     default_status=DefaultScheduleStatus.RUNNING,
+    tags={FULL_BUILD_TAG: "true"},
 )
 
 

@@ -1,10 +1,24 @@
 """Every dbt model, seed and snapshot as a Dagster asset; dbt tests as asset checks."""
 
 import json
+import os
+import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, AssetSpec
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetsDefinition,
+    AssetSpec,
+    Output,
+)
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -13,7 +27,16 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from cdp.core.build_state import (
+    FULL_BUILD_TAG,
+    BuildPlan,
+    plan_build,
+    record_build,
+    selection_args,
+    step_scope,
+)
 from cdp.core.config import PRODUCTION_DBT_EXCLUDE
+from orchestration.resources import WarehouseResource
 
 
 class CdpDbtTranslator(DagsterDbtTranslator):
@@ -35,9 +58,19 @@ class CdpDbtTranslator(DagsterDbtTranslator):
 
 
 # Python assets that read dbt models (predictions) feed models after them, so a run builds dbt
-# in steps; "buildable" runs a test only in the step where all its parents exist.
-PRODUCTION_BUILD = ["build", "--indirect-selection", "buildable", *PRODUCTION_DBT_EXCLUDE]
+# in steps; a test runs in the step where all its parents exist (`step_scope`).
+SELECT_TAG = "dagster_dbt/select"  # where @dbt_assets keeps a step's selection
+BUILD = ["build", *PRODUCTION_DBT_EXCLUDE]
 STEP_NAME = "cdp_dbt_models"
+
+
+def translator() -> CdpDbtTranslator:
+    # dbt tests on sources become checks of the raw assets that load those tables
+    return CdpDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(
+            enable_asset_checks=True, enable_source_tests_as_checks=True
+        )
+    )
 
 
 def dbt_models(
@@ -51,17 +84,156 @@ def dbt_models(
         project=project,
         select=select,
         name=name,
-        dagster_dbt_translator=CdpDbtTranslator(
-            # dbt tests on sources become checks of the raw assets that load those tables
-            settings=DagsterDbtTranslatorSettings(
-                enable_asset_checks=True, enable_source_tests_as_checks=True
-            )
-        ),
+        dagster_dbt_translator=translator(),
     )
-    def cdp_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
-        yield from dbt.cli(PRODUCTION_BUILD, context=context).stream()
+    def cdp_dbt_models(
+        context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ):
+        yield from build_changed(context, dbt, warehouse, project)
 
     return cdp_dbt_models
+
+
+def build_settings(project: DbtProject) -> list[str]:
+    """What, besides the nodes, decides a build's result: the command and the project file."""
+    project_file = Path(project.project_dir, "dbt_project.yml").read_text(encoding="utf-8")
+    return [*BUILD, project_file]
+
+
+def build_changed(
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    project: DbtProject,
+):
+    """This step's dbt build of what changed since the last successful build
+    (`cdp.core.build_state`). Unchanged assets are reported as outputs with `rebuilt: false`
+    (so the steps after them run) and their tests with the result they had, `rerun: false`.
+    A run tagged `cdp/full_build=true` builds everything (the nightly schedule does)."""
+    manifest = json.loads(project.manifest_path.read_text(encoding="utf-8"))
+    full = context.run.tags.get(FULL_BUILD_TAG, "").lower() == "true"
+    with warehouse.connection() as con:
+        plan = plan_build(con, manifest, build_settings(project), full=full)
+    assets_def = context.assets_def
+    keys = {
+        spec.metadata["dagster_dbt/unique_id"]: spec.key
+        for spec in assets_def.specs
+        if spec.key in context.selected_asset_keys
+    }
+    step_select = context.op.tags.get(SELECT_TAG, "")
+    scope = step_scope(manifest, set(keys), _sources_named(manifest, step_select))
+    subset = len(keys) < len(assets_def.keys)
+    selection = selection_args(manifest, plan, scope, None if subset else ["--select", step_select])
+    checks = {key.name: key for key in context.selected_asset_check_keys}
+    ancestors = _ancestors_within(manifest, set(keys))
+    waiting = [u for u in ancestors if u in plan.unchanged]
+    rebuilt = len(ancestors) - len(waiting)
+    why = f" ({plan.reason})" if plan.reason else "; the rest are as at their last build"
+    context.log.info(f"dbt: {rebuilt} of {len(keys)} assets to build{why}")
+
+    def unchanged_until(unique_id: str | None):
+        """Outputs of unchanged assets above `unique_id` (all, for None), in dependency order,
+        each with its tests' last results."""
+        for waiting_id in list(waiting):
+            if unique_id is None or waiting_id in ancestors[unique_id]:
+                waiting.remove(waiting_id)
+                yield Output(
+                    None,
+                    output_name=assets_def.get_output_name_for_asset_key(keys[waiting_id]),
+                    metadata={"rebuilt": False, "why": "code and inputs as at its last build"},
+                )
+                yield from _last_results(manifest, plan, checks, keys[waiting_id])
+
+    # unchanged assets with nothing rebuilt above them first
+    for unique_id in [u for u in waiting if ancestors[u] <= plan.unchanged.keys()]:
+        yield from unchanged_until(unique_id)
+    if selection is not None:
+        invocation = dbt.cli(
+            [*BUILD, *selection],
+            manifest=manifest,
+            dagster_dbt_translator=translator(),
+            raise_on_error=False,
+            target_path=_step_target_path(context),
+        )
+        by_key = {key: unique_id for unique_id, key in keys.items()}
+        for event in _as_step_events(context, invocation.stream()):
+            key = getattr(event, "asset_key", None)
+            if isinstance(event, Output):
+                key = assets_def.keys_by_output_name.get(event.output_name)
+            if waiting and key in by_key:
+                yield from unchanged_until(by_key[key])
+            yield event
+    yield from unchanged_until(None)
+    yield from _last_results(manifest, plan, checks, None)
+    if selection is None:
+        return
+    with warehouse.connection() as con:
+        recorded = record_build(con, plan, invocation.get_artifact("run_results.json"))
+    context.log.info(f"dbt: {recorded} nodes recorded as built with their inputs")
+    if not invocation.is_successful():
+        raise invocation.get_error() or RuntimeError("dbt build failed")
+
+
+def _step_target_path(context: AssetExecutionContext) -> Path:
+    """Artifacts and log per step and run, named as dagster-dbt names them."""
+    base = Path(os.environ.get("DBT_TARGET_PATH", "target"))
+    return base / f"{context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+
+
+def _sources_named(manifest: Mapping[str, Any], select: str) -> set[str]:
+    named = {f"source:{s['source_name']}.{s['name']}": u for u, s in manifest["sources"].items()}
+    return {named[token] for token in select.split() if token in named}
+
+
+def _as_step_events(context: AssetExecutionContext, events):
+    """dbt's events, run without the step's context (which would impose its own selection),
+    as the step's outputs and check results."""
+    assets_def = context.assets_def
+    for event in events:
+        if isinstance(event, AssetMaterialization) and event.asset_key in assets_def.keys:
+            yield Output(
+                None,
+                output_name=assets_def.get_output_name_for_asset_key(event.asset_key),
+                metadata=event.metadata,
+            )
+        elif isinstance(event, AssetCheckEvaluation):
+            if (
+                AssetCheckKey(event.asset_key, event.check_name)
+                in context.selected_asset_check_keys
+            ):
+                yield AssetCheckResult(
+                    asset_key=event.asset_key,
+                    check_name=event.check_name,
+                    passed=event.passed,
+                    severity=event.severity,
+                    metadata=event.metadata,
+                )
+        else:
+            yield event
+
+
+def _last_results(
+    manifest: Mapping[str, Any],
+    plan: BuildPlan,
+    checks: dict[str, AssetCheckKey],
+    asset_key: AssetKey | None,
+):
+    """The results unchanged tests had at their last run, as this run's check results (on the
+    asset `asset_key`, or all that are left), each saying it was not rerun; those yielded leave
+    `checks`."""
+    for unique_id, status in sorted(plan.unchanged.items()):
+        node = manifest["nodes"][unique_id]
+        key = checks.get(node["name"]) if node["resource_type"] == "test" else None
+        if key is None or (asset_key is not None and key.asset_key != asset_key):
+            continue
+        del checks[node["name"]]
+        yield AssetCheckResult(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=status == "pass",
+            severity=AssetCheckSeverity.WARN if status == "warn" else AssetCheckSeverity.ERROR,
+            metadata={"status": status, "rerun": False, "why": "code and inputs as at last run"},
+        )
 
 
 def dbt_steps(
@@ -138,3 +310,21 @@ def dbt_model_key(models: AssetsDefinition, model: str) -> AssetKey:
             "(dbt parse) after adding a model"
         )
     return found
+
+
+def _ancestors_within(manifest: Mapping[str, Any], step_ids: set[str]) -> dict[str, set[str]]:
+    """Per node of the step, in dependency order, its ancestors (and itself) in the step."""
+    nodes, found, order = manifest["nodes"], {}, []
+
+    def visit(unique_id: str) -> set[str]:
+        if unique_id not in found:
+            found[unique_id] = {unique_id}  # a cycle is dbt's to report
+            for parent in nodes[unique_id].get("depends_on", {}).get("nodes", []):
+                if parent in step_ids:
+                    found[unique_id] |= visit(parent)
+            order.append(unique_id)
+        return found[unique_id]
+
+    for unique_id in sorted(step_ids):
+        visit(unique_id)
+    return {unique_id: found[unique_id] for unique_id in order}

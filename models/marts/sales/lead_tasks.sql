@@ -4,11 +4,13 @@
 -- (incremental), so the record of who had a lead when and what they did stays whole. Unworked
 -- leads age: behaviour points halve every aging_half_life_days since the task was created.
 
+{#- SLAs run on the wall clock: rebuilt every run, even with inputs unchanged -#}
 {{ config(
     materialized=incremental_materialization(),
     unique_key='task_id',
     incremental_strategy=incremental_strategy_for_target(),
     on_schema_change='append_new_columns',
+    meta={'cdp_rebuild': 'every_run'},
 ) }}
 
 {%- set workflow = var('cdp_lead_workflow') %}

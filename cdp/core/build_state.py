@@ -1,0 +1,247 @@
+"""Which dbt nodes a build can leave alone: those whose code and inputs are what they were at
+their last successful build.
+
+A node's signature hashes its own definition (file checksum, config, test arguments), the
+project's macros, the build command and project settings, and its parents' signatures. A
+source's is a fingerprint of its rows (count and an order-free sum of row hashes), so a change
+by any writer (our loader, an EL tool, an erasure) is seen. After a build each node that
+succeeded is recorded with its signature, in the warehouse itself, so the state travels with
+the data and a new or restored warehouse builds in full. A node is unchanged when its recorded
+signature equals today's and its relation still exists. A node whose config says
+`meta: {cdp_rebuild: every_run}` (it reads the wall clock: SLA breaches) is never unchanged,
+and neither are its descendants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdp.core.sql import quote, utc_now
+from cdp.core.warehouse import Warehouse
+
+STATE_SCHEMA = "cdp_build"
+STATE_TABLE = f'{quote(STATE_SCHEMA)}."node_builds"'
+BUILT = ("success", "pass", "warn")  # run_results statuses whose node reflects its inputs
+EVERY_RUN = "every_run"
+FULL_BUILD_TAG = "cdp/full_build"  # a Dagster run tag: build everything, ignore the state
+EXPLICIT_MAX = 150  # changed nodes named one by one up to this many
+
+
+@dataclass
+class BuildPlan:
+    """Per node (models, seeds, snapshots, tests) its signature now; those to leave alone, with
+    the status each had when it was last built."""
+
+    signatures: dict[str, str]
+    unchanged: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # why everything is built, when it is
+
+
+def step_scope(manifest: Mapping[str, Any], step_ids: set[str], step_sources: set[str]) -> set[str]:
+    """A build step's nodes with the tests it runs: those on its nodes whose other parents are
+    built before it (its ancestors), and those on its sources alone."""
+    nodes = manifest["nodes"]
+    before, todo = set(), list(step_ids)
+    while todo:
+        for parent in nodes.get(todo.pop(), {}).get("depends_on", {}).get("nodes", []):
+            if parent not in before:
+                before.add(parent)
+                todo.append(parent)
+    scope = set(step_ids)
+    for unique_id, node in nodes.items():
+        if not _is_test(node):
+            continue
+        parents = node.get("depends_on", {}).get("nodes", [])
+        models = [p for p in parents if p in nodes]
+        if models:
+            if set(models) & step_ids and all(p in step_ids or p in before for p in models):
+                scope.add(unique_id)
+        elif parents and set(parents) <= step_sources:
+            scope.add(unique_id)
+    return scope
+
+
+def selection_args(
+    manifest: Mapping[str, Any], plan: BuildPlan, scope: set[str], whole: list[str] | None
+) -> list[str] | None:
+    """dbt selection arguments that build the changed nodes of `scope` and run its changed
+    tests; None when nothing changed. `whole` selects all of scope (None: name everything).
+    dbt matches every selector against every node (about 15 ms each here), so a few changes
+    are named, and many are `whole` less the unchanged models and source tests."""
+    nodes = manifest["nodes"]
+    changed = sorted(u for u in scope if u not in plan.unchanged)
+    if not changed:
+        return None
+    if whole is not None and len(changed) == len(scope):
+        return [*whole, "--indirect-selection", "buildable"]
+    if whole is None or len(changed) <= EXPLICIT_MAX:
+        named = " ".join(_selector(nodes[u]) for u in changed)
+        return ["--select", named, "--indirect-selection", "empty"]
+    left = [
+        _selector(nodes[u])
+        for u in sorted(scope & plan.unchanged.keys())
+        if not _is_test(nodes[u])
+        or not any(p in nodes for p in nodes[u].get("depends_on", {}).get("nodes", []))
+    ]
+    return [*whole, "--exclude", " ".join(left), "--indirect-selection", "buildable"]
+
+
+def _selector(node: Mapping[str, Any]) -> str:
+    """Tests by name (unique in a project), the rest by fqn (a name can recur in packages)."""
+    return node["name"] if _is_test(node) else "fqn:" + ".".join(node["fqn"])
+
+
+def _is_test(node: Mapping[str, Any]) -> bool:
+    return node["resource_type"] == "test"
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _definition(manifest: Mapping[str, Any], node: Mapping[str, Any]) -> str:
+    """A node's own definition, without its parents: what editing it changes."""
+    columns = {
+        name: [c.get("data_type"), c.get("constraints")]
+        for name, c in (node.get("columns") or {}).items()
+    }
+    return _digest(
+        node["resource_type"],
+        node.get("checksum"),
+        node.get("raw_code"),
+        node.get("config"),
+        node.get("test_metadata"),
+        columns,
+        node.get("relation_name"),
+    )
+
+
+def rebuilt_every_run(node: Mapping[str, Any]) -> bool:
+    meta = (node.get("config") or {}).get("meta") or node.get("meta") or {}
+    return meta.get("cdp_rebuild") == EVERY_RUN
+
+
+def source_fingerprints(
+    con: Warehouse, manifest: Mapping[str, Any], existing: set[tuple[str, str]]
+) -> dict[str, str]:
+    """Per dbt source, the fingerprint of its rows ("missing" for a table not loaded yet)."""
+    found = {}
+    for unique_id, source in manifest.get("sources", {}).items():
+        schema, name = source["schema"], source.get("identifier") or source["name"]
+        if (schema.lower(), name.lower()) not in existing:
+            found[unique_id] = "missing"
+            continue
+        relation = f"{quote(schema)}.{quote(name)}"
+        found[unique_id] = con.execute(con.content_fingerprint(relation)).fetchall()[0][0]
+    return found
+
+
+def existing_relations(con: Warehouse) -> set[tuple[str, str]]:
+    rows = con.execute("select table_schema, table_name from information_schema.tables")
+    return {(schema.lower(), name.lower()) for schema, name in rows.fetchall()}
+
+
+def signatures(
+    manifest: Mapping[str, Any], fingerprints: Mapping[str, str], settings: Any
+) -> dict[str, str]:
+    """Every node's signature: its definition, `settings` (the command, the project file) and
+    its parents' signatures; a source's is its fingerprint. Nodes rebuilt every run get a
+    signature of this run alone, which their descendants inherit."""
+    nodes, run = manifest["nodes"], uuid.uuid4().hex
+    metadata = manifest.get("metadata", {})
+    # Every macro at once: dispatched implementations are not always in a node's depends_on,
+    # and editing a macro is rare beside loading data.
+    macros = sorted((n, m.get("macro_sql", "")) for n, m in manifest.get("macros", {}).items())
+    base = _digest(settings, metadata.get("adapter_type"), metadata.get("dbt_version"), macros)
+    found: dict[str, str] = {}
+
+    def signature(unique_id: str) -> str:
+        if unique_id in found:
+            return found[unique_id]
+        if unique_id not in nodes:  # a source, or something dbt does not build
+            found[unique_id] = _digest(unique_id, fingerprints.get(unique_id, "not fingerprinted"))
+            return found[unique_id]
+        found[unique_id] = ""  # a cycle is dbt's to report
+        node = nodes[unique_id]
+        parents = [signature(p) for p in sorted(node.get("depends_on", {}).get("nodes", []))]
+        nonce = run if rebuilt_every_run(node) else ""
+        found[unique_id] = _digest(base, unique_id, _definition(manifest, node), parents, nonce)
+        return found[unique_id]
+
+    for unique_id, node in nodes.items():
+        if node["resource_type"] in ("model", "seed", "snapshot", "test"):
+            signature(unique_id)
+    return {u: s for u, s in found.items() if u in nodes}
+
+
+def ensure_state_table(con: Warehouse) -> None:
+    with con.serialized("cdp_build_state"):
+        con.execute(f"create schema if not exists {quote(STATE_SCHEMA)}")
+        con.execute(
+            f"create table if not exists {STATE_TABLE} (unique_id varchar primary key, "
+            "signature varchar not null, status varchar not null, built_at timestamp not null)"
+        )
+
+
+def plan_build(
+    con: Warehouse, manifest: Mapping[str, Any], settings: Any, full: bool = False
+) -> BuildPlan:
+    """What a build of `manifest`'s nodes can leave alone; everything when `full`."""
+    existing = existing_relations(con)
+    fingerprints = source_fingerprints(con, manifest, existing)
+    current = signatures(manifest, fingerprints, settings)
+    if full:
+        return BuildPlan(current, reason="a full build was asked for")
+    if (STATE_SCHEMA, "node_builds") not in existing:
+        return BuildPlan(current, reason="no earlier build is recorded in this warehouse")
+    recorded = {
+        unique_id: (signature, status)
+        for unique_id, signature, status in con.execute(
+            f"select unique_id, signature, status from {STATE_TABLE}"
+        ).fetchall()
+    }
+    unchanged = {}
+    for unique_id, signature in current.items():
+        node = manifest["nodes"][unique_id]
+        if recorded.get(unique_id, ("", ""))[0] != signature:
+            continue
+        materialized = (node.get("config") or {}).get("materialized")
+        if not _is_test(node) and materialized != "ephemeral":
+            relation = ((node.get("schema") or "").lower(), (node.get("alias") or "").lower())
+            if relation not in existing:
+                continue
+        unchanged[unique_id] = recorded[unique_id][1]
+    return BuildPlan(current, unchanged)
+
+
+def record_build(con: Warehouse, plan: BuildPlan, run_results: Mapping[str, Any] | None) -> int:
+    """Record the nodes a build finished well (from its run_results.json) with the signatures
+    they were planned with; returns how many."""
+    rows = [
+        (result["unique_id"], plan.signatures[result["unique_id"]], result["status"], utc_now())
+        for result in (run_results or {}).get("results", [])
+        if result.get("status") in BUILT and result.get("unique_id") in plan.signatures
+    ]
+    if not rows:
+        return 0
+    ensure_state_table(con)
+    con.execute("begin transaction")
+    try:
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            con.execute(
+                f"delete from {STATE_TABLE} where unique_id in ({marks})", [r[0] for r in chunk]
+            )
+        con.executemany(f"insert into {STATE_TABLE} values (?, ?, ?, ?)", rows)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return len(rows)
