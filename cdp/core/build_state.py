@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,8 +228,14 @@ def record_build(con: Warehouse, plan: BuildPlan, run_results: Mapping[str, Any]
         for result in (run_results or {}).get("results", [])
         if result.get("status") in BUILT and result.get("unique_id") in plan.signatures
     ]
+    _record(con, rows)
+    return len(rows)
+
+
+def _record(con: Warehouse, rows: list[tuple]) -> None:
+    """(unique_id, signature, status, built_at) rows, replacing those of the same ids."""
     if not rows:
-        return 0
+        return
     ensure_state_table(con)
     con.execute("begin transaction")
     try:
@@ -244,4 +250,28 @@ def record_build(con: Warehouse, plan: BuildPlan, run_results: Mapping[str, Any]
     except BaseException:
         con.execute("rollback")
         raise
-    return len(rows)
+
+
+def inputs_signature(con: Warehouse, relations: Iterable[str], code: Any) -> str:
+    """A Python step's signature: `code` (its version, its module's text) and a fingerprint of
+    each relation (schema.table) it reads."""
+    prints = []
+    for relation in relations:
+        schema, name = relation.split(".")
+        sql = con.content_fingerprint(f"{quote(schema)}.{quote(name)}")
+        prints.append(con.execute(sql).fetchall()[0][0])
+    return _digest(code, prints)
+
+
+def last_signature(con: Warehouse, step: str) -> str | None:
+    """The signature the Python step `step` had at its last successful run."""
+    if (STATE_SCHEMA, "node_builds") not in existing_relations(con):
+        return None
+    found = con.execute(
+        f"select signature from {STATE_TABLE} where unique_id = ?", [f"step.{step}"]
+    ).fetchall()
+    return found[0][0] if found else None
+
+
+def record_step(con: Warehouse, step: str, signature: str) -> None:
+    _record(con, [(f"step.{step}", signature, "success", utc_now())])

@@ -3,6 +3,9 @@ every customer, and the predictive lead score beside the rule score. Holdout met
 importance land in schema ml and in the assets' metadata; checks compare the models with naive
 baselines and the lead model with the rule score."""
 
+import inspect
+from pathlib import Path
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -15,7 +18,14 @@ from dagster import (
     asset_check,
 )
 
-from cdp.intelligence import lead_scoring
+from cdp.core.build_state import (
+    FULL_BUILD_TAG,
+    existing_relations,
+    inputs_signature,
+    last_signature,
+    record_step,
+)
+from cdp.intelligence import lead_scoring, predict
 from cdp.intelligence.predict import (
     IMPORTANCE,
     INPUTS,
@@ -65,7 +75,11 @@ def lead_predictions(models: AssetsDefinition) -> AssetsDefinition:
     def lead_predictions(
         context: AssetExecutionContext, warehouse: WarehouseResource
     ) -> MaterializeResult:
-        run = _trained(context, warehouse, lead_scoring.train_and_score_leads, "lead scores")
+        run = _trained(
+            context, warehouse, lead_scoring.train_and_score_leads, "lead scores", lead_scoring
+        )
+        if run is UNCHANGED:
+            return MaterializeResult(metadata=UNCHANGED_METADATA)
         if run is None:
             return MaterializeResult(metadata={"skipped": "not enough lead outcomes"})
         context.log.info(
@@ -91,19 +105,40 @@ def lead_predictions(models: AssetsDefinition) -> AssetsDefinition:
     return lead_predictions
 
 
-def _trained(context: AssetExecutionContext, warehouse: WarehouseResource, train, what: str):
-    """The training run, or None when the data cannot support a model: an optional stage, the
-    run goes on and the last scores stay (audiences and next best action work without)."""
+UNCHANGED = object()
+UNCHANGED_METADATA = {"rebuilt": False, "why": "inputs and code as at the last training"}
+
+
+def _trained(
+    context: AssetExecutionContext, warehouse: WarehouseResource, train, what: str, module
+):
+    """The training run; UNCHANGED when the tables `module` reads (its INPUTS) and its code are
+    as at the last training (the scores stay); None when the data cannot support a model: an
+    optional stage, the run goes on and the last scores stay (audiences and next best action
+    work without)."""
+    full = context.run.tags.get(FULL_BUILD_TAG, "").lower() == "true"
+    step = context.asset_key.to_user_string()
     with warehouse.connection() as con:
+        code = Path(inspect.getfile(module)).read_text(encoding="utf-8")
+        signature = inputs_signature(con, module.INPUTS, [module.MODEL_VERSION, code])
+        scores = tuple(module.PREDICTIONS.split("."))
+        kept = scores in existing_relations(con) and last_signature(con, step) == signature
+        if kept and not full:
+            context.log.info(f"{what}: inputs unchanged since the last training, scores kept")
+            return UNCHANGED
         try:
-            return train(con)
+            run = train(con)
         except NotEnoughData as exc:
             context.log.warning(f"{what} skipped, the last ones stay: {exc}")
             return None
+        record_step(con, step, signature)
+        return run
 
 
 def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResource):
-    run = _trained(context, warehouse, train_and_score, "predictions")
+    run = _trained(context, warehouse, train_and_score, "predictions", predict)
+    if run is UNCHANGED:
+        return MaterializeResult(metadata=UNCHANGED_METADATA)
     if run is None:
         return MaterializeResult(metadata={"skipped": "not enough data"})
     top = run.importance.groupby("model").head(3)
