@@ -1,0 +1,280 @@
+"""Builds of what changed: node signatures over the real manifest, row fingerprints on real
+DuckDB and PostgreSQL tables, and real Dagster runs after the session's full run, first with
+nothing new and then with rows an outside writer added to one source."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from cdp.core.build_state import (
+    EVERY_RUN,
+    FULL_BUILD_TAG,
+    plan_build,
+    rebuilt_every_run,
+    record_build,
+    signatures,
+)
+from cdp.core.warehouse import DuckDBWarehouse, PostgresWarehouse
+from orchestration.project import PROJECT_ROOT
+from tests.conftest import pg_database
+
+MANIFEST = PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target/duckdb") / "manifest.json"
+
+
+@pytest.fixture(scope="module")
+def manifest(defs):  # the code location's load prepares the manifest
+    return json.loads(MANIFEST.read_text(encoding="utf-8"))
+
+
+def _descendants(manifest: dict, start: str) -> set[str]:
+    """`start` and everything below it, from dbt's own child map."""
+    found, todo = {start}, [start]
+    while todo:
+        for child in manifest["child_map"].get(todo.pop(), []):
+            if child not in found and child in manifest["nodes"]:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {u for u in before if before[u] != after[u]}
+
+
+def test_editing_a_model_changes_it_and_exactly_what_lies_below_it(manifest):
+    prints = {u: "1:1" for u in manifest["sources"]}
+    before = signatures(manifest, prints, ["build"])
+    edited = json.loads(json.dumps(manifest))
+    edited["nodes"]["model.cdp.stg_support__tickets"]["checksum"]["checksum"] = "edited"
+    after = signatures(edited, prints, ["build"])
+    wall_clock = {u for u, n in manifest["nodes"].items() if rebuilt_every_run(n)}
+    clocked = set().union(*(_descendants(manifest, u) for u in wall_clock))
+    assert _changed(before, after) - clocked == (
+        _descendants(manifest, "model.cdp.stg_support__tickets") - clocked
+    )
+    assert "model.cdp.stg_shop__customers" not in _changed(before, after)
+
+
+def test_new_rows_in_a_source_change_what_reads_it_and_nothing_else(manifest):
+    prints = {u: "1:1" for u in manifest["sources"]}
+    before = signatures(manifest, prints, ["build"])
+    source = "source.cdp.support.tickets"
+    after = signatures(manifest, {**prints, source: "2:7"}, ["build"])
+    clocked = set().union(
+        *(_descendants(manifest, u) for u, n in manifest["nodes"].items() if rebuilt_every_run(n))
+    )
+    below = _descendants(manifest, source) - {source}
+    assert below and _changed(before, after) - clocked == below - clocked
+    # the project file and the command are part of every signature
+    assert _changed(before, signatures(manifest, prints, ["build", "--full-refresh"])) == set(
+        before
+    )
+
+
+def test_models_on_the_wall_clock_and_all_below_them_change_every_run(manifest):
+    clocked = {u for u, n in manifest["nodes"].items() if rebuilt_every_run(n)}
+    assert "model.cdp.lead_tasks" in clocked  # SLA breaches are judged against now
+    prints = {u: "1:1" for u in manifest["sources"]}
+    first, second = (signatures(manifest, prints, ["build"]) for _ in range(2))
+    below = set().union(*(_descendants(manifest, u) for u in clocked))
+    assert _changed(first, second) == below
+    assert EVERY_RUN == "every_run"
+
+
+def _fingerprints(con, relation: str) -> list[str]:
+    """The fingerprint after each of: nothing, an insert, an update of one value, a delete,
+    and the original rows written again in another order."""
+    seen = []
+
+    def look():
+        seen.append(con.execute(con.content_fingerprint(relation)).fetchall()[0][0])
+
+    con.execute(f"create table {relation} (id integer, name varchar, seen_at timestamp)")
+    con.execute(
+        f"insert into {relation} values (1, 'Anna', '2026-01-01 10:00'), "
+        "(2, 'Ben', '2026-01-02 11:00'), (3, null, null)"
+    )
+    look()
+    con.execute(f"insert into {relation} values (4, 'Cem', '2026-01-03 12:00')")
+    look()
+    con.execute(f"update {relation} set name = 'Cen' where id = 4")
+    look()
+    con.execute(f"delete from {relation} where id = 4")
+    look()
+    con.execute(f"create table {relation}_copy as select * from {relation} order by id desc")
+    con.execute(f"delete from {relation}")
+    con.execute(f"insert into {relation} select * from {relation}_copy")
+    look()
+    return seen
+
+
+def _assert_fingerprints_see_every_change(seen: list[str]) -> None:
+    original, inserted, updated, deleted, reordered = seen
+    assert len({original, inserted, updated}) == 3
+    assert deleted == original == reordered  # same rows, same fingerprint
+
+
+def test_duckdb_fingerprints_see_inserts_updates_and_deletes(tmp_path):
+    con = DuckDBWarehouse(duckdb.connect(str(tmp_path / "w.duckdb")))
+    try:
+        _assert_fingerprints_see_every_change(_fingerprints(con, "people"))
+    finally:
+        con.close()
+
+
+def test_postgres_fingerprints_see_inserts_updates_and_deletes():
+    with pg_database("cdp_build_state") as settings, PostgresWarehouse(**settings) as con:
+        _assert_fingerprints_see_every_change(_fingerprints(con, "people"))
+
+
+def test_a_recorded_node_is_unchanged_until_its_table_is_dropped_or_a_full_build(tmp_path):
+    """The state lives in the warehouse: a model recorded as built is left alone while its
+    relation exists; dropped, or on a full build, it is built again."""
+    nodes = {
+        "seed.p.codes": {
+            "resource_type": "seed",
+            "checksum": {"checksum": "a"},
+            "config": {"materialized": "seed"},
+            "schema": "main",
+            "alias": "codes",
+            "fqn": ["p", "codes"],
+            "name": "codes",
+            "depends_on": {"nodes": []},
+        },
+        "model.p.people": {
+            "resource_type": "model",
+            "checksum": {"checksum": "b"},
+            "config": {"materialized": "table"},
+            "schema": "main",
+            "alias": "people",
+            "fqn": ["p", "people"],
+            "name": "people",
+            "depends_on": {"nodes": ["source.p.raw.people", "seed.p.codes"]},
+        },
+    }
+    manifest = {
+        "nodes": nodes,
+        "sources": {"source.p.raw.people": {"schema": "main", "identifier": "raw_people"}},
+        "macros": {},
+        "metadata": {"adapter_type": "duckdb"},
+    }
+    con = DuckDBWarehouse(duckdb.connect(str(tmp_path / "w.duckdb")))
+    try:
+        con.execute("create table raw_people as select 1 as id")
+        con.execute("create table codes as select 'x' as code")
+        con.execute("create table people as select 1 as id")
+        first = plan_build(con, manifest, ["build"])
+        assert first.unchanged == {} and "no earlier build" in first.reason
+        results = [{"unique_id": u, "status": "success"} for u in nodes]
+        assert record_build(con, first, {"results": results}) == 2
+        assert set(plan_build(con, manifest, ["build"]).unchanged) == set(nodes)
+        assert plan_build(con, manifest, ["build"], full=True).unchanged == {}
+        con.execute("insert into raw_people values (2)")
+        assert set(plan_build(con, manifest, ["build"]).unchanged) == {"seed.p.codes"}
+        con.execute("delete from raw_people where id = 2")
+        con.execute("drop table codes")
+        assert set(plan_build(con, manifest, ["build"]).unchanged) == {"model.p.people"}
+    finally:
+        con.close()
+
+
+def test_the_nightly_full_graph_builds_everything(defs):
+    schedule = defs.resolve_schedule_def("daily_full_graph")
+    assert schedule.tags.get(FULL_BUILD_TAG) == "true"
+
+
+@pytest.fixture(scope="module")
+def rerun(full_run, defs, tmp_path_factory):
+    """Runs of the full graph on the session warehouse after the full run; the warehouse is
+    put back as the full run left it afterwards."""
+    path = Path(os.environ["CDP_WAREHOUSE"])
+    backup = tmp_path_factory.mktemp("before_reruns") / path.name
+    shutil.copy(path, backup)
+
+    def run():
+        with DagsterInstance.ephemeral() as instance:
+            return defs.resolve_job_def("full_graph").execute_in_process(
+                instance=instance, raise_on_error=False
+            )
+
+    try:
+        yield run
+    finally:
+        shutil.copy(backup, path)
+
+
+def _materialized(result) -> dict[str, dict]:
+    """Per dbt or ml asset the run reported, its metadata."""
+    return {
+        e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+        if e.step_key.startswith(("cdp_dbt_models", "ml__"))
+    }
+
+
+def _rebuilt(result) -> set[str]:
+    return {
+        name for name, meta in _materialized(result).items() if meta.get("rebuilt") is not False
+    }
+
+
+def _check_outcomes(result) -> dict[tuple, tuple]:
+    return {
+        (e.asset_key.to_user_string(), e.check_name): (e.passed, e.severity.value)
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def test_a_run_with_nothing_new_rebuilds_only_what_reads_the_clock(full_run, rerun, manifest):
+    result = rerun()
+    assert result.success
+    rebuilt = _rebuilt(result)
+    clocked = {
+        manifest["nodes"][u]["name"]
+        for start, node in manifest["nodes"].items()
+        if rebuilt_every_run(node)
+        for u in _descendants(manifest, start)
+        if manifest["nodes"][u]["resource_type"] == "model"
+    }
+    assert "lead_tasks" in rebuilt and rebuilt <= clocked
+    reported = _materialized(result)
+    assert reported["stg_shop__customers"]["rebuilt"] is False
+    assert reported["customer_predictions"]["rebuilt"] is False  # not retrained
+    assert set(reported) == set(_materialized(full_run))  # every asset reported
+    # every check has a result, as the full run's: rerun where its inputs changed, else kept
+    assert _check_outcomes(result) == _check_outcomes(full_run)
+    kept = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.metadata.get("rerun") is not None and e.metadata["rerun"].value is False
+    ]
+    assert len(kept) > 100
+
+
+def test_rows_an_outside_writer_adds_to_one_source_rebuild_what_reads_it(rerun):
+    """An EL tool, not our loader, adds a support ticket: the run sees it in the raw table's
+    fingerprint, rebuilds the ticket's path to the marts and leaves the shop's staging."""
+    with duckdb.connect(os.environ["CDP_WAREHOUSE"]) as con:
+        con.execute(
+            """insert into raw.support__tickets
+               select * replace ('T-OUTSIDE-1' as ticket_id, md5('outside') as _row_hash)
+               from raw.support__tickets limit 1"""
+        )
+    result = rerun()
+    assert result.success
+    rebuilt = _rebuilt(result)
+    assert {"stg_support__tickets", "int_profile_events", "customer_events"} <= rebuilt
+    assert not {"stg_shop__customers", "stg_crm__contacts", "stg_web__events"} & rebuilt
+    with duckdb.connect(os.environ["CDP_WAREHOUSE"], read_only=True) as con:
+        found = con.execute(
+            "select count(*) from marts.customer_events where event_key = 'support:T-OUTSIDE-1'"
+        ).fetchall()
+    assert found == [(1,)]
+    assert AssetKey(["marts", "customer_events"]) in {
+        e.asset_key for e in result.get_asset_materialization_events()
+    }
