@@ -132,30 +132,26 @@ def test_postgres_fingerprints_see_inserts_updates_and_deletes():
         _assert_fingerprints_see_every_change(_fingerprints(con, "people"))
 
 
+def _node(kind: str, name: str, parents: list[str]) -> dict:
+    """A manifest node as dbt writes it, with the fields signatures and plans read."""
+    return {
+        "resource_type": kind,
+        "checksum": {"checksum": name},
+        "config": {"materialized": "seed" if kind == "seed" else "table"},
+        "schema": "main",
+        "alias": name,
+        "fqn": ["p", name],
+        "name": name,
+        "depends_on": {"nodes": parents},
+    }
+
+
 def test_a_recorded_node_is_unchanged_until_its_table_is_dropped_or_a_full_build(tmp_path):
     """The state lives in the warehouse: a model recorded as built is left alone while its
     relation exists; dropped, or on a full build, it is built again."""
     nodes = {
-        "seed.p.codes": {
-            "resource_type": "seed",
-            "checksum": {"checksum": "a"},
-            "config": {"materialized": "seed"},
-            "schema": "main",
-            "alias": "codes",
-            "fqn": ["p", "codes"],
-            "name": "codes",
-            "depends_on": {"nodes": []},
-        },
-        "model.p.people": {
-            "resource_type": "model",
-            "checksum": {"checksum": "b"},
-            "config": {"materialized": "table"},
-            "schema": "main",
-            "alias": "people",
-            "fqn": ["p", "people"],
-            "name": "people",
-            "depends_on": {"nodes": ["source.p.raw.people", "seed.p.codes"]},
-        },
+        "seed.p.codes": _node("seed", "codes", parents=[]),
+        "model.p.people": _node("model", "people", ["source.p.raw.people", "seed.p.codes"]),
     }
     manifest = {
         "nodes": nodes,

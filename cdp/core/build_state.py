@@ -19,6 +19,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cdp.core.sql import quote, utc_now
@@ -89,6 +90,26 @@ def selection_args(
         or not any(p in nodes for p in nodes[u].get("depends_on", {}).get("nodes", []))
     ]
     return [*whole, "--exclude", " ".join(left), "--indirect-selection", "buildable"]
+
+
+def project_settings(project_dir: str | Path, command: list[str]) -> list[str]:
+    """What, besides the nodes, decides a build's result: the command and the project file."""
+    return [*command, Path(project_dir, "dbt_project.yml").read_text(encoding="utf-8")]
+
+
+# Every model, seed and snapshot; tests come with them (indirect selection), source tests with
+# their sources.
+WHOLE_PROJECT = [
+    "--select",
+    "resource_type:model resource_type:seed resource_type:snapshot source:*",
+]
+
+
+def whole_project_selection(manifest: Mapping[str, Any], plan: BuildPlan) -> list[str] | None:
+    """`selection_args` for a build of the whole project in one dbt command."""
+    built = {u for u, n in manifest["nodes"].items() if n["resource_type"] != "test"}
+    scope = step_scope(manifest, built, set(manifest.get("sources", {})))
+    return selection_args(manifest, plan, scope, WHOLE_PROJECT)
 
 
 def _selector(node: Mapping[str, Any]) -> str:

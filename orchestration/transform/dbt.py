@@ -31,6 +31,7 @@ from cdp.core.build_state import (
     FULL_BUILD_TAG,
     BuildPlan,
     plan_build,
+    project_settings,
     record_build,
     selection_args,
     step_scope,
@@ -94,12 +95,6 @@ def dbt_models(
     return cdp_dbt_models
 
 
-def build_settings(project: DbtProject) -> list[str]:
-    """What, besides the nodes, decides a build's result: the command and the project file."""
-    project_file = Path(project.project_dir, "dbt_project.yml").read_text(encoding="utf-8")
-    return [*BUILD, project_file]
-
-
 def build_changed(
     context: AssetExecutionContext,
     dbt: DbtCliResource,
@@ -113,7 +108,7 @@ def build_changed(
     manifest = json.loads(project.manifest_path.read_text(encoding="utf-8"))
     full = context.run.tags.get(FULL_BUILD_TAG, "").lower() == "true"
     with warehouse.connection() as con:
-        plan = plan_build(con, manifest, build_settings(project), full=full)
+        plan = plan_build(con, manifest, project_settings(project.project_dir, BUILD), full=full)
     assets_def = context.assets_def
     keys = {
         spec.metadata["dagster_dbt/unique_id"]: spec.key
