@@ -34,6 +34,7 @@ demo: install
 		&& $(BIN)/cdp run --emulate-apis \
 		&& $(BIN)/cdp insights \
 		&& $(BIN)/cdp eval identity \
+		&& $(BIN)/cdp eval predictions \
 		&& $(BIN)/cdp sync demo \
 		&& $(BIN)/python -m cdp.serving.demo \
 		&& echo "make demo: done in $$SECONDS s (without the install)"; \

@@ -59,7 +59,7 @@ def excerpt(log: str) -> list[str]:
         raise SystemExit("no run summary in the log: did `make demo` run to its end?")
     return [
         *summary,
-        *_starting(lines, "Churn model:", "Lead model:"),
+        *_starting(lines, "Churn model:", "Lead model:", "Churn vs. truth:"),
         *identity,
         *_starting(lines, "Emulators now hold:"),
         *_between(lines, "collector:", "after they were sent"),

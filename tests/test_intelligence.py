@@ -609,3 +609,57 @@ def test_lead_workflow_records_decisions_and_reassigns_breached_tasks(full_run, 
         if contact_id in reassigned_to:
             assert (rep, new_rep) == reassigned_to[contact_id]
     con.close()
+
+
+def test_the_true_churn_chance_is_what_the_purchase_process_does():
+    """Customers drawn from the generator's process (a rate while alive, a dropout chance after
+    each purchase) churn as often as `true_churn_chance` says, bin by bin."""
+    import itertools
+    import random
+
+    import numpy as np
+
+    from cdp.intelligence.evaluation import true_churn_chance
+    from cdp.intelligence.predict import CHURN_DAYS
+
+    rng = random.Random(3)
+    effects = {"rate_newsletter": 0.25, "dropout_support_tickets": 0.12}
+    rows = []
+    for _ in range(40_000):
+        rate, dropout = rng.choice((1.0, 3.0, 8.0)), rng.choice((0.05, 0.2, 0.4))
+        newsletter, tickets = rng.random() < 0.5, rng.random() < 0.3
+        per_day = rate * np.exp(0.25 * newsletter) / 365
+        leave = min(0.95, dropout + 0.12 * tickets)
+        when, alive, last = rng.expovariate(per_day), True, None
+        while when < 730 and alive:  # two years of history up to the cutoff
+            last = when
+            alive = rng.random() >= leave
+            when += rng.expovariate(per_day)
+        if last is None:
+            continue  # no purchase before the cutoff: not a customer yet
+        churned = not (alive and when < 730 + CHURN_DAYS)
+        rows.append((730 - last, rate, dropout, newsletter, tickets, churned))
+    d, rate, dropout, newsletter, tickets, churned = map(np.array, zip(*rows, strict=True))
+    chance = true_churn_chance(d, rate, dropout, newsletter, tickets, effects)
+    edges = np.quantile(chance, np.linspace(0, 1, 11))
+    for low, high in itertools.pairwise(edges):
+        inside = (chance >= low) & (chance <= high)
+        assert abs(churned[inside].mean() - chance[inside].mean()) < 0.02, (low, high)
+
+
+def test_the_churn_ceiling_from_the_true_parameters_bounds_the_model(warehouse, landing):
+    """Ranked by each customer's true churn chance, the training run's holdout gives the
+    highest AUC purchase history allows: above recency, and not below the served model."""
+    from cdp.intelligence.evaluation import churn_ceiling
+    from cdp.intelligence.predict import latest_metrics
+
+    ceiling = churn_ceiling(warehouse, landing)
+    metrics = latest_metrics(warehouse, RUNS)
+    holdout = warehouse.execute(f"select holdout_rows from {RUNS} order by trained_at desc")
+    assert ceiling.holdout_customers == holdout.fetchone()[0]
+    assert ceiling.with_truth >= 0.97 * ceiling.holdout_customers
+    # the same customers as the training run's holdout: recency ranks them as it did there
+    assert abs(ceiling.recency_auc - metrics["churn_auc_recency_baseline"]) < 0.01
+    assert ceiling.oracle_auc > ceiling.recency_auc + 0.01
+    assert ceiling.oracle_auc > ceiling.served_auc - 0.01
+    assert ceiling.served_auc == round(metrics["churn_auc"], 4)

@@ -699,7 +699,8 @@ def eval_identity(
 
     import duckdb
 
-    from cdp.identity.evaluation import MissingTruth, evaluate
+    from cdp.core.truth import MissingTruth
+    from cdp.identity.evaluation import evaluate
 
     try:
         with connect_warehouse(read_only=True) as con:
@@ -730,6 +731,47 @@ def eval_identity(
             console.print(f"split: {example}")
     passed = score.f1 >= min_f1 and score.resolvable_f1 >= min_resolvable_f1
     raise typer.Exit(0 if passed else 1)
+
+
+@eval_app.command("predictions")
+def eval_predictions(
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """The churn model's holdout AUC beside the highest a model of purchase history could
+    expect: each customer's true churn chance from the generator's parameters
+    (true_behaviour.csv, true_effects.json in the landing folder), and recency, on the
+    holdout of the latest training run."""
+    import json
+
+    import duckdb
+
+    from cdp.core.truth import MissingTruth
+    from cdp.intelligence.evaluation import churn_ceiling
+    from cdp.intelligence.predict import NotEnoughData
+
+    try:
+        with connect_warehouse(read_only=True) as con:
+            ceiling = churn_ceiling(con, landing_path())
+    except (MissingTruth, NotEnoughData) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except duckdb.Error as exc:
+        console.print(
+            f"[red]{warehouse_path()}: no customers to score ({str(exc).splitlines()[0]}); "
+            "run `cdp run` first[/red]"
+        )
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(ceiling.as_dict(), indent=2))
+        return
+    console.print(
+        f"Churn vs. truth: served model AUC {ceiling.served_auc}, recency {ceiling.recency_auc}, "
+        f"the true parameters {ceiling.oracle_auc} (the ceiling) on "
+        f"{ceiling.with_truth:,} holdout customers; the model reaches "
+        f"{ceiling.served_share_of_oracle:.0%} of the ceiling's lift over chance"
+        if ceiling.served_auc is not None
+        else f"Churn vs. truth: no model trained yet; the ceiling is {ceiling.oracle_auc}"
+    )
 
 
 @profile_app.command("show")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cdp.core.truth import truth_files
 from cdp.core.warehouse import Warehouse, as_warehouse
 
 OWN_ID_KINDS = (
@@ -59,17 +60,6 @@ class IdentityScore:
     def figures(self) -> dict:
         """The numbers, without the examples."""
         return {k: v for k, v in self.as_dict().items() if not k.endswith("_examples")}
-
-
-class MissingTruth(FileNotFoundError):
-    """No ground truth beside the landing files."""
-
-
-def _truth_files(landing: Path) -> list[str]:
-    files = [str(p) for p in sorted(landing.glob("ground_truth*.csv"))]
-    if not files:
-        raise MissingTruth(f"no ground_truth*.csv in {landing}: nothing to score against")
-    return files
 
 
 # Records per (person, profile), per person and per profile, of the view `scored`.
@@ -118,7 +108,7 @@ def evaluate(con: Warehouse, landing: str | Path, assignments=None) -> IdentityS
         con.execute(
             "create or replace temp table truth as select source, source_record_id, person_id"
             " from read_csv(?, header = true, all_varchar = true)",
-            [_truth_files(Path(landing))],
+            [truth_files(Path(landing))],
         )
         own = ", ".join(f"'{k}'" for k in OWN_ID_KINDS)
         # A record the warehouse does not hold is a profile of its own (its key).

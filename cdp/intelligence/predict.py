@@ -305,10 +305,8 @@ def _importance(model: Pipeline, x: pd.DataFrame, y, scoring: str, name: str) ->
     return frame
 
 
-def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int = 7) -> TrainingRun:
-    con = as_warehouse(con)
-    as_of = as_of or latest_activity(con)
-    cutoff = as_of - dt.timedelta(days=CLV_DAYS)
+def training_data(con: Warehouse, cutoff: dt.datetime) -> pd.DataFrame:
+    """Per customer who bought before `cutoff`: the features then and the outcomes after."""
     history = features_as_of(con, cutoff)
     if len(history) < MIN_TRAINING_CUSTOMERS:
         raise NotEnoughData(
@@ -320,15 +318,25 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
     if data["churned"].value_counts().min() < 10 or data["churned"].nunique() < 2:
         raise NotEnoughData("fewer than 10 customers churned or stayed: nothing to learn from")
     data["revenue_next_year"] = data["revenue_next_year"].fillna(0).astype(float)
+    return data
+
+
+def holdout_split(data: pd.DataFrame, seed: int = 7) -> tuple[pd.Index, pd.Index]:
+    """The rows trained on and the quarter held out (stratified by churn)."""
+    return train_test_split(data.index, test_size=0.25, random_state=seed, stratify=data["churned"])
+
+
+def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int = 7) -> TrainingRun:
+    con = as_warehouse(con)
+    as_of = as_of or latest_activity(con)
+    cutoff = as_of - dt.timedelta(days=CLV_DAYS)
+    data = training_data(con, cutoff)
     x = data[list(FEATURES)].astype(float)
-    x_train, x_hold, churn_train, churn_hold, clv_train, clv_hold = train_test_split(
-        x,
-        data["churned"],
-        data["revenue_next_year"],
-        test_size=0.25,
-        random_state=seed,
-        stratify=data["churned"],
-    )
+    train, hold = holdout_split(data, seed)
+    x_train, x_hold = x.loc[train], x.loc[hold]
+    churn_train, churn_hold = data["churned"].loc[train], data["churned"].loc[hold]
+    clv_train = data["revenue_next_year"].loc[train]
+    clv_hold = data["revenue_next_year"].loc[hold]
     trained = _Models(x_train, churn_train, clv_train)
     churn_scores = {name: trained.churn(name, x_hold) for name in CHURN_MODELS}
     clv_scores = {name: trained.clv(name, x_hold) for name in CLV_MODELS}

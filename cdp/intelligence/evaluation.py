@@ -1,0 +1,125 @@
+"""Churn predictions against the generator's truth: how well any model could rank customers.
+
+The demo data's purchases follow a BG/NBD process whose parameters are written beside it
+(true_behaviour.csv: each person's purchase rate and dropout chance; true_effects.json: how a
+newsletter raises the rate and support tickets the dropout). With them, the chance that a
+customer makes no purchase in the next 180 days is known exactly from their history: alive
+after their last purchase with odds (1-p)·e^(-λd) : p, and an alive customer buys within 180
+days with chance 1-e^(-180λ). Ranked by that chance, the training run's holdout gives the
+highest AUC a model of the purchase history can expect; the served model and recency are
+measured on the same customers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from cdp.core.truth import MissingTruth, truth_files
+from cdp.core.warehouse import Warehouse, as_warehouse
+from cdp.intelligence.predict import (
+    CHURN_DAYS,
+    CLV_DAYS,
+    RUNS,
+    holdout_split,
+    latest_activity,
+    latest_metrics,
+    training_data,
+)
+
+
+@dataclass
+class ChurnCeiling:
+    holdout_customers: int
+    with_truth: int  # holdout customers whose profile's records name a generated person
+    churn_rate: float
+    oracle_auc: float  # the true parameters' churn chance
+    recency_auc: float  # days since the last purchase, on the same customers
+    served_auc: float | None  # the latest training run's, on its whole holdout
+    served_share_of_oracle: float | None  # (served - 0.5) / (oracle - 0.5)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _person_of_profile(con: Warehouse, landing: Path) -> pd.DataFrame:
+    """Per profile the generated person most of its source records belong to."""
+    truth = pd.concat(pd.read_csv(f, dtype=str) for f in truth_files(landing))
+    records = con.execute(
+        "select profile_id, source, source_record_id from marts.customer_profile_records"
+    ).df()
+    counted = (
+        records.merge(truth, on=["source", "source_record_id"])
+        .groupby(["profile_id", "person_id"])
+        .size()
+        .reset_index(name="records")
+        .sort_values(["records", "person_id"])
+    )
+    flags = (
+        truth.assign(newsletter=truth["source"] == "email", tickets=truth["source"] == "support")
+        .groupby("person_id")[["newsletter", "tickets"]]
+        .any()
+    )
+    return counted.drop_duplicates("profile_id", keep="last").join(flags, on="person_id")
+
+
+def true_churn_chance(
+    days_since_last_purchase, rate_per_year, dropout, newsletter, tickets, effects: dict
+) -> np.ndarray:
+    """P(no purchase in the next CHURN_DAYS) under the generator's process and parameters."""
+    per_day = (
+        np.asarray(rate_per_year, float)
+        * np.exp(effects["rate_newsletter"] * np.asarray(newsletter, float))
+        / 365
+    )
+    leave = np.minimum(
+        0.95, np.asarray(dropout, float) + effects["dropout_support_tickets"] * np.asarray(tickets)
+    )
+    stay = (1 - leave) * np.exp(-per_day * np.asarray(days_since_last_purchase, float))
+    alive = stay / (stay + leave)
+    return 1 - alive * (1 - np.exp(-per_day * CHURN_DAYS))
+
+
+def churn_ceiling(con, landing: str | Path, seed: int = 7) -> ChurnCeiling:
+    con, landing = as_warehouse(con), Path(landing)
+    effects_file = landing / "true_effects.json"
+    if not effects_file.exists():
+        raise MissingTruth(f"no true_effects.json in {landing}: not generated data")
+    effects = json.loads(effects_file.read_text(encoding="utf-8"))["purchases_bg_nbd"]
+    people = pd.concat(
+        pd.read_csv(f, dtype={"person_id": str})
+        for f in truth_files(landing, "true_behaviour*.csv")
+    ).set_index("person_id")
+    cutoff = latest_activity(con) - dt.timedelta(days=CLV_DAYS)
+    data = training_data(con, cutoff)
+    _, hold = holdout_split(data, seed)
+    held = data.loc[hold].merge(_person_of_profile(con, landing), on="profile_id")
+    held = held.join(people, on="person_id", how="inner")
+    oracle = true_churn_chance(
+        held["days_since_last_purchase"],
+        held["purchase_rate_per_year"],
+        held["dropout_probability"],
+        held["newsletter"],
+        held["tickets"],
+        effects,
+    )
+    outcome = held["churned"].astype(bool)
+    served = latest_metrics(con, RUNS).get("churn_auc")
+    oracle_auc = float(roc_auc_score(outcome, oracle))
+    return ChurnCeiling(
+        holdout_customers=len(hold),
+        with_truth=len(held),
+        churn_rate=round(float(outcome.mean()), 4),
+        oracle_auc=round(oracle_auc, 4),
+        recency_auc=round(float(roc_auc_score(outcome, held["days_since_last_purchase"])), 4),
+        served_auc=None if served is None else round(served, 4),
+        served_share_of_oracle=(
+            None if served is None else round((served - 0.5) / max(oracle_auc - 0.5, 1e-9), 4)
+        ),
+    )
