@@ -231,6 +231,24 @@ def _last_results(
         )
 
 
+def _ancestors_within(manifest: Mapping[str, Any], step_ids: set[str]) -> dict[str, set[str]]:
+    """Per node of the step, in dependency order, its ancestors (and itself) in the step."""
+    nodes, found, order = manifest["nodes"], {}, []
+
+    def visit(unique_id: str) -> set[str]:
+        if unique_id not in found:
+            found[unique_id] = {unique_id}  # a cycle is dbt's to report
+            for parent in nodes[unique_id].get("depends_on", {}).get("nodes", []):
+                if parent in step_ids:
+                    found[unique_id] |= visit(parent)
+            order.append(unique_id)
+        return found[unique_id]
+
+    for unique_id in sorted(step_ids):
+        visit(unique_id)
+    return {unique_id: found[unique_id] for unique_id in order}
+
+
 def dbt_steps(
     project: DbtProject, models: AssetsDefinition, python_assets: Sequence[AssetsDefinition]
 ) -> list[AssetsDefinition]:
@@ -305,21 +323,3 @@ def dbt_model_key(models: AssetsDefinition, model: str) -> AssetKey:
             "(dbt parse) after adding a model"
         )
     return found
-
-
-def _ancestors_within(manifest: Mapping[str, Any], step_ids: set[str]) -> dict[str, set[str]]:
-    """Per node of the step, in dependency order, its ancestors (and itself) in the step."""
-    nodes, found, order = manifest["nodes"], {}, []
-
-    def visit(unique_id: str) -> set[str]:
-        if unique_id not in found:
-            found[unique_id] = {unique_id}  # a cycle is dbt's to report
-            for parent in nodes[unique_id].get("depends_on", {}).get("nodes", []):
-                if parent in step_ids:
-                    found[unique_id] |= visit(parent)
-            order.append(unique_id)
-        return found[unique_id]
-
-    for unique_id in sorted(step_ids):
-        visit(unique_id)
-    return {unique_id: found[unique_id] for unique_id in order}
