@@ -684,6 +684,28 @@ def export_raw(
     )
 
 
+def _against_truth(score, what: str):
+    """`score(warehouse, landing folder)`; exit 2 in one line without truth files, enough
+    data or a built warehouse."""
+    import duckdb
+
+    from cdp.core.truth import MissingTruth
+    from cdp.intelligence.predict import NotEnoughData
+
+    try:
+        with connect_warehouse(read_only=True) as con:
+            return score(con, landing_path())
+    except (MissingTruth, NotEnoughData) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except duckdb.Error as exc:
+        console.print(
+            f"[red]{warehouse_path()}: no {what} to score ({str(exc).splitlines()[0]}); "
+            "run `cdp run` first[/red]"
+        )
+        raise typer.Exit(2) from None
+
+
 @eval_app.command("identity")
 def eval_identity(
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
@@ -697,23 +719,9 @@ def eval_identity(
     the records that carry something to resolve them by. Over-merged and split examples."""
     import json
 
-    import duckdb
-
-    from cdp.core.truth import MissingTruth
     from cdp.identity.evaluation import evaluate
 
-    try:
-        with connect_warehouse(read_only=True) as con:
-            score = evaluate(con, landing_path())
-    except MissingTruth as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    except duckdb.Error as exc:
-        console.print(
-            f"[red]{warehouse_path()}: no profiles to score ({str(exc).splitlines()[0]}); "
-            "run `cdp run` first[/red]"
-        )
-        raise typer.Exit(2) from None
+    score = _against_truth(evaluate, "profiles")
     if as_json:
         typer.echo(json.dumps(score.as_dict(), indent=2))
     else:
@@ -743,24 +751,9 @@ def eval_predictions(
     holdout of the latest training run."""
     import json
 
-    import duckdb
-
-    from cdp.core.truth import MissingTruth
     from cdp.intelligence.evaluation import churn_ceiling
-    from cdp.intelligence.predict import NotEnoughData
 
-    try:
-        with connect_warehouse(read_only=True) as con:
-            ceiling = churn_ceiling(con, landing_path())
-    except (MissingTruth, NotEnoughData) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    except duckdb.Error as exc:
-        console.print(
-            f"[red]{warehouse_path()}: no customers to score ({str(exc).splitlines()[0]}); "
-            "run `cdp run` first[/red]"
-        )
-        raise typer.Exit(2) from None
+    ceiling = _against_truth(churn_ceiling, "customers")
     if as_json:
         typer.echo(json.dumps(ceiling.as_dict(), indent=2))
         return
