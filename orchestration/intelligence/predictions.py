@@ -112,15 +112,17 @@ UNCHANGED_METADATA = {"rebuilt": False, "why": "inputs and code as at the last t
 def _trained(
     context: AssetExecutionContext, warehouse: WarehouseResource, train, what: str, module
 ):
-    """The training run; UNCHANGED when the tables `module` reads (its INPUTS) and its code are
-    as at the last training (the scores stay); None when the data cannot support a model: an
-    optional stage, the run goes on and the last scores stay (audiences and next best action
-    work without)."""
+    """The training run; UNCHANGED when the tables `module` reads (its INPUTS) and the code of
+    its package are as at the last training (the scores stay); None when the data cannot
+    support a model: an optional stage, the run goes on and the last scores stay (audiences and
+    next best action work without)."""
     full = context.run.tags.get(FULL_BUILD_TAG, "").lower() == "true"
     step = context.asset_key.to_user_string()
     with warehouse.connection() as con:
-        code = Path(inspect.getfile(module)).read_text(encoding="utf-8")
-        signature = inputs_signature(con, module.INPUTS, [module.MODEL_VERSION, code])
+        # the whole package: a model's module imports others (BG/NBD, the feature SQL)
+        package = Path(inspect.getfile(module)).parent
+        code = [path.read_text(encoding="utf-8") for path in sorted(package.glob("*.py"))]
+        signature = inputs_signature(con, module.INPUTS, [module.MODEL_VERSION, *code])
         scores = tuple(module.PREDICTIONS.split("."))
         kept = scores in existing_relations(con) and last_signature(con, step) == signature
         if kept and not full:
