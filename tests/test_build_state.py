@@ -14,12 +14,13 @@ from dagster import AssetKey, DagsterInstance
 from cdp.core.build_state import (
     EVERY_RUN,
     FULL_BUILD_TAG,
+    STATE_SCHEMA,
     plan_build,
     rebuilt_every_run,
     record_build,
     signatures,
 )
-from cdp.core.warehouse import DuckDBWarehouse, PostgresWarehouse
+from cdp.core.warehouse import CDP_SCHEMAS, DuckDBWarehouse, PostgresWarehouse
 from orchestration.project import PROJECT_ROOT
 from tests.conftest import pg_database
 
@@ -152,6 +153,7 @@ def test_a_recorded_node_is_unchanged_until_its_table_is_dropped_or_a_full_build
     nodes = {
         "seed.p.codes": _node("seed", "codes", parents=[]),
         "model.p.people": _node("model", "people", ["source.p.raw.people", "seed.p.codes"]),
+        "test.p.people_has_codes": _node("test", "people_has_codes", ["model.p.people"]),
     }
     manifest = {
         "nodes": nodes,
@@ -167,16 +169,23 @@ def test_a_recorded_node_is_unchanged_until_its_table_is_dropped_or_a_full_build
         first = plan_build(con, manifest, ["build"])
         assert first.unchanged == {} and "no earlier build" in first.reason
         results = [{"unique_id": u, "status": "success"} for u in nodes]
-        assert record_build(con, first, {"results": results}) == 2
+        assert record_build(con, first, {"results": results}) == 3
         assert set(plan_build(con, manifest, ["build"]).unchanged) == set(nodes)
         assert plan_build(con, manifest, ["build"], full=True).unchanged == {}
         con.execute("insert into raw_people values (2)")
         assert set(plan_build(con, manifest, ["build"]).unchanged) == {"seed.p.codes"}
         con.execute("delete from raw_people where id = 2")
         con.execute("drop table codes")
-        assert set(plan_build(con, manifest, ["build"]).unchanged) == {"model.p.people"}
+        assert set(plan_build(con, manifest, ["build"]).unchanged) == {
+            "model.p.people",
+            "test.p.people_has_codes",
+        }
+        con.execute("create table codes as select 'x' as code")
+        con.execute("drop table people")  # built again, so tested again
+        assert set(plan_build(con, manifest, ["build"]).unchanged) == {"seed.p.codes"}
     finally:
         con.close()
+    assert STATE_SCHEMA in CDP_SCHEMAS  # a PostgreSQL reset drops it with the data
 
 
 def test_the_nightly_full_graph_builds_everything(defs):

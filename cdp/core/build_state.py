@@ -238,6 +238,11 @@ def plan_build(
             if relation not in existing:
                 continue
         unchanged[unique_id] = recorded[unique_id][1]
+    # a table built again (it was dropped) is tested again, though its inputs are the same
+    for unique_id in [u for u in unchanged if _is_test(manifest["nodes"][u])]:
+        parents = manifest["nodes"][unique_id].get("depends_on", {}).get("nodes", [])
+        if any(p in manifest["nodes"] and p not in unchanged for p in parents):
+            del unchanged[unique_id]
     return BuildPlan(current, unchanged)
 
 

@@ -27,10 +27,11 @@ import psycopg2
 WAREHOUSE_ERRORS = (duckdb.Error, psycopg2.Error)
 
 TARGETS = ("duckdb", "postgres")
-# Where the project writes: dbt's folder schemas and the Python layer's own.
+# Where the project writes: dbt's folder schemas and the Python layer's own (cdp_build: what
+# each dbt node was last built from, cdp.core.build_state).
 CDP_SCHEMAS = frozenset(
     ("raw", "staging", "intermediate", "marts", "reference", "snapshots", "reverse_etl",
-     "privacy", "enrichment", "ml")
+     "privacy", "enrichment", "ml", "cdp_build")
 )  # fmt: skip
 # Single-quoted SQL strings (with '' escapes) and double-quoted identifiers: placeholders inside
 # them are text, not parameters.
