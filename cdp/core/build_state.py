@@ -289,15 +289,15 @@ def inputs_signature(con: Warehouse, relations: Iterable[str], code: Any) -> str
     return _digest(code, prints)
 
 
-def last_signature(con: Warehouse, step: str) -> str | None:
-    """The signature the Python step `step` had at its last successful run."""
+def last_step(con: Warehouse, step: str) -> tuple[str, str] | None:
+    """(signature, status) of the Python step or check `step` at its last run, if recorded."""
     if (STATE_SCHEMA, "node_builds") not in existing_relations(con):
         return None
     found = con.execute(
-        f"select signature from {STATE_TABLE} where unique_id = ?", [f"step.{step}"]
+        f"select signature, status from {STATE_TABLE} where unique_id = ?", [f"step.{step}"]
     ).fetchall()
-    return found[0][0] if found else None
+    return tuple(found[0]) if found else None
 
 
-def record_step(con: Warehouse, step: str, signature: str) -> None:
-    _record(con, [(f"step.{step}", signature, "success", utc_now())])
+def record_step(con: Warehouse, step: str, signature: str, status: str = "success") -> None:
+    _record(con, [(f"step.{step}", signature, status, utc_now())])

@@ -22,7 +22,7 @@ from cdp.core.build_state import (
     FULL_BUILD_TAG,
     existing_relations,
     inputs_signature,
-    last_signature,
+    last_step,
     record_step,
 )
 from cdp.intelligence import lead_scoring, predict
@@ -124,7 +124,8 @@ def _trained(
         code = [path.read_text(encoding="utf-8") for path in sorted(package.glob("*.py"))]
         signature = inputs_signature(con, module.INPUTS, [module.MODEL_VERSION, *code])
         scores = tuple(module.PREDICTIONS.split("."))
-        kept = scores in existing_relations(con) and last_signature(con, step) == signature
+        last = last_step(con, step)
+        kept = scores in existing_relations(con) and last is not None and last[0] == signature
         if kept and not full:
             context.log.info(f"{what}: inputs unchanged since the last training, scores kept")
             return UNCHANGED
