@@ -33,6 +33,11 @@ FULL_BUILD_TAG = "cdp/full_build"  # a Dagster run tag: build everything, ignore
 EXPLICIT_MAX = 150  # changed nodes named one by one up to this many
 
 
+def full_build_asked(tags: Mapping[str, str]) -> bool:
+    """Whether a Dagster run's tags ask to build everything, ignoring the state."""
+    return tags.get(FULL_BUILD_TAG, "").lower() == "true"
+
+
 @dataclass
 class BuildPlan:
     """Per node (models, seeds, snapshots, tests) its signature now; those to leave alone, with

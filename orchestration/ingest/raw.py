@@ -19,7 +19,7 @@ from dagster import (
     multi_asset,
 )
 
-from cdp.core.build_state import FULL_BUILD_TAG, inputs_signature, last_step, record_step
+from cdp.core.build_state import full_build_asked, inputs_signature, last_step, record_step
 from cdp.core.sql import RAW_SCHEMA, quote
 from cdp.ingest.declared import DECLARED_RELATIONS, publish
 from cdp.ingest.load import load_table, raw_relation
@@ -150,7 +150,7 @@ def _raw_check(table: Table, expectation: Expectation) -> AssetChecksDefinition:
         + (f" (at least {expectation.mostly:.0%} of rows)" if expectation.mostly < 1 else ""),
     )
     def _check(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
-        full = context.run.tags.get(FULL_BUILD_TAG, "").lower() == "true"
+        full = full_build_asked(context.run.tags)
         step = f"{table.key}:{_check_name(expectation)}"
         with warehouse.connection() as con:
             # the table's rows and the expectation: the same answer while neither changes

@@ -19,8 +19,8 @@ from dagster import (
 )
 
 from cdp.core.build_state import (
-    FULL_BUILD_TAG,
     existing_relations,
+    full_build_asked,
     inputs_signature,
     last_step,
     record_step,
@@ -116,7 +116,7 @@ def _trained(
     its package are as at the last training (the scores stay); None when the data cannot
     support a model: an optional stage, the run goes on and the last scores stay (audiences and
     next best action work without)."""
-    full = context.run.tags.get(FULL_BUILD_TAG, "").lower() == "true"
+    full = full_build_asked(context.run.tags)
     step = context.asset_key.to_user_string()
     with warehouse.connection() as con:
         # the whole package: a model's module imports others (BG/NBD, the feature SQL)

@@ -28,8 +28,8 @@ from dagster_dbt import (
 )
 
 from cdp.core.build_state import (
-    FULL_BUILD_TAG,
     BuildPlan,
+    full_build_asked,
     plan_build,
     project_settings,
     record_build,
@@ -106,7 +106,7 @@ def build_changed(
     (so the steps after them run) and their tests with the result they had, `rerun: false`.
     A run tagged `cdp/full_build=true` builds everything (the nightly schedule does)."""
     manifest = json.loads(project.manifest_path.read_text(encoding="utf-8"))
-    full = context.run.tags.get(FULL_BUILD_TAG, "").lower() == "true"
+    full = full_build_asked(context.run.tags)
     with warehouse.connection() as con:
         plan = plan_build(con, manifest, project_settings(project.project_dir, BUILD), full=full)
     assets_def = context.assets_def
