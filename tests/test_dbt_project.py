@@ -9,7 +9,7 @@ import pytest
 from cdp.core.config import PROJECT_ROOT
 from cdp.ingest.declared import DECLARED_RELATIONS
 from cdp.ingest.sources import tables
-from orchestration.project import prepared_dbt_project
+from orchestration.project import parse_inputs_digest, prepared_dbt_project
 from tests.conftest import dbt_build
 
 
@@ -123,3 +123,27 @@ def test_python_reads_only_marts_and_models_declared_public(manifest):
     assert read, "no reads found: the pattern no longer matches the code"
     hidden = {r: str(p) for r, p in read.items() if r not in readable | written_by_python}
     assert not hidden, f"Python reads models that are neither marts nor public: {hidden}"
+
+
+def test_the_manifest_is_parsed_again_only_when_what_dbt_reads_changed(tmp_path, monkeypatch):
+    root = tmp_path / "project"
+    (root / "models").mkdir(parents=True)
+    (root / "dbt_project.yml").write_text("name: p\nversion: '1'\nprofile: p\n")
+    model = root / "models" / "m.sql"
+    model.write_text('select \'{{ env_var("CDP_TEST_REGION", "eu") }}\' as region')
+    monkeypatch.setenv("CDP_TEST_REGION", "eu")
+    first = parse_inputs_digest(root)
+    assert parse_inputs_digest(root) == first
+    # unrelated environment and files outside dbt's paths change nothing
+    monkeypatch.setenv("CDP_UNRELATED", "1")
+    (root / "notes.txt").write_text("not read by dbt")
+    assert parse_inputs_digest(root) == first
+    monkeypatch.setenv("CDP_TEST_REGION", "us")  # a variable the project reads with env_var()
+    assert parse_inputs_digest(root) != first
+    monkeypatch.setenv("CDP_TEST_REGION", "eu")
+    (root / "macros").mkdir()  # dbt's default macro path, though dbt_project.yml names none
+    (root / "macros" / "x.sql").write_text("{% macro x() %}1{% endmacro %}")
+    with_macro = parse_inputs_digest(root)
+    assert with_macro != first
+    model.write_text(model.read_text() + " -- edited")
+    assert parse_inputs_digest(root) != with_macro
