@@ -67,6 +67,26 @@ def test_company_domains_are_looked_up_once_and_cached(con):
     assert float(found[3]) == pytest.approx(company["metrics"]["annualRevenue"] * 0.92)
 
 
+def test_a_lookup_still_pending_leaves_its_row_as_it_was(con):
+    """Rewriting unanswered rows would change the cache every run and rebuild what reads it."""
+
+    def rows():
+        return con.execute(f"select * from {CACHE} order by email_domain").fetchall()
+
+    with FirmographicsEmulator(token="k", queued_share=0.2) as api:
+        enrich(con, FirmographicsClient(api.url, "k"))
+    before = rows()
+    assert statuses(con).get("pending", 0) > 0
+    # a new API process queues the same first lookups again
+    with FirmographicsEmulator(token="k", queued_share=0.2) as api:
+        again = enrich(con, FirmographicsClient(api.url, "k"))
+    assert again.counts == {"pending": statuses(con)["pending"]}
+    assert rows() == before
+    with FirmographicsEmulator(token="k", queued_share=0.0) as api:
+        answered = enrich(con, FirmographicsClient(api.url, "k"))
+    assert answered.looked_up == again.looked_up and "pending" not in statuses(con)
+
+
 def test_rate_limit_answers_are_waited_out_and_nothing_is_lost(con):
     with FirmographicsEmulator(token="k", rate_limit=(10, 1.0), queued_share=0) as api:
         client = FirmographicsClient(api.url, "k", calls_per_second=40, max_retries=8)

@@ -209,9 +209,15 @@ def enrich(
 
     def flush() -> None:
         if rows:
+            # A lookup still unanswered as last time (pending, or the same error) leaves its
+            # row as it was: rewritten, it made every run rebuild what reads the cache.
             con.executemany(
-                f"insert into {CACHE} ({columns}) values (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                f"on conflict (email_domain) do update set {updates}",
+                f"insert into {CACHE} as cached ({columns}) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"on conflict (email_domain) do update set {updates} "
+                "where not (excluded.lookup_status in ('pending', 'error') "
+                "and cached.lookup_status = excluded.lookup_status "
+                "and cached.error is not distinct from excluded.error)",
                 rows,
             )
             rows.clear()
