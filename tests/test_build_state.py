@@ -12,11 +12,11 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from cdp.core.build_state import (
-    EVERY_RUN,
     FULL_BUILD_TAG,
     STATE_SCHEMA,
+    clock_passed,
+    on_the_clock,
     plan_build,
-    rebuilt_every_run,
     record_build,
     signatures,
 )
@@ -53,11 +53,7 @@ def test_editing_a_model_changes_it_and_exactly_what_lies_below_it(manifest):
     edited = json.loads(json.dumps(manifest))
     edited["nodes"]["model.cdp.stg_support__tickets"]["checksum"]["checksum"] = "edited"
     after = signatures(edited, prints, ["build"])
-    wall_clock = {u for u, n in manifest["nodes"].items() if rebuilt_every_run(n)}
-    clocked = set().union(*(_descendants(manifest, u) for u in wall_clock))
-    assert _changed(before, after) - clocked == (
-        _descendants(manifest, "model.cdp.stg_support__tickets") - clocked
-    )
+    assert _changed(before, after) == _descendants(manifest, "model.cdp.stg_support__tickets")
     assert "model.cdp.stg_shop__customers" not in _changed(before, after)
 
 
@@ -66,25 +62,58 @@ def test_new_rows_in_a_source_change_what_reads_it_and_nothing_else(manifest):
     before = signatures(manifest, prints, ["build"])
     source = "source.cdp.support.tickets"
     after = signatures(manifest, {**prints, source: "2:7"}, ["build"])
-    clocked = set().union(
-        *(_descendants(manifest, u) for u, n in manifest["nodes"].items() if rebuilt_every_run(n))
-    )
     below = _descendants(manifest, source) - {source}
-    assert below and _changed(before, after) - clocked == below - clocked
+    assert below and _changed(before, after) == below
     # the project file and the command are part of every signature
     assert _changed(before, signatures(manifest, prints, ["build", "--full-refresh"])) == set(
         before
     )
 
 
-def test_models_on_the_wall_clock_and_all_below_them_change_every_run(manifest):
-    clocked = {u for u, n in manifest["nodes"].items() if rebuilt_every_run(n)}
-    assert "model.cdp.lead_tasks" in clocked  # SLA breaches are judged against now
+def test_models_on_the_wall_clock_change_with_all_below_them_once_their_time_came(manifest):
+    clocked = {u for u, n in manifest["nodes"].items() if on_the_clock(n)}
+    # SLA breaches are judged against now; the aged lead score decays
+    assert {"model.cdp.lead_tasks", "model.cdp.lead_assignments"} <= clocked
     prints = {u: "1:1" for u in manifest["sources"]}
     first, second = (signatures(manifest, prints, ["build"]) for _ in range(2))
-    below = set().union(*(_descendants(manifest, u) for u in clocked))
-    assert _changed(first, second) == below
-    assert EVERY_RUN == "every_run"
+    assert _changed(first, second) == set()
+    due = signatures(manifest, prints, ["build"], clock_passed={"model.cdp.lead_tasks"})
+    assert _changed(first, due) == _descendants(manifest, "model.cdp.lead_tasks")
+
+
+def test_a_model_is_due_once_a_time_in_its_table_passed_or_its_build_is_too_old(tmp_path):
+    """Real tables: a task due before now but after the last build makes its model due; one
+    due later, or before that build, does not; an hourly rule falls due after an hour."""
+    import datetime as dt
+
+    def node(name: str, rule: dict) -> dict:
+        return {**_node("model", name, []), "config": {"meta": {"cdp_rebuild": rule}}}
+
+    manifest = {
+        "nodes": {
+            "model.p.tasks": node("tasks", {"after_times_in": "due at"}),
+            "model.p.scores": node("scores", {"every_hours": 1}),
+        }
+    }
+    built = dt.datetime(2026, 12, 1, 9, 0)
+    con = DuckDBWarehouse(duckdb.connect(str(tmp_path / "w.duckdb")))
+    try:
+        con.execute('create table tasks ("due at" timestamp)')
+        con.execute("insert into tasks values ('2026-12-01 08:00'), ('2026-12-01 13:00')")
+        con.execute("create table scores (score integer)")
+        existing = {("main", "tasks"), ("main", "scores")}
+        ids = ("model.p.tasks", "model.p.scores")
+        at = {u: built for u in ids}
+
+        def due(now: dt.datetime) -> set[str]:
+            return clock_passed(con, manifest, at, existing, now)
+
+        assert due(built + dt.timedelta(minutes=30)) == set()
+        assert due(built + dt.timedelta(hours=1)) == {"model.p.scores"}
+        assert due(dt.datetime(2026, 12, 1, 13, 0)) == set(ids)
+        assert clock_passed(con, manifest, {}, existing, dt.datetime(2026, 12, 2)) == set()
+    finally:
+        con.close()
 
 
 def _fingerprints(con, relation: str) -> list[str]:
@@ -235,18 +264,11 @@ def _check_outcomes(result) -> dict[tuple, tuple]:
     }
 
 
-def test_a_run_with_nothing_new_rebuilds_only_what_reads_the_clock(full_run, rerun, manifest):
+def test_a_run_with_nothing_new_rebuilds_nothing(full_run, rerun):
+    """Minutes after the full run: no SLA (4 hours and more) ran out, no score aged an hour."""
     result = rerun()
     assert result.success
-    rebuilt = _rebuilt(result)
-    clocked = {
-        manifest["nodes"][u]["name"]
-        for start, node in manifest["nodes"].items()
-        if rebuilt_every_run(node)
-        for u in _descendants(manifest, start)
-        if manifest["nodes"][u]["resource_type"] == "model"
-    }
-    assert "lead_tasks" in rebuilt and rebuilt <= clocked
+    assert _rebuilt(result) == set()
     reported = _materialized(result)
     assert reported["stg_shop__customers"]["rebuilt"] is False
     assert reported["customer_predictions"]["rebuilt"] is False  # not retrained

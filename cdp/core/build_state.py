@@ -7,13 +7,18 @@ source's is a fingerprint of its rows (count and an order-free sum of row hashes
 by any writer (our loader, an EL tool, an erasure) is seen. After a build each node that
 succeeded is recorded with its signature, in the warehouse itself, so the state travels with
 the data and a new or restored warehouse builds in full. A node is unchanged when its recorded
-signature equals today's and its relation still exists. A node whose config says
-`meta: {cdp_rebuild: every_run}` (it reads the wall clock: SLA breaches) is never unchanged,
-and neither are its descendants.
+signature equals today's and its relation still exists.
+
+A node whose result changes with the wall clock alone says when in its config: `meta:
+{cdp_rebuild: {after_times_in: due_at, every_hours: 1}}` builds it again (and its descendants)
+once a time in its table's column `due_at` has passed since its last build (an SLA breach), or
+once that build is an hour old (a score that ages); `meta: {cdp_rebuild: every_run}` on every
+run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -46,6 +51,8 @@ class BuildPlan:
     signatures: dict[str, str]
     unchanged: dict[str, str] = field(default_factory=dict)
     reason: str = ""  # why everything is built, when it is
+    # recorded as the nodes' build time: not after a model read the clock
+    started_at: dt.datetime = field(default_factory=utc_now)
 
 
 def step_scope(manifest: Mapping[str, Any], step_ids: set[str], step_sources: set[str]) -> set[str]:
@@ -148,9 +155,51 @@ def _definition(manifest: Mapping[str, Any], node: Mapping[str, Any]) -> str:
     )
 
 
-def rebuilt_every_run(node: Mapping[str, Any]) -> bool:
+def _meta(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (node.get("config") or {}).get("meta") or node.get("meta") or {}
+
+
+def _rebuild_rule(node: Mapping[str, Any]) -> Any:
     meta = (node.get("config") or {}).get("meta") or node.get("meta") or {}
-    return meta.get("cdp_rebuild") == EVERY_RUN
+    return meta.get("cdp_rebuild")
+
+
+def rebuilt_every_run(node: Mapping[str, Any]) -> bool:
+    return _rebuild_rule(node) == EVERY_RUN
+
+
+def on_the_clock(node: Mapping[str, Any]) -> bool:
+    """Whether a node is built again as time passes, without new inputs (meta cdp_rebuild)."""
+    return rebuilt_every_run(node) or isinstance(_rebuild_rule(node), Mapping)
+
+
+def clock_passed(
+    con: Warehouse,
+    manifest: Mapping[str, Any],
+    built_at: Mapping[str, dt.datetime],
+    existing: set[tuple[str, str]],
+    now: dt.datetime,
+) -> set[str]:
+    """The nodes with a `cdp_rebuild` rule whose time came between their last build and `now`:
+    a time in their table's `after_times_in` column passed, or `every_hours` went by."""
+    passed = set()
+    for unique_id, node in manifest["nodes"].items():
+        rule, since = _rebuild_rule(node), built_at.get(unique_id)
+        schema, alias = node.get("schema") or "", node.get("alias") or ""
+        if not isinstance(rule, Mapping) or since is None:
+            continue
+        hours, column = rule.get("every_hours"), rule.get("after_times_in")
+        if hours is not None and now - since >= dt.timedelta(hours=float(hours)):
+            passed.add(unique_id)
+        elif column and (schema.lower(), alias.lower()) in existing:
+            found = con.execute(
+                f"select count(*) from {quote(schema)}.{quote(alias)} "
+                f"where {quote(column)} > ? and {quote(column)} <= ?",
+                [since, now],
+            ).fetchall()[0][0]
+            if found:
+                passed.add(unique_id)
+    return passed
 
 
 def source_fingerprints(
@@ -174,12 +223,15 @@ def existing_relations(con: Warehouse) -> set[tuple[str, str]]:
 
 
 def signatures(
-    manifest: Mapping[str, Any], fingerprints: Mapping[str, str], settings: Any
+    manifest: Mapping[str, Any],
+    fingerprints: Mapping[str, str],
+    settings: Any,
+    clock_passed: Iterable[str] = (),
 ) -> dict[str, str]:
     """Every node's signature: its definition, `settings` (the command, the project file) and
-    its parents' signatures; a source's is its fingerprint. Nodes rebuilt every run get a
-    signature of this run alone, which their descendants inherit."""
-    nodes, run = manifest["nodes"], uuid.uuid4().hex
+    its parents' signatures; a source's is its fingerprint. Nodes rebuilt every run, and those
+    in `clock_passed`, get a signature of this run alone, which their descendants inherit."""
+    nodes, run, passed = manifest["nodes"], uuid.uuid4().hex, set(clock_passed)
     metadata = manifest.get("metadata", {})
     # Every macro at once: dispatched implementations are not always in a node's depends_on,
     # and editing a macro is rare beside loading data.
@@ -196,7 +248,7 @@ def signatures(
         found[unique_id] = ""  # a cycle is dbt's to report
         node = nodes[unique_id]
         parents = [signature(p) for p in sorted(node.get("depends_on", {}).get("nodes", []))]
-        nonce = run if rebuilt_every_run(node) else ""
+        nonce = run if rebuilt_every_run(node) or unique_id in passed else ""
         found[unique_id] = _digest(base, unique_id, _definition(manifest, node), parents, nonce)
         return found[unique_id]
 
@@ -219,19 +271,23 @@ def plan_build(
     con: Warehouse, manifest: Mapping[str, Any], settings: Any, full: bool = False
 ) -> BuildPlan:
     """What a build of `manifest`'s nodes can leave alone; everything when `full`."""
+    started_at = utc_now()
     existing = existing_relations(con)
     fingerprints = source_fingerprints(con, manifest, existing)
-    current = signatures(manifest, fingerprints, settings)
+    recorded, built_at = {}, {}
+    if (STATE_SCHEMA, "node_builds") in existing:
+        for unique_id, signature, status, built in con.execute(
+            f"select unique_id, signature, status, built_at from {STATE_TABLE}"
+        ).fetchall():
+            recorded[unique_id], built_at[unique_id] = (signature, status), built
+    passed = clock_passed(con, manifest, built_at, existing, started_at)
+    current = signatures(manifest, fingerprints, settings, passed)
     if full:
-        return BuildPlan(current, reason="a full build was asked for")
+        return BuildPlan(current, reason="a full build was asked for", started_at=started_at)
     if (STATE_SCHEMA, "node_builds") not in existing:
-        return BuildPlan(current, reason="no earlier build is recorded in this warehouse")
-    recorded = {
-        unique_id: (signature, status)
-        for unique_id, signature, status in con.execute(
-            f"select unique_id, signature, status from {STATE_TABLE}"
-        ).fetchall()
-    }
+        return BuildPlan(
+            current, reason="no earlier build is recorded in this warehouse", started_at=started_at
+        )
     unchanged = {}
     for unique_id, signature in current.items():
         node = manifest["nodes"][unique_id]
@@ -248,14 +304,19 @@ def plan_build(
         parents = manifest["nodes"][unique_id].get("depends_on", {}).get("nodes", [])
         if any(p in manifest["nodes"] and p not in unchanged for p in parents):
             del unchanged[unique_id]
-    return BuildPlan(current, unchanged)
+    return BuildPlan(current, unchanged, started_at=started_at)
 
 
 def record_build(con: Warehouse, plan: BuildPlan, run_results: Mapping[str, Any] | None) -> int:
     """Record the nodes a build finished well (from its run_results.json) with the signatures
     they were planned with; returns how many."""
     rows = [
-        (result["unique_id"], plan.signatures[result["unique_id"]], result["status"], utc_now())
+        (
+            result["unique_id"],
+            plan.signatures[result["unique_id"]],
+            result["status"],
+            plan.started_at,
+        )
         for result in (run_results or {}).get("results", [])
         if result.get("status") in BUILT and result.get("unique_id") in plan.signatures
     ]

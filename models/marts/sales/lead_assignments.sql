@@ -8,13 +8,13 @@
 -- the reps' room stay with their rep until a later run finds room.
 {%- set workflow = var('cdp_lead_workflow') %}
 
-{#- SLAs run on the wall clock: rebuilt every run, even with inputs unchanged -#}
+{#- SLAs run on the wall clock: rebuilt once a due time passed, even with inputs unchanged -#}
 {{ config(
     materialized=incremental_materialization(),
     unique_key='contact_id',
     incremental_strategy=incremental_strategy_for_target(),
     on_schema_change='append_new_columns',
-    meta={'cdp_rebuild': 'every_run'},
+    meta={'cdp_rebuild': {'after_times_in': 'due_at'}},
 ) }}
 
 with

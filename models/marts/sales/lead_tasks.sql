@@ -4,13 +4,14 @@
 -- (incremental), so the record of who had a lead when and what they did stays whole. Unworked
 -- leads age: behaviour points halve every aging_half_life_days since the task was created.
 
-{#- SLAs run on the wall clock: rebuilt every run, even with inputs unchanged -#}
+{#- SLAs and aging run on the wall clock: rebuilt once a due time passed, and at least hourly
+    (the aged score), even with inputs unchanged -#}
 {{ config(
     materialized=incremental_materialization(),
     unique_key='task_id',
     incremental_strategy=incremental_strategy_for_target(),
     on_schema_change='append_new_columns',
-    meta={'cdp_rebuild': 'every_run'},
+    meta={'cdp_rebuild': {'after_times_in': 'due_at', 'every_hours': 1}},
 ) }}
 
 {%- set workflow = var('cdp_lead_workflow') %}
