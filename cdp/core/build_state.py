@@ -155,10 +155,6 @@ def _definition(manifest: Mapping[str, Any], node: Mapping[str, Any]) -> str:
     )
 
 
-def _meta(node: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (node.get("config") or {}).get("meta") or node.get("meta") or {}
-
-
 def _rebuild_rule(node: Mapping[str, Any]) -> Any:
     meta = (node.get("config") or {}).get("meta") or node.get("meta") or {}
     return meta.get("cdp_rebuild")
