@@ -112,6 +112,11 @@ def test_a_model_is_due_once_a_time_in_its_table_passed_or_its_build_is_too_old(
         assert due(built + dt.timedelta(hours=1)) == {"model.p.scores"}
         assert due(dt.datetime(2026, 12, 1, 13, 0)) == set(ids)
         assert clock_passed(con, manifest, {}, existing, dt.datetime(2026, 12, 2)) == set()
+        # a rule naming a column the table lacks: built, and the reason said, never an error
+        manifest["nodes"]["model.p.tasks"] = node("tasks", {"after_times_in": "due_on"})
+        problems: list[str] = []
+        assert clock_passed(con, manifest, at, existing, built, problems) == {"model.p.tasks"}
+        assert len(problems) == 1 and "model.p.tasks" in problems[0] and "due_on" in problems[0]
     finally:
         con.close()
 

@@ -53,6 +53,7 @@ class BuildPlan:
     reason: str = ""  # why everything is built, when it is
     # recorded as the nodes' build time: not after a model read the clock
     started_at: dt.datetime = field(default_factory=utc_now)
+    problems: list[str] = field(default_factory=list)  # rules that could not be read
 
 
 def step_scope(manifest: Mapping[str, Any], step_ids: set[str], step_sources: set[str]) -> set[str]:
@@ -175,9 +176,12 @@ def clock_passed(
     built_at: Mapping[str, dt.datetime],
     existing: set[tuple[str, str]],
     now: dt.datetime,
+    problems: list[str] | None = None,
 ) -> set[str]:
     """The nodes with a `cdp_rebuild` rule whose time came between their last build and `now`:
-    a time in their table's `after_times_in` column passed, or `every_hours` went by."""
+    a time in their table's `after_times_in` column passed, or `every_hours` went by. A rule
+    that cannot be read (no such column, hours not a number) counts as passed, and says why in
+    `problems`: built too often, never left stale."""
     passed = set()
     for unique_id, node in manifest["nodes"].items():
         rule, since = _rebuild_rule(node), built_at.get(unique_id)
@@ -185,16 +189,25 @@ def clock_passed(
         if not isinstance(rule, Mapping) or since is None:
             continue
         hours, column = rule.get("every_hours"), rule.get("after_times_in")
-        if hours is not None and now - since >= dt.timedelta(hours=float(hours)):
-            passed.add(unique_id)
-        elif column and (schema.lower(), alias.lower()) in existing:
-            found = con.execute(
-                f"select count(*) from {quote(schema)}.{quote(alias)} "
-                f"where {quote(column)} > ? and {quote(column)} <= ?",
-                [since, now],
-            ).fetchall()[0][0]
-            if found:
+        try:
+            if hours is not None and now - since >= dt.timedelta(hours=float(hours)):
                 passed.add(unique_id)
+            elif column and (schema.lower(), alias.lower()) in existing:
+                found = con.execute(
+                    f"select count(*) from {quote(schema)}.{quote(alias)} "
+                    f"where {quote(column)} > ? and {quote(column)} <= ?",
+                    [since, now],
+                ).fetchall()[0][0]
+                if found:
+                    passed.add(unique_id)
+        except Exception as exc:  # any unreadable rule: built, and why said
+            passed.add(unique_id)
+            if problems is not None:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                problems.append(
+                    f"{unique_id}: meta cdp_rebuild {dict(rule)} could not be read "
+                    f"({type(exc).__name__}: {first_line}); built on every run until fixed"
+                )
     return passed
 
 
@@ -276,10 +289,13 @@ def plan_build(
             f"select unique_id, signature, status, built_at from {STATE_TABLE}"
         ).fetchall():
             recorded[unique_id], built_at[unique_id] = (signature, status), built
-    passed = clock_passed(con, manifest, built_at, existing, started_at)
+    problems: list[str] = []
+    passed = clock_passed(con, manifest, built_at, existing, started_at, problems)
     current = signatures(manifest, fingerprints, settings, passed)
     if full:
-        return BuildPlan(current, reason="a full build was asked for", started_at=started_at)
+        return BuildPlan(
+            current, reason="a full build was asked for", started_at=started_at, problems=problems
+        )
     if (STATE_SCHEMA, "node_builds") not in existing:
         return BuildPlan(
             current, reason="no earlier build is recorded in this warehouse", started_at=started_at
@@ -300,7 +316,7 @@ def plan_build(
         parents = manifest["nodes"][unique_id].get("depends_on", {}).get("nodes", [])
         if any(p in manifest["nodes"] and p not in unchanged for p in parents):
             del unchanged[unique_id]
-    return BuildPlan(current, unchanged, started_at=started_at)
+    return BuildPlan(current, unchanged, started_at=started_at, problems=problems)
 
 
 def record_build(con: Warehouse, plan: BuildPlan, run_results: Mapping[str, Any] | None) -> int:

@@ -109,6 +109,8 @@ def build_changed(
     full = full_build_asked(context.run.tags)
     with warehouse.connection() as con:
         plan = plan_build(con, manifest, project_settings(project.project_dir, BUILD), full=full)
+    for problem in plan.problems:
+        context.log.warning(problem)
     assets_def = context.assets_def
     keys = {
         spec.metadata["dagster_dbt/unique_id"]: spec.key
