@@ -74,11 +74,13 @@ def _prepared(target: str) -> DbtProject:
         os.environ["PATH"] = folder + os.pathsep + os.environ.get("PATH", "")
     project, preparer = dbt_project(), InPlaceManifestPreparer()
     preparer.prepare_if_dev(project)
-    refresh = os.environ.get("CDP_REFRESH_MANIFEST") == "1"
-    inputs = Path(project.target_path) / PARSED_INPUTS
-    if not project.manifest_path.exists() or (refresh and not _parsed_unchanged(inputs)):
-        preparer.prepare(project)
-        inputs.write_text(parse_inputs_digest(), encoding="utf-8")
+    missing = not project.manifest_path.exists()
+    if missing or os.environ.get("CDP_REFRESH_MANIFEST") == "1":
+        inputs, digest = Path(project.target_path) / PARSED_INPUTS, parse_inputs_digest()
+        parsed = inputs.read_text(encoding="utf-8").strip() if inputs.is_file() else None
+        if missing or parsed != digest:
+            preparer.prepare(project)
+            inputs.write_text(digest, encoding="utf-8")
     # dagster-dbt gives each dbt invocation a target folder of its own under DBT_TARGET_PATH and
     # copies the partial-parse file found there into it; pointed at the prepared project, every
     # invocation skips the full parse (7-10 s saved per dbt step of a demo run).
@@ -129,7 +131,3 @@ def parse_inputs_digest(root: Path = PROJECT_ROOT) -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return digest.hexdigest()
-
-
-def _parsed_unchanged(inputs: Path) -> bool:
-    return inputs.is_file() and inputs.read_text(encoding="utf-8").strip() == parse_inputs_digest()
