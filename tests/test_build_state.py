@@ -2,6 +2,7 @@
 DuckDB and PostgreSQL tables, and real Dagster runs after the session's full run, first with
 nothing new and then with rows an outside writer added to one source."""
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from cdp.core.build_state import (
     FULL_BUILD_TAG,
     STATE_SCHEMA,
     clock_passed,
+    descendants,
     on_the_clock,
     plan_build,
     record_build,
@@ -77,14 +79,14 @@ def test_models_on_the_wall_clock_change_with_all_below_them_once_their_time_cam
     prints = {u: "1:1" for u in manifest["sources"]}
     first, second = (signatures(manifest, prints, ["build"]) for _ in range(2))
     assert _changed(first, second) == set()
-    due = signatures(manifest, prints, ["build"], clock_passed={"model.cdp.lead_tasks"})
-    assert _changed(first, due) == _descendants(manifest, "model.cdp.lead_tasks")
+    assert descendants(manifest, {"model.cdp.lead_tasks"}) == _descendants(
+        manifest, "model.cdp.lead_tasks"
+    )
 
 
 def test_a_model_is_due_once_a_time_in_its_table_passed_or_its_build_is_too_old(tmp_path):
     """Real tables: a task due before now but after the last build makes its model due; one
     due later, or before that build, does not; an hourly rule falls due after an hour."""
-    import datetime as dt
 
     def node(name: str, rule: dict) -> dict:
         return {**_node("model", name, []), "config": {"meta": {"cdp_rebuild": rule}}}
@@ -220,6 +222,54 @@ def test_a_recorded_node_is_unchanged_until_its_table_is_dropped_or_a_full_build
     finally:
         con.close()
     assert STATE_SCHEMA in CDP_SCHEMAS  # a PostgreSQL reset drops it with the data
+
+
+def test_a_model_due_by_the_clock_is_built_once_with_what_lies_below_it(tmp_path):
+    """A due time passes after a build: the next plan builds the model and its descendants, and
+    the plan after that build leaves them alone again (not built once more)."""
+    import time
+
+    tasks = _node("model", "tasks", ["source.p.raw.people"])
+    tasks["config"]["meta"] = {"cdp_rebuild": {"after_times_in": "due_at"}}
+    nodes = {
+        "model.p.tasks": tasks,
+        "model.p.alerts": _node("model", "alerts", ["model.p.tasks"]),
+        "model.p.other": _node("model", "other", ["source.p.raw.people"]),
+    }
+    manifest = {
+        "nodes": nodes,
+        "sources": {"source.p.raw.people": {"schema": "main", "identifier": "raw_people"}},
+        "child_map": {
+            "source.p.raw.people": ["model.p.tasks", "model.p.other"],
+            "model.p.tasks": ["model.p.alerts"],
+        },
+        "macros": {},
+        "metadata": {"adapter_type": "duckdb"},
+    }
+    con = DuckDBWarehouse(duckdb.connect(str(tmp_path / "w.duckdb")))
+    try:
+        con.execute("create table raw_people as select 1 as id")
+        con.execute("create table tasks (due_at timestamp)")
+        con.execute("create table alerts as select 1 as id")
+        con.execute("create table other as select 1 as id")
+
+        def build(plan, built):
+            record_build(
+                con, plan, {"results": [{"unique_id": u, "status": "success"} for u in built]}
+            )
+
+        first = plan_build(con, manifest, ["build"])
+        build(first, nodes)
+        con.execute(
+            "insert into tasks values (?)", [first.started_at + dt.timedelta(milliseconds=1)]
+        )
+        time.sleep(0.01)
+        second = plan_build(con, manifest, ["build"])
+        assert set(second.unchanged) == {"model.p.other"}
+        build(second, ["model.p.tasks", "model.p.alerts"])
+        assert set(plan_build(con, manifest, ["build"]).unchanged) == set(nodes)
+    finally:
+        con.close()
 
 
 def test_the_nightly_full_graph_builds_everything(defs):

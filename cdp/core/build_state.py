@@ -211,6 +211,17 @@ def clock_passed(
     return passed
 
 
+def descendants(manifest: Mapping[str, Any], start: Iterable[str]) -> set[str]:
+    """`start` and every node below it (dbt's child map)."""
+    found, todo = set(start), list(start)
+    while todo:
+        for child in manifest.get("child_map", {}).get(todo.pop(), []):
+            if child not in found and child in manifest["nodes"]:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def source_fingerprints(
     con: Warehouse, manifest: Mapping[str, Any], existing: set[tuple[str, str]]
 ) -> dict[str, str]:
@@ -232,15 +243,12 @@ def existing_relations(con: Warehouse) -> set[tuple[str, str]]:
 
 
 def signatures(
-    manifest: Mapping[str, Any],
-    fingerprints: Mapping[str, str],
-    settings: Any,
-    clock_passed: Iterable[str] = (),
+    manifest: Mapping[str, Any], fingerprints: Mapping[str, str], settings: Any
 ) -> dict[str, str]:
     """Every node's signature: its definition, `settings` (the command, the project file) and
-    its parents' signatures; a source's is its fingerprint. Nodes rebuilt every run, and those
-    in `clock_passed`, get a signature of this run alone, which their descendants inherit."""
-    nodes, run, passed = manifest["nodes"], uuid.uuid4().hex, set(clock_passed)
+    its parents' signatures; a source's is its fingerprint. Nodes rebuilt every run get a
+    signature of this run alone, which their descendants inherit."""
+    nodes, run = manifest["nodes"], uuid.uuid4().hex
     metadata = manifest.get("metadata", {})
     # Every macro at once: dispatched implementations are not always in a node's depends_on,
     # and editing a macro is rare beside loading data.
@@ -257,7 +265,7 @@ def signatures(
         found[unique_id] = ""  # a cycle is dbt's to report
         node = nodes[unique_id]
         parents = [signature(p) for p in sorted(node.get("depends_on", {}).get("nodes", []))]
-        nonce = run if rebuilt_every_run(node) or unique_id in passed else ""
+        nonce = run if rebuilt_every_run(node) else ""
         found[unique_id] = _digest(base, unique_id, _definition(manifest, node), parents, nonce)
         return found[unique_id]
 
@@ -290,8 +298,12 @@ def plan_build(
         ).fetchall():
             recorded[unique_id], built_at[unique_id] = (signature, status), built
     problems: list[str] = []
-    passed = clock_passed(con, manifest, built_at, existing, started_at, problems)
-    current = signatures(manifest, fingerprints, settings, passed)
+    # Built again with their descendants, but recorded with the signature of their inputs: a
+    # signature of this run alone would make the next run build them once more.
+    due = descendants(
+        manifest, clock_passed(con, manifest, built_at, existing, started_at, problems)
+    )
+    current = signatures(manifest, fingerprints, settings)
     if full:
         return BuildPlan(
             current, reason="a full build was asked for", started_at=started_at, problems=problems
@@ -303,7 +315,7 @@ def plan_build(
     unchanged = {}
     for unique_id, signature in current.items():
         node = manifest["nodes"][unique_id]
-        if recorded.get(unique_id, ("", ""))[0] != signature:
+        if recorded.get(unique_id, ("", ""))[0] != signature or unique_id in due:
             continue
         materialized = (node.get("config") or {}).get("materialized")
         if not _is_test(node) and materialized != "ephemeral":
