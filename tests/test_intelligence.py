@@ -663,3 +663,58 @@ def test_the_churn_ceiling_from_the_true_parameters_bounds_the_model(warehouse, 
     assert ceiling.oracle_auc > ceiling.recency_auc + 0.01
     assert ceiling.oracle_auc > ceiling.served_auc - 0.01
     assert ceiling.served_auc == round(metrics["churn_auc"], 4)
+    # the process's own forecast from the history knows less than the true parameters, and the
+    # served model, fitted on the data alone, gets as far within the noise of the holdout
+    assert ceiling.oracle_auc > ceiling.process_auc
+    assert 0.01 < ceiling.served_auc_standard_error < 0.1
+    assert ceiling.served_auc > ceiling.process_auc - 2 * ceiling.served_auc_standard_error
+
+
+def test_the_process_forecast_matches_the_churn_it_forecasts():
+    """Customers drawn from the generator's population and process: their histories' forecast
+    churn chance is what happens to them, quintile by quintile, and ranks them below the truth."""
+    import itertools
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from cdp.demo.behaviour import PURCHASES
+    from cdp.intelligence.evaluation import process_churn_chance, true_churn_chance
+    from cdp.intelligence.predict import CHURN_DAYS
+
+    rng = np.random.default_rng(3)
+    rows = []
+    while len(rows) < 4000:
+        newsletter, tickets = rng.random() < 0.4, rng.random() < 0.2
+        rate = (
+            PURCHASES["rate_mean_per_year"]
+            * rng.gamma(PURCHASES["rate_shape"], 1 / PURCHASES["rate_shape"])
+            * np.exp(PURCHASES["rate_intent"] * rng.normal())
+        )
+        dropout = rng.beta(PURCHASES["dropout_a"], PURCHASES["dropout_b"])
+        per_day = rate * np.exp(PURCHASES["rate_newsletter"] * newsletter) / 365
+        leave = min(0.95, dropout + PURCHASES["dropout_support_tickets"] * tickets)
+        first = rng.uniform(0, 700)  # days before the cutoff at 730
+        when, times = first, []
+        while when < 730 + CHURN_DAYS:
+            times.append(when)
+            if rng.random() < leave:
+                break
+            when += rng.exponential(1 / per_day)
+        before = [t for t in times if t < 730]
+        if not before:
+            continue
+        churned = not any(730 <= t < 730 + CHURN_DAYS for t in times)
+        rows.append((len(before), 730 - before[0], 730 - before[-1], rate, dropout, newsletter,
+                     tickets, churned))  # fmt: skip
+    count, age, gap, rate, dropout, newsletter, tickets, churned = map(
+        np.array, zip(*rows, strict=True)
+    )
+    forecast = process_churn_chance(count, age, gap, newsletter, tickets, PURCHASES)
+    edges = np.quantile(forecast, np.linspace(0, 1, 6))
+    for low, high in itertools.pairwise(edges):
+        inside = (forecast >= low) & (forecast <= high)
+        assert abs(churned[inside].mean() - forecast[inside].mean()) < 0.04, (low, high)
+    truth = true_churn_chance(gap, rate, dropout, newsletter, tickets, PURCHASES)
+    assert roc_auc_score(churned, truth) > roc_auc_score(churned, forecast) + 0.02
+    assert roc_auc_score(churned, forecast) > roc_auc_score(churned, gap) + 0.01

@@ -745,10 +745,10 @@ def eval_identity(
 def eval_predictions(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
-    """The churn model's holdout AUC beside the highest a model of purchase history could
-    expect: each customer's true churn chance from the generator's parameters
-    (true_behaviour.csv, true_effects.json in the landing folder), and recency, on the
-    holdout of the latest training run."""
+    """The churn model's holdout AUC beside what the generator's truth allows (true_behaviour.csv,
+    true_effects.json in the landing folder), on the holdout of the latest training run: the
+    ceiling ranks customers by their true parameters' churn chance, the reference by the
+    generator's own forecast from each customer's purchase history; recency beside them."""
     import json
 
     from cdp.intelligence.evaluation import churn_ceiling
@@ -757,13 +757,17 @@ def eval_predictions(
     if as_json:
         typer.echo(json.dumps(ceiling.as_dict(), indent=2))
         return
+    truth = (
+        f"the generator's own forecast from the purchase history {ceiling.process_auc} "
+        f"(the reference), the true parameters {ceiling.oracle_auc} (the ceiling) on "
+        f"{ceiling.with_truth:,} holdout customers"
+    )
     console.print(
-        f"Churn vs. truth: served model AUC {ceiling.served_auc}, recency {ceiling.recency_auc}, "
-        f"the true parameters {ceiling.oracle_auc} (the ceiling) on "
-        f"{ceiling.with_truth:,} holdout customers; the model reaches "
-        f"{ceiling.served_share_of_oracle:.0%} of the ceiling's lift over chance"
+        f"Churn vs. truth: served model AUC {ceiling.served_auc} "
+        f"(± {ceiling.served_auc_standard_error}), recency {ceiling.recency_auc}, {truth}; the "
+        f"model reaches {ceiling.served_share_of_oracle:.0%} of the ceiling's lift over chance"
         if ceiling.served_auc is not None
-        else f"Churn vs. truth: no model trained yet; the ceiling is {ceiling.oracle_auc}"
+        else f"Churn vs. truth: no model trained yet; {truth}"
     )
 
 
