@@ -193,27 +193,46 @@ rules as (
 
 ),
 
-co_purchase_candidates as (
+-- every rule in one order, best first: a profile's candidate is its best-ranked rule, found
+-- by a grouped min over its rules instead of sorting all of them per profile
+ranked_rules as (
+
+    select
+        bought_sku,
+        also_sku,
+        co_buyers,
+        buyers,
+        row_number() over (
+            order by confidence desc, co_buyers desc, also_sku asc, bought_sku asc
+        ) as rule_rank
+    from rules
+
+),
+
+best_rules as (
 
     select
         baskets.profile_id,
-        rules.bought_sku,
-        rules.also_sku as sku,
-        rules.co_buyers,
-        rules.buyers,
-        row_number() over (
-            partition by baskets.profile_id
-            order by
-                rules.confidence desc,
-                rules.co_buyers desc,
-                rules.also_sku asc,
-                rules.bought_sku asc
-        ) as candidate_rank
+        min(ranked_rules.rule_rank) as rule_rank
     from baskets
-    inner join rules on baskets.sku = rules.bought_sku
+    inner join ranked_rules on baskets.sku = ranked_rules.bought_sku
     left join purchases as already_bought
-        on baskets.profile_id = already_bought.profile_id and rules.also_sku = already_bought.sku
+        on baskets.profile_id = already_bought.profile_id and ranked_rules.also_sku = already_bought.sku
     where already_bought.sku is null
+    group by baskets.profile_id
+
+),
+
+co_purchase_candidates as (
+
+    select
+        best_rules.profile_id,
+        ranked_rules.bought_sku,
+        ranked_rules.also_sku as sku,
+        ranked_rules.co_buyers,
+        ranked_rules.buyers
+    from best_rules
+    inner join ranked_rules on best_rules.rule_rank = ranked_rules.rule_rank
 
 ),
 
@@ -276,8 +295,7 @@ recommendations as (
                     || cast(popular.buyers as {{ dbt.type_string() }}) || ')'
         end as recommendation_reason
     from profiles
-    left join co_purchase_candidates as co_purchase
-        on profiles.profile_id = co_purchase.profile_id and co_purchase.candidate_rank = 1
+    left join co_purchase_candidates as co_purchase on profiles.profile_id = co_purchase.profile_id
     left join catalog as bought on co_purchase.bought_sku = bought.sku
     left join top_categories on profiles.profile_id = top_categories.profile_id
     left join popular_candidates as popular
