@@ -49,6 +49,7 @@ class LocalEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str | None = None, inst_data=None):
         self._engines: OrderedDict = OrderedDict()
+        self._tables_found: set[str] = set()
         super().__init__(base_dir or _default_base_dir(), inst_data)
 
     @classmethod
@@ -86,6 +87,17 @@ class LocalEventLogStorage(SqliteEventLogStorage):
         with self._db_lock, self._engine(shard).connect() as conn, conn.begin():
             yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        """Whether the index has the table. Dagster asks before storing every check result, and
+        its own answer opens a new engine on the index each time; a table once there stays
+        (until a wipe), so that answer is kept; a missing one is asked again."""
+        if table_name in self._tables_found:
+            return True
+        if super().has_table(table_name):
+            self._tables_found.add(table_name)
+            return True
+        return False
+
     def _close_all(self) -> None:
         with self._db_lock:
             while self._engines:
@@ -93,6 +105,7 @@ class LocalEventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         self._close_all()  # the run databases' files are deleted
+        self._tables_found.clear()
         super().wipe()
 
     def dispose(self) -> None:

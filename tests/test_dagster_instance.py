@@ -2,10 +2,11 @@
 event log are read by another process (the UI's), and a configuration made by hand stays."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 
-from dagster import AssetKey, DagsterInstance, asset, materialize
+from dagster import AssetCheckResult, AssetKey, DagsterInstance, asset, asset_check, materialize
 
 from orchestration.storage import (
     OPEN_RUN_DATABASES,
@@ -57,6 +58,33 @@ def test_runs_recorded_with_pooled_connections_are_read_by_another_process(tmp_p
         instance.wipe()
         assert instance.get_latest_materialization_event(AssetKey("counted")) is None
         assert instance.all_logs(runs[-1]) == []
+
+
+@asset_check(asset=counted)
+def counted_is_positive() -> AssetCheckResult:
+    return AssetCheckResult(passed=True)
+
+
+def test_check_results_are_stored_and_the_index_tables_answer_as_they_are(tmp_path, monkeypatch):
+    """The index's tables are looked up once when there (Dagster asks before every check
+    result), and again while missing: one created later is found."""
+    home = tmp_path / "dagster_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    local_instance_config(home)
+    with DagsterInstance.from_config(str(home)) as instance:
+        for _ in range(2):
+            assert materialize([counted, counted_is_positive], instance=instance).success
+        check_key = counted_is_positive.check_key
+        executions = instance.event_log_storage.get_asset_check_execution_history(check_key, 10)
+        assert len(executions) == 2
+        storage = instance.event_log_storage
+        assert storage.has_table("asset_check_executions")
+        assert not storage.has_table("cdp_created_later")
+        index = sqlite3.connect(storage.path_for_shard("index"))
+        index.execute("create table cdp_created_later (id integer)")
+        index.commit()
+        index.close()
+        assert storage.has_table("cdp_created_later")
 
 
 def test_an_empty_config_is_filled_and_one_made_by_hand_stays(tmp_path):
