@@ -21,7 +21,8 @@ from cdp.intelligence.audiences import (
     load_audience,
     load_audiences,
 )
-from cdp.intelligence.predict import FEATURES, RUNS, features_as_of, latest_activity
+from cdp.intelligence.predict import FEATURES, features_as_of, latest_activity
+from cdp.intelligence.tables import RUNS
 from tests.conftest import dbt_build
 
 CDP = str(Path(sys.executable).parent / "cdp")
@@ -255,10 +256,10 @@ def test_lead_model_beats_the_rule_score_and_follows_the_true_drivers(warehouse,
     true chance of each lead (true_leads.csv), which the model never sees."""
     from scipy.stats import spearmanr
 
-    from cdp.intelligence import lead_scoring
+    from cdp.intelligence import tables
 
     metric, value, holdout_rows = warehouse.execute(
-        f"select metric, value, holdout_rows from {lead_scoring.RUNS} "
+        f"select metric, value, holdout_rows from {tables.LEAD_RUNS} "
         "order by trained_at desc limit 1"
     ).fetchone()
     metrics = dict(zip(metric, value, strict=True))
@@ -267,13 +268,13 @@ def test_lead_model_beats_the_rule_score_and_follows_the_true_drivers(warehouse,
     assert metrics["model_auc_sal"] > metrics["rule_auc_sal"]
     lift = dict(
         warehouse.execute(
-            f"select decile, lift from {lead_scoring.LIFT} where scorer = 'model'"
+            f"select decile, lift from {tables.LEAD_LIFT} where scorer = 'model'"
         ).fetchall()
     )
     assert sorted(lift) == list(range(1, 11))
     assert lift[1] > 1.4 and lift[1] > lift[10] * 2
     scored = warehouse.execute(
-        f"select contact_id, sal_probability, score_reasons from {lead_scoring.PREDICTIONS}"
+        f"select contact_id, sal_probability, score_reasons from {tables.LEAD_PREDICTIONS}"
     ).fetchall()
     leads = warehouse.execute("select count(*) from marts.lead_scores").fetchone()[0]
     assert len(scored) == leads
@@ -288,7 +289,7 @@ def test_lead_model_beats_the_rule_score_and_follows_the_true_drivers(warehouse,
     rules = {r["name"]: r["points"] for r in project_var("cdp_lead_scoring")["rules"]}
     refitted = dict(
         warehouse.execute(
-            f"select rule_name, calibrated_points from {lead_scoring.CALIBRATION}"
+            f"select rule_name, calibrated_points from {tables.LEAD_CALIBRATION}"
         ).fetchall()
     )
     assert refitted and set(refitted) <= set(rules)
@@ -504,18 +505,20 @@ def test_insights_prints_the_headline_figures(full_run):
     assert "co_purchase" in {r["basis"] for r in figures["preferences"]["recommendations"]}
 
 
-@pytest.mark.parametrize("module", ["predict", "lead_scoring"])
-def test_the_models_inputs_are_every_relation_their_sql_reads(module):
-    """Dagster's deps of the model assets come from INPUTS: it must name what the SQL reads."""
+@pytest.mark.parametrize(
+    ("module", "inputs"), [("predict", "INPUTS"), ("lead_scoring", "LEAD_INPUTS")]
+)
+def test_the_models_inputs_are_every_relation_their_sql_reads(module, inputs):
+    """Dagster's deps of the model assets come from the inputs listed in
+    cdp.intelligence.tables: they must name what the model's SQL reads."""
     import importlib
+
+    from cdp.intelligence import tables
 
     code = importlib.import_module(f"cdp.intelligence.{module}")
     source = Path(code.__file__).read_text(encoding="utf-8")
-    declaration = source[source.index("INPUTS = (") :].split(")", 1)[0]
-    read = set(
-        re.findall(r"\b(?:staging|intermediate|marts)\.\w+", source.replace(declaration, ""))
-    )
-    assert read == set(code.INPUTS)
+    read = set(re.findall(r"\b(?:staging|intermediate|marts)\.\w+", source))
+    assert read == set(getattr(tables, inputs))
 
 
 SLA_VARS = (
@@ -653,7 +656,7 @@ def test_the_churn_ceiling_from_the_true_parameters_bounds_the_model(warehouse, 
     """Ranked by each customer's true churn chance, the training run's holdout gives the
     highest AUC purchase history allows: above recency, and not below the served model."""
     from cdp.intelligence.evaluation import churn_ceiling
-    from cdp.intelligence.predict import latest_metrics
+    from cdp.intelligence.tables import latest_metrics
 
     ceiling = churn_ceiling(warehouse, landing)
     metrics = latest_metrics(warehouse, RUNS)

@@ -690,7 +690,7 @@ def _against_truth(score, what: str):
     import duckdb
 
     from cdp.core.truth import MissingTruth
-    from cdp.intelligence.predict import NotEnoughData
+    from cdp.intelligence.tables import NotEnoughData
 
     try:
         with connect_warehouse(read_only=True) as con:

@@ -32,12 +32,11 @@ from cdp.core.warehouse import Warehouse, as_warehouse
 from cdp.intelligence.predict import (
     CHURN_DAYS,
     CLV_DAYS,
-    RUNS,
     holdout_split,
     latest_activity,
-    latest_metrics,
     training_data,
 )
+from cdp.intelligence.tables import RUNS, latest_metrics
 
 
 @dataclass

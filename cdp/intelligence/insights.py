@@ -5,8 +5,7 @@ attribution and campaign returns, lead routing, preferences, predictions and enr
 from __future__ import annotations
 
 from cdp.core.sql import dict_rows
-from cdp.intelligence import lead_scoring
-from cdp.intelligence.predict import RUNS, latest_metrics
+from cdp.intelligence.tables import LEAD_CALIBRATION, LEAD_LIFT, LEAD_RUNS, RUNS, latest_metrics
 
 ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
 
@@ -113,7 +112,7 @@ def model_metrics(con) -> dict[str, float]:
 def lead_model(con) -> dict:
     """The predictive lead score against the rule score on the newest decided leads: AUC, lift
     by decile, and the rules' points refitted on outcomes. Empty before the first model."""
-    metrics = latest_metrics(con, lead_scoring.RUNS)
+    metrics = latest_metrics(con, LEAD_RUNS)
     if not metrics:
         return {}
     return {
@@ -125,13 +124,13 @@ def lead_model(con) -> dict:
                    max(case when scorer = 'rule' then lift end) as rule_lift,
                    max(case when scorer = 'model' then conversion_rate end) as model_rate,
                    max(case when scorer = 'rule' then conversion_rate end) as rule_rate
-               from {lead_scoring.LIFT} group by decile order by decile""",
+               from {LEAD_LIFT} group by decile order by decile""",
         ),
         "rule_points": dict_rows(
             con,
             f"""select rule_name, configured_points, calibrated_points, fired_leads,
                    conversion_rate_when_fired
-               from {lead_scoring.CALIBRATION} order by calibrated_points desc, rule_name""",
+               from {LEAD_CALIBRATION} order by calibrated_points desc, rule_name""",
         ),
     }
 

@@ -31,15 +31,17 @@ from cdp.core.config import project_var
 from cdp.core.sql import utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
 from cdp.intelligence.explain import top_reasons
-from cdp.intelligence.predict import SCHEMA, NotEnoughData, record_run
+from cdp.intelligence.tables import (
+    LEAD_CALIBRATION,
+    LEAD_LIFT,
+    LEAD_MODEL_VERSION,
+    LEAD_PREDICTIONS,
+    LEAD_RUNS,
+    SCHEMA,
+    NotEnoughData,
+    record_run,
+)
 
-PREDICTIONS = f"{SCHEMA}.lead_predictions"
-RUNS = f"{SCHEMA}.lead_model_runs"
-LIFT = f"{SCHEMA}.lead_score_lift"
-CALIBRATION = f"{SCHEMA}.lead_rule_calibration"
-# Every relation the SQL below reads (Dagster's deps of the asset come from here).
-INPUTS = ("marts.lead_scores", "marts.lead_funnel", "marts.data_as_of")
-MODEL_VERSION = "lead-glm-v1"
 DECIDED_AFTER_DAYS = 90
 MIN_DECIDED_LEADS, MIN_EACH_OUTCOME = 200, 20
 HOLDOUT_SHARE = 0.25
@@ -290,24 +292,26 @@ def _store(con: Warehouse, run: LeadModelRun, scores: pd.DataFrame) -> None:
         "lead_rule_frame": run.calibration.assign(run_id=run.run_id),
     }
     try:
-        record_run(con, RUNS, "holdout_since", run.holdout_since, run, MODEL_VERSION, trained_at)
+        record_run(
+            con, LEAD_RUNS, "holdout_since", run.holdout_since, run, LEAD_MODEL_VERSION, trained_at
+        )
         for name, frame in frames.items():
             con.register(name, frame)
         for table, select in (
             (
-                PREDICTIONS,
+                LEAD_PREDICTIONS,
                 "select contact_id, profile_id, sal_probability, predicted_rank, rule_score, "
                 "score_reasons, model_run_id, ? as model_version, ? as scored_at "
                 "from lead_score_frame",
             ),
             (
-                LIFT,
+                LEAD_LIFT,
                 "select run_id, scorer, decile, leads, converted, conversion_rate, lift, "
                 "mean_score, ? as model_version, ? as trained_at "
                 "from lead_lift_frame",
             ),
             (
-                CALIBRATION,
+                LEAD_CALIBRATION,
                 "select run_id, rule_name, cast(configured_points as integer) as "
                 "configured_points, calibrated_points, fired_leads, conversion_rate_when_fired, "
                 "conversion_rate_otherwise, ? as model_version, ? as trained_at "
@@ -315,7 +319,7 @@ def _store(con: Warehouse, run: LeadModelRun, scores: pd.DataFrame) -> None:
             ),
         ):
             con.execute(f"drop table if exists {table}")
-            con.execute(f"create table {table} as {select}", [MODEL_VERSION, trained_at])
+            con.execute(f"create table {table} as {select}", [LEAD_MODEL_VERSION, trained_at])
         con.execute("commit")
     except Exception:
         con.execute("rollback")

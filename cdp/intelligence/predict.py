@@ -41,21 +41,17 @@ from cdp.core.sql import table_exists, utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
 from cdp.intelligence.explain import top_reasons
 from cdp.intelligence.purchase_model import BetaGeometricNBD, GammaGamma
-
-SCHEMA = "ml"
-PREDICTIONS = f"{SCHEMA}.customer_predictions"
-RUNS = f"{SCHEMA}.model_runs"
-IMPORTANCE = f"{SCHEMA}.feature_importance"
-# Every relation the SQL below reads: Dagster's deps of the predictions come from here, and a
-# test holds this list and the SQL equal.
-INPUTS = (
-    "marts.customer_transactions",
-    "marts.data_as_of",
-    "marts.customer_events",
+from cdp.intelligence.tables import (
+    IMPORTANCE,
+    MODEL_VERSION,
+    PREDICTIONS,
+    RUNS,
+    SCHEMA,
+    NotEnoughData,
+    record_run,
 )
+
 CHURN_DAYS, CLV_DAYS = 180, 365
-# Linear, gradient-boosted and BG/NBD models compete on the holdout; the better one is served.
-MODEL_VERSION = "glm-gbm-bgnbd-v2"
 
 # What each feature means, stored beside its importance so a marketer can read the ranking.
 FEATURES = {
@@ -166,11 +162,6 @@ def latest_activity(con: Warehouse) -> dt.datetime:
 
 
 MIN_TRAINING_CUSTOMERS = 200
-
-
-class NotEnoughData(ValueError):
-    """The warehouse's data cannot support a model (no purchases, too few customers): the
-    step is skipped, the last predictions stay."""
 
 
 @dataclass
@@ -413,44 +404,6 @@ def train_and_score(con: Warehouse, as_of: dt.datetime | None = None, seed: int 
     )
     _store(con, run, scores)
     return run
-
-
-def record_run(con: Warehouse, table: str, time_column: str, time, run, version, trained_at):
-    """Append a training run and its holdout metrics to `table` (created if missing): its id,
-    version, as-of time, `time_column` (what bounds its training data), row counts."""
-    con.execute(
-        f"""create table if not exists {table} (
-            run_id varchar primary key, model_version varchar, trained_at timestamp,
-            as_of timestamp, {time_column} timestamp, train_rows integer,
-            holdout_rows integer, scored_rows integer, metric varchar[],
-            value double precision[])"""
-    )
-    con.execute(
-        f"insert into {table} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            run.run_id,
-            version,
-            trained_at,
-            run.as_of,
-            time,
-            run.train_rows,
-            run.holdout_rows,
-            run.scored,
-            list(run.metrics),
-            list(run.metrics.values()),
-        ],
-    )
-
-
-def latest_metrics(con: Warehouse, table: str = RUNS) -> dict[str, float]:
-    """The newest run's holdout metrics in `table`; empty before the first run."""
-    schema, name = table.split(".")
-    if not table_exists(con, schema, name):
-        return {}
-    found = con.execute(
-        f"select metric, value from {table} order by trained_at desc limit 1"
-    ).fetchone()
-    return dict(zip(found[0], found[1], strict=True)) if found else {}
 
 
 def _store(con: Warehouse, run: TrainingRun, scores: pd.DataFrame) -> None:

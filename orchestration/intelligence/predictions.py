@@ -3,7 +3,6 @@ every customer, and the predictive lead score beside the rule score. Holdout met
 importance land in schema ml and in the assets' metadata; checks compare the models with naive
 baselines and the lead model with the rule score."""
 
-import inspect
 from pathlib import Path
 
 from dagster import (
@@ -25,15 +24,21 @@ from cdp.core.build_state import (
     last_step,
     record_step,
 )
-from cdp.intelligence import lead_scoring, predict
-from cdp.intelligence.predict import (
+from cdp.intelligence import tables
+from cdp.intelligence.tables import (
     IMPORTANCE,
     INPUTS,
+    LEAD_CALIBRATION,
+    LEAD_INPUTS,
+    LEAD_LIFT,
+    LEAD_MODEL_VERSION,
+    LEAD_PREDICTIONS,
+    LEAD_RUNS,
+    MODEL_VERSION,
     PREDICTIONS,
     RUNS,
     NotEnoughData,
     latest_metrics,
-    train_and_score,
 )
 from orchestration.resources import WarehouseResource, warehouse_kind
 from orchestration.transform.dbt import dbt_model_key
@@ -65,18 +70,25 @@ def lead_predictions(models: AssetsDefinition) -> AssetsDefinition:
     @asset(
         key=LEAD_PREDICTIONS_KEY,
         group_name="ml",
-        deps=[dbt_model_key(models, relation.split(".")[-1]) for relation in lead_scoring.INPUTS],
+        deps=[dbt_model_key(models, relation.split(".")[-1]) for relation in LEAD_INPUTS],
         kinds={"scikitlearn", warehouse_kind()},
         description=f"Chance of each lead to be accepted by sales, with its reasons, in "
-        f"`{lead_scoring.PREDICTIONS}`; model and rule score compared on the newest leads in "
-        f"`{lead_scoring.RUNS}` and `{lead_scoring.LIFT}`, the rules' points refitted on "
-        f"outcomes in `{lead_scoring.CALIBRATION}`.",
+        f"`{LEAD_PREDICTIONS}`; model and rule score compared on the newest leads in "
+        f"`{LEAD_RUNS}` and `{LEAD_LIFT}`, the rules' points refitted on "
+        f"outcomes in `{LEAD_CALIBRATION}`.",
     )
     def lead_predictions(
         context: AssetExecutionContext, warehouse: WarehouseResource
     ) -> MaterializeResult:
+        # imported where a model is fitted: it loads scikit-learn (cdp.intelligence.tables)
+        from cdp.intelligence.lead_scoring import train_and_score_leads
+
         run = _trained(
-            context, warehouse, lead_scoring.train_and_score_leads, "lead scores", lead_scoring
+            context,
+            warehouse,
+            train_and_score_leads,
+            "lead scores",
+            (LEAD_INPUTS, LEAD_MODEL_VERSION, LEAD_PREDICTIONS),
         )
         if run is UNCHANGED:
             return MaterializeResult(metadata=UNCHANGED_METADATA)
@@ -109,21 +121,20 @@ UNCHANGED = object()
 UNCHANGED_METADATA = {"rebuilt": False, "why": "inputs and code as at the last training"}
 
 
-def _trained(
-    context: AssetExecutionContext, warehouse: WarehouseResource, train, what: str, module
-):
-    """The training run; UNCHANGED when the tables `module` reads (its INPUTS) and the code of
-    its package are as at the last training (the scores stay); None when the data cannot
-    support a model: an optional stage, the run goes on and the last scores stay (audiences and
-    next best action work without)."""
+def _trained(context: AssetExecutionContext, warehouse: WarehouseResource, train, what: str, model):
+    """The training run; UNCHANGED when the tables the model reads and the code of its package
+    are as at the last training (the scores stay); None when the data cannot support a model:
+    an optional stage, the run goes on and the last scores stay (audiences and next best action
+    work without). `model`: the tables it reads, its version and its predictions' table."""
+    inputs, version, predictions = model
     full = full_build_asked(context.run.tags)
     step = context.asset_key.to_user_string()
     with warehouse.connection() as con:
         # the whole package: a model's module imports others (BG/NBD, the feature SQL)
-        package = Path(inspect.getfile(module)).parent
+        package = Path(tables.__file__).parent
         code = [path.read_text(encoding="utf-8") for path in sorted(package.glob("*.py"))]
-        signature = inputs_signature(con, module.INPUTS, [module.MODEL_VERSION, *code])
-        scores = tuple(module.PREDICTIONS.split("."))
+        signature = inputs_signature(con, inputs, [version, *code])
+        scores = tuple(predictions.split("."))
         last = last_step(con, step)
         kept = scores in existing_relations(con) and last is not None and last[0] == signature
         if kept and not full:
@@ -139,7 +150,11 @@ def _trained(
 
 
 def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResource):
-    run = _trained(context, warehouse, train_and_score, "predictions", predict)
+    from cdp.intelligence.predict import train_and_score  # loads scikit-learn, as above
+
+    run = _trained(
+        context, warehouse, train_and_score, "predictions", (INPUTS, MODEL_VERSION, PREDICTIONS)
+    )
     if run is UNCHANGED:
         return MaterializeResult(metadata=UNCHANGED_METADATA)
     if run is None:
@@ -196,7 +211,7 @@ def models_beat_naive_baselines(warehouse: WarehouseResource) -> AssetCheckResul
 )
 def lead_model_beats_rule_score(warehouse: WarehouseResource) -> AssetCheckResult:
     with warehouse.connection(read_only=True) as con:
-        metrics = latest_metrics(con, lead_scoring.RUNS)
+        metrics = latest_metrics(con, LEAD_RUNS)
     if not metrics:
         return AssetCheckResult(
             passed=True, metadata={"skipped": "no lead model trained yet (not enough outcomes)"}
