@@ -11,8 +11,10 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context, materialize
 
+from cdp.ingest.sources import tables
 from orchestration.activation.syncs import loaded_syncs, sync_asset_key, sync_assets
-from orchestration.ingest.freshness import declared_freshness, freshness_checks
+from orchestration.ingest.freshness import FRESHNESS_CHECK, declared_freshness, freshness_result
+from orchestration.ingest.raw import raw_asset_key
 from orchestration.operations.alerts import run_failure_alert
 from orchestration.project import prepared_dbt_project
 from orchestration.resources import WarehouseResource
@@ -20,10 +22,6 @@ from orchestration.transform.dbt import dbt_models
 from reverse_etl.destinations.hubspot.emulator import HubSpotEmulator
 
 SYNCS = loaded_syncs()
-
-
-def _freshness_checks():
-    return freshness_checks(prepared_dbt_project().manifest_path)
 
 
 class Receiver:
@@ -118,14 +116,6 @@ def _asset_of(name):
     return sync_assets({name: SYNCS[name]}, dbt_models(prepared_dbt_project()))[0]
 
 
-def _freshness_of(table_key):
-    return next(
-        check
-        for check in _freshness_checks()
-        if next(iter(check.check_keys)).asset_key.path == table_key
-    )
-
-
 @pytest.mark.parametrize(
     ("age", "passed", "severity"),
     [
@@ -145,24 +135,26 @@ def test_source_freshness_grades_the_newest_loaded_row(tmp_path, age, passed, se
         loaded = dt.datetime.now(dt.UTC).replace(tzinfo=None) - age
         con.execute("insert into raw.crm__accounts values ('a1', ?)", [loaded])
     con.close()
-    result = _freshness_of(["crm", "accounts"])(
-        warehouse=WarehouseResource(path=str(path), landing_dir=str(tmp_path))
-    )
+    declared = declared_freshness(prepared_dbt_project().manifest_path)[("crm", "accounts")]
+    table = next(t for t in tables() if t.key == "crm__accounts")
+    warehouse = WarehouseResource(path=str(path), landing_dir=str(tmp_path))
+    with warehouse.connection(read_only=True) as con:
+        result = freshness_result(con, table, declared, raw_asset_key(table))
     assert (result.passed, result.severity.value) == (passed, severity)
+    assert result.check_name == FRESHNESS_CHECK
     if age is not None:
         assert result.metadata["warn_after_hours"].value == 48
         assert result.metadata["error_after_hours"].value == 168
 
 
 def test_every_declared_source_freshness_is_an_asset_check(defs):
-    checks = _freshness_checks()
-    checked = {tuple(next(iter(c.check_keys)).asset_key.path) for c in checks}
+    """Each declared freshness is a check of its raw table, run by the freshness job alone
+    (in the table's check step, without its expectations)."""
+    keys = {k for k in defs.resolve_asset_graph().asset_check_keys if k.name == FRESHNESS_CHECK}
     declared = declared_freshness(prepared_dbt_project().manifest_path)
-    assert checked == set(declared) and len(checked) >= 10
+    assert {tuple(k.asset_key.path) for k in keys} == set(declared) and len(keys) >= 10
     job = defs.resolve_job_def("source_freshness")
-    assert job.asset_layer.asset_graph.asset_check_keys >= {
-        key for check in checks for key in check.check_keys
-    }
+    assert job.asset_layer.asset_graph.asset_check_keys == keys
 
 
 def test_a_triggered_sync_runs_when_its_trigger_columns_change_not_on_every_rebuild(

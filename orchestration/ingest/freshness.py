@@ -1,7 +1,8 @@
-"""Source freshness as asset checks, one per raw table whose dbt source declares a freshness:
-the age of its newest loaded row against `warn_after` and `error_after`. They run with every job
-that loads the table and on their own hourly schedule (on by default on PostgreSQL; on DuckDB
-off, since a reader would hold the file while a run wants to write it)."""
+"""Source freshness as an asset check of each raw table whose dbt source declares a freshness
+(in the table's check step, orchestration.ingest.raw): the age of its newest loaded row against
+`warn_after` and `error_after`. They run with every job that loads the table and on their own
+hourly schedule (on by default on PostgreSQL; on DuckDB off, since a reader would hold the file
+while a run wants to write it)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,20 @@ import json
 from pathlib import Path
 
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
-    AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
     AssetSelection,
     DefaultScheduleStatus,
     ScheduleDefinition,
-    asset_check,
     define_asset_job,
 )
 
 from cdp.core.warehouse import target as warehouse_target
 from cdp.ingest.load import raw_relation
-from cdp.ingest.sources import Table, tables
-from orchestration.ingest.raw import raw_asset_key
-from orchestration.resources import WarehouseResource
+from cdp.ingest.sources import Table
 
 _PERIODS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -48,57 +48,54 @@ def _seconds(after: dict | None) -> float | None:
     return float(after["count"]) * _PERIODS[after.get("period", "day")]
 
 
-def _freshness_check(table: Table, freshness: dict) -> AssetChecksDefinition:
-    warn, error = _seconds(freshness.get("warn_after")), _seconds(freshness.get("error_after"))
+FRESHNESS_CHECK = "source_freshness"
 
-    @asset_check(
-        asset=raw_asset_key(table),
-        name="source_freshness",
+
+def freshness_check_spec(table: Table, asset_key: AssetKey) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        FRESHNESS_CHECK,
+        asset=asset_key,
         description=f"The newest row of raw.{table.key} is younger than the source's declared "
         "freshness (warn_after, error_after in its _sources.yml).",
         blocking=False,
     )
-    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
-        with warehouse.connection() as con:
-            newest = con.execute(f"select max(_loaded_at) from {raw_relation(table)}").fetchone()[0]
-        if newest is None:
-            return AssetCheckResult(
-                passed=False,
-                severity=AssetCheckSeverity.ERROR,
-                description="nothing has been loaded yet",
-            )
-        if newest.tzinfo is not None:
-            newest = newest.astimezone(dt.UTC).replace(tzinfo=None)
-        age = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - newest).total_seconds()
-        late_error = error is not None and age > error
-        late = late_error or (warn is not None and age > warn)
+
+
+def freshness_result(con, table: Table, freshness: dict, asset_key: AssetKey) -> AssetCheckResult:
+    """The age of the table's newest loaded row graded against `freshness` (dbt's config)."""
+    warn, error = _seconds(freshness.get("warn_after")), _seconds(freshness.get("error_after"))
+    newest = con.execute(f"select max(_loaded_at) from {raw_relation(table)}").fetchone()[0]
+    if newest is None:
         return AssetCheckResult(
-            passed=not late,
-            severity=AssetCheckSeverity.ERROR if late_error else AssetCheckSeverity.WARN,
-            metadata={
-                "newest_row_loaded_at": newest.isoformat(sep=" ", timespec="seconds"),
-                "age_hours": round(age / 3600, 2),
-                "warn_after_hours": round(warn / 3600, 2) if warn else None,
-                "error_after_hours": round(error / 3600, 2) if error else None,
-            },
+            asset_key=asset_key,
+            check_name=FRESHNESS_CHECK,
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description="nothing has been loaded yet",
         )
+    if newest.tzinfo is not None:
+        newest = newest.astimezone(dt.UTC).replace(tzinfo=None)
+    age = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - newest).total_seconds()
+    late_error = error is not None and age > error
+    late = late_error or (warn is not None and age > warn)
+    return AssetCheckResult(
+        asset_key=asset_key,
+        check_name=FRESHNESS_CHECK,
+        passed=not late,
+        severity=AssetCheckSeverity.ERROR if late_error else AssetCheckSeverity.WARN,
+        metadata={
+            "newest_row_loaded_at": newest.isoformat(sep=" ", timespec="seconds"),
+            "age_hours": round(age / 3600, 2),
+            "warn_after_hours": round(warn / 3600, 2) if warn else None,
+            "error_after_hours": round(error / 3600, 2) if error else None,
+        },
+    )
 
-    return _check
 
-
-def freshness_checks(manifest_path: Path) -> list[AssetChecksDefinition]:
-    declared = declared_freshness(manifest_path)
-    return [
-        _freshness_check(table, declared[(table.source, table.name)])
-        for table in tables()
-        if (table.source, table.name) in declared
-    ]
-
-
-def freshness_job(checks: list[AssetChecksDefinition]):
+def freshness_job(check_keys: list[AssetCheckKey]):
     return define_asset_job(
         "source_freshness",
-        selection=AssetSelection.checks(*checks),
+        selection=AssetSelection.checks(*check_keys),
         description="Check every source's freshness, without loading anything.",
     )
 
