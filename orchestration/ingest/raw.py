@@ -150,12 +150,10 @@ def _check_name(expectation: Expectation) -> str:
     return f"ge_{expectation.kind}_{expectation.column}"
 
 
-def _expectation_result(con, table: Table, expectation: Expectation, full: bool):
-    """The expectation's result: run again only when the table's rows or the expectation
-    changed since its last run (or a full build is asked)."""
+def _expectation_result(con, table: Table, expectation: Expectation, signature: str, full: bool):
+    """The expectation's result: run again only when `signature` (the table's rows and its
+    expectations) changed since its last run, or a full build is asked."""
     step = f"{table.key}:{_check_name(expectation)}"
-    # the table's rows and the expectation: the same answer while neither changes
-    signature = inputs_signature(con, [f"{RAW_SCHEMA}.{table.key}"], repr(expectation))
     last = last_step(con, step)
     if last is not None and last[0] == signature and not full:
         return AssetCheckResult(
@@ -191,11 +189,17 @@ def _table_checks(table: Table, freshness: dict | None) -> AssetChecksDefinition
     @multi_asset_check(specs=specs, name=f"{table.key}_checks", can_subset=True)
     def _checks(context: AssetCheckExecutionContext, warehouse: WarehouseResource):
         selected = {check.name for check in context.selected_asset_check_keys}
+        expectations = [e for e in table.expectations if _check_name(e) in selected]
         full = full_build_asked(context.run.tags)
         with warehouse.connection() as con:
-            for expectation in table.expectations:
-                if _check_name(expectation) in selected:
-                    yield _expectation_result(con, table, expectation, full)
+            if expectations:
+                # the table's rows, read once for all its expectations: the same answers
+                # while neither changes
+                signature = inputs_signature(
+                    con, [f"{RAW_SCHEMA}.{table.key}"], repr(table.expectations)
+                )
+            for expectation in expectations:
+                yield _expectation_result(con, table, expectation, signature, full)
             if freshness and FRESHNESS_CHECK in selected:
                 yield freshness_result(con, table, freshness, key)
 
