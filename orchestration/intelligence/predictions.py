@@ -88,7 +88,9 @@ def lead_predictions(models: AssetsDefinition) -> AssetsDefinition:
             warehouse,
             train_and_score_leads,
             "lead scores",
-            (LEAD_INPUTS, LEAD_MODEL_VERSION, LEAD_PREDICTIONS),
+            inputs=LEAD_INPUTS,
+            version=LEAD_MODEL_VERSION,
+            predictions=LEAD_PREDICTIONS,
         )
         if run is UNCHANGED:
             return MaterializeResult(metadata=UNCHANGED_METADATA)
@@ -121,12 +123,20 @@ UNCHANGED = object()
 UNCHANGED_METADATA = {"rebuilt": False, "why": "inputs and code as at the last training"}
 
 
-def _trained(context: AssetExecutionContext, warehouse: WarehouseResource, train, what: str, model):
-    """The training run; UNCHANGED when the tables the model reads and the code of its package
-    are as at the last training (the scores stay); None when the data cannot support a model:
-    an optional stage, the run goes on and the last scores stay (audiences and next best action
-    work without). `model`: the tables it reads, its version and its predictions' table."""
-    inputs, version, predictions = model
+def _trained(
+    context: AssetExecutionContext,
+    warehouse: WarehouseResource,
+    train,
+    what: str,
+    *,
+    inputs: tuple[str, ...],
+    version: str,
+    predictions: str,
+):
+    """The training run; UNCHANGED when the tables the model reads (`inputs`), its `version`
+    and the code of its package are as at the last training and its `predictions` table is
+    there (the scores stay); None when the data cannot support a model: an optional stage, the
+    run goes on and the last scores stay (audiences and next best action work without)."""
     full = full_build_asked(context.run.tags)
     step = context.asset_key.to_user_string()
     with warehouse.connection() as con:
@@ -153,7 +163,13 @@ def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResourc
     from cdp.intelligence.predict import train_and_score  # loads scikit-learn, as above
 
     run = _trained(
-        context, warehouse, train_and_score, "predictions", (INPUTS, MODEL_VERSION, PREDICTIONS)
+        context,
+        warehouse,
+        train_and_score,
+        "predictions",
+        inputs=INPUTS,
+        version=MODEL_VERSION,
+        predictions=PREDICTIONS,
     )
     if run is UNCHANGED:
         return MaterializeResult(metadata=UNCHANGED_METADATA)
