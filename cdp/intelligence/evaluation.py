@@ -76,18 +76,27 @@ def _person_of_profile(con: Warehouse, landing: Path) -> pd.DataFrame:
     return counted.drop_duplicates("profile_id", keep="last").join(flags, on="person_id")
 
 
-def true_churn_chance(
-    days_since_last_purchase, rate_per_year, dropout, newsletter, tickets, effects: dict
-) -> np.ndarray:
-    """P(no purchase in the next CHURN_DAYS) under the generator's process and parameters."""
+def _with_drivers(rate_per_year, dropout, newsletter, tickets, effects: dict):
+    """The purchase rate per day and the chance to leave after a purchase, as the generator
+    moves them: a newsletter raises the rate, support tickets the dropout."""
     per_day = (
         np.asarray(rate_per_year, float)
         * np.exp(effects["rate_newsletter"] * np.asarray(newsletter, float))
         / 365
     )
     leave = np.minimum(
-        0.95, np.asarray(dropout, float) + effects["dropout_support_tickets"] * np.asarray(tickets)
+        0.95,
+        np.asarray(dropout, float)
+        + effects["dropout_support_tickets"] * np.asarray(tickets, float),
     )
+    return per_day, leave
+
+
+def true_churn_chance(
+    days_since_last_purchase, rate_per_year, dropout, newsletter, tickets, effects: dict
+) -> np.ndarray:
+    """P(no purchase in the next CHURN_DAYS) under the generator's process and parameters."""
+    per_day, leave = _with_drivers(rate_per_year, dropout, newsletter, tickets, effects)
     stay = (1 - leave) * np.exp(-per_day * np.asarray(days_since_last_purchase, float))
     alive = stay / (stay + leave)
     return 1 - alive * (1 - np.exp(-per_day * CHURN_DAYS))
@@ -108,19 +117,19 @@ def process_churn_chance(
     every purchase, the first included, the customer may leave."""
     rng = np.random.default_rng(7)
     shape = effects["rate_shape"]
-    rate = (
+    rate_per_year = (
         effects["rate_mean_per_year"]
         * rng.gamma(shape, 1 / shape, draws)
         * np.exp(effects["rate_intent"] * rng.normal(size=draws))
-        / 365
     )
     base_dropout = rng.beta(effects["dropout_a"], effects["dropout_b"], draws)
     chances = []
     for count, age, gap, subscribed, ticketed in zip(
         purchase_count, tenure_days, days_since_last_purchase, newsletter, tickets, strict=True
     ):
-        per_day = rate * np.exp(effects["rate_newsletter"] * float(subscribed))
-        leave = np.minimum(0.95, base_dropout + effects["dropout_support_tickets"] * ticketed)
+        per_day, leave = _with_drivers(
+            rate_per_year, base_dropout, float(subscribed), float(ticketed), effects
+        )
         repeat, last = float(count) - 1, float(age) - float(gap)
         common = repeat * (np.log1p(-leave) + np.log(per_day))
         stayed = common + np.log1p(-leave) - per_day * float(age)
