@@ -2,6 +2,7 @@
 only names and birth dates (no postcode, no email, no address) trains and links."""
 
 import csv
+import json
 import re
 
 import duckdb
@@ -10,7 +11,9 @@ import pytest
 
 from cdp.identity.benchmarks import _febrl_folder
 from cdp.identity.matching import (
+    CANDIDATES_VIEW,
     _blocking_rules,
+    _changed_and_their_neighbours,
     _connection,
     _linker,
     _settings,
@@ -168,6 +171,55 @@ def test_a_source_with_few_or_no_candidates_gives_typed_matches(records, tmp_pat
     ]  # fmt: skip
     if records == 60:  # sorted by key: 30 originals, each beside its duplicate
         assert matches.aggregate("count(*)").fetchall()[0][0] >= 15
+
+
+def test_an_incremental_pass_scores_new_records_as_among_all_candidates(tmp_path):
+    """The incremental pass takes from the warehouse only the changed records and those a
+    blocking rule pairs with them, with the term frequencies of every candidate: its pairs are,
+    to the last digit, those of scoring every candidate with the changed ones flagged. A rule
+    that is not SQL over the candidates (an override's) falls back to every candidate."""
+    frame = _febrl1_names_and_dates().sort_values("record_key", ignore_index=True)
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.register("candidates", frame)
+    this = "intermediate.int_identity_matches"
+
+    def run():
+        pairs = score_incrementally(
+            con, schema="intermediate", this=this, candidates=con.table("candidates"), floor=0.5
+        )
+        con.register("cdp_pairs", pairs.df())  # as dbt writes the model's table
+        con.execute(f"create or replace table {this} as from cdp_pairs")
+        return con.sql(f"select * from {this}").df()
+
+    run()
+    changed = frame.record_key.str.contains(r"-(?:1|3)\d-")  # about a fifth of the records
+    con.execute(
+        "delete from intermediate.identity_match_scored where regexp_matches(record_key, ?)",
+        [r"-(?:1|3)\d-"],
+    )
+    after = run()
+    state = con.sql("select * from intermediate.identity_match_model").df().iloc[0]
+    assert state["last_run_mode"] == "incremental"
+    assert state["last_run_scored_records"] == changed.sum() > 0
+    model = json.loads(state["model_json"])
+    touching = after.record_key_l.isin(frame.record_key[changed]) | after.record_key_r.isin(
+        frame.record_key[changed]
+    )
+    expected = score_pairs(frame, floor=0.5, model=model, changed=changed)
+    key = ["record_key_l", "record_key_r"]
+    pd.testing.assert_frame_equal(
+        after[touching].sort_values(key, ignore_index=True),
+        expected.sort_values(key, ignore_index=True),
+    )
+
+    con.register(CANDIDATES_VIEW, con.table("candidates"))
+    pulled, frequencies = _changed_and_their_neighbours(con, model)
+    assert pulled.is_changed.sum() == changed.sum() and len(pulled) < len(frame)
+    assert set(frequencies) == {"first_name_key", "last_name_key"}
+    phonetic = {**model, "blocking_rules_to_generate_predictions": [
+        "l.first_name_key_sounds = r.first_name_key_sounds"]}  # fmt: skip
+    pulled, frequencies = _changed_and_their_neighbours(con, phonetic)
+    assert len(pulled) == len(frame) and frequencies is None
 
 
 def test_the_us_data_set_is_written_the_same_way_twice_and_declared_validly(tmp_path):

@@ -750,10 +750,13 @@ def score_pairs(
     floor: float = 0.5,
     model: dict | None = None,
     changed: pd.Series | None = None,
+    term_frequencies: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Score every blocked pair at or above `floor`. Without `model`, train on the candidates
     themselves; with `changed` (a boolean per candidate), score only the pairs that hold at
-    least one changed record."""
+    least one changed record. `term_frequencies` (column: frame of the value and tf_<column>)
+    stand for those Splink would count over `candidates`: the frame can then be a part of the
+    candidates and its pairs weigh as among all of them."""
     if len(candidates) < 2:
         return no_pairs()
     model = model or trained_model(candidates)
@@ -774,6 +777,10 @@ def score_pairs(
     con = _connection()
     try:
         linker = _linker(con, frame, {**model, "blocking_rules_to_generate_predictions": rules})
+        for column, table in (term_frequencies or {}).items():
+            linker.table_management.register_term_frequency_lookup(
+                linker.table_management.register_table(table, f"cdp_tf_{column}"), column
+            )
         frame = linker.inference.predict(threshold_match_probability=floor).as_pandas_dataframe()
     finally:
         con.close()
@@ -913,14 +920,14 @@ def score_incrementally(
             anti join cdp_stale_records as l on l.record_key = record_key_l
             anti join cdp_stale_records as r on r.record_key = record_key_r"""
         if scored_records:
-            frame = con.sql(
-                f"""select candidates.*, changed.record_key is not null as is_changed
-                from {CANDIDATES_VIEW} as candidates
-                left join cdp_changed_candidates as changed using (record_key)
-                order by record_key"""
-            ).df()
+            frame, term_frequencies = _changed_and_their_neighbours(con, model)
             changed = frame.pop("is_changed")
-            con.register("cdp_new_pairs", score_pairs(frame, floor, model=model, changed=changed))
+            con.register(
+                "cdp_new_pairs",
+                score_pairs(
+                    frame, floor, model=model, changed=changed, term_frequencies=term_frequencies
+                ),
+            )
             kept += f" union all select {', '.join(PAIR_COLUMNS)} from cdp_new_pairs"
         # In a temp table: counted, then copied as the model's table (it replaces the one read).
         con.execute(f"create or replace temp table cdp_matches as {kept}")
@@ -936,6 +943,62 @@ def score_incrementally(
     _replace_table(con, schema, SCORED_TABLE, con.table("cdp_candidate_hashes"))
     _replace_table(con, schema, MODEL_TABLE, pd.DataFrame([run]))
     return pairs
+
+
+def _changed_and_their_neighbours(
+    con: duckdb.DuckDBPyConnection, model: dict
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame] | None]:
+    """The changed candidates (cdp_changed_candidates) and those one of the model's blocking
+    rules pairs with one of them, either side, flagged is_changed; with the term frequencies of
+    every candidate, so their pairs score as among all candidates. Only these leave the
+    warehouse: at 10M source records the 1.1M candidates cost more to pull and prepare for
+    Splink than scoring the new pairs. Every candidate, and no frequencies, where a rule or a
+    frequency column is not SQL over the candidates' own columns (var cdp_matching's rules)."""
+    rules = [
+        rule["blocking_rule"] if isinstance(rule, dict) else rule
+        for rule in model["blocking_rules_to_generate_predictions"]
+    ]
+    tf_columns = sorted(
+        {
+            level["tf_adjustment_column"]
+            for comparison in model["comparisons"]
+            for level in comparison["comparison_levels"]
+            if level.get("tf_adjustment_column")
+        }
+    )
+    flagged = f"""select candidates.*, changed.record_key is not null as is_changed
+        from {CANDIDATES_VIEW} as candidates
+        left join cdp_changed_candidates as changed using (record_key)"""
+    try:
+        con.execute(
+            f"""create or replace temp table cdp_changed_rows as
+            select * from {CANDIDATES_VIEW} semi join cdp_changed_candidates using (record_key)"""
+        )
+        neighbours = " union ".join(
+            f"select r.record_key from cdp_changed_rows as l inner join {CANDIDATES_VIEW} as r "
+            f"on {rule} union select l.record_key from {CANDIDATES_VIEW} as l "
+            f"inner join cdp_changed_rows as r on {rule}"
+            for rule in rules
+        )
+        con.execute(
+            "create or replace temp table cdp_near_changed as "
+            f"select record_key from cdp_changed_rows union {neighbours}"
+        )
+        term_frequencies = {
+            column: con.sql(
+                f"""select {quote(column)}, cast(count(*) as double)
+                    / cast(sum(count(*)) over () as double) as {quote("tf_" + column)}
+                from {CANDIDATES_VIEW} where {quote(column)} is not null group by 1"""
+            ).df()
+            for column in tf_columns
+        }
+    except duckdb.Error:
+        return con.sql(f"{flagged} order by record_key").df(), None
+    frame = con.sql(
+        f"{flagged} semi join cdp_near_changed as near on near.record_key = candidates.record_key "
+        "order by record_key"
+    ).df()
+    return frame, term_frequencies
 
 
 def _replace_table(
