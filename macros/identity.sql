@@ -151,6 +151,15 @@ components as (
     cast(sum(hash({{ columns | join(', ') }})) as {{ dbt.type_string() }})
 {%- endmacro %}
 
+{#- Whether a record of int_identity_records (as `alias`) is compared by the probabilistic
+    matcher (int_match_candidates): it has a name, an email or a birth date. -#}
+{% macro is_match_candidate(alias) -%}
+    ({{ alias }}.last_name is not null
+        or {{ alias }}.first_name is not null
+        or {{ alias }}.email is not null
+        or {{ alias }}.birth_date is not null)
+{%- endmacro %}
+
 {#- The marts keyed by profile are incremental: a run recomputes the profiles whose records were
     (re)assigned since the mart's newest profile_updated_at (every profile on a full build), and
     their post-hook drops profiles that no longer exist. -#}
