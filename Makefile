@@ -24,13 +24,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 manifest: install
-	$(BIN)/dbt parse --quiet --profiles-dir . --target-path target/$${CDP_TARGET:-duckdb}
+	$(BIN)/cdp prepare
 
 # The output is kept in logs/demo.log too: `make readme` renders the README's figures from it.
+# dbt parses the project (as a deployment does before runs) while the data is generated.
 demo: install
 	@mkdir -p logs  # cdp run writes $(DAGSTER_HOME)/dagster.yaml where it is missing
 	@set -o pipefail; { \
+		$(BIN)/cdp prepare > logs/prepare.log 2>&1 & \
 		$(BIN)/cdp generate --people $(PEOPLE) --seed $(SEED) --out $(CDP_LANDING) \
+		&& { wait $$!; prepared=$$?; cat logs/prepare.log; [ $$prepared = 0 ]; } \
 		&& $(BIN)/cdp run --emulate-apis \
 		&& $(BIN)/cdp insights \
 		&& $(BIN)/cdp eval identity \

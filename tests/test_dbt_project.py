@@ -3,6 +3,9 @@ what the loader declares."""
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +150,15 @@ def test_the_manifest_is_parsed_again_only_when_what_dbt_reads_changed(tmp_path,
     assert with_macro != first
     model.write_text(model.read_text() + " -- edited")
     assert parse_inputs_digest(root) != with_macro
+
+
+def test_prepare_parses_once_and_then_finds_the_manifest_unchanged():
+    """`cdp prepare` (run by `make demo` beside the data generation, by a deployment when it
+    builds) leaves the manifest a run finds ready: a second call parses nothing."""
+    prepare = [str(Path(sys.executable).parent / "cdp"), "prepare"]
+    first = subprocess.run(prepare, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert first.returncode == 0, first.stderr
+    manifest = prepared_dbt_project().manifest_path
+    assert re.search(rf"dbt manifest (parsed|unchanged): {re.escape(str(manifest))}", first.stderr)
+    again = subprocess.run(prepare, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert again.returncode == 0 and "dbt manifest unchanged" in again.stderr, again.stderr

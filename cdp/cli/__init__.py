@@ -316,6 +316,31 @@ def ui(
     raise typer.Exit(0 if stopping else code)
 
 
+@app.command()
+def prepare() -> None:
+    """Parse the dbt project for the warehouse target (CDP_TARGET) into target/<target>/, when
+    anything dbt reads changed since the last parse: what `cdp run` and `dagster dev` would do
+    first. A deployment runs it once when it builds, so that runs start at once; `make demo`
+    runs it while it generates the data. Exit 0 when the manifest is ready, 1 when dbt cannot
+    parse the project."""
+    os.environ["CDP_REFRESH_MANIFEST"] = "1"
+    from orchestration.project import dbt_project, prepared_dbt_project
+
+    manifest = dbt_project().manifest_path
+    before = manifest.stat().st_mtime_ns if manifest.exists() else None
+    started = time.perf_counter()
+    from dagster_dbt.errors import DagsterDbtCliRuntimeError
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # dbt's own lines, apart from the result
+            prepared_dbt_project()
+    except DagsterDbtCliRuntimeError:
+        console.print("[red]cdp prepare: dbt could not parse the project: its error is above[/red]")
+        raise typer.Exit(1) from None
+    state = "unchanged" if manifest.stat().st_mtime_ns == before else "parsed"
+    console.print(f"dbt manifest {state}: {manifest} ({time.perf_counter() - started:.1f} s)")
+
+
 @sources_app.command("check")
 def sources_check(
     file: Path = typer.Argument(..., help="The source YAML to check."),
