@@ -324,13 +324,13 @@ def prepare() -> None:
     runs it while it generates the data. Exit 0 when the manifest is ready, 1 when dbt cannot
     parse the project."""
     os.environ["CDP_REFRESH_MANIFEST"] = "1"
+    from dagster_dbt.errors import DagsterDbtCliRuntimeError
+
     from orchestration.project import dbt_project, prepared_dbt_project
 
     manifest = dbt_project().manifest_path
     before = manifest.stat().st_mtime_ns if manifest.exists() else None
     started = time.perf_counter()
-    from dagster_dbt.errors import DagsterDbtCliRuntimeError
-
     try:
         with contextlib.redirect_stdout(sys.stderr):  # dbt's own lines, apart from the result
             prepared_dbt_project()
