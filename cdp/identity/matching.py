@@ -834,10 +834,17 @@ RETRAIN_GROWTH = 0.25
 CANDIDATES_VIEW = "cdp_match_candidates"
 
 
+# Columns of int_match_candidates that are bookkeeping, not comparison keys: the record's
+# fingerprint of what its keys were made from changes with a spelling the keys fold away, or with
+# an edit of the keying SQL that leaves the keys as they were, and would rescore those records.
+NOT_COMPARED = ("record_key", "input_fingerprint")
+
+
 def candidate_hashes_sql(con: duckdb.DuckDBPyConnection, relation: str) -> str:
     """SQL for record_key, candidate_hash: one number per candidate that changes when any of
     its comparison keys changes (DuckDB's 64-bit hash over them)."""
-    keys = [c for c in con.sql(f"select * from {relation} limit 0").columns if c != "record_key"]
+    columns = con.sql(f"select * from {relation} limit 0").columns
+    keys = [c for c in columns if c not in NOT_COMPARED]
     return (
         f"select record_key, hash({', '.join(quote(c) for c in keys)}) as candidate_hash "
         f"from {relation}"
