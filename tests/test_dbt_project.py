@@ -65,7 +65,8 @@ def test_every_model_and_column_is_documented_and_every_model_keyed(manifest, wa
         documented = {c: v["description"] for c, v in model["columns"].items()}
         assert set(actual) == set(documented), model["name"]
         assert all(documented.values()), model["name"]
-        # Keyed: the first column unique and not null, or a tested unique column combination.
+        # Keyed: the first column unique and not null (primary_key tests both), or a tested
+        # unique column combination.
         key = actual[0]
         attached = [
             t
@@ -74,7 +75,8 @@ def test_every_model_and_column_is_documented_and_every_model_keyed(manifest, wa
         ]
         on_key = {t["test_metadata"]["name"] for t in attached if t.get("column_name") == key}
         combined = any(t["test_metadata"]["name"] == "unique_combination" for t in attached)
-        assert {"unique", "not_null"} <= on_key or combined, model["name"]
+        keyed = "primary_key" in on_key or {"unique", "not_null"} <= on_key
+        assert keyed or combined, model["name"]
 
 
 def test_personal_data_columns_are_tagged(manifest):

@@ -70,7 +70,7 @@ def test_dbt_tests_and_great_expectations_run_as_asset_checks(defs):
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert ("crm/contacts", "ge_match_regex_email") in checks
     assert ("support/tickets", "ge_in_set_priority") in checks
-    assert ("staging/stg_crm__contacts", "unique_stg_crm__contacts_contact_id") in checks
+    assert ("staging/stg_crm__contacts", "primary_key_stg_crm__contacts_contact_id") in checks
     assert len(checks) > 100
 
 

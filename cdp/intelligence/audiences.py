@@ -189,7 +189,7 @@ def models_yml(audiences: dict[str, Audience]) -> str:
                     {
                         "name": "profile_id",
                         "description": "Member profile.",
-                        "data_tests": ["unique", "not_null"],
+                        "data_tests": ["primary_key"],
                     },
                     {"name": "audience", "description": "Audience name."},
                 ],
@@ -203,7 +203,7 @@ def models_yml(audiences: dict[str, Audience]) -> str:
                 {
                     "name": "membership_id",
                     "description": "audience|profile_id.",
-                    "data_tests": ["unique", "not_null"],
+                    "data_tests": ["primary_key"],
                 },
                 {
                     "name": "audience",
