@@ -459,7 +459,18 @@ def _connection() -> duckdb.DuckDBPyConnection:
 PRIOR_BOUNDS = (1e-12, 1 - 1e-6)
 
 
-def _linker(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame, settings):
+def _as_table(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, name: str) -> str:
+    """The frame as a table of Splink's DuckDB, copied once: each of a training's linkers would
+    read a registered pandas frame again, through a replacement scan of its Python objects."""
+    con.register("cdp_frame_to_copy", frame)
+    try:
+        con.execute(f"create or replace table {name} as select * from cdp_frame_to_copy")
+    finally:
+        con.unregister("cdp_frame_to_copy")
+    return name
+
+
+def _linker(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame | str, settings):
     from splink import DuckDBAPI, Linker
 
     logging.getLogger("splink").setLevel(logging.WARNING)
@@ -488,7 +499,8 @@ def trained_model(
     con = _connection()
     try:
         frame = _splink_frame(candidates)
-        linker = _linker(con, frame, _settings(present, overrides))
+        table = _as_table(con, frame, "cdp_training_frame")
+        linker = _linker(con, table, _settings(present, overrides))
         training = linker.training
         # Only where EM starts: u is counted again over U_SAMPLE_PAIRS after it
         # (_u_among_non_matches). 5e6 pairs here gave the same edges on the demo, FEBRL3 and the
@@ -503,15 +515,22 @@ def trained_model(
                         rules, recall=PRIOR_RECALL
                     )
                 )
-        model = _expectation_maximisation(con, linker, frame, present, overrides, len(candidates))
+        model = _expectation_maximisation(con, linker, table, present, overrides, len(candidates))
         # Once more with u counted among the random pairs that are not matches.
         model = _u_among_non_matches(con, frame, model)
+        # the prior is found once m and u are final, below
         model = _expectation_maximisation(
-            con, _linker(con, frame, model), frame, present, overrides, len(candidates)
+            con,
+            _linker(con, table, model),
+            table,
+            present,
+            overrides,
+            len(candidates),
+            with_prior=False,
         )
         model = _given_the_family_name(model)
         if "probability_two_random_records_match" not in overrides:
-            linker = _linker(con, frame, model)
+            linker = _linker(con, table, model)
             prior = _try(lambda: _prior_at_fixed_point(con, linker, len(candidates), model))
             if prior is not None:
                 model["probability_two_random_records_match"] = prior
@@ -594,8 +613,11 @@ def _seen_agreeing(session) -> set[str]:
     }
 
 
-def _expectation_maximisation(con, linker, frame, present, overrides: dict, records: int) -> dict:
-    """m by EM sessions over the filled keys (u held), then the prior at its fixed point."""
+def _expectation_maximisation(
+    con, linker, table: str, present, overrides: dict, records: int, with_prior: bool = True
+) -> dict:
+    """m by EM sessions over the filled keys (u held), then (`with_prior`) the prior at its
+    fixed point."""
     from splink import block_on
 
     # A session trains every comparison but those over the keys it blocks on, and of those
@@ -616,14 +638,14 @@ def _expectation_maximisation(con, linker, frame, present, overrides: dict, reco
             )
         )
         if session is None:
-            linker = _linker(con, frame, before)
+            linker = _linker(con, table, before)
         else:
             untrained -= _seen_agreeing(session) - blocked
         if not untrained:
             break
     model = _m_at_least(linker.misc.save_model_to_json(), 1 / max(records, 1))
-    if "probability_two_random_records_match" not in overrides:
-        linker = _linker(con, frame, model)
+    if with_prior and "probability_two_random_records_match" not in overrides:
+        linker = _linker(con, table, model)
         prior = _try(lambda: _prior_at_fixed_point(con, linker, records, model))
         if prior is not None:
             model["probability_two_random_records_match"] = prior
