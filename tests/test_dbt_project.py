@@ -2,11 +2,14 @@
 what the loader declares."""
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from cdp.core.config import PROJECT_ROOT
@@ -77,6 +80,37 @@ def test_every_model_and_column_is_documented_and_every_model_keyed(manifest, wa
         combined = any(t["test_metadata"]["name"] == "unique_combination" for t in attached)
         keyed = "primary_key" in on_key or {"unique", "not_null"} <= on_key
         assert keyed or combined, model["name"]
+
+
+def test_the_primary_key_test_fails_for_a_repeated_and_for_a_missing_key(manifest, tmp_path):
+    """The project's own key test on a copy of the built warehouse: it passes as built, and
+    one account id written twice and another emptied make two failing rows."""
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
+
+    def key_test() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "dbt"), "test", "--profiles-dir", str(PROJECT_ROOT)]
+            + ["--select", "primary_key_stg_crm__accounts_account_id"],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "CDP_WAREHOUSE": str(path)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    assert key_test().returncode == 0
+    with duckdb.connect(str(path)) as con:
+        accounts = "staging.stg_crm__accounts"
+        ids = f"select min(account_id), max(account_id) from {accounts}"
+        first, last = con.execute(ids).fetchone()
+        assert first != last
+        twice = f"insert into {accounts} select * from {accounts} where account_id = ?"
+        con.execute(twice, [first])
+        con.execute(f"update {accounts} set account_id = null where account_id = ?", [last])
+    failed = key_test()
+    assert failed.returncode == 1
+    assert "Got 2 results, configured to fail if != 0" in failed.stdout, failed.stdout[-2000:]
 
 
 def test_personal_data_columns_are_tagged(manifest):
