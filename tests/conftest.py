@@ -68,12 +68,11 @@ def pg_database(name: str):
         admin.close()
 
 
-def dbt_build(*args: str, env: dict[str, str], command: str = "build") -> None:
-    """`dbt build` (or another command) of the project with extra environment (which
-    warehouse), failing loudly."""
+def dbt_command(*args: str, env: dict[str, str], command: str = "build"):
+    """A dbt command of the project with extra environment (which warehouse), its output kept."""
     from cdp.core.config import PROJECT_ROOT
 
-    done = subprocess.run(
+    return subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), command, "--profiles-dir", str(PROJECT_ROOT)]
         + ["--quiet", *args],
         cwd=PROJECT_ROOT,
@@ -82,6 +81,11 @@ def dbt_build(*args: str, env: dict[str, str], command: str = "build") -> None:
         text=True,
         timeout=900,
     )
+
+
+def dbt_build(*args: str, env: dict[str, str], command: str = "build") -> None:
+    """`dbt build` (or another command) of the project, failing loudly."""
+    done = dbt_command(*args, env=env, command=command)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 

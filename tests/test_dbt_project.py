@@ -16,7 +16,7 @@ from cdp.core.config import PROJECT_ROOT
 from cdp.ingest.declared import DECLARED_RELATIONS
 from cdp.ingest.sources import tables
 from orchestration.project import parse_inputs_digest, prepared_dbt_project
-from tests.conftest import dbt_build
+from tests.conftest import dbt_build, dbt_command
 
 
 @pytest.fixture(scope="module")
@@ -88,18 +88,9 @@ def test_the_primary_key_test_fails_for_a_repeated_and_for_a_missing_key(manifes
     path = tmp_path / "warehouse.duckdb"
     shutil.copy(os.environ["CDP_WAREHOUSE"], path)
 
-    def key_test() -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [str(Path(sys.executable).parent / "dbt"), "test", "--profiles-dir", str(PROJECT_ROOT)]
-            + ["--select", "primary_key_stg_crm__accounts_account_id"],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "CDP_WAREHOUSE": str(path)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    assert key_test().returncode == 0
+    env = {"CDP_WAREHOUSE": str(path)}
+    key_test = ["--select", "primary_key_stg_crm__accounts_account_id"]
+    dbt_build(*key_test, env=env, command="test")  # passes as built
     with duckdb.connect(str(path)) as con:
         accounts = "staging.stg_crm__accounts"
         ids = f"select min(account_id), max(account_id) from {accounts}"
@@ -108,7 +99,7 @@ def test_the_primary_key_test_fails_for_a_repeated_and_for_a_missing_key(manifes
         twice = f"insert into {accounts} select * from {accounts} where account_id = ?"
         con.execute(twice, [first])
         con.execute(f"update {accounts} set account_id = null where account_id = ?", [last])
-    failed = key_test()
+    failed = dbt_command(*key_test, env=env, command="test")
     assert failed.returncode == 1
     assert "Got 2 results, configured to fail if != 0" in failed.stdout, failed.stdout[-2000:]
 
