@@ -38,7 +38,7 @@ from cdp.core.build_state import (
     record_build,
     whole_project_selection,
 )
-from cdp.core.config import PRODUCTION_DBT_EXCLUDE, project_var
+from cdp.core.config import PRODUCTION_DBT_EXCLUDE, dbt_log_file_args, project_var
 from cdp.core.warehouse import MEMORY_LIMIT_ENV, connect_warehouse
 from cdp.demo.generate import Generator
 from cdp.identity.evaluation import evaluate
@@ -112,7 +112,14 @@ def _dbt(warehouse: Path, *args: str) -> None:
     """dbt on the bench's warehouse, with target and log folders of its own so that a
     benchmark and the tests can share a checkout."""
     subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), *args, "--profiles-dir", ".", "--quiet"],
+        [
+            str(Path(sys.executable).parent / "dbt"),
+            *args,
+            *dbt_log_file_args(),
+            "--profiles-dir",
+            ".",
+            "--quiet",
+        ],
         cwd=ROOT,
         env={
             **os.environ,

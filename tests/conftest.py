@@ -111,18 +111,19 @@ def defs():
 
 @pytest.fixture(scope="session")
 def full_run(landing, defs):
-    """The demo's job, run once in-process against the session warehouse."""
+    """The demo's job, run once in-process against the session warehouse, with dbt's debug log
+    file kept (production runs keep none: cdp.core.config.dbt_log_file_args)."""
     from dagster import DagsterInstance
 
     from cdp.ingest.enrichment import KEY_ENV, URL_ENV
     from cdp.ingest.firmographics_emulator import FirmographicsEmulator
 
     with FirmographicsEmulator(token="test-token") as api, DagsterInstance.ephemeral() as instance:
-        os.environ.update({URL_ENV: api.url, KEY_ENV: "test-token"})
+        os.environ.update({URL_ENV: api.url, KEY_ENV: "test-token", "DBT_LOG_LEVEL_FILE": "debug"})
         result = defs.resolve_job_def("full_graph").execute_in_process(
             instance=instance, raise_on_error=False
         )
-    for name in (URL_ENV, KEY_ENV):  # the emulator is gone; later runs skip enrichment
+    for name in (URL_ENV, KEY_ENV, "DBT_LOG_LEVEL_FILE"):  # later runs skip enrichment
         os.environ.pop(name)
     return result
 

@@ -21,7 +21,7 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource
 
-from cdp.core.config import PRODUCTION_DBT_EXCLUDE
+from cdp.core.config import PRODUCTION_DBT_EXCLUDE, dbt_log_file_args
 from cdp.privacy import erasure
 from orchestration.project import prepared_dbt_project
 from orchestration.resources import WarehouseResource
@@ -54,7 +54,7 @@ def erase_requested_people(context: OpExecutionContext, warehouse: WarehouseReso
 def rebuild_models(context: OpExecutionContext, dbt: DbtCliResource, erased: list) -> list:
     if erased:
         dbt.cli(
-            ["build", *PRODUCTION_DBT_EXCLUDE],
+            ["build", *PRODUCTION_DBT_EXCLUDE, *dbt_log_file_args()],
             manifest=prepared_dbt_project().manifest_path,
             raise_on_error=True,
         ).wait()

@@ -36,7 +36,7 @@ from cdp.core.build_state import (
     selection_args,
     step_scope,
 )
-from cdp.core.config import PRODUCTION_DBT_EXCLUDE
+from cdp.core.config import PRODUCTION_DBT_EXCLUDE, dbt_log_file_args
 from orchestration.resources import WarehouseResource
 
 
@@ -146,7 +146,7 @@ def build_changed(
         yield from unchanged_until(unique_id)
     if selection is not None:
         invocation = dbt.cli(
-            [*BUILD, *selection],
+            [*BUILD, *selection, *dbt_log_file_args()],
             manifest=manifest,
             dagster_dbt_translator=translator(),
             raise_on_error=False,
