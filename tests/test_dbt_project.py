@@ -77,6 +77,11 @@ def test_every_model_and_column_is_documented_and_every_model_keyed(manifest, wa
             if t.get("attached_node") == model["unique_id"] and t.get("test_metadata")
         ]
         on_key = {t["test_metadata"]["name"] for t in attached if t.get("column_name") == key}
+        on_key |= {
+            "not_null"
+            for t in attached
+            if key in t["test_metadata"]["kwargs"].get("column_names", [])
+        }
         combined = any(t["test_metadata"]["name"] == "unique_combination" for t in attached)
         keyed = "primary_key" in on_key or {"unique", "not_null"} <= on_key
         assert keyed or combined, model["name"]
@@ -102,6 +107,44 @@ def test_the_primary_key_test_fails_for_a_repeated_and_for_a_missing_key(manifes
     failed = dbt_command(*key_test, env=env, command="test")
     assert failed.returncode == 1
     assert "Got 2 results, configured to fail if != 0" in failed.stdout, failed.stdout[-2000:]
+
+
+def test_not_null_columns_fails_with_a_row_per_column_holding_nulls(manifest, tmp_path):
+    """The project's test of a model's never-null columns on a copy of the built warehouse:
+    it passes as built; one empty value in one listed column and two in another make two
+    failing rows, each naming its column and counting its nulls."""
+    [test] = [
+        n
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test"
+        and n.get("test_metadata", {}).get("name") == "not_null_columns"
+        and n["attached_node"] == "model.cdp.customers"
+    ]
+    first, second = test["test_metadata"]["kwargs"]["column_names"][:2]
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
+    env = {"CDP_WAREHOUSE": str(path)}
+    selected = ["--select", test["name"], "--store-failures"]
+    dbt_build(*selected, env=env, command="test")  # passes as built
+    with duckdb.connect(str(path)) as con:
+        ids = [
+            r[0] for r in con.execute("select profile_id from marts.customers limit 3").fetchall()
+        ]
+        empty = "update marts.customers set {} = null where profile_id in ({})"
+        con.execute(empty.format(first, "?"), ids[:1])
+        con.execute(empty.format(second, "?, ?"), ids[1:])
+    failed = dbt_command(*selected, env=env, command="test")
+    assert failed.returncode == 1
+    assert "Got 2 results, configured to fail if != 0" in failed.stdout, failed.stdout[-2000:]
+    with duckdb.connect(str(path), read_only=True) as con:
+        [schema] = con.execute(
+            "select table_schema from information_schema.tables where table_name = ?",
+            [test["alias"]],  # its name, shortened
+        ).fetchone()
+        rows = con.execute(
+            f"select column_name, null_rows from {schema}.{test['alias']} order by 2"
+        ).fetchall()
+    assert rows == [(first, 1), (second, 2)]
 
 
 def test_personal_data_columns_are_tagged(manifest):

@@ -199,6 +199,9 @@ def models_yml(audiences: dict[str, Audience]) -> str:
         {
             "name": "audience_memberships",
             "description": "Every profile in every audience (union of the audience models).",
+            "data_tests": [
+                {"not_null_columns": {"arguments": {"column_names": ["audience", "profile_id"]}}}
+            ],
             "columns": [
                 {
                     "name": "membership_id",
@@ -209,7 +212,6 @@ def models_yml(audiences: dict[str, Audience]) -> str:
                     "name": "audience",
                     "description": "Audience name.",
                     "data_tests": [
-                        "not_null",
                         {"accepted_values": {"arguments": {"values": list(audiences)}}},
                     ],
                 },
@@ -217,7 +219,6 @@ def models_yml(audiences: dict[str, Audience]) -> str:
                     "name": "profile_id",
                     "description": "Member profile.",
                     "data_tests": [
-                        "not_null",
                         {
                             "relationships": {
                                 "arguments": {"to": "ref('customers')", "field": "profile_id"}
