@@ -87,13 +87,23 @@ def test_every_model_and_column_is_documented_and_every_model_keyed(manifest, wa
         assert keyed or combined, model["name"]
 
 
+def _warehouse_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the built warehouse, and the environment that points dbt at it."""
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
+    return path, {"CDP_WAREHOUSE": str(path)}
+
+
+def _fails_with_two_rows(selected: list[str], env: dict[str, str]) -> None:
+    failed = dbt_command(*selected, env=env, command="test")
+    assert failed.returncode == 1
+    assert "Got 2 results, configured to fail if != 0" in failed.stdout, failed.stdout[-2000:]
+
+
 def test_the_primary_key_test_fails_for_a_repeated_and_for_a_missing_key(manifest, tmp_path):
     """The project's own key test on a copy of the built warehouse: it passes as built, and
     one account id written twice and another emptied make two failing rows."""
-    path = tmp_path / "warehouse.duckdb"
-    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
-
-    env = {"CDP_WAREHOUSE": str(path)}
+    path, env = _warehouse_copy(tmp_path)
     key_test = ["--select", "primary_key_stg_crm__accounts_account_id"]
     dbt_build(*key_test, env=env, command="test")  # passes as built
     with duckdb.connect(str(path)) as con:
@@ -104,9 +114,7 @@ def test_the_primary_key_test_fails_for_a_repeated_and_for_a_missing_key(manifes
         twice = f"insert into {accounts} select * from {accounts} where account_id = ?"
         con.execute(twice, [first])
         con.execute(f"update {accounts} set account_id = null where account_id = ?", [last])
-    failed = dbt_command(*key_test, env=env, command="test")
-    assert failed.returncode == 1
-    assert "Got 2 results, configured to fail if != 0" in failed.stdout, failed.stdout[-2000:]
+    _fails_with_two_rows(key_test, env)
 
 
 def test_not_null_columns_fails_with_a_row_per_column_holding_nulls(manifest, tmp_path):
@@ -121,9 +129,7 @@ def test_not_null_columns_fails_with_a_row_per_column_holding_nulls(manifest, tm
         and n["attached_node"] == "model.cdp.customers"
     ]
     first, second = test["test_metadata"]["kwargs"]["column_names"][:2]
-    path = tmp_path / "warehouse.duckdb"
-    shutil.copy(os.environ["CDP_WAREHOUSE"], path)
-    env = {"CDP_WAREHOUSE": str(path)}
+    path, env = _warehouse_copy(tmp_path)
     selected = ["--select", test["name"], "--store-failures"]
     dbt_build(*selected, env=env, command="test")  # passes as built
     with duckdb.connect(str(path)) as con:
@@ -133,9 +139,7 @@ def test_not_null_columns_fails_with_a_row_per_column_holding_nulls(manifest, tm
         empty = "update marts.customers set {} = null where profile_id in ({})"
         con.execute(empty.format(first, "?"), ids[:1])
         con.execute(empty.format(second, "?, ?"), ids[1:])
-    failed = dbt_command(*selected, env=env, command="test")
-    assert failed.returncode == 1
-    assert "Got 2 results, configured to fail if != 0" in failed.stdout, failed.stdout[-2000:]
+    _fails_with_two_rows(selected, env)
     with duckdb.connect(str(path), read_only=True) as con:
         [schema] = con.execute(
             "select table_schema from information_schema.tables where table_name = ?",
