@@ -76,7 +76,8 @@ def _prepared(target: str) -> DbtProject:
     preparer.prepare_if_dev(project)
     missing = not project.manifest_path.exists()
     if missing or os.environ.get("CDP_REFRESH_MANIFEST") == "1":
-        inputs, digest = Path(project.target_path) / PARSED_INPUTS, parse_inputs_digest()
+        inputs = project.project_dir / project.target_path / PARSED_INPUTS
+        digest = parse_inputs_digest()
         parsed = inputs.read_text(encoding="utf-8").strip() if inputs.is_file() else None
         if missing or parsed != digest:
             preparer.prepare(project)
@@ -84,7 +85,7 @@ def _prepared(target: str) -> DbtProject:
     # dagster-dbt gives each dbt invocation a target folder of its own under DBT_TARGET_PATH and
     # copies the partial-parse file found there into it; pointed at the prepared project, every
     # invocation skips the full parse (7-10 s saved per dbt step of a demo run).
-    os.environ.setdefault("DBT_TARGET_PATH", str(project.target_path))
+    os.environ.setdefault("DBT_TARGET_PATH", str(project.project_dir / project.target_path))
     return project
 
 
