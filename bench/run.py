@@ -32,12 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.report import save
-from cdp.core.build_state import (
-    plan_build,
-    project_settings,
-    record_build,
-    whole_project_selection,
-)
+from cdp.core.build_state import build_whole_project, project_settings
 from cdp.core.config import PRODUCTION_DBT_EXCLUDE, dbt_log_file_args, project_var
 from cdp.core.warehouse import MEMORY_LIMIT_ENV, connect_warehouse
 from cdp.demo.generate import Generator
@@ -137,15 +132,18 @@ def _dbt_build(warehouse: Path) -> None:
     target = warehouse.parent / "target"
     manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
     command = ["build", *PRODUCTION_DBT_EXCLUDE]
-    with connect_warehouse(path=warehouse) as con:
-        plan = plan_build(con, manifest, project_settings(ROOT, command))
-    selection = whole_project_selection(manifest, plan)
     (target / "run_results.json").unlink(missing_ok=True)
-    if selection is None:
-        return
-    _dbt(warehouse, *command, *selection)
-    with connect_warehouse(path=warehouse) as con:
-        record_build(con, plan, json.loads((target / "run_results.json").read_text()))
+
+    def run_dbt(selection: list[str]) -> dict:
+        _dbt(warehouse, *command, *selection)
+        return json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+
+    build_whole_project(
+        lambda: connect_warehouse(path=warehouse),
+        manifest,
+        project_settings(ROOT, command),
+        run_dbt,
+    )
 
 
 def _build_profile(warehouse: Path, count: int = 12) -> dict:

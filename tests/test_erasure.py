@@ -18,15 +18,19 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cdp.core.build_state import descendants, on_the_clock, plan_build, project_settings
 from cdp.core.warehouse import connect_warehouse
 from cdp.demo.destinations import start_emulators
 from cdp.ingest.load import load_table
 from cdp.ingest.sources import table as source_table
 from cdp.privacy import erasure
+from orchestration.project import PROJECT_ROOT
+from orchestration.transform.dbt import BUILD
 from reverse_etl.config import load_syncs
 from reverse_etl.engine import run_sync
 
 CDP = str(Path(sys.executable).parent / "cdp")
+MANIFEST = PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target/duckdb") / "manifest.json"
 
 
 def _scan_warehouse(path: str, exact: set[str], emails: set[str], shop_ids: set[str]) -> dict:
@@ -226,15 +230,30 @@ def _collected_after_the_build(world) -> tuple[Path, str]:
     return segment, email
 
 
+def _left_to_build(warehouse: Path) -> set[str]:
+    """The dbt nodes the next run would build, less those it builds for the clock alone."""
+    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    with connect_warehouse(path=warehouse, read_only=True) as con:
+        plan = plan_build(con, manifest, project_settings(PROJECT_ROOT, BUILD))
+    timed = descendants(manifest, [u for u, n in manifest["nodes"].items() if on_the_clock(n)])
+    return set(plan.signatures) - plan.unchanged.keys() - timed
+
+
 def test_retry_erases_everywhere_and_nothing_is_left(world):
     from cdp.realtime.live import overlay_for
     from cdp.realtime.store import open_store
 
     person = world["person"]
     segment, email = _collected_after_the_build(world)
+    assert _left_to_build(world["warehouse"]) == set()
     done = _cli(world, "erase", "--email", email, "--requested-by", "dpo@test")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "verified" in done.stdout + done.stderr
+    # The rebuild built what the erased rows changed, and recorded it: a part of the project,
+    # and nothing left for the next run.
+    rebuilt = int(re.search(r"dbt: (\d+) nodes rebuilt", done.stdout + done.stderr)[1])
+    assert 0 < rebuilt < len(json.loads(MANIFEST.read_text(encoding="utf-8"))["nodes"])
+    assert _left_to_build(world["warehouse"]) == set()
     found = _scan_warehouse(
         str(world["warehouse"]), person["exact"], person["emails"], person["shop_ids"]
     )
@@ -253,6 +272,11 @@ def test_retry_erases_everywhere_and_nothing_is_left(world):
             "select count(*) from reverse_etl.sync_deliveries where record_key like 'erased:%'"
         ).fetchall()[0][0]
         other_customers = con.execute("select count(*) from marts.customers").fetchall()[0][0]
+        # the matcher kept its model and the pairs of everyone else: no retraining
+        matcher_run = con.execute(
+            "select last_run_mode, pairs from intermediate.identity_match_model"
+        ).fetchall()[0]
+        pairs = con.execute("select count(*) from intermediate.int_identity_matches").fetchall()
     finally:
         con.close()
     assert (status, remaining, by) == ("verified", 0, "dpo@test")
@@ -260,6 +284,7 @@ def test_retry_erases_everywhere_and_nothing_is_left(world):
     assert destinations == person["held_by"]  # every sync that had delivered them
     assert pseudonymized >= person["held_by"]  # the record of processing keeps the counts
     assert other_customers > 9000  # nobody else went with them
+    assert matcher_run == ("incremental", pairs[0][0])
     # The collector's own copy keeps only someone else's event; the API serves nothing of them.
     assert [json.loads(line)["anonymous_id"] for line in segment.read_text().splitlines()] == [
         "someone-else"

@@ -22,7 +22,8 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,25 @@ def whole_project_selection(manifest: Mapping[str, Any], plan: BuildPlan) -> lis
     built = {u for u, n in manifest["nodes"].items() if n["resource_type"] != "test"}
     scope = step_scope(manifest, built, set(manifest.get("sources", {})))
     return selection_args(manifest, plan, scope, WHOLE_PROJECT)
+
+
+def build_whole_project(
+    connect: Callable[[], AbstractContextManager[Warehouse]],
+    manifest: Mapping[str, Any],
+    settings: Any,
+    run_dbt: Callable[[list[str]], Mapping[str, Any] | None],
+) -> int | None:
+    """One dbt command over what changed in the whole project since its last recorded build,
+    recorded after it: `run_dbt(selection)` runs it and returns its run_results. The number of
+    nodes recorded; None when nothing changed (dbt did not run)."""
+    with connect() as con:
+        plan = plan_build(con, manifest, settings)
+    selection = whole_project_selection(manifest, plan)
+    if selection is None:
+        return None
+    run_results = run_dbt(selection)
+    with connect() as con:
+        return record_build(con, plan, run_results)
 
 
 def _selector(node: Mapping[str, Any]) -> str:
@@ -270,7 +290,9 @@ def signatures(
         return found[unique_id]
 
     for unique_id, node in nodes.items():
-        if node["resource_type"] in ("model", "seed", "snapshot", "test"):
+        # a disabled test stays in the nodes (on a model disabled for this target) but never runs
+        enabled = (node.get("config") or {}).get("enabled", True)
+        if node["resource_type"] in ("model", "seed", "snapshot", "test") and enabled:
             signature(unique_id)
     return {u: s for u, s in found.items() if u in nodes}
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from cdp.core.sql import quote, table_exists, utc_now
 from cdp.core.warehouse import Warehouse, as_warehouse
+from cdp.identity.matching import pairs_deleted
 from cdp.ingest.sources import EMAIL_TOKEN, Table, declarations, tables
 from cdp.ingest.sources import table as declared_table
 from cdp.ingest.suppression import PRIVACY_SCHEMA, Suppressions, digest, ensure_privacy_schema
@@ -380,6 +381,7 @@ def _erase_in_warehouse(con, subject: Subject) -> tuple[int, int]:
         count = con.affected(f"delete from {quote(schema)}.{quote(table)} where {where}")
         if count:
             deleted += count
+            pairs_deleted(con, schema, table, count)
             _log(con, subject.request_id, f"{schema}.{table}", "", "deleted", count)
     now = utc_now()
     suppress = [("email", h) for h in subject.email_hashes] + [

@@ -3,6 +3,7 @@ warehouse in one transaction), rebuild the dbt models from what is left, verify 
 table. A sensor starts it when `cdp privacy erase --no-run` (or anyone) records a request. Run
 config and op outputs carry request ids only, so Dagster's storage holds nothing of the person."""
 
+import json
 import time
 
 from dagster import (
@@ -21,10 +22,12 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource
 
-from cdp.core.config import PRODUCTION_DBT_EXCLUDE, dbt_log_file_args
+from cdp.core.build_state import build_whole_project, project_settings
+from cdp.core.config import dbt_log_file_args
 from cdp.privacy import erasure
 from orchestration.project import prepared_dbt_project
 from orchestration.resources import WarehouseResource
+from orchestration.transform.dbt import BUILD
 
 
 @op(out=Out(list), description="Erase every open request in destinations and the warehouse.")
@@ -50,16 +53,40 @@ def erase_requested_people(context: OpExecutionContext, warehouse: WarehouseReso
     return [r.request_id for r in erased]
 
 
-@op(ins={"erased": In(list)}, out=Out(list), description="dbt build over what is left.")
-def rebuild_models(context: OpExecutionContext, dbt: DbtCliResource, erased: list) -> list:
-    if erased:
-        dbt.cli(
-            ["build", *PRODUCTION_DBT_EXCLUDE, *dbt_log_file_args()],
-            manifest=prepared_dbt_project().manifest_path,
-            raise_on_error=True,
-        ).wait()
-    else:
+@op(
+    ins={"erased": In(list)},
+    out=Out(list),
+    description="dbt build of what the erasure changed, over what is left.",
+)
+def rebuild_models(
+    context: OpExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    erased: list,
+) -> list:
+    if not erased:
         context.log.info("nothing erased: no rebuild")
+        return erased
+    # What the erased rows changed, as a run would build it (cdp.core.build_state): the sources
+    # they were deleted from and everything below. The rest holds nothing of them: the erasure
+    # deleted their rows from every table, and verify_erasure scans them all.
+    project = prepared_dbt_project()
+    manifest = json.loads(project.manifest_path.read_text(encoding="utf-8"))
+
+    def run_dbt(selection: list[str]):
+        invocation = dbt.cli(
+            [*BUILD, *selection, *dbt_log_file_args()], manifest=manifest, raise_on_error=True
+        ).wait()
+        return invocation.get_artifact("run_results.json")
+
+    recorded = build_whole_project(
+        warehouse.connection, manifest, project_settings(project.project_dir, BUILD), run_dbt
+    )
+    context.log.info(
+        "dbt: nothing the erasure changed is built by dbt"
+        if recorded is None
+        else f"dbt: {recorded} nodes rebuilt from what is left and recorded"
+    )
     return erased
 
 
