@@ -80,13 +80,10 @@ def lead_predictions(models: AssetsDefinition) -> AssetsDefinition:
     def lead_predictions(
         context: AssetExecutionContext, warehouse: WarehouseResource
     ) -> MaterializeResult:
-        # imported where a model is fitted: it loads scikit-learn (cdp.intelligence.tables)
-        from cdp.intelligence.lead_scoring import train_and_score_leads
-
         run = _trained(
             context,
             warehouse,
-            train_and_score_leads,
+            _train_lead_model,
             "lead scores",
             inputs=LEAD_INPUTS,
             version=LEAD_MODEL_VERSION,
@@ -159,13 +156,25 @@ def _trained(
         return run
 
 
-def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResource):
-    from cdp.intelligence.predict import train_and_score  # loads scikit-learn, as above
+# The model modules load scikit-learn and SciPy (1.2 s): imported only when a model is fitted,
+# not on a run whose inputs are unchanged.
+def _train_customer_models(con):
+    from cdp.intelligence.predict import train_and_score
 
+    return train_and_score(con)
+
+
+def _train_lead_model(con):
+    from cdp.intelligence.lead_scoring import train_and_score_leads
+
+    return train_and_score_leads(con)
+
+
+def _train_and_score(context: AssetExecutionContext, warehouse: WarehouseResource):
     run = _trained(
         context,
         warehouse,
-        train_and_score,
+        _train_customer_models,
         "predictions",
         inputs=INPUTS,
         version=MODEL_VERSION,
