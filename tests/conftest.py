@@ -14,12 +14,18 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cdp.core.config import PROJECT_ROOT
+
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="cdp-tests-"))
 # in a folder that does not exist yet, as on a fresh clone
 os.environ["CDP_WAREHOUSE"] = str(SESSION_DIR / "warehouse" / "warehouse.duckdb")
 os.environ["CDP_LANDING"] = str(SESSION_DIR / "landing")
 os.environ["CDP_REFRESH_MANIFEST"] = "1"
 os.environ.pop("DAGSTER_HOME", None)
+
+# Where dbt writes for the session's target: the parsed manifest, and a folder per Dagster step.
+DBT_TARGET = PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target/duckdb")
+MANIFEST = DBT_TARGET / "manifest.json"
 
 # The default demo set (`make demo`): identity quality targets are stated for it.
 TEST_PEOPLE = 10_000

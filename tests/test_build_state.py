@@ -23,10 +23,7 @@ from cdp.core.build_state import (
     signatures,
 )
 from cdp.core.warehouse import CDP_SCHEMAS, DuckDBWarehouse, PostgresWarehouse
-from orchestration.project import PROJECT_ROOT
-from tests.conftest import pg_database
-
-MANIFEST = PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target/duckdb") / "manifest.json"
+from tests.conftest import DBT_TARGET, MANIFEST, pg_database
 
 
 @pytest.fixture(scope="module")
@@ -364,8 +361,7 @@ def test_rows_an_outside_writer_adds_to_one_source_rebuild_what_reads_it(rerun):
     assert rerun_by_table[("support/tickets", "ge_in_set_priority")] is True
     assert rerun_by_table[("crm/contacts", "ge_match_regex_email")] is False
     # dbt wrote its results but no log file of its own (Dagster has its events)
-    target = PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target/duckdb")
-    steps = list(target.glob(f"cdp_dbt_models*-{result.run_id[:7]}-*"))
+    steps = list(DBT_TARGET.glob(f"cdp_dbt_models*-{result.run_id[:7]}-*"))
     assert steps
     for step in steps:
         assert (step / "run_results.json").exists() and not list(step.glob("dbt.log*"))

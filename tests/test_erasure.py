@@ -28,9 +28,9 @@ from orchestration.project import PROJECT_ROOT
 from orchestration.transform.dbt import BUILD
 from reverse_etl.config import load_syncs
 from reverse_etl.engine import run_sync
+from tests.conftest import MANIFEST
 
 CDP = str(Path(sys.executable).parent / "cdp")
-MANIFEST = PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target/duckdb") / "manifest.json"
 
 
 def _scan_warehouse(path: str, exact: set[str], emails: set[str], shop_ids: set[str]) -> dict:

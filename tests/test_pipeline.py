@@ -14,6 +14,7 @@ from dagster import AssetCheckKey, AssetKey, AssetSelection, materialize
 from cdp.ingest.declared import DECLARED_RELATIONS
 from cdp.ingest.sources import tables
 from orchestration.project import PROJECT_ROOT, DbtCli
+from tests.conftest import DBT_TARGET
 
 DBT = str(Path(sys.executable).parent / "dbt")
 
@@ -112,8 +113,7 @@ def test_dbt_runs_in_one_command_before_the_predictions_and_one_after(full_run):
 def test_dbt_steps_parse_nothing_the_run_prepared(full_run):
     """The manifest is prepared once per process; each dbt command of the run finds nothing
     to parse again (dagster-dbt's preparation voided the seeds' entries: 1.2 s a command)."""
-    target = PROJECT_ROOT / os.environ.get("DBT_TARGET_PATH", "target/duckdb")
-    steps = sorted(target.glob(f"cdp_dbt_models*-{full_run.run_id[:7]}-*"))
+    steps = sorted(DBT_TARGET.glob(f"cdp_dbt_models*-{full_run.run_id[:7]}-*"))
     assert len(steps) == 2
     for step in steps:
         log = "".join(path.read_text() for path in step.glob("dbt.log*"))  # rotated at 10 MB
